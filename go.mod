@@ -1,0 +1,3 @@
+module github.com/tether-lb/tether
+
+go 1.26

@@ -1,0 +1,10 @@
+// Package pool is the backend side of tether: the configured nodes, a pool of
+// idle keep-alive connections per node, dialing under a connect timeout, and
+// the routing table that the request path reads with one atomic load.
+//
+// Stage: after proxy has chosen a route, pool hands it a connection to the
+// node; after the exchange proxy gives the connection back (Put) or closes it.
+//
+// Nothing here knows HTTP beyond what a health probe needs; nothing a client
+// sends can name an address: nodes come only from Config.
+package pool
