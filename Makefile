@@ -1,0 +1,61 @@
+# tether: make is the interface. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+FUZZTIME ?= 3s
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
+
+.PHONY: help build test unit e2e fuzz-short fuzz bench lint cover ci demo clean
+
+#? help: list the targets
+help:
+	@grep -E '^#\? ' $(MAKEFILE_LIST) | sed 's/^#? /  /'
+
+#? build: build bin/tether and bin/tether-bench
+build:
+	$(GO) build -o $(BIN)/tether ./cmd/tether
+	$(GO) build -o $(BIN)/tether-bench ./cmd/tether-bench
+
+#? test: vet, gofmt check, go test -race ./... (end-to-end tests included), and a short run of every fuzz target
+test: build
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	TETHER_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory fuzz-short
+
+#? fuzz-short: run each fuzz target for FUZZTIME (default 3s)
+fuzz-short:
+	@set -e; for pkg in ./proxy; do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || { \
+	      $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; exit 1; }; \
+	  done; done
+
+#? fuzz: run each fuzz target for FUZZTIME (set FUZZTIME=5m for a real session)
+fuzz: fuzz-short
+
+#? bench: Go benchmarks of each stage, with allocations (-benchmem)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+#? lint: go vet and staticcheck
+lint:
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+
+#? cover: test coverage per package
+cover:
+	TETHER_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -cover ./...
+
+#? ci: what .ci/run calls
+ci: test
+
+#? demo: two fake nodes and tether on loopback, a short mixed load, a per-node report
+demo: build
+	bash scripts/demo.sh
+
+#? clean: remove built binaries
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,165 @@
+package pool
+
+import (
+	"errors"
+	"net"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Conn is a connection to one node, lent by Get and given back with Put or
+// closed by the borrower.
+type Conn struct {
+	net.Conn
+	Node *Node
+	// Reused is true when the connection came from the idle pool: a failure
+	// before any answer byte may be the node closing an idle connection, and
+	// the request may be retried on a fresh one if nothing of it was lost.
+	Reused bool
+
+	idleAt int64           // unix nanos when it was put back
+	raw    syscall.RawConn // nil for TLS connections
+	probe  func(fd uintptr) bool
+	alive  bool
+	peek   [1]byte
+}
+
+// Get lends a connection to n: the warmest idle one that is still open, or a
+// new one dialed under the connect timeout. A failed dial marks the node
+// failing (passive health) and returns an error naming the node.
+func (n *Node) Get() (*Conn, error) {
+	deadline := time.Now().UnixNano() - int64(n.pool.cfg.IdleTimeout)
+	for {
+		c := n.popIdle()
+		if c == nil {
+			break
+		}
+		if c.idleAt < deadline || !c.open() {
+			c.Conn.Close()
+			continue
+		}
+		c.Reused = true
+		n.Reuses.Add(1)
+		return c, nil
+	}
+	c, err := n.dialConn()
+	if err != nil {
+		return nil, err
+	}
+	n.Dials.Add(1)
+	return c, nil
+}
+
+// Put gives c back to its node's idle pool, or closes it when the pool is
+// full, the node is down or the pool is closed. The caller must have read
+// the whole answer and sent nothing more.
+func (c *Conn) Put() {
+	n := c.Node
+	if n.State() == StateDown || n.pool.cfg.MaxIdle < 0 {
+		c.Conn.Close()
+		return
+	}
+	c.Conn.SetDeadline(time.Time{})
+	c.idleAt = time.Now().UnixNano()
+	n.mu.Lock()
+	if len(n.idle) >= n.pool.cfg.MaxIdle || n.pool.ctx.Err() != nil {
+		n.mu.Unlock()
+		c.Conn.Close()
+		return
+	}
+	n.idle = append(n.idle, c)
+	n.mu.Unlock()
+}
+
+// IdleConns returns the number of idle pooled connections to n.
+func (n *Node) IdleConns() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.idle)
+}
+
+func (n *Node) popIdle() *Conn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	k := len(n.idle)
+	if k == 0 {
+		return nil
+	}
+	c := n.idle[k-1]
+	n.idle[k-1] = nil
+	n.idle = n.idle[:k-1]
+	return c
+}
+
+// closeIdle closes every idle connection of n (node down, pool closed).
+func (n *Node) closeIdle() {
+	n.mu.Lock()
+	idle := n.idle
+	n.idle = nil
+	n.mu.Unlock()
+	for _, c := range idle {
+		c.Conn.Close()
+	}
+}
+
+// sweepIdle closes idle connections older than the idle timeout.
+func (n *Node) sweepIdle(now time.Time) {
+	deadline := now.UnixNano() - int64(n.pool.cfg.IdleTimeout)
+	var stale []*Conn
+	n.mu.Lock()
+	keep := n.idle[:0]
+	for _, c := range n.idle {
+		if c.idleAt < deadline {
+			stale = append(stale, c)
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	clear(n.idle[len(keep):])
+	n.idle = keep
+	n.mu.Unlock()
+	for _, c := range stale {
+		c.Conn.Close()
+	}
+}
+
+// sweepLoop closes stale idle connections until the pool is closed.
+func (p *Pool) sweepLoop() {
+	every := max(p.cfg.IdleTimeout/2, time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case now := <-t.C:
+			for _, n := range p.nodes {
+				n.sweepIdle(now)
+			}
+		}
+	}
+}
+
+// open reports whether an idle connection is still usable: nothing to read
+// (a node sends nothing unasked, so readable means closed or broken) and no
+// error. It does not block and does not allocate.
+func (c *Conn) open() bool {
+	if c.raw == nil {
+		return true
+	}
+	c.alive = false
+	if err := c.raw.Read(c.probe); err != nil {
+		return false
+	}
+	return c.alive
+}
+
+// probeFD is the RawConn.Read callback of open: it peeks without blocking.
+// It always returns true so RawConn.Read never waits.
+func (c *Conn) probeFD(fd uintptr) bool {
+	_, _, err := unix.Recvfrom(int(fd), c.peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	c.alive = errors.Is(err, unix.EAGAIN)
+	return true
+}

@@ -1,0 +1,73 @@
+package pool
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+)
+
+// dialConn opens a new connection to n under the connect timeout (TCP, then
+// the TLS handshake for https nodes). A failure marks the node failing at
+// once: traffic stops going there before the next probe.
+func (n *Node) dialConn() (*Conn, error) {
+	ctx, cancel := context.WithTimeout(n.pool.ctx, n.pool.cfg.ConnectTimeout)
+	defer cancel()
+	nc, err := n.dialRaw(ctx)
+	if err != nil {
+		err = fmt.Errorf("dial %s (%s): %w", n.Name, n.Addr, err)
+		n.Fail(err)
+		return nil, err
+	}
+	c := &Conn{Conn: nc, Node: n}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+			c.probe = c.probeFD
+		}
+	}
+	return c, nil
+}
+
+// dialRaw dials n's address, with TLS for https nodes.
+func (n *Node) dialRaw(ctx context.Context) (net.Conn, error) {
+	nc, err := n.pool.dial.DialContext(ctx, "tcp", n.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if n.tls == nil {
+		return nc, nil
+	}
+	tc := tls.Client(nc, n.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	return tc, nil
+}
+
+// Fail reports a failure of live traffic to n (a refused or timed-out
+// connect, a reset before any answer). The node leaves the routing table at
+// once; its health loop brings it back after Rise good probes (or after the
+// cooldown when active checks are off).
+func (n *Node) Fail(err error) {
+	msg := err.Error()
+	n.lastError.Store(&msg)
+	if n.pool.ctx.Err() != nil {
+		return
+	}
+	if n.setState(StateDown, msg) {
+		select {
+		case n.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// IsRefused reports whether err is a refused connection: the node's port is
+// closed, so a request that sent nothing can go to another node at once.
+func IsRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
+}

@@ -1,0 +1,111 @@
+package pool
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// healthLoop probes n every HealthInterval (±10% jitter) and moves it down
+// after Fall failures in a row and up after Rise successes in a row. A
+// passive failure (Fail) wakes it to start counting rises at once. With
+// active checks off it only brings a failed node back after the cooldown.
+func (n *Node) healthLoop() {
+	cfg := &n.pool.cfg
+	ctx := n.pool.ctx
+	timer := time.NewTimer(n.nextProbe())
+	defer timer.Stop()
+	var ok, bad int
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.kick:
+			ok, bad = 0, cfg.Fall
+			timer.Reset(n.nextProbe())
+			continue
+		case <-timer.C:
+		}
+		if cfg.HealthInterval == 0 {
+			if n.State() == StateDown {
+				n.setState(n.upState(), "")
+			}
+			timer.Reset(n.nextProbe())
+			continue
+		}
+		err := n.probeOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			ok = 0
+			bad++
+			msg := err.Error()
+			n.lastError.Store(&msg)
+			n.log.Warn().Err(err).Int("fails", bad).Msg("health probe failed")
+			if bad >= cfg.Fall {
+				n.setState(StateDown, msg)
+			}
+		} else {
+			bad = 0
+			ok++
+			if n.State() == StateDown && ok >= cfg.Rise {
+				n.setState(n.upState(), "")
+			}
+		}
+		timer.Reset(n.nextProbe())
+	}
+}
+
+// upState is the state a healthy node takes: draining if the operator
+// drained it, up otherwise.
+func (n *Node) upState() State {
+	if n.drained.Load() {
+		return StateDraining
+	}
+	return StateUp
+}
+
+// nextProbe is the jittered wait before the next probe, or the cooldown when
+// active checks are off.
+func (n *Node) nextProbe() time.Duration {
+	iv := n.pool.cfg.HealthInterval
+	if iv == 0 {
+		return n.pool.cfg.Cooldown
+	}
+	jitter := time.Duration(rand.Int64N(int64(iv)/5+1)) - iv/10
+	return iv + jitter
+}
+
+// probeOnce runs one health check under HealthTimeout: GET HealthPath on a
+// new connection; any 2xx answer is healthy.
+func (n *Node) probeOnce(ctx context.Context) error {
+	cfg := &n.pool.cfg
+	ctx, cancel := context.WithTimeout(ctx, cfg.HealthTimeout)
+	defer cancel()
+	c, err := n.dialRaw(ctx)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", n.Name, err)
+	}
+	defer c.Close()
+	if d, ok := ctx.Deadline(); ok {
+		c.SetDeadline(d)
+	}
+	req := "GET " + cfg.HealthPath + " HTTP/1.1\r\nHost: " + n.Addr +
+		"\r\nUser-Agent: tether-health\r\nConnection: close\r\n\r\n"
+	if _, err := c.Write([]byte(req)); err != nil {
+		return fmt.Errorf("probe %s: %w", n.Name, err)
+	}
+	var h fasthttp.ResponseHeader
+	if err := h.Read(bufio.NewReaderSize(c, 4096)); err != nil {
+		return fmt.Errorf("probe %s: read answer: %w", n.Name, err)
+	}
+	if s := h.StatusCode(); s < 200 || s > 299 {
+		return fmt.Errorf("probe %s: status %d", n.Name, s)
+	}
+	return nil
+}

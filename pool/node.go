@@ -1,0 +1,259 @@
+package pool
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Sentinel errors of the backend side, checked with errors.Is.
+var (
+	// ErrNoHealthyNode means the routing table has no node that may take a
+	// new session: the client gets 503 with Retry-After.
+	ErrNoHealthyNode = errors.New("pool: no healthy node")
+	// ErrClosed means the pool was closed (shutdown or reload).
+	ErrClosed = errors.New("pool: closed")
+)
+
+// Config is the backend side of tether's configuration. The proxy nests it
+// as proxy.Config.Pool; cmd/tether fills it from flags.
+type Config struct {
+	// Nodes are the backends, in the order the operator listed them. At least
+	// one is required; names must be unique.
+	Nodes []NodeConfig
+
+	// ConnectTimeout bounds one dial to a node (TCP connect, and the TLS
+	// handshake for https nodes). Zero means 5s.
+	ConnectTimeout time.Duration
+
+	// MaxIdle is the number of idle keep-alive connections kept per node.
+	// Zero means 128; negative means keep none (every request dials).
+	MaxIdle int
+
+	// IdleTimeout closes a pooled connection that has been idle this long, so
+	// tether gives connections back before the node's own keep-alive timeout
+	// does. Zero means 60s.
+	IdleTimeout time.Duration
+
+	// HealthPath is requested with GET on every node by its health loop.
+	// Empty means "/cobrowse/health".
+	HealthPath string
+
+	// HealthInterval is the time between two probes of one node, jittered by
+	// ±10%. Zero turns active checks off: a node taken out by a failed
+	// connection then returns after Cooldown. Negative is invalid.
+	HealthInterval time.Duration
+
+	// HealthTimeout bounds one probe (connect, request and answer head). Zero
+	// means 1s.
+	HealthTimeout time.Duration
+
+	// Rise is how many probes in a row must pass to bring a node back; Fall
+	// is how many in a row must fail to take it out. Zero means 2 for each.
+	Rise, Fall int
+
+	// Cooldown is how long a node taken out by a failed connection stays out
+	// when active checks are off. Zero means 10s.
+	Cooldown time.Duration
+
+	// TLS is the client-side TLS configuration for https nodes. Nil means the
+	// system roots with default settings. The pool sets ServerName per node.
+	TLS *tls.Config
+}
+
+// NodeConfig names one backend.
+type NodeConfig struct {
+	// Name is the node's application name: the value of the stickiness
+	// cookie and URL parameter that select it (e.g. "CB_Server_1").
+	Name string
+	// URL is "http://host:port" or "https://host:port"; a missing port means
+	// 80 or 443. Paths, queries and user info are refused.
+	URL string
+}
+
+// SetDefaults fills zero fields with their documented defaults.
+func (c *Config) SetDefaults() {
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 5 * time.Second
+	}
+	if c.MaxIdle == 0 {
+		c.MaxIdle = 128
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 60 * time.Second
+	}
+	if c.HealthPath == "" {
+		c.HealthPath = "/cobrowse/health"
+	}
+	if c.HealthTimeout == 0 {
+		c.HealthTimeout = time.Second
+	}
+	if c.Rise == 0 {
+		c.Rise = 2
+	}
+	if c.Fall == 0 {
+		c.Fall = 2
+	}
+	if c.Cooldown == 0 {
+		c.Cooldown = 10 * time.Second
+	}
+}
+
+// Validate reports the first bad value, naming the flag an operator sets.
+func (c *Config) Validate() error {
+	if len(c.Nodes) == 0 {
+		return errors.New("--node: at least one node is required (NAME=http://HOST:PORT)")
+	}
+	seen := make(map[string]bool, len(c.Nodes))
+	for _, n := range c.Nodes {
+		if err := validName(n.Name); err != nil {
+			return fmt.Errorf("--node %s=%s: %w", n.Name, n.URL, err)
+		}
+		if seen[n.Name] {
+			return fmt.Errorf("--node %s: name given twice", n.Name)
+		}
+		seen[n.Name] = true
+		if _, _, err := parseNodeURL(n.URL); err != nil {
+			return fmt.Errorf("--node %s=%s: %w", n.Name, n.URL, err)
+		}
+	}
+	switch {
+	case c.ConnectTimeout < 0:
+		return fmt.Errorf("--connect-timeout %s: must not be negative", c.ConnectTimeout)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("--pool-idle-timeout %s: must not be negative", c.IdleTimeout)
+	case c.HealthInterval < 0:
+		return fmt.Errorf("--health-interval %s: must not be negative (0 turns checks off)", c.HealthInterval)
+	case c.HealthTimeout < 0:
+		return fmt.Errorf("--health-timeout %s: must not be negative", c.HealthTimeout)
+	case c.Rise < 0:
+		return fmt.Errorf("--rise %d: must be at least 1", c.Rise)
+	case c.Fall < 0:
+		return fmt.Errorf("--fall %d: must be at least 1", c.Fall)
+	case !strings.HasPrefix(c.HealthPath, "/") || strings.ContainsAny(c.HealthPath, " \r\n\t"):
+		return fmt.Errorf("--health-path %q: must be an absolute path without spaces", c.HealthPath)
+	}
+	return nil
+}
+
+// validName accepts names that can travel in a cookie value and a query
+// parameter unescaped: letters, digits and -_.~ (the set of RFC 3986
+// unreserved characters), at most 128 bytes.
+func validName(s string) error {
+	if s == "" {
+		return errors.New("empty node name")
+	}
+	if len(s) > 128 {
+		return errors.New("node name longer than 128 bytes")
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~') {
+			return fmt.Errorf("node name has %q: use letters, digits and -_.~", c)
+		}
+	}
+	return nil
+}
+
+// parseNodeURL returns the scheme and host:port of a node URL.
+func parseNodeURL(raw string) (scheme, addr string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", fmt.Errorf("bad URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", "", fmt.Errorf("URL scheme %q: use http or https", u.Scheme)
+	}
+	if u.Host == "" {
+		return "", "", errors.New("URL has no host")
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return "", "", errors.New("URL must be scheme://host:port only")
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return u.Scheme, net.JoinHostPort(u.Hostname(), port), nil
+}
+
+// State is a node's place in the routing table.
+type State int32
+
+// The states of a node. Only the node's health loop and the admin actions
+// change them; the table is rebuilt after every change.
+const (
+	StateUp       State = iota // takes new and sticky sessions
+	StateDown                  // failed: takes nothing; its sticky sessions fail over
+	StateDraining              // keeps sticky sessions, gets no new ones
+)
+
+func (s State) String() string {
+	switch s {
+	case StateUp:
+		return "up"
+	case StateDown:
+		return "down"
+	case StateDraining:
+		return "draining"
+	}
+	return "unknown"
+}
+
+// Node is one backend: its address, its idle connections and its counters.
+// Counters are atomics read by the balancer and the status page.
+type Node struct {
+	Name   string
+	Addr   string // host:port dialed
+	Scheme string // "http" or "https"
+
+	pool *Pool
+	log  zerolog.Logger
+	tls  *tls.Config // nil for http nodes
+
+	// Active is in-flight requests plus spliced sessions: what the balancer
+	// compares.
+	Active atomic.Int64
+	// InFlight is HTTP requests waiting for or receiving an answer.
+	InFlight atomic.Int64
+	// Sessions is the number of spliced WebSocket sessions open now.
+	Sessions atomic.Int64
+	// Served counts requests answered and sessions ended.
+	Served atomic.Uint64
+	// Dials counts new connections; Reuses counts requests on pooled ones.
+	Dials, Reuses atomic.Uint64
+
+	state     atomic.Int32 // State
+	drained   atomic.Bool  // set by the operator; survives down/up
+	since     atomic.Int64 // unix nanos of the last state change
+	lastError atomic.Pointer[string]
+	kick      chan struct{} // a passive failure wakes the health loop
+
+	mu   sync.Mutex // guards idle
+	idle []*Conn    // LIFO: the most recently used connection is warmest
+}
+
+// State returns the node's current state.
+func (n *Node) State() State { return State(n.state.Load()) }
+
+// Since returns when the node entered its current state.
+func (n *Node) Since() time.Time { return time.Unix(0, n.since.Load()) }
+
+// LastError returns the error of the last failed probe or connection, or "".
+func (n *Node) LastError() string {
+	if p := n.lastError.Load(); p != nil {
+		return *p
+	}
+	return ""
+}

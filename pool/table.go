@@ -1,0 +1,241 @@
+package pool
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Table is an immutable snapshot of the routing state. The request path
+// reads it with one atomic load (Pool.Table) and takes no lock; the health
+// loops and admin actions build a new one and publish it with one store.
+type Table struct {
+	all    []*Node          // configured order
+	open   []*Node          // nodes that take new sessions: up and not drained
+	byName map[string]*Node // every node, by name
+	// nameLens lists each distinct name length once, so the "<any>.<name>"
+	// cookie form is resolved with one map lookup per length, not per dot.
+	nameLens []int
+	rr       *atomic.Uint64 // shared by every table of a pool: ties rotate
+}
+
+// Nodes returns every configured node in order. The slice is shared: do not
+// modify it.
+func (t *Table) Nodes() []*Node { return t.all }
+
+// Lookup returns the node a stickiness value names, in either form: the bare
+// name, or any value that ends with "." and a name. Nil when none matches.
+// It does not allocate: map lookups with string(b) keys are not copied.
+func (t *Table) Lookup(v []byte) *Node {
+	if len(v) == 0 {
+		return nil
+	}
+	if n := t.byName[string(v)]; n != nil {
+		return n
+	}
+	for _, l := range t.nameLens {
+		if l < len(v) && v[len(v)-l-1] == '.' {
+			if n := t.byName[string(v[len(v)-l:])]; n != nil {
+				return n
+			}
+		}
+	}
+	return nil
+}
+
+// Routable reports whether n may take a request of a session it owns: it is
+// up or draining (draining keeps its sticky sessions).
+func (t *Table) Routable(n *Node) bool {
+	return n.State() != StateDown
+}
+
+// Pick chooses a node for a new session: the open node with the fewest
+// active requests and sessions, ties broken in turn so a burst of new
+// sessions spreads evenly. skip, if not nil, is passed over (a node that
+// just failed). Nil when no node is open.
+func (t *Table) Pick(skip *Node) *Node {
+	k := len(t.open)
+	if k == 0 {
+		return nil
+	}
+	start := int(t.rr.Add(1) % uint64(k))
+	var best *Node
+	var bestActive int64
+	for i := 0; i < k; i++ {
+		n := t.open[(start+i)%k]
+		if n == skip || n.State() != StateUp {
+			continue
+		}
+		if a := n.Active.Load(); best == nil || a < bestActive {
+			best, bestActive = n, a
+		}
+	}
+	return best
+}
+
+// Pool owns the nodes, their idle connections and their health loops, and
+// publishes the routing table.
+type Pool struct {
+	cfg   Config
+	log   zerolog.Logger
+	dial  net.Dialer
+	table atomic.Pointer[Table]
+	rr    atomic.Uint64
+
+	mu    sync.Mutex // writer-only: guards table rebuilds and closed
+	nodes []*Node
+	close bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds the nodes of cfg, publishes the first table (every node up) and
+// starts one health loop per node and the idle-connection sweeper. cfg must
+// have passed Validate; defaults are applied here for zero fields.
+func New(cfg Config, log zerolog.Logger) (*Pool, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Pool{cfg: cfg, log: log}
+	p.dial = net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	now := time.Now().UnixNano()
+	for _, nc := range cfg.Nodes {
+		scheme, addr, _ := parseNodeURL(nc.URL)
+		n := &Node{
+			Name:   nc.Name,
+			Addr:   addr,
+			Scheme: scheme,
+			pool:   p,
+			log:    log.With().Str("node", nc.Name).Str("addr", addr).Logger(),
+			kick:   make(chan struct{}, 1),
+		}
+		if scheme == "https" {
+			n.tls = nodeTLS(cfg.TLS, addr)
+		}
+		n.since.Store(now)
+		p.nodes = append(p.nodes, n)
+	}
+	p.publish()
+	for _, n := range p.nodes {
+		p.wg.Go(n.healthLoop)
+	}
+	p.wg.Go(p.sweepLoop)
+	return p, nil
+}
+
+// nodeTLS returns the client TLS config for one https node: base (or
+// defaults) with ServerName set to the node's host name.
+func nodeTLS(base *tls.Config, addr string) *tls.Config {
+	var c *tls.Config
+	if base != nil {
+		c = base.Clone()
+	} else {
+		c = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if c.ServerName == "" {
+		host, _, _ := net.SplitHostPort(addr)
+		c.ServerName = host
+	}
+	c.NextProtos = []string{"http/1.1"}
+	return c
+}
+
+// Table returns the current routing table: one atomic load.
+func (p *Pool) Table() *Table { return p.table.Load() }
+
+// Node returns the node with the given name, or nil.
+func (p *Pool) Node(name string) *Node { return p.Table().byName[name] }
+
+// publish rebuilds the table from the nodes' states and stores it.
+func (p *Pool) publish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t := &Table{
+		all:    p.nodes,
+		byName: make(map[string]*Node, len(p.nodes)),
+		rr:     &p.rr,
+	}
+	lens := map[int]bool{}
+	for _, n := range p.nodes {
+		t.byName[n.Name] = n
+		if !lens[len(n.Name)] {
+			lens[len(n.Name)] = true
+			t.nameLens = append(t.nameLens, len(n.Name))
+		}
+		if n.State() == StateUp && !n.drained.Load() {
+			t.open = append(t.open, n)
+		}
+	}
+	p.table.Store(t)
+}
+
+// setState moves n to s, records why, logs the change once and republishes
+// the table. It reports whether the state changed.
+func (n *Node) setState(s State, reason string) bool {
+	old := State(n.state.Swap(int32(s)))
+	if old == s {
+		return false
+	}
+	n.since.Store(time.Now().UnixNano())
+	if s == StateDown {
+		n.closeIdle()
+		n.log.Warn().Str("state", s.String()).Str("was", old.String()).Str("error", reason).Msg("node down")
+	} else {
+		n.log.Warn().Str("state", s.String()).Str("was", old.String()).Msg("node state")
+	}
+	n.pool.publish()
+	return true
+}
+
+// Drain stops new sessions to n; its sticky sessions stay. Enable undoes it.
+func (n *Node) Drain() {
+	if !n.drained.Swap(true) {
+		n.log.Warn().Msg("node draining")
+		if n.State() == StateUp {
+			n.state.Store(int32(StateDraining))
+		}
+		n.pool.publish()
+	}
+}
+
+// Enable returns a drained node to rotation (if it is healthy).
+func (n *Node) Enable() {
+	if n.drained.Swap(false) {
+		n.log.Warn().Msg("node enabled")
+		if n.State() == StateDraining {
+			n.state.Store(int32(StateUp))
+		}
+		n.pool.publish()
+	}
+}
+
+// Close stops the health loops, waits for them and closes idle connections.
+// Connections handed out stay open: their owners close or return them, and
+// Put closes them after Close.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	p.close = true
+	p.mu.Unlock()
+	p.cancel()
+	p.wg.Wait()
+	for _, n := range p.nodes {
+		n.closeIdle()
+	}
+	return nil
+}
+
+// closed reports whether Close has been called.
+func (p *Pool) closed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.close
+}
