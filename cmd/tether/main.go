@@ -1,0 +1,215 @@
+// Command tether is a load balancer for long, sticky, WebSocket-heavy
+// sessions. It reads its flags into one proxy.Config, builds the logger and
+// runs the server until SIGTERM or SIGINT.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy"
+)
+
+// nodeFlags collects repeated --node NAME=URL values.
+type nodeFlags []pool.NodeConfig
+
+func (n *nodeFlags) String() string { return "" }
+
+func (n *nodeFlags) Set(v string) error {
+	name, u, ok := strings.Cut(v, "=")
+	if !ok || name == "" || u == "" {
+		return fmt.Errorf("want NAME=URL, e.g. CB_Server_1=http://127.0.0.1:8700")
+	}
+	*n = append(*n, pool.NodeConfig{Name: name, URL: u})
+	return nil
+}
+
+// options is everything the command line sets beyond proxy.Config.
+type options struct {
+	logLevel     string
+	logFormat    string
+	drainTimeout time.Duration
+}
+
+// parseFlags binds every flag into cfg and opts. It returns flag.ErrHelp
+// after printing help.
+func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) {
+	var cfg proxy.Config
+	var opts options
+	var nodes nodeFlags
+	fs := flag.NewFlagSet("tether", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "plain-HTTP listen `address`")
+	fs.Var(&nodes, "node", "a backend as `NAME=URL` (http://host:port); repeat for each node")
+	fs.StringVar(&cfg.StickyCookie, "sticky-cookie", "gcbSessionServer", "stickiness cookie `name`: its value (NAME or anything.NAME) picks the node")
+	fs.StringVar(&cfg.StickyParam, "sticky-param", "co-browse-node-id", "stickiness query parameter `name`, for clients without cookies")
+	fs.DurationVar(&cfg.Pool.ConnectTimeout, "connect-timeout", 5*time.Second, "bound on one connect to a node; a refused connect fails at once")
+	fs.DurationVar(&cfg.UpstreamTimeout, "upstream-timeout", 120*time.Second, "how long a node may take to start its answer (long polls)")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 120*time.Second, "close a keep-alive client connection idle this long")
+	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", 10*time.Second, "bound on reading one request head (408 after)")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 30*time.Second, "bound on one write to a client or node that stops reading")
+	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", 60*time.Second, "bound on each wait for body bytes in flight")
+	fs.DurationVar(&cfg.WSIdleTimeout, "ws-idle-timeout", 0, "end a WebSocket session idle this long both ways (0: never)")
+	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request or answer head in `bytes` (431 past it)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "most concurrent client connections (0: no limit)")
+	fs.IntVar(&cfg.Pool.MaxIdle, "pool-max-idle", 128, "idle keep-alive connections kept per node (-1: none)")
+	fs.DurationVar(&cfg.Pool.IdleTimeout, "pool-idle-timeout", 60*time.Second, "close a pooled node connection idle this long")
+	fs.StringVar(&cfg.Pool.HealthPath, "health-path", "/cobrowse/health", "`path` each node's health loop requests with GET")
+	fs.DurationVar(&cfg.Pool.HealthInterval, "health-interval", 2*time.Second, "time between probes of a node, ±10% (0: active checks off)")
+	fs.DurationVar(&cfg.Pool.HealthTimeout, "health-timeout", time.Second, "bound on one probe")
+	fs.IntVar(&cfg.Pool.Rise, "rise", 2, "good probes in a row that bring a node back")
+	fs.IntVar(&cfg.Pool.Fall, "fall", 2, "failed probes in a row that take a node out")
+	fs.BoolVar(&cfg.AccessLog, "access-log", true, "one JSON line per request and WebSocket session on stdout")
+	fs.StringVar(&opts.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&opts.logFormat, "log-format", "json", "json, or console for people")
+	fs.DurationVar(&opts.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take before connections are closed")
+
+	fs.Usage = func() { usage(stderr, fs) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+		}
+		return cfg, opts, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, opts, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
+	}
+	cfg.Pool.Nodes = nodes
+	if cfg.Pool.Rise < 1 {
+		return cfg, opts, fmt.Errorf("--rise %d: must be at least 1", cfg.Pool.Rise)
+	}
+	if cfg.Pool.Fall < 1 {
+		return cfg, opts, fmt.Errorf("--fall %d: must be at least 1", cfg.Pool.Fall)
+	}
+	if _, err := zerolog.ParseLevel(opts.logLevel); err != nil || opts.logLevel == "" {
+		return cfg, opts, fmt.Errorf("--log-level %q: use debug, info, warn or error", opts.logLevel)
+	}
+	if opts.logFormat != "json" && opts.logFormat != "console" {
+		return cfg, opts, fmt.Errorf("--log-format %q: use json or console", opts.logFormat)
+	}
+	if cfg.Listen == "" {
+		return cfg, opts, errors.New("--listen: an address is required")
+	}
+	cfg.SetDefaults()
+	return cfg, opts, cfg.Validate()
+}
+
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, `tether: a load balancer for sticky, WebSocket-heavy sessions.
+
+Usage:
+  tether --listen 127.0.0.1:8080 \
+         --node CB_Server_1=http://127.0.0.1:8700 \
+         --node CB_Server_2=http://127.0.0.1:8701
+
+A request goes to the node named by its stickiness cookie (bare NAME or
+anything.NAME), else by its stickiness query parameter, else to the node with
+the fewest active requests and sessions. WebSocket upgrades are spliced byte
+for byte. A node that fails its health checks or refuses a connection is taken
+out; its sticky traffic moves to a healthy node.
+
+Flags:
+`)
+	fs.VisitAll(func(f *flag.Flag) {
+		name, u := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s %s\n    \t%s", f.Name, name, u)
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" || f.Name == "ws-idle-timeout" || f.Name == "max-conns" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+	fmt.Fprint(w, `
+Signals: SIGTERM or SIGINT stop accepting, let requests in flight finish
+(up to --drain-timeout) and exit 0.
+Exit status: 0 after a clean shutdown, 1 when serving fails, 2 for a bad flag.
+`)
+}
+
+// newLogger builds the process logger on stderr.
+func newLogger(opts options) zerolog.Logger {
+	level, _ := zerolog.ParseLevel(opts.logLevel)
+	var w io.Writer = os.Stderr
+	if opts.logFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cfg, opts, err := parseFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tether: %v\n", err)
+		return 2
+	}
+	log := newLogger(opts)
+	zerolog.DurationFieldUnit = time.Millisecond
+	zerolog.DurationFieldInteger = false
+
+	var accessOut io.Writer = os.Stdout
+	if opts.logFormat == "console" {
+		accessOut = zerolog.ConsoleWriter{Out: os.Stdout, TimeFormat: time.RFC3339}
+	}
+	aw := proxy.NewLogWriter(accessOut, 0)
+	defer aw.Close()
+	access := zerolog.New(aw).With().Timestamp().Str("log", "access").Logger()
+
+	srv, err := proxy.New(cfg, log, access)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tether: %v\n", err)
+		return 2
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	serveErr := make(chan error, 1)
+	go serve(srv, serveErr)
+
+	for {
+		select {
+		case err := <-serveErr:
+			log.Error().Err(err).Msg("serve")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			srv.Shutdown(ctx)
+			cancel()
+			return 1
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				log.Warn().Msg("SIGHUP: configuration reload is not available in this version; ignored")
+				continue
+			}
+			log.Info().Str("signal", s.String()).Dur("drain_timeout", opts.drainTimeout).Msg("shutting down")
+			ctx, cancel := context.WithTimeout(context.Background(), opts.drainTimeout)
+			err := srv.Shutdown(ctx)
+			cancel()
+			if err != nil {
+				log.Warn().Err(err).Msg("drain timed out; connections closed")
+			}
+			log.Info().Msg("stopped")
+			return 0
+		}
+	}
+}
+
+// serve runs the listener and reports how it ended.
+func serve(srv *proxy.Server, done chan<- error) {
+	if err := srv.ListenAndServe(); err != nil {
+		done <- err
+	}
+}

@@ -1,0 +1,310 @@
+// Package e2e runs the built tether binary against fake co-browse nodes on
+// loopback ports chosen at run time.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/bench"
+)
+
+var tetherBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tether-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	tetherBin = filepath.Join(dir, "tether")
+	build := exec.Command("go", "build", "-o", tetherBin, "../cmd/tether")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build tether:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// countingListener counts the connections a node accepts.
+type countingListener struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return c, err
+}
+
+// testNode is a fake co-browse node served in the test process.
+type testNode struct {
+	*bench.Node
+	name string
+	addr string
+	ln   *countingListener
+	done chan struct{}
+}
+
+func startNode(t *testing.T, name string, pollWait time.Duration) *testNode {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &countingListener{Listener: ln}
+	n := &testNode{
+		Node: bench.NewNode(bench.NodeConfig{Name: name, PollWait: pollWait}, zerolog.Nop()),
+		name: name, addr: ln.Addr().String(), ln: cl, done: make(chan struct{}),
+	}
+	go func() {
+		defer close(n.done)
+		n.Serve(cl)
+	}()
+	t.Cleanup(n.stop)
+	return n
+}
+
+var stopMu sync.Mutex
+
+func (n *testNode) stop() {
+	stopMu.Lock()
+	defer stopMu.Unlock()
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	n.Close()
+	<-n.done
+}
+
+// tether is a running tether process.
+type tether struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr *syncBuffer
+	stdout *syncBuffer
+	exited chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startTether runs tether on a free loopback port with the given nodes and
+// extra flags, and waits until it accepts connections.
+func startTether(t *testing.T, nodes []*testNode, extra ...string) *tether {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	args := []string{"--listen", addr, "--log-level", "debug", "--health-interval", "100ms", "--health-timeout", "300ms"}
+	for _, n := range nodes {
+		args = append(args, "--node", n.name+"=http://"+n.addr)
+	}
+	args = append(args, extra...)
+	tt := &tether{cmd: exec.Command(tetherBin, args...), addr: addr, stderr: &syncBuffer{}, stdout: &syncBuffer{}, exited: make(chan struct{})}
+	tt.cmd.Stderr, tt.cmd.Stdout = tt.stderr, tt.stdout
+	if err := tt.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { tt.cmd.Wait(); close(tt.exited) }()
+	t.Cleanup(func() {
+		tt.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-tt.exited:
+		case <-time.After(5 * time.Second):
+			tt.cmd.Process.Kill()
+			<-tt.exited
+		}
+		if t.Failed() {
+			t.Logf("tether stderr:\n%s", tail(tt.stderr.String(), 4000))
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return tt
+		}
+		select {
+		case <-tt.exited:
+			t.Fatalf("tether exited: %s", tt.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("tether did not listen on %s: %s", addr, tt.stderr.String())
+	return nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// accessLines returns the access-log lines tether wrote so far (it flushes
+// every 200ms).
+func (tt *tether) accessLines(t *testing.T) []map[string]any {
+	var out []map[string]any
+	for _, line := range strings.Split(tt.stdout.String(), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("access log line is not JSON: %q", line)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// rawConn is a client connection that speaks raw HTTP/1.1.
+type rawConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return &rawConn{Conn: c, br: bufio.NewReaderSize(c, 64<<10)}
+}
+
+// response is a parsed answer.
+type response struct {
+	status int
+	header map[string][]string
+	body   []byte
+}
+
+func (r *response) get(k string) string {
+	if v := r.header[strings.ToLower(k)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// readResponse reads one answer, decoding the body by its framing. head is
+// true when the request was HEAD.
+func (c *rawConn) readResponse(t *testing.T, head bool) *response {
+	t.Helper()
+	line, err := c.br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("read status line: %v", err)
+	}
+	var r response
+	if _, err := fmt.Sscanf(line, "HTTP/1.1 %d", &r.status); err != nil {
+		t.Fatalf("bad status line %q", line)
+	}
+	r.header = map[string][]string{}
+	for {
+		l, err := c.br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read header: %v", err)
+		}
+		l = strings.TrimRight(l, "\r\n")
+		if l == "" {
+			break
+		}
+		k, v, _ := strings.Cut(l, ":")
+		k = strings.ToLower(strings.TrimSpace(k))
+		r.header[k] = append(r.header[k], strings.TrimSpace(v))
+	}
+	if head || r.status == 204 || r.status == 304 || r.status < 200 {
+		return &r
+	}
+	switch {
+	case strings.EqualFold(r.get("Transfer-Encoding"), "chunked"):
+		var body bytes.Buffer
+		for {
+			l, err := c.br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("chunk size: %v", err)
+			}
+			var n int
+			fmt.Sscanf(strings.TrimSpace(l), "%x", &n)
+			if n == 0 {
+				for {
+					tl, err := c.br.ReadString('\n')
+					if err != nil || tl == "\r\n" {
+						break
+					}
+				}
+				break
+			}
+			if _, err := io.CopyN(&body, c.br, int64(n)); err != nil {
+				t.Fatalf("chunk data: %v", err)
+			}
+			c.br.Discard(2)
+		}
+		r.body = body.Bytes()
+	case r.get("Content-Length") != "":
+		var n int64
+		fmt.Sscan(r.get("Content-Length"), &n)
+		r.body = make([]byte, n)
+		if _, err := io.ReadFull(c.br, r.body); err != nil {
+			t.Fatalf("body: %v", err)
+		}
+	default:
+		r.body, _ = io.ReadAll(c.br)
+	}
+	return &r
+}
+
+// do sends one raw request and reads its answer.
+func (c *rawConn) do(t *testing.T, req string) *response {
+	t.Helper()
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	return c.readResponse(t, strings.HasPrefix(req, "HEAD "))
+}
+
+func get(path, extra string) string {
+	return "GET " + path + " HTTP/1.1\r\nHost: example.test\r\n" + extra + "\r\n"
+}

@@ -1,0 +1,182 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// acceptLoop accepts connections on ln and starts one goroutine per
+// connection. Temporary errors (too many open files) back off up to a
+// second, as net/http does; a closed listener ends the loop.
+func (s *Server) acceptLoop(ln net.Listener) error {
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.errLog.Error().Err(err).Dur("retry_in", backoff).Msg("accept")
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if m := s.cfg.MaxConns; m > 0 && s.conns.Load() >= int64(m) {
+			s.errLog.Warn().Str("remote", nc.RemoteAddr().String()).Int("max_conns", m).Msg("connection refused: --max-conns reached")
+			nc.Close()
+			continue
+		}
+		c := &conn{s: s, c: nc, remoteIP: remoteIP(nc.RemoteAddr())}
+		if !s.track(c, true) {
+			nc.Close()
+			return nil
+		}
+		s.conns.Add(1)
+		go c.serve()
+	}
+}
+
+// isTemporary reports accept errors worth retrying: descriptor exhaustion
+// and aborted handshakes.
+func isTemporary(err error) bool {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return true
+	}
+	return false
+}
+
+// conn is one client connection. Its goroutine runs serve; between
+// requests it holds no buffer and no header: those live in an exchange,
+// borrowed while a burst of requests is being read and answered.
+type conn struct {
+	s        *Server
+	c        net.Conn
+	remoteIP []byte
+	idle     atomic.Bool // waiting for a next request: Shutdown may close it
+	served   int         // requests answered on this connection
+}
+
+// serve runs the connection: wait for the next request without holding a
+// buffer, read and answer requests while they keep coming (pipelining), go
+// back to waiting. It ends on the idle timeout, on close, on an error or
+// when a response ends the connection.
+func (c *conn) serve() {
+	s := c.s
+	defer s.wg.Done()
+	defer c.close()
+	for {
+		wait := s.cfg.IdleTimeout
+		if c.served == 0 {
+			wait = s.cfg.HeaderTimeout
+		}
+		c.c.SetReadDeadline(time.Now().Add(wait))
+		c.idle.Store(true)
+		if s.isClosing() {
+			return
+		}
+		err := waitReadable(c.c)
+		c.idle.Store(false)
+		if err != nil {
+			return
+		}
+		x := s.exchanges.Get().(*exchange)
+		keep := x.serveBurst(c)
+		x.release()
+		s.exchanges.Put(x)
+		if !keep || s.isClosing() {
+			return
+		}
+	}
+}
+
+// wakeIfIdle makes an idle connection's wait end now (Shutdown).
+func (c *conn) wakeIfIdle() {
+	if c.idle.Load() {
+		c.c.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+func (c *conn) close() {
+	c.c.Close()
+	c.s.track(c, false)
+	c.s.conns.Add(-1)
+}
+
+// serveBurst reads and answers requests on c while bytes keep arriving. It
+// reports whether the connection stays open for more.
+func (x *exchange) serveBurst(c *conn) bool {
+	s := c.s
+	x.c = c
+	x.cr.reset(c.c, s.cfg.HeaderTimeout, s.cfg.WriteTimeout)
+	x.br = s.getReader(&x.cr)
+	x.bw = s.getWriter(&x.cr)
+	for {
+		x.cr.setReadTimeout(s.cfg.HeaderTimeout)
+		fr, err := readRequestHead(x.br, x.req, s.cfg.MaxHeaderBytes)
+		if err != nil {
+			x.headError(err)
+			return false
+		}
+		c.served++
+		if !s.handle(x, fr) {
+			return false
+		}
+		if x.br == nil || x.br.Buffered() == 0 {
+			return true
+		}
+	}
+}
+
+// headError answers a request head that could not be read: 400, 408 or
+// 431 and close; a client that closed or sent nothing gets no answer.
+func (x *exchange) headError(err error) {
+	s := x.c.s
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), isConnGone(err):
+		return
+	case errors.As(err, &ne) && ne.Timeout():
+		if x.br.Buffered() == 0 {
+			return // nothing sent since the last answer: an idle close
+		}
+		x.writeError(408, err)
+	case errors.Is(err, errHeadTooLarge):
+		x.writeError(431, err)
+	case errors.Is(err, errBadRequest):
+		x.writeError(400, err)
+	default:
+		s.errLog.Debug().Err(err).Bytes("remote", x.c.remoteIP).Msg("read request head")
+	}
+}
+
+// writeError sends one of tether's own short answers and logs why. The
+// connection is closed after it by the caller.
+func (x *exchange) writeError(status int, err error) {
+	s := x.c.s
+	resp := errorResponse(status)
+	if x.bw == nil {
+		x.bw = s.getWriter(&x.cr)
+	}
+	x.bw.Write(resp)
+	x.bw.Flush()
+	x.bytesOut += int64(len(resp))
+	ev := s.errLog.Info()
+	if status >= 500 {
+		ev = s.errLog.Warn()
+	}
+	ev.Int("status", status).Bytes("remote", x.c.remoteIP).Err(err).Msg("request refused")
+	if status == 400 || status == 408 || status == 431 {
+		x.start = time.Now()
+		s.logRequest(x, status, err)
+	}
+}

@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/tether-lb/tether/pool"
+)
+
+// Config is the whole of tether's configuration: cmd/tether builds one value
+// from flags (and later a file) and hands it to New. A reload builds a new
+// value; a running Server never mutates its own.
+type Config struct {
+	// Listen is the plain-HTTP listen address ("127.0.0.1:8080"). Empty
+	// means no plain listener.
+	Listen string
+
+	// StickyCookie is the stickiness cookie whose value names a node (bare,
+	// or "<anything>.<name>"). Empty means "gcbSessionServer".
+	StickyCookie string
+	// StickyParam is the query parameter naming a node, for clients whose
+	// cookies were refused. Empty means "co-browse-node-id".
+	StickyParam string
+
+	// HeaderTimeout bounds reading one request head, from its first byte to
+	// its blank line (408 and close). Zero means 10s.
+	HeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive client connection that sends nothing
+	// for this long between requests. Zero means 120s.
+	IdleTimeout time.Duration
+	// UpstreamTimeout is how long a node may take to start its answer after
+	// the request was sent: long enough for long polls (504 after). Zero
+	// means 120s.
+	UpstreamTimeout time.Duration
+	// WriteTimeout bounds one write to a client or a node (a peer that stops
+	// reading). Zero means 30s.
+	WriteTimeout time.Duration
+	// BodyTimeout bounds the wait for each read of a body in flight (request
+	// body from a client, answer body from a node). Zero means 60s.
+	BodyTimeout time.Duration
+	// WSIdleTimeout ends a spliced WebSocket session when no byte moved
+	// either way for this long. Zero means never.
+	WSIdleTimeout time.Duration
+
+	// MaxHeaderBytes bounds a request or answer head (431 for a client's,
+	// 502 for a node's). Zero means 64 KiB.
+	MaxHeaderBytes int
+	// MaxConns bounds concurrent client connections; past it, new
+	// connections are closed at once. Zero means no limit.
+	MaxConns int
+
+	// AccessLog writes one line per request and per WebSocket session.
+	AccessLog bool
+
+	// Pool is the backend side: nodes, connect timeout, health checks.
+	Pool pool.Config
+}
+
+// SetDefaults fills zero fields with their documented defaults.
+func (c *Config) SetDefaults() {
+	if c.StickyCookie == "" {
+		c.StickyCookie = "gcbSessionServer"
+	}
+	if c.StickyParam == "" {
+		c.StickyParam = "co-browse-node-id"
+	}
+	if c.HeaderTimeout == 0 {
+		c.HeaderTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 120 * time.Second
+	}
+	if c.UpstreamTimeout == 0 {
+		c.UpstreamTimeout = 120 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = 60 * time.Second
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
+	c.Pool.SetDefaults()
+}
+
+// Validate reports the first bad value, naming its flag.
+func (c *Config) Validate() error {
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			return fmt.Errorf("--listen %q: %w", c.Listen, err)
+		}
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--header-timeout", c.HeaderTimeout},
+		{"--idle-timeout", c.IdleTimeout},
+		{"--upstream-timeout", c.UpstreamTimeout},
+		{"--write-timeout", c.WriteTimeout},
+		{"--body-timeout", c.BodyTimeout},
+		{"--ws-idle-timeout", c.WSIdleTimeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%s %s: must not be negative", d.flag, d.v)
+		}
+	}
+	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 1<<20 {
+		return fmt.Errorf("--max-header-bytes %d: must be between 1024 and 1048576", c.MaxHeaderBytes)
+	}
+	if c.MaxConns < 0 {
+		return fmt.Errorf("--max-conns %d: must not be negative (0 means no limit)", c.MaxConns)
+	}
+	if !isConfigToken(c.StickyCookie) {
+		return fmt.Errorf("--sticky-cookie %q: must be a cookie name (token characters)", c.StickyCookie)
+	}
+	if !isConfigToken(c.StickyParam) {
+		return fmt.Errorf("--sticky-param %q: must be a plain parameter name", c.StickyParam)
+	}
+	return c.Pool.Validate()
+}
+
+// isConfigToken reports whether s is a non-empty RFC 9110 token.
+func isConfigToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !configTokenByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// configTokenByte reports whether c is a tchar of RFC 9110 §5.6.2.
+func configTokenByte(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}

@@ -1,0 +1,516 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/tether-lb/tether/pool"
+	"github.com/valyala/fasthttp"
+)
+
+// exchange is what one burst of requests on a client connection borrows:
+// headers, buffered reader and writer, scratch space. It goes back to the
+// server's pool when the connection falls idle, so an idle connection holds
+// none of it.
+type exchange struct {
+	s    *Server
+	c    *conn
+	req  *fasthttp.RequestHeader
+	resp *fasthttp.ResponseHeader
+
+	cr deadlineConn  // the client connection, with deadlines
+	nr deadlineConn  // the node connection, with deadlines
+	br *bufio.Reader // client reader; nil once released mid-request
+	bw *bufio.Writer // client writer
+
+	head    []byte    // serialized head scratch
+	param   [256]byte // percent-decoded stickiness parameter
+	xff     []byte    // X-Forwarded-For value scratch
+	connTok [][]byte  // header names listed in Connection
+
+	// per request
+	node     *pool.Node
+	why      reason
+	start    time.Time
+	bytesIn  int64 // request body bytes
+	bytesOut int64 // answer bytes written to the client
+	upgraded bool
+	expect   bool // the client sent Expect: 100-continue
+}
+
+func newExchange(s *Server) *exchange {
+	req, resp := newFastHeaders()
+	return &exchange{s: s, req: req, resp: resp, head: make([]byte, 0, 1024)}
+}
+
+// release gives back the borrowed reader and writer.
+func (x *exchange) release() {
+	if x.br != nil {
+		x.s.putReader(x.br)
+		x.br = nil
+	}
+	if x.bw != nil {
+		x.s.putWriter(x.bw)
+		x.bw = nil
+	}
+	x.cr.Conn, x.nr.Conn, x.c, x.node = nil, nil, nil, nil
+}
+
+var (
+	strConnection      = []byte("Connection")
+	strKeepAlive       = []byte("Keep-Alive")
+	strUpgrade         = []byte("Upgrade")
+	strTE              = []byte("Te")
+	strTrailer         = []byte("Trailer")
+	strTransferEnc     = []byte("Transfer-Encoding")
+	strContentLength   = []byte("Content-Length")
+	strProxyConnection = []byte("Proxy-Connection")
+	strProxyAuthz      = []byte("Proxy-Authorization")
+	strProxyAuthn      = []byte("Proxy-Authenticate")
+	strExpect          = []byte("Expect")
+	strXFF             = []byte("X-Forwarded-For")
+	strXFProto         = []byte("X-Forwarded-Proto")
+	strXFHost          = []byte("X-Forwarded-Host")
+	strXRealIP         = []byte("X-Real-Ip")
+	strHost            = []byte("Host")
+	strHTTP            = []byte("http")
+	strWebSocket       = []byte("websocket")
+	strClose           = []byte("close")
+	strKeepAliveTok    = []byte("keep-alive")
+	strUpgradeTok      = []byte("upgrade")
+	str100Continue     = []byte("100-continue")
+	strChunked         = []byte("chunked")
+	strHTTP11          = []byte("HTTP/1.1")
+	strCRLF            = []byte("\r\n")
+	strColonSpace      = []byte(": ")
+	strContinue        = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+)
+
+// handle routes one request, forwards it and relays the answer (or splices
+// an upgraded connection). It reports whether the client connection can
+// carry another request.
+func (s *Server) handle(x *exchange, fr framing) bool {
+	x.start = time.Now()
+	x.bytesIn, x.bytesOut, x.upgraded, x.node = 0, 0, false, nil
+	t := s.pool.Table()
+	node, why := s.router.route(t, x.req, x.param[:])
+	x.why = why
+	upgrade := isUpgrade(x.req)
+	keep := clientKeepAlive(x.req) && !upgrade
+	x.prepareRequest(upgrade)
+
+	var tried *pool.Node
+	for attempt := 0; ; attempt++ {
+		if node == nil {
+			x.writeError(503, pool.ErrNoHealthyNode)
+			s.logRequest(x, 503, pool.ErrNoHealthyNode)
+			return false
+		}
+		x.node = node
+		pc, err := node.Get()
+		if err != nil {
+			// Nothing was sent: any other open node may take it.
+			if attempt < len(t.Nodes()) {
+				tried = node
+				node, x.why = s.pool.Table().Pick(tried), viaFailover
+				continue
+			}
+			x.writeError(503, err)
+			s.logRequest(x, 503, err)
+			return false
+		}
+		node.Active.Add(1)
+		node.InFlight.Add(1)
+		ok, retry := x.exchangeWith(pc, fr, upgrade, keep)
+		node.InFlight.Add(-1)
+		node.Active.Add(-1)
+		if retry && attempt < len(t.Nodes()) {
+			continue // a reused connection the node had closed: same node, new connection
+		}
+		return ok
+	}
+}
+
+// exchangeWith sends the request on pc and relays the answer. ok reports
+// whether the client connection stays open; retry asks handle to send the
+// request again because pc was a reused connection that failed before any
+// of the request could have been processed (nothing of a body was sent).
+func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (ok, retry bool) {
+	s := x.s
+	x.nr.reset(pc.Conn, s.cfg.UpstreamTimeout, s.cfg.WriteTimeout)
+	nbw := s.getWriter(&x.nr)
+	sentBody, err := x.sendRequest(nbw, fr)
+	s.putWriter(nbw)
+	if err != nil {
+		pc.Close()
+		if errors.Is(err, errClientBody) {
+			// The client failed mid-body: nothing to answer.
+			s.logRequest(x, 400, err)
+			return false, false
+		}
+		if pc.Reused && !sentBody && isConnGone(err) {
+			return false, true
+		}
+		return x.nodeFailed(pc, err, false), false
+	}
+
+	// While the node thinks (a long poll may take minutes), hold no client
+	// buffer if the client sent nothing more.
+	if x.br != nil && x.br.Buffered() == 0 {
+		x.s.putReader(x.br)
+		x.br = nil
+	}
+
+	pc.SetReadDeadline(time.Now().Add(s.cfg.UpstreamTimeout))
+	if err := waitReadable(pc.Conn); err != nil {
+		pc.Close()
+		return x.nodeFailed(pc, err, false), false
+	}
+	x.nr.readSet = time.Now().UnixNano()
+	nbr := s.getReader(&x.nr)
+	defer s.putReader(nbr)
+	isHead := x.req.IsHead()
+	var rfr framing
+	for {
+		rfr, err = readResponseHead(nbr, x.resp, s.cfg.MaxHeaderBytes, isHead)
+		if err != nil {
+			pc.Close()
+			if pc.Reused && !sentBody && isConnGone(err) && nbr.Buffered() == 0 {
+				return false, true
+			}
+			return x.nodeFailed(pc, err, true), false
+		}
+		code := x.resp.StatusCode()
+		if code >= 200 || code == 101 {
+			break
+		}
+		// 1xx interim answers (103 Early Hints) pass through; 100 Continue
+		// was already sent by tether itself.
+		if code != 100 {
+			x.head = appendResponseHead(x.head[:0], x.resp)
+			x.bw.Write(x.head)
+			x.bw.Flush()
+		}
+	}
+
+	status := x.resp.StatusCode()
+	if upgrade && status == 101 {
+		return x.splice(pc, nbr, status), false
+	}
+	keepNode := x.prepareResponse(&rfr, keep)
+	if !rfr.noBody && rfr.length < 0 && !rfr.chunked {
+		keep = false // delimited by close
+	}
+	if !keep {
+		x.resp.SetBytesKV(strConnection, strClose)
+	}
+	x.head = appendResponseHead(x.head[:0], x.resp)
+	x.bw.Write(x.head)
+	x.bytesOut = int64(len(x.head))
+	x.nr.readTimeout = s.cfg.BodyTimeout
+	var n int64
+	if !rfr.noBody {
+		bufp := s.bufs.Get().(*[]byte)
+		n, err = copyBody(x.bw, nbr, rfr, *bufp, false)
+		s.bufs.Put(bufp)
+		x.bytesOut += n
+	}
+	if err == nil {
+		err = x.bw.Flush()
+	}
+	x.node.Served.Add(1)
+	if err != nil {
+		pc.Close()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errBadResponse) {
+			s.errLog.Warn().Str("node", x.node.Name).Err(err).Msg("answer body cut short")
+		}
+		s.logRequest(x, status, err)
+		return false, false
+	}
+	if keepNode && nbr.Buffered() == 0 && !rfr.closeAfter && (rfr.noBody || rfr.chunked || rfr.length >= 0) {
+		pc.Put()
+	} else {
+		pc.Close()
+	}
+	s.logRequest(x, status, nil)
+	return keep, false
+}
+
+// errClientBody marks a failure to read the request body from the client.
+var errClientBody = errors.New("proxy: request body")
+
+// sendRequest writes the request head and streams its body to the node.
+// sentBody reports whether any body byte went out (the request can no
+// longer be retried elsewhere).
+func (x *exchange) sendRequest(nbw *bufio.Writer, fr framing) (sentBody bool, err error) {
+	x.head = x.req.AppendBytes(x.head[:0])
+	if _, err := nbw.Write(x.head); err != nil {
+		return false, err
+	}
+	if !fr.chunked && fr.length <= 0 {
+		return false, nbw.Flush()
+	}
+	if x.expect {
+		x.bw.Write(strContinue)
+		if err := x.bw.Flush(); err != nil {
+			return false, fmt.Errorf("%w: %w", errClientBody, err)
+		}
+	}
+	x.cr.readTimeout = x.s.cfg.BodyTimeout
+	bufp := x.s.bufs.Get().(*[]byte)
+	n, err := copyBody(nbw, x.br, fr, *bufp, true)
+	x.s.bufs.Put(bufp)
+	x.bytesIn = n
+	if err == nil {
+		err = nbw.Flush()
+	}
+	if err != nil {
+		if errors.Is(err, errBadRequest) || isClientSide(err, &x.cr) {
+			return true, fmt.Errorf("%w: %w", errClientBody, err)
+		}
+		return true, err
+	}
+	return true, nil
+}
+
+// isClientSide guesses whether a body copy failed on the client's side:
+// the client conn's read failed (the error is not from a write to the node).
+func isClientSide(err error, cr *deadlineConn) bool {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Op == "read" && oe.Source != nil && cr.Conn != nil && oe.Source.String() == cr.Conn.LocalAddr().String()
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// nodeFailed answers the client after a failure talking to the node: 504
+// when the node did not answer in time, 502 otherwise. A reset or refusal on
+// a new connection marks the node failing. It reports false: the client
+// connection closes.
+func (x *exchange) nodeFailed(pc *pool.Conn, err error, readingHead bool) bool {
+	status := 502
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		status = 504
+	case !pc.Reused && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)):
+		pc.Node.Fail(err)
+	}
+	err = fmt.Errorf("node %s: %w", pc.Node.Name, err)
+	x.writeError(status, err)
+	x.s.logRequest(x, status, err)
+	return false
+}
+
+// isConnGone reports errors that mean the peer closed or reset the
+// connection: normal endings, logged at Debug at most.
+func isConnGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ENOTCONN) || errors.Is(err, net.ErrClosed)
+}
+
+// prepareRequest turns the client's head into the node's: hop-by-hop
+// headers out (RFC 9110 §7.6.1), forwarding headers in, and for an upgrade
+// the Connection and Upgrade headers the node needs.
+func (x *exchange) prepareRequest(upgrade bool) {
+	h := x.req
+	x.expect = false
+	if v := h.PeekBytes(strExpect); len(v) > 0 && bytes.EqualFold(trimOWS(v), str100Continue) {
+		x.expect = true
+	}
+	x.deleteConnectionListed(h.PeekAll("Connection"))
+	for _, k := range hopHeaders {
+		h.DelBytes(k)
+	}
+	upg := x.param[:0]
+	if upgrade {
+		// Keep the client's Upgrade value (e.g. "websocket").
+		upg = append(upg, h.PeekBytes(strUpgrade)...)
+	}
+	h.DelBytes(strUpgrade)
+	h.DelBytes(strExpect)
+
+	// X-Forwarded-For: the client's list, then the client's address.
+	x.xff = x.xff[:0]
+	for _, v := range h.PeekAll("X-Forwarded-For") {
+		if len(x.xff) > 0 {
+			x.xff = append(x.xff, ", "...)
+		}
+		x.xff = append(x.xff, v...)
+	}
+	if len(x.xff) > 0 {
+		x.xff = append(x.xff, ", "...)
+	}
+	x.xff = append(x.xff, x.c.remoteIP...)
+	h.SetBytesKV(strXFF, x.xff)
+	h.SetBytesKV(strXFProto, strHTTP)
+	if host := h.PeekBytes(strHost); len(host) > 0 {
+		h.SetBytesKV(strXFHost, host)
+	} else {
+		h.DelBytes(strXFHost)
+	}
+	h.SetBytesKV(strXRealIP, x.c.remoteIP)
+	if upgrade {
+		h.SetBytesKV(strConnection, strUpgradeTok)
+		h.SetBytesKV(strUpgrade, upg)
+	}
+	h.SetProtocolBytes(strHTTP11)
+}
+
+// hopHeaders are removed from every forwarded message (RFC 9110 §7.6.1);
+// Transfer-Encoding and Content-Length framing is re-emitted by tether.
+var hopHeaders = [][]byte{strConnection, strKeepAlive, strProxyConnection, strProxyAuthz, strProxyAuthn, strTE, strTrailer}
+
+// deleteConnectionListed deletes the headers named in Connection values
+// (the connection-specific options of RFC 9110 §7.6.1).
+func (x *exchange) deleteConnectionListed(values [][]byte) {
+	x.connTok = x.connTok[:0]
+	for _, v := range values {
+		for len(v) > 0 {
+			var tok []byte
+			if i := bytes.IndexByte(v, ','); i >= 0 {
+				tok, v = v[:i], v[i+1:]
+			} else {
+				tok, v = v, nil
+			}
+			if tok = trimOWS(tok); len(tok) > 0 {
+				x.connTok = append(x.connTok, tok)
+			}
+		}
+	}
+	for _, tok := range x.connTok {
+		if bytes.EqualFold(tok, strClose) || bytes.EqualFold(tok, strKeepAliveTok) || bytes.EqualFold(tok, strUpgradeTok) {
+			continue
+		}
+		x.req.DelBytes(tok)
+	}
+}
+
+// prepareResponse removes hop-by-hop headers from the node's answer and
+// reports whether the node connection can be reused.
+func (x *exchange) prepareResponse(fr *framing, keepClient bool) (keepNode bool) {
+	h := x.resp
+	keepNode = !h.ConnectionClose() && !hasToken(h.PeekAll("Connection"), strClose) &&
+		bytes.Equal(h.Protocol(), strHTTP11)
+	for _, v := range h.PeekAll("Connection") {
+		for len(v) > 0 {
+			var tok []byte
+			if i := bytes.IndexByte(v, ','); i >= 0 {
+				tok, v = v[:i], v[i+1:]
+			} else {
+				tok, v = v, nil
+			}
+			if tok = trimOWS(tok); len(tok) > 0 && !bytes.EqualFold(tok, strClose) && !bytes.EqualFold(tok, strKeepAliveTok) {
+				h.DelBytes(tok)
+			}
+		}
+	}
+	h.DelBytes(strConnection)
+	h.DelBytes(strKeepAlive)
+	h.DelBytes(strProxyConnection)
+	h.DelBytes(strUpgrade)
+	h.DelBytes(strTE)
+	if fr.chunked && !fr.noBody {
+		h.DelBytes(strContentLength)
+		h.SetBytesKV(strTransferEnc, strChunked)
+	}
+	return keepNode
+}
+
+// hasToken reports whether any of the comma-separated values holds tok.
+func hasToken(values [][]byte, tok []byte) bool {
+	for _, v := range values {
+		for len(v) > 0 {
+			var t []byte
+			if i := bytes.IndexByte(v, ','); i >= 0 {
+				t, v = v[:i], v[i+1:]
+			} else {
+				t, v = v, nil
+			}
+			if bytes.EqualFold(trimOWS(t), tok) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isUpgrade reports a WebSocket upgrade request: Connection lists
+// "upgrade" and Upgrade names websocket.
+func isUpgrade(h *fasthttp.RequestHeader) bool {
+	return hasToken(h.PeekAll("Connection"), strUpgradeTok) && hasToken(h.PeekAll("Upgrade"), strWebSocket)
+}
+
+// clientKeepAlive reports whether the client wants its connection kept:
+// HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with "keep-alive".
+func clientKeepAlive(h *fasthttp.RequestHeader) bool {
+	conn := h.PeekAll("Connection")
+	if bytes.Equal(h.Protocol(), strHTTP11) {
+		return !hasToken(conn, strClose)
+	}
+	return hasToken(conn, strKeepAliveTok)
+}
+
+// appendResponseHead serializes an answer head as the node sent it, less
+// what prepareResponse removed: status line, then every header line.
+func appendResponseHead(dst []byte, h *fasthttp.ResponseHeader) []byte {
+	dst = append(dst, strHTTP11...)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, int64(h.StatusCode()), 10)
+	dst = append(dst, ' ')
+	msg := h.StatusMessage()
+	if len(msg) == 0 {
+		msg = []byte(fasthttp.StatusMessage(h.StatusCode()))
+	}
+	dst = append(dst, msg...)
+	dst = append(dst, strCRLF...)
+	for k, v := range h.All() {
+		dst = append(dst, k...)
+		dst = append(dst, strColonSpace...)
+		dst = append(dst, v...)
+		dst = append(dst, strCRLF...)
+	}
+	return append(dst, strCRLF...)
+}
+
+// errorResponses holds tether's own short answers, built once.
+var errorResponses = map[int][]byte{}
+
+func init() {
+	for code, text := range map[int]string{
+		400: "bad request",
+		408: "request head timed out",
+		413: "request body too large",
+		431: "request head too large",
+		502: "bad gateway: the node failed or sent an invalid answer",
+		503: "service unavailable: no healthy node",
+		504: "gateway timeout: the node did not answer in time",
+	} {
+		body := "tether: " + text + "\n"
+		head := "HTTP/1.1 " + strconv.Itoa(code) + " " + fasthttp.StatusMessage(code) + "\r\n" +
+			"Content-Type: text/plain; charset=utf-8\r\n" +
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n" +
+			"Connection: close\r\n"
+		if code == 503 {
+			head += "Retry-After: 2\r\n"
+		}
+		errorResponses[code] = []byte(head + "\r\n" + body)
+	}
+}
+
+// errorResponse returns tether's answer for status.
+func errorResponse(status int) []byte {
+	if b, ok := errorResponses[status]; ok {
+		return b
+	}
+	return errorResponses[502]
+}

@@ -1,0 +1,186 @@
+package proxy
+
+import (
+	"bytes"
+
+	"github.com/tether-lb/tether/pool"
+	"github.com/valyala/fasthttp"
+)
+
+// reason says why a request went to its node; it is the access log's "why".
+type reason uint8
+
+const (
+	viaBalance  reason = iota // no usable stickiness: fewest active sessions
+	viaCookie                 // the stickiness cookie named the node
+	viaParam                  // the URL parameter named the node
+	viaFailover               // stickiness named a node that is down, or a dial failed
+)
+
+func (r reason) String() string {
+	switch r {
+	case viaCookie:
+		return "cookie"
+	case viaParam:
+		return "param"
+	case viaFailover:
+		return "failover"
+	}
+	return "balance"
+}
+
+// router chooses a node for a request head. It holds the configured names
+// as bytes so that choosing allocates nothing.
+type router struct {
+	cookie []byte // stickiness cookie name
+	param  []byte // stickiness query parameter name
+}
+
+func newRouter(cfg *Config) router {
+	return router{cookie: []byte(cfg.StickyCookie), param: []byte(cfg.StickyParam)}
+}
+
+// route picks the node for h from table t: the node named by the
+// stickiness cookie, else by the URL parameter, else the balancer's choice.
+// A value naming a node that is down fails over to a balanced pick; an
+// unknown value balances. scratch holds a percent-decoded parameter value.
+// Nil when no node can take the request.
+func (r *router) route(t *pool.Table, h *fasthttp.RequestHeader, scratch []byte) (*pool.Node, reason) {
+	n, why := r.sticky(t, h, scratch)
+	if n != nil {
+		if t.Routable(n) {
+			return n, why
+		}
+		return t.Pick(nil), viaFailover
+	}
+	return t.Pick(nil), viaBalance
+}
+
+// sticky returns the configured node named by the cookie or, failing that,
+// the query parameter, and which of them named it; nil when neither names a
+// configured node.
+func (r *router) sticky(t *pool.Table, h *fasthttp.RequestHeader, scratch []byte) (*pool.Node, reason) {
+	for _, header := range h.PeekAll("Cookie") {
+		for {
+			v, rest, ok := nextCookie(header, r.cookie)
+			if !ok {
+				break
+			}
+			if n := t.Lookup(v); n != nil {
+				return n, viaCookie
+			}
+			header = rest
+		}
+	}
+	if v, ok := queryParam(h.RequestURI(), r.param, scratch); ok {
+		if n := t.Lookup(v); n != nil {
+			return n, viaParam
+		}
+	}
+	return nil, viaBalance
+}
+
+// nextCookie finds the next cookie called name in one Cookie header value
+// ("a=1; b=2") and returns its value, unquoted, and the rest of the header
+// after it. ok is false when no further cookie has that name.
+func nextCookie(header, name []byte) (v, rest []byte, ok bool) {
+	for len(header) > 0 {
+		var pair []byte
+		if i := bytes.IndexByte(header, ';'); i >= 0 {
+			pair, header = header[:i], header[i+1:]
+		} else {
+			pair, header = header, nil
+		}
+		pair = trimOWS(pair)
+		eq := bytes.IndexByte(pair, '=')
+		if eq < 0 || !bytes.Equal(pair[:eq], name) {
+			continue
+		}
+		v = trimOWS(pair[eq+1:])
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		return v, header, true
+	}
+	return nil, nil, false
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// queryParam returns the value of the first parameter called name in the
+// query of a request target, percent-decoded into scratch when it holds
+// escapes ('+' stays '+': node names never hold spaces). ok is false when
+// the parameter is absent, or its decoded value does not fit scratch.
+func queryParam(uri, name, scratch []byte) (v []byte, ok bool) {
+	q := bytes.IndexByte(uri, '?')
+	if q < 0 {
+		return nil, false
+	}
+	query := uri[q+1:]
+	if f := bytes.IndexByte(query, '#'); f >= 0 {
+		query = query[:f]
+	}
+	for len(query) > 0 {
+		var pair []byte
+		if i := bytes.IndexByte(query, '&'); i >= 0 {
+			pair, query = query[:i], query[i+1:]
+		} else {
+			pair, query = query, nil
+		}
+		eq := bytes.IndexByte(pair, '=')
+		if eq < 0 || !bytes.Equal(pair[:eq], name) {
+			continue
+		}
+		v = pair[eq+1:]
+		if bytes.IndexByte(v, '%') < 0 {
+			return v, true
+		}
+		return unescape(v, scratch)
+	}
+	return nil, false
+}
+
+// unescape percent-decodes v into scratch. ok is false on a bad escape or
+// when the result does not fit.
+func unescape(v, scratch []byte) ([]byte, bool) {
+	out := scratch[:0]
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '%' {
+			if i+2 >= len(v) {
+				return nil, false
+			}
+			hi, lo := unhex(v[i+1]), unhex(v[i+2])
+			if hi < 0 || lo < 0 {
+				return nil, false
+			}
+			c = byte(hi<<4 | lo)
+			i += 2
+		}
+		if len(out) == cap(out) {
+			return nil, false
+		}
+		out = append(out, c)
+	}
+	return out, true
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}

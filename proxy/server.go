@@ -1,0 +1,238 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/pool"
+	"github.com/valyala/fasthttp"
+)
+
+// copyBufSize is the size of the pooled buffers that bodies and spliced
+// bytes move through.
+const copyBufSize = 32 << 10
+
+// Server is one running tether: its listeners, client connections, the
+// backend pool and the buffers they borrow.
+type Server struct {
+	cfg     Config
+	log     zerolog.Logger
+	access  zerolog.Logger
+	pool    *pool.Pool
+	router  router
+	splicer Splicer
+	errLog  zerolog.Logger // sampled: one bad client must not flood the log
+
+	exchanges sync.Pool // *exchange
+	readers   sync.Pool // *bufio.Reader of MaxHeaderBytes
+	writers   sync.Pool // *bufio.Writer of 4 KiB
+	bufs      sync.Pool // *[]byte of copyBufSize
+
+	conns atomic.Int64 // open client connections
+
+	mu        sync.Mutex // guards listeners, active and closing
+	listeners []net.Listener
+	active    map[*conn]struct{}
+	closing   bool
+	wg        sync.WaitGroup // one per client connection and accept loop
+}
+
+// New checks cfg, applies its defaults and builds a Server with its backend
+// pool (whose health loops start now). log receives lifecycle and error
+// lines; access receives one line per request or session when
+// cfg.AccessLog is set.
+func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p, err := pool.New(cfg.Pool, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     log,
+		access:  access,
+		pool:    p,
+		router:  newRouter(&cfg),
+		splicer: NewGoSplicer(copyBufSize, log),
+		errLog:  log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second}),
+		active:  make(map[*conn]struct{}),
+	}
+	maxHead := cfg.MaxHeaderBytes
+	s.exchanges.New = func() any { return newExchange(s) }
+	s.readers.New = func() any { return bufio.NewReaderSize(nil, maxHead) }
+	s.writers.New = func() any { return bufio.NewWriterSize(nil, 4096) }
+	s.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
+	return s, nil
+}
+
+// Pool returns the backend pool (for the admin endpoints and tests).
+func (s *Server) Pool() *pool.Pool { return s.pool }
+
+// Conns returns the number of open client connections.
+func (s *Server) Conns() int64 { return s.conns.Load() }
+
+// ListenAndServe listens on cfg.Listen and serves until Shutdown.
+func (s *Server) ListenAndServe() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
+}
+
+// Serve accepts client connections on ln until Shutdown; it returns nil
+// after Shutdown and the accept error otherwise.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners = append(s.listeners, ln)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+	return s.acceptLoop(ln)
+}
+
+// Shutdown stops accepting, lets requests in flight finish and closes idle
+// client connections; when ctx ends first, it closes every connection. It
+// then closes the backend pool.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	for c := range s.active {
+		c.wakeIfIdle()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go s.waitConns(done)
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.mu.Lock()
+		for c := range s.active {
+			c.c.Close()
+		}
+		s.mu.Unlock()
+		<-done
+	}
+	s.pool.Close()
+	return err
+}
+
+// waitConns closes done when every connection and accept loop has ended.
+func (s *Server) waitConns(done chan struct{}) {
+	s.wg.Wait()
+	close(done)
+}
+
+// isClosing reports whether Shutdown has begun.
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// track adds or removes a client connection from the set Shutdown walks.
+func (s *Server) track(c *conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closing {
+			return false
+		}
+		s.active[c] = struct{}{}
+		s.wg.Add(1)
+		return true
+	}
+	delete(s.active, c)
+	return true
+}
+
+// getReader lends a head-sized buffered reader over r.
+func (s *Server) getReader(r *deadlineConn) *bufio.Reader {
+	br := s.readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+// putReader returns br; it must hold no unread bytes that matter.
+func (s *Server) putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	s.readers.Put(br)
+}
+
+func (s *Server) getWriter(w *deadlineConn) *bufio.Writer {
+	bw := s.writers.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
+}
+
+func (s *Server) putWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	s.writers.Put(bw)
+}
+
+// deadlineConn sets a fresh deadline before every read or write that
+// follows a pause, so each read and write of a body is bounded without a
+// system call per call: the deadline moves at most every eighth of its
+// timeout.
+type deadlineConn struct {
+	net.Conn
+	readTimeout, writeTimeout time.Duration
+	readSet, writeSet         int64 // unix nanos of the deadline last set
+}
+
+func (d *deadlineConn) reset(c net.Conn, read, write time.Duration) {
+	d.Conn, d.readTimeout, d.writeTimeout, d.readSet, d.writeSet = c, read, write, 0, 0
+}
+
+// setReadTimeout changes the read timeout and applies it now.
+func (d *deadlineConn) setReadTimeout(t time.Duration) {
+	d.readTimeout = t
+	now := time.Now()
+	d.readSet = now.UnixNano()
+	d.Conn.SetReadDeadline(now.Add(t))
+}
+
+func (d *deadlineConn) Read(p []byte) (int, error) {
+	if now := time.Now(); now.UnixNano()-d.readSet > int64(d.readTimeout/8) {
+		d.readSet = now.UnixNano()
+		d.Conn.SetReadDeadline(now.Add(d.readTimeout))
+	}
+	return d.Conn.Read(p)
+}
+
+func (d *deadlineConn) Write(p []byte) (int, error) {
+	if now := time.Now(); now.UnixNano()-d.writeSet > int64(d.writeTimeout/8) {
+		d.writeSet = now.UnixNano()
+		d.Conn.SetWriteDeadline(now.Add(d.writeTimeout))
+	}
+	return d.Conn.Write(p)
+}
+
+// errShutdown ends idle connections during Shutdown.
+var errShutdown = errors.New("proxy: shutting down")
+
+// newFastHeaders returns the per-exchange header values.
+func newFastHeaders() (*fasthttp.RequestHeader, *fasthttp.ResponseHeader) {
+	return newRequestHeader(), newResponseHeader()
+}
