@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"errors"
 	"net"
 	"syscall"
 	"time"
@@ -19,11 +18,8 @@ type Conn struct {
 	// the request may be retried on a fresh one if nothing of it was lost.
 	Reused bool
 
-	idleAt int64           // unix nanos when it was put back
-	raw    syscall.RawConn // nil for TLS connections
-	probe  func(fd uintptr) bool
-	alive  bool
-	peek   [1]byte
+	idleAt int64 // unix nanos when it was put back
+	fd     int   // the socket, for the liveness check; -1 for TLS connections
 }
 
 // Get lends a connection to n: the warmest idle one that is still open, or a
@@ -143,23 +139,35 @@ func (p *Pool) sweepLoop() {
 }
 
 // open reports whether an idle connection is still usable: nothing to read
-// (a node sends nothing unasked, so readable means closed or broken) and no
-// error. It does not block and does not allocate.
+// (a node sends nothing unasked, so readable means closed, reset or broken).
+// A zero-timeout poll: it neither blocks, consumes nor allocates. Only
+// called on idle connections the pool owns, so fd is still theirs.
 func (c *Conn) open() bool {
-	if c.raw == nil {
+	if c.fd < 0 {
 		return true
 	}
-	c.alive = false
-	if err := c.raw.Read(c.probe); err != nil {
-		return false
+	pfd := [1]unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
+	var zero unix.Timespec
+	for {
+		n, err := unix.Ppoll(pfd[:], &zero, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n == 0
 	}
-	return c.alive
 }
 
-// probeFD is the RawConn.Read callback of open: it peeks without blocking.
-// It always returns true so RawConn.Read never waits.
-func (c *Conn) probeFD(fd uintptr) bool {
-	_, _, err := unix.Recvfrom(int(fd), c.peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-	c.alive = errors.Is(err, unix.EAGAIN)
-	return true
+// socketFD returns the descriptor under a plain TCP connection, or -1.
+func socketFD(nc net.Conn) int {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	raw.Control(func(f uintptr) { fd = int(f) })
+	return fd
 }

@@ -21,14 +21,7 @@ func (n *Node) dialConn() (*Conn, error) {
 		n.Fail(err)
 		return nil, err
 	}
-	c := &Conn{Conn: nc, Node: n}
-	if sc, ok := nc.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			c.raw = raw
-			c.probe = c.probeFD
-		}
-	}
-	return c, nil
+	return &Conn{Conn: nc, Node: n, fd: socketFD(nc)}, nil
 }
 
 // dialRaw dials n's address, with TLS for https nodes.

@@ -1,0 +1,161 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/pool"
+)
+
+// rawNode answers every request head it reads with the same fixed answer,
+// allocating nothing per request, so a benchmark's allocations are the
+// proxy's.
+type rawNode struct {
+	ln     net.Listener
+	answer []byte
+}
+
+func startRawNode(tb testing.TB, answer string) *rawNode {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := &rawNode{ln: ln, answer: []byte(answer)}
+	go n.acceptLoop()
+	tb.Cleanup(func() { ln.Close() })
+	return n
+}
+
+func (n *rawNode) acceptLoop() {
+	for {
+		c, err := n.ln.Accept()
+		if err != nil {
+			return
+		}
+		go n.serve(c)
+	}
+}
+
+// serve answers each head (up to its blank line) on c.
+func (n *rawNode) serve(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 16<<10)
+	for {
+		if err := skipHead(br); err != nil {
+			return
+		}
+		if _, err := c.Write(n.answer); err != nil {
+			return
+		}
+	}
+}
+
+// skipHead reads through the next "\r\n\r\n".
+func skipHead(br *bufio.Reader) error {
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) == 2 && line[0] == '\r' {
+			return nil
+		}
+	}
+}
+
+const benchAnswer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Node: CB_Server_1\r\nContent-Length: 13\r\n\r\nhello, world\n"
+
+const benchRequest = "GET /cobrowse/resource?session=abc HTTP/1.1\r\n" +
+	"Host: cobrowse.example.com\r\n" +
+	"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\n" +
+	"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n" +
+	"Accept-Language: en-US,en;q=0.9\r\n" +
+	"Accept-Encoding: gzip, deflate, br\r\n" +
+	"Cookie: _ga=GA1.2.1234567890.1234567890; gcbSessionServer=CB_Server_1; theme=dark\r\n" +
+	"X-Forwarded-For: 203.0.113.7\r\n" +
+	"\r\n"
+
+// startBenchProxy runs a Server in front of one raw node and returns its
+// address.
+func startBenchProxy(tb testing.TB, nodeAddr string) string {
+	cfg := Config{Pool: pool.Config{
+		Nodes:          []pool.NodeConfig{{Name: "CB_Server_1", URL: "http://" + nodeAddr}},
+		HealthInterval: 0,
+	}}
+	s, err := New(cfg, zerolog.Nop(), zerolog.Nop())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go s.Serve(ln)
+	tb.Cleanup(func() { s.Shutdown(tb.Context()) })
+	return ln.Addr().String()
+}
+
+// roundTrips sends the request on one keep-alive connection b.N times and
+// reads each fixed-size answer.
+func roundTrips(b *testing.B, addr string) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	req := []byte(benchRequest)
+	br := bufio.NewReaderSize(c, 16<<10)
+	body := make([]byte, 13)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		if err := skipHead(br); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(br, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkForwardKeepAlive is the per-request path through tether: head
+// read and checked, route by cookie, forward over a pooled connection,
+// answer relayed.
+func BenchmarkForwardKeepAlive(b *testing.B) {
+	node := startRawNode(b, benchAnswer)
+	roundTrips(b, startBenchProxy(b, node.ln.Addr().String()))
+}
+
+// BenchmarkForwardDirect is the baseline: the same client talking to the
+// node with no proxy between.
+func BenchmarkForwardDirect(b *testing.B) {
+	node := startRawNode(b, benchAnswer)
+	roundTrips(b, node.ln.Addr().String())
+}
+
+// BenchmarkForwardNetHTTP is net/http's ReverseProxy doing the same job, for
+// scale.
+func BenchmarkForwardNetHTTP(b *testing.B) {
+	node := startRawNode(b, benchAnswer)
+	u, _ := url.Parse("http://" + node.ln.Addr().String())
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = nil
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	roundTrips(b, ln.Addr().String())
+}
+
