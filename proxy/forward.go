@@ -210,11 +210,13 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	}
 	if !keep {
 		x.resp.SetBytesKV(strConnection, strClose)
+	} else if !bytes.Equal(x.req.Protocol(), strHTTP11) {
+		x.resp.SetBytesKV(strConnection, strKeepAliveTok)
 	}
 	x.head = appendResponseHead(x.head[:0], x.resp)
 	x.bw.Write(x.head)
 	x.bytesOut = int64(len(x.head))
-	x.nr.readTimeout = s.cfg.BodyTimeout
+	x.nr.setReadTimeout(s.cfg.BodyTimeout)
 	var n int64
 	if !rfr.noBody {
 		bufp := s.bufs.Get().(*[]byte)
@@ -264,7 +266,7 @@ func (x *exchange) sendRequest(nbw *bufio.Writer, fr framing) (sentBody bool, er
 			return false, fmt.Errorf("%w: %w", errClientBody, err)
 		}
 	}
-	x.cr.readTimeout = x.s.cfg.BodyTimeout
+	x.cr.setReadTimeout(x.s.cfg.BodyTimeout)
 	bufp := x.s.bufs.Get().(*[]byte)
 	n, err := copyBody(nbw, x.br, fr, *bufp, true)
 	x.s.bufs.Put(bufp)
@@ -363,7 +365,8 @@ func (x *exchange) prepareRequest(upgrade bool) {
 		h.SetBytesKV(strConnection, strUpgradeTok)
 		h.SetBytesKV(strUpgrade, upg)
 	}
-	h.SetProtocolBytes(strHTTP11)
+	// The protocol version stays the client's: a node answers an HTTP/1.0
+	// request with a body an HTTP/1.0 client can read (never chunked).
 }
 
 // hopHeaders are removed from every forwarded message (RFC 9110 §7.6.1);
