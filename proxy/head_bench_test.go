@@ -1,0 +1,107 @@
+//go:build !race
+
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+const benchMaxHead = 8 << 10
+
+// BenchmarkHeadReadRequest reads a typical browser head with cookies, as
+// tether does per request: strict scan, then fasthttp's parse.
+func BenchmarkHeadReadRequest(b *testing.B) {
+	r := strings.NewReader(browserHead)
+	br := bufio.NewReaderSize(r, benchMaxHead)
+	h := newRequestHeader()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(browserHead)))
+	for b.Loop() {
+		r.Reset(browserHead)
+		br.Reset(r)
+		if _, err := readRequestHead(br, h, benchMaxHead); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHeadReadRequestFasthttp is fasthttp's parse alone, the part of
+// readRequestHead that is not tether's own scan.
+func BenchmarkHeadReadRequestFasthttp(b *testing.B) {
+	r := strings.NewReader(browserHead)
+	br := bufio.NewReaderSize(r, benchMaxHead)
+	h := newRequestHeader()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(browserHead)))
+	for b.Loop() {
+		r.Reset(browserHead)
+		br.Reset(r)
+		if err := h.Read(br); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHeadReadRequestNetHTTP is the net/http baseline.
+func BenchmarkHeadReadRequestNetHTTP(b *testing.B) {
+	r := strings.NewReader(browserHead)
+	br := bufio.NewReaderSize(r, benchMaxHead)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(browserHead)))
+	for b.Loop() {
+		r.Reset(browserHead)
+		br.Reset(r)
+		if _, err := http.ReadRequest(br); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestHeadBodyAllocs requires readRequestHead, readResponseHead and
+// copyBody to allocate nothing in steady state.
+func TestHeadBodyAllocs(t *testing.T) {
+	request := []byte(browserHead +
+		"POST /cobrowse/send HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" +
+		"POST /cobrowse/send HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n")
+	response := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/css\r\nSet-Cookie: gcbSessionServer=CB_Server_1; Path=/\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"a\r\n0123456789\r\n0\r\n\r\n")
+	var r bytes.Reader
+	br := bufio.NewReaderSize(&r, benchMaxHead)
+	var out bytes.Buffer
+	bw := bufio.NewWriter(&out)
+	buf := make([]byte, 32<<10)
+	req, resp := newRequestHeader(), newResponseHeader()
+	run := func() {
+		r.Reset(request)
+		br.Reset(&r)
+		out.Reset()
+		bw.Reset(&out)
+		for range 3 {
+			fr, err := readRequestHead(br, req, benchMaxHead)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := copyBody(bw, br, fr, buf, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.Reset(response)
+		br.Reset(&r)
+		fr, err := readResponseHead(br, resp, benchMaxHead, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := copyBody(bw, br, fr, buf, false); err != nil {
+			t.Fatal(err)
+		}
+		bw.Flush()
+	}
+	run()
+	if n := testing.AllocsPerRun(100, run); n != 0 {
+		t.Fatalf("%v allocations per run, want 0", n)
+	}
+}
