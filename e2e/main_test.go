@@ -185,7 +185,14 @@ func tail(s string, n int) string {
 // every 200ms).
 func (tt *tether) accessLines(t *testing.T) []map[string]any {
 	var out []map[string]any
-	for _, line := range strings.Split(tt.stdout.String(), "\n") {
+	s := tt.stdout.String()
+	// A line still being written has no newline yet: leave it for later.
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	} else {
+		s = ""
+	}
+	for _, line := range strings.Split(s, "\n") {
 		if line == "" {
 			continue
 		}
@@ -206,7 +213,7 @@ type rawConn struct {
 
 func dialRaw(t *testing.T, addr string) *rawConn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,19 +240,29 @@ func (r *response) get(k string) string {
 // true when the request was HEAD.
 func (c *rawConn) readResponse(t *testing.T, head bool) *response {
 	t.Helper()
-	line, err := c.br.ReadString('\n')
+	r, err := parseResponse(c.br, head)
 	if err != nil {
-		t.Fatalf("read status line: %v", err)
+		t.Fatal(err)
+	}
+	return r
+}
+
+// parseResponse reads one answer from br; it does not need the test and
+// may run on any goroutine.
+func parseResponse(br *bufio.Reader, head bool) (*response, error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return nil, fmt.Errorf("read status line: %w (read %q)", err, line)
 	}
 	var r response
 	if _, err := fmt.Sscanf(line, "HTTP/1.1 %d", &r.status); err != nil {
-		t.Fatalf("bad status line %q", line)
+		return nil, fmt.Errorf("bad status line %q", line)
 	}
 	r.header = map[string][]string{}
 	for {
-		l, err := c.br.ReadString('\n')
+		l, err := br.ReadString('\n')
 		if err != nil {
-			t.Fatalf("read header: %v", err)
+			return nil, fmt.Errorf("read header: %w", err)
 		}
 		l = strings.TrimRight(l, "\r\n")
 		if l == "" {
@@ -256,44 +273,51 @@ func (c *rawConn) readResponse(t *testing.T, head bool) *response {
 		r.header[k] = append(r.header[k], strings.TrimSpace(v))
 	}
 	if head || r.status == 204 || r.status == 304 || r.status < 200 {
-		return &r
+		return &r, nil
 	}
 	switch {
 	case strings.EqualFold(r.get("Transfer-Encoding"), "chunked"):
 		var body bytes.Buffer
 		for {
-			l, err := c.br.ReadString('\n')
+			l, err := br.ReadString('\n')
 			if err != nil {
-				t.Fatalf("chunk size: %v", err)
+				return nil, fmt.Errorf("chunk size: %w", err)
 			}
 			var n int
-			fmt.Sscanf(strings.TrimSpace(l), "%x", &n)
+			if _, err := fmt.Sscanf(strings.TrimSpace(l), "%x", &n); err != nil {
+				return nil, fmt.Errorf("chunk size line %q: %w", l, err)
+			}
 			if n == 0 {
 				for {
-					tl, err := c.br.ReadString('\n')
+					tl, err := br.ReadString('\n')
 					if err != nil || tl == "\r\n" {
 						break
 					}
 				}
 				break
 			}
-			if _, err := io.CopyN(&body, c.br, int64(n)); err != nil {
-				t.Fatalf("chunk data: %v", err)
+			if _, err := io.CopyN(&body, br, int64(n)); err != nil {
+				return nil, fmt.Errorf("chunk data: %w", err)
 			}
-			c.br.Discard(2)
+			if crlf, err := br.Peek(2); err != nil || string(crlf) != "\r\n" {
+				return nil, fmt.Errorf("chunk of %d bytes not followed by CRLF", n)
+			}
+			br.Discard(2)
 		}
 		r.body = body.Bytes()
 	case r.get("Content-Length") != "":
 		var n int64
-		fmt.Sscan(r.get("Content-Length"), &n)
+		if _, err := fmt.Sscan(r.get("Content-Length"), &n); err != nil {
+			return nil, fmt.Errorf("Content-Length %q", r.get("Content-Length"))
+		}
 		r.body = make([]byte, n)
-		if _, err := io.ReadFull(c.br, r.body); err != nil {
-			t.Fatalf("body: %v", err)
+		if _, err := io.ReadFull(br, r.body); err != nil {
+			return nil, fmt.Errorf("body: %w", err)
 		}
 	default:
-		r.body, _ = io.ReadAll(c.br)
+		r.body, _ = io.ReadAll(br)
 	}
-	return &r
+	return &r, nil
 }
 
 // do sends one raw request and reads its answer.

@@ -91,8 +91,14 @@ func (c *conn) serve() {
 		}
 		x := s.exchanges.Get().(*exchange)
 		keep := x.serveBurst(c)
+		up := x.pending
+		x.pending = nil
 		x.release()
 		s.exchanges.Put(x)
+		if up != nil {
+			c.runSession(up)
+			return
+		}
 		if !keep || s.isClosing() {
 			return
 		}
@@ -121,7 +127,7 @@ func (x *exchange) serveBurst(c *conn) bool {
 	x.br = s.getReader(&x.cr)
 	x.bw = s.getWriter(&x.cr)
 	for {
-		x.cr.setReadTimeout(s.cfg.HeaderTimeout)
+		x.cr.setReadLimit(s.cfg.HeaderTimeout)
 		fr, err := readRequestHead(x.br, x.req, s.cfg.MaxHeaderBytes)
 		if err != nil {
 			x.headError(err)
@@ -149,14 +155,22 @@ func (x *exchange) headError(err error) {
 		if x.br.Buffered() == 0 {
 			return // nothing sent since the last answer: an idle close
 		}
-		x.writeError(408, err)
+		x.refuse(408, err)
 	case errors.Is(err, errHeadTooLarge):
-		x.writeError(431, err)
+		x.refuse(431, err)
 	case errors.Is(err, errBadRequest):
-		x.writeError(400, err)
+		x.refuse(400, err)
 	default:
 		s.errLog.Debug().Err(err).Bytes("remote", x.c.remoteIP).Msg("read request head")
 	}
+}
+
+// refuse answers a head tether could not accept and logs it as a request.
+func (x *exchange) refuse(status int, err error) {
+	x.start = time.Now()
+	x.node, x.bytesIn, x.bytesOut, x.upgraded = nil, 0, 0, false
+	x.writeError(status, err)
+	x.s.logRequest(x, status, err)
 }
 
 // writeError sends one of tether's own short answers and logs why. The
@@ -175,8 +189,4 @@ func (x *exchange) writeError(status int, err error) {
 		ev = s.errLog.Warn()
 	}
 	ev.Int("status", status).Bytes("remote", x.c.remoteIP).Err(err).Msg("request refused")
-	if status == 400 || status == 408 || status == 431 {
-		x.start = time.Now()
-		s.logRequest(x, status, err)
-	}
 }

@@ -42,7 +42,8 @@ type exchange struct {
 	bytesIn  int64 // request body bytes
 	bytesOut int64 // answer bytes written to the client
 	upgraded bool
-	expect   bool // the client sent Expect: 100-continue
+	expect   bool      // the client sent Expect: 100-continue
+	pending  *upgraded // a 101 was relayed: splice once the exchange is released
 }
 
 func newExchange(s *Server) *exchange {
@@ -151,8 +152,19 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	if err != nil {
 		pc.Close()
 		if errors.Is(err, errClientBody) {
-			// The client failed mid-body: nothing to answer.
-			s.logRequest(x, 400, err)
+			// The client sent a bad body (400) or stopped sending it (408);
+			// a client that is gone gets nothing.
+			var ne net.Error
+			switch {
+			case errors.Is(err, errBadRequest):
+				x.writeError(400, err)
+				s.logRequest(x, 400, err)
+			case errors.As(err, &ne) && ne.Timeout():
+				x.writeError(408, err)
+				s.logRequest(x, 408, err)
+			default:
+				s.logRequest(x, 400, err)
+			}
 			return false, false
 		}
 		if pc.Reused && !sentBody && isConnGone(err) {
@@ -202,7 +214,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 
 	status := x.resp.StatusCode()
 	if upgrade && status == 101 {
-		return x.splice(pc, nbr, status), false
+		return x.upgrade(pc, nbr, status), false
 	}
 	keepNode := x.prepareResponse(&rfr, keep)
 	if !rfr.noBody && rfr.length < 0 && !rfr.chunked {

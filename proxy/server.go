@@ -191,29 +191,42 @@ func (s *Server) putWriter(bw *bufio.Writer) {
 	s.writers.Put(bw)
 }
 
-// deadlineConn sets a fresh deadline before every read or write that
-// follows a pause, so each read and write of a body is bounded without a
-// system call per call: the deadline moves at most every eighth of its
-// timeout.
+// deadlineConn bounds every read and write. Writes, and reads of a body,
+// get a sliding deadline: it moves before a read or write that follows a
+// pause, at most every eighth of its timeout, so each wait is bounded without
+// a deadline update per call. Reads of a head get a fixed deadline instead:
+// the whole head must arrive within its timeout (a client dribbling bytes
+// cannot hold it open).
 type deadlineConn struct {
 	net.Conn
 	readTimeout, writeTimeout time.Duration
 	readSet, writeSet         int64 // unix nanos of the deadline last set
+	readFixed                 bool  // the read deadline does not slide
 }
 
 func (d *deadlineConn) reset(c net.Conn, read, write time.Duration) {
-	d.Conn, d.readTimeout, d.writeTimeout, d.readSet, d.writeSet = c, read, write, 0, 0
+	d.Conn, d.readTimeout, d.writeTimeout, d.readSet, d.writeSet, d.readFixed = c, read, write, 0, 0, false
 }
 
-// setReadTimeout changes the read timeout and applies it now.
+// setReadTimeout makes reads slide a deadline of t, starting now.
 func (d *deadlineConn) setReadTimeout(t time.Duration) {
-	d.readTimeout = t
+	d.readTimeout, d.readFixed = t, false
 	now := time.Now()
 	d.readSet = now.UnixNano()
 	d.Conn.SetReadDeadline(now.Add(t))
 }
 
+// setReadLimit makes every read until the next setReadTimeout end by t from
+// now, however the bytes trickle in.
+func (d *deadlineConn) setReadLimit(t time.Duration) {
+	d.readFixed = true
+	d.Conn.SetReadDeadline(time.Now().Add(t))
+}
+
 func (d *deadlineConn) Read(p []byte) (int, error) {
+	if d.readFixed {
+		return d.Conn.Read(p)
+	}
 	if now := time.Now(); now.UnixNano()-d.readSet > int64(d.readTimeout/8) {
 		d.readSet = now.UnixNano()
 		d.Conn.SetReadDeadline(now.Add(d.readTimeout))

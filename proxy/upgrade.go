@@ -7,11 +7,26 @@ import (
 	"github.com/tether-lb/tether/pool"
 )
 
-// splice finishes an upgrade: the node's 101 head goes to the client, the
-// buffers the exchange borrowed go back (bytes already read past either head
-// are copied out first) and the two sockets are spliced until the session
-// ends. It reports false: the client connection is done when the session is.
-func (x *exchange) splice(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
+// upgraded is a WebSocket session waiting to be spliced: everything the
+// splice and its access-log line need once the exchange has gone back to its
+// pool, so a live session holds no header, reader or writer.
+type upgraded struct {
+	sess   Session
+	node   *pool.Node
+	why    reason
+	start  time.Time
+	method string
+	path   string
+	status int
+}
+
+// upgrade finishes the handshake of an upgrade: the node's 101 head goes to
+// the client (its Connection and Upgrade headers are the handshake itself),
+// and the bytes already read past either head are copied out of the
+// borrowed readers. The splice runs after the exchange is released
+// (conn.serve calls runSession). It reports false: the client connection is
+// done when the session is.
+func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 	s := x.s
 	x.upgraded = true
 	x.head = appendResponseHead(x.head[:0], x.resp)
@@ -21,32 +36,70 @@ func (x *exchange) splice(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 		s.logRequest(x, status, err)
 		return false
 	}
-	sess := &Session{
-		Client:       x.c.c,
-		Node:         pc.Conn,
-		ClientBuf:    takeBuffered(x.br),
-		NodeBuf:      takeBuffered(nbr),
-		IdleTimeout:  s.cfg.WSIdleTimeout,
-		WriteTimeout: s.cfg.WriteTimeout,
+	path := x.req.RequestURI()
+	if len(path) > maxLoggedPath {
+		path = path[:maxLoggedPath]
 	}
-	// The node's Connection and Upgrade headers stay: they are the handshake.
-	// The session holds no header, reader or writer of the exchange.
-	node, why, start := x.node, x.why, x.start
-	x.c.c.SetDeadline(time.Time{})
-	pc.Conn.SetDeadline(time.Time{})
-	node.Sessions.Add(1)
-	node.Active.Add(1)
-	toNode, toClient, err := s.splicer.Splice(sess)
-	node.Active.Add(-1)
-	node.Sessions.Add(-1)
-	x.node, x.why, x.start = node, why, start
-	x.bytesIn, x.bytesOut = toNode, toClient
-	s.logRequest(x, status, err)
+	x.pending = &upgraded{
+		sess: Session{
+			Client:       x.c.c,
+			Node:         pc.Conn,
+			ClientBuf:    takeBuffered(x.br),
+			NodeBuf:      takeBuffered(nbr),
+			IdleTimeout:  s.cfg.WSIdleTimeout,
+			WriteTimeout: s.cfg.WriteTimeout,
+		},
+		node:   x.node,
+		why:    x.why,
+		start:  x.start,
+		method: string(x.req.Method()),
+		path:   string(path),
+		status: status,
+	}
+	// The session is counted from now, so the balancer sees it at once.
+	x.node.Sessions.Add(1)
+	x.node.Active.Add(1)
 	return false
 }
 
+// runSession splices an upgraded connection until the session ends, then
+// writes its access-log line. It runs on the client connection's goroutine,
+// which becomes the session's node→client copier.
+func (c *conn) runSession(u *upgraded) {
+	s := c.s
+	c.c.SetDeadline(time.Time{})
+	u.sess.Node.SetDeadline(time.Time{})
+	toNode, toClient, err := s.splicer.Splice(&u.sess)
+	u.node.Active.Add(-1)
+	u.node.Sessions.Add(-1)
+	u.node.Served.Add(1)
+	if !s.cfg.AccessLog {
+		return
+	}
+	e := s.access.Info()
+	if !e.Enabled() {
+		return
+	}
+	e = e.Bytes("remote", c.remoteIP).
+		Str("method", u.method).
+		Str("path", u.path).
+		Int("status", u.status).
+		Int64("bytes_in", toNode).
+		Int64("bytes_out", toClient).
+		Dur("dur", time.Since(u.start)).
+		Str("node", u.node.Name).
+		Str("addr", u.node.Addr).
+		Str("why", u.why.String()).
+		Bool("ws", true)
+	if err != nil {
+		e = e.Err(err)
+	}
+	e.Send()
+}
+
 // takeBuffered copies out the bytes br holds beyond what was parsed (a
-// client's first frames sent right behind its upgrade request), or nil.
+// client's first frames sent right behind its upgrade request, a node's
+// first frames right behind its 101), or nil.
 func takeBuffered(br *bufio.Reader) []byte {
 	if br == nil || br.Buffered() == 0 {
 		return nil

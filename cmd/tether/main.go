@@ -75,10 +75,12 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	fs.StringVar(&opts.logFormat, "log-format", "json", "json, or console for people")
 	fs.DurationVar(&opts.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take before connections are closed")
 
-	fs.Usage = func() { usage(stderr, fs) }
+	// fs.Usage stays unset: the flag package would print it on every parse
+	// error, and a bad flag gets one line.
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			usage(stderr, fs)
 		}
 		return cfg, opts, err
 	}

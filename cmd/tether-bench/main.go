@@ -1,0 +1,235 @@
+// Command tether-bench is tether's harness: a fake co-browse node and a load
+// generator. It only wires flags to package bench.
+//
+//	tether-bench node --name CB_Server_1 --listen 127.0.0.1:8700
+//	tether-bench load --target http://127.0.0.1:8080 --scenario mixed --duration 5s
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tether-lb/tether/bench"
+)
+
+const usage = `tether-bench is the harness of tether. Everything it does stays on loopback.
+
+Usage:
+  tether-bench node [flags]   run a fake co-browse node until SIGINT or SIGTERM
+  tether-bench load [flags]   drive traffic at a target and print a report
+
+Run "tether-bench <command> --help" for the flags of a command.
+Exit status: 0 ok, 1 failure (load: errors or sticky violations), 2 bad flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the command line args and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "tether-bench: missing command: want node or load (see tether-bench --help)")
+		return 2
+	}
+	switch args[0] {
+	case "node":
+		return runNode(ctx, args[1:], stdout, stderr)
+	case "load":
+		return runLoad(ctx, args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "tether-bench: unknown command %q: want node or load (see tether-bench --help)\n", args[0])
+	return 2
+}
+
+// command is one subcommand's flag set.
+type command struct {
+	name, summary string
+	fs            *flag.FlagSet
+	logLevel      *string
+	logFormat     *string
+}
+
+func newCommand(name, summary string) *command {
+	c := &command{name: name, summary: summary, fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	c.logLevel = c.fs.String("log-level", "info", "log level: debug, info, warn or error")
+	c.logFormat = c.fs.String("log-format", "console", "log format on stderr: console or json")
+	return c
+}
+
+// parse reads args. It returns -1 to go on, or the exit status: 0 after
+// --help (the usage goes to stdout), 2 after one line about a bad flag.
+func (c *command) parse(args []string, stdout, stderr io.Writer) int {
+	c.fs.SetOutput(io.Discard)
+	err := c.fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		c.fs.SetOutput(stdout)
+		fmt.Fprintf(stdout, "Usage: tether-bench %s [flags]\n\n%s\n\nFlags:\n", c.name, c.summary)
+		c.fs.PrintDefaults()
+		return 0
+	case err != nil:
+		return c.bad(stderr, err.Error())
+	case c.fs.NArg() > 0:
+		return c.bad(stderr, fmt.Sprintf("unexpected argument %q", c.fs.Arg(0)))
+	}
+	return -1
+}
+
+// bad prints one line about a bad flag and returns 2.
+func (c *command) bad(stderr io.Writer, msg string) int {
+	fmt.Fprintf(stderr, "tether-bench %s: %s (see tether-bench %s --help)\n", c.name, msg, c.name)
+	return 2
+}
+
+// logger builds the logger of --log-level and --log-format on stderr.
+func (c *command) logger(stderr io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(strings.ToLower(*c.logLevel))
+	if err != nil || *c.logLevel == "" {
+		return zerolog.Logger{}, fmt.Errorf("--log-level %q: want debug, info, warn or error", *c.logLevel)
+	}
+	var out io.Writer
+	switch *c.logFormat {
+	case "console":
+		out = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339, NoColor: !isTerminal(stderr)}
+	case "json":
+		out = stderr
+	default:
+		return zerolog.Logger{}, fmt.Errorf("--log-format %q: want console or json", *c.logFormat)
+	}
+	return zerolog.New(out).Level(level).With().Timestamp().Logger(), nil
+}
+
+// isTerminal reports whether w is a terminal, which gets colours.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCommand("node", "Runs a fake co-browse node (see DESIGN.md) until SIGINT or SIGTERM.")
+	name := c.fs.String("name", "CB_Server_1", "node name: the X-Node header and the value of the cookie it sets")
+	listen := c.fs.String("listen", "127.0.0.1:8700", "loopback address to listen on (port 0 picks a free one)")
+	pollWait := c.fs.Duration("poll-wait", bench.DefaultPollWait, "how long a long poll waits for a message before 204")
+	cookie := c.fs.String("cookie", bench.DefaultCookie, "stickiness cookie name")
+	if code := c.parse(args, stdout, stderr); code >= 0 {
+		return code
+	}
+	log, err := c.logger(stderr)
+	switch {
+	case err != nil:
+		return c.bad(stderr, err.Error())
+	case *name == "":
+		return c.bad(stderr, "--name is empty")
+	case *pollWait <= 0:
+		return c.bad(stderr, fmt.Sprintf("--poll-wait %v: want > 0", *pollWait))
+	case *cookie == "":
+		return c.bad(stderr, "--cookie is empty")
+	}
+	if err := bench.CheckLoopback(*listen); err != nil {
+		return c.bad(stderr, fmt.Sprintf("--listen %s", err))
+	}
+	ln, err := bench.ListenLoopback(*listen)
+	if err != nil {
+		log.Error().Err(err).Msg("listen")
+		return 1
+	}
+
+	node := bench.NewNode(bench.NodeConfig{Name: *name, Cookie: *cookie, PollWait: *pollWait}, log)
+	served := make(chan error, 1)
+	go serve(node, ln, served)
+	log.Info().Str("node", *name).Str("addr", ln.Addr().String()).Msg("node listening")
+
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		log.Error().Err(err).Msg("serve")
+		code = 1
+	}
+	_ = node.Close()
+	log.Info().Str("node", *name).Msg("node stopped")
+	return code
+}
+
+// serve runs node on ln and reports how it ended.
+func serve(node *bench.Node, ln net.Listener, served chan<- error) {
+	served <- node.Serve(ln)
+}
+
+func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCommand("load", "Drives co-browse traffic at a target (tether or a node) for a while, then prints\n"+
+		"latency percentiles, throughput, errors, sticky violations and a per-node summary.\n"+
+		"Exits 1 if there were errors or sticky violations.")
+	var cfg bench.LoadConfig
+	c.fs.StringVar(&cfg.Target, "target", "http://127.0.0.1:8080", "base URL of tether or of a node (loopback only)")
+	c.fs.StringVar(&cfg.Scenario, "scenario", bench.ScenarioMixed, "http (keep-alive GETs), ws (customer/agent WebSocket sessions) or mixed (both)")
+	c.fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "how long to start new requests and messages")
+	c.fs.IntVar(&cfg.Conns, "conns", 8, "keep-alive HTTP connections (http, mixed)")
+	c.fs.IntVar(&cfg.Sessions, "sessions", 20, "co-browse sessions, two WebSockets each (ws, mixed)")
+	c.fs.IntVar(&cfg.ResourceBytes, "bytes", 1024, "body size of each GET /cobrowse/resource")
+	c.fs.IntVar(&cfg.MessageBytes, "msg-bytes", 2048, "size of each WebSocket message (at least 16)")
+	c.fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Second, "limit of each request, handshake and message")
+	c.fs.StringVar(&cfg.Cookie, "cookie", bench.DefaultCookie, "stickiness cookie name")
+	asJSON := c.fs.Bool("json", false, "print one JSON object instead of tables")
+	if code := c.parse(args, stdout, stderr); code >= 0 {
+		return code
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return c.bad(stderr, err.Error())
+	}
+	for _, f := range []struct {
+		flag string
+		v    int
+	}{{"--conns", cfg.Conns}, {"--sessions", cfg.Sessions}, {"--bytes", cfg.ResourceBytes + 1}, {"--msg-bytes", cfg.MessageBytes}} {
+		if f.v <= 0 {
+			return c.bad(stderr, f.flag+" must be positive")
+		}
+	}
+	if cfg.Duration <= 0 || cfg.Timeout <= 0 {
+		return c.bad(stderr, "--duration and --timeout must be positive")
+	}
+	if err := cfg.Validate(); err != nil {
+		return c.bad(stderr, err.Error())
+	}
+
+	rep, err := bench.RunLoad(ctx, cfg, log)
+	if err != nil {
+		return c.bad(stderr, err.Error())
+	}
+	if *asJSON {
+		err = rep.WriteJSON(stdout)
+	} else {
+		err = rep.WriteText(stdout)
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("write report")
+		return 1
+	}
+	if rep.Failed() {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,87 @@
+package proxy
+
+import (
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// waitReadable blocks until c has bytes to read, end-of-stream or an error, without
+// consuming anything and without holding a buffer, honouring c's read deadline
+// (returns the deadline error, os.ErrDeadlineExceeded, when it passes). For a conn
+// that is not a syscall.Conn (e.g. *tls.Conn, net.Pipe) it returns nil at once.
+//
+// The deadline error is wrapped in a *net.OpError; test it with
+// errors.Is(err, os.ErrDeadlineExceeded). Closing c from another goroutine
+// wakes the wait with net.ErrClosed. End-of-stream and socket errors
+// (a reset) are not returned: waitReadable returns nil and the caller's next
+// Read reports them. A caller with a buffered reader in front of c must check
+// that reader's Buffered() first: waitReadable sees only the socket.
+//
+// It allocates nothing for *net.TCPConn and *net.UnixConn, so an idle
+// keep-alive connection or spliced session can wait in it for free. Only one
+// goroutine should wait on or read from c at a time.
+func waitReadable(c net.Conn) error {
+	switch c := c.(type) {
+	case *net.TCPConn:
+		return waitTCP(c)
+	case *net.UnixConn:
+		return waitUnix(c)
+	case syscall.Conn:
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		return rc.Read(readyProbe)
+	}
+	return nil
+}
+
+// waitTCP is waitReadable for a *net.TCPConn. Calling SyscallConn on the
+// concrete type lets the compiler devirtualize rc.Read and keep the RawConn
+// on the stack, where the interface path would allocate it per call.
+func waitTCP(c *net.TCPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Read(readyProbe)
+}
+
+// waitUnix is waitTCP for a *net.UnixConn.
+func waitUnix(c *net.UnixConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Read(readyProbe)
+}
+
+// readyProbe reports whether fd is readable, without consuming anything and
+// without blocking: a zero-timeout ppoll for POLLIN. Data, end-of-stream, a
+// hang-up or a socket error all end the wait (true); nothing returns false so
+// the runtime poller parks the goroutine until the socket becomes readable,
+// then calls readyProbe again.
+//
+// The probe is what makes the wait correct: syscall.RawConn.Read resets the
+// poller's readiness before its first call, so bytes queued before the wait
+// are only seen by looking at the socket. It is ppoll rather than a one-byte
+// recvfrom(MSG_PEEK|MSG_DONTWAIT) because a peek consumes a pending socket
+// error: a reset would then read as a plain EOF and be forwarded as a
+// half-close. readyProbe is a plain function (passing it allocates nothing)
+// and its arguments live on its own stack.
+func readyProbe(fd uintptr) bool {
+	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	var zero unix.Timespec
+	for {
+		n, err := unix.Ppoll(pfd[:], &zero, nil)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return true // EBADF and the like: the caller's Read reports it
+		}
+		return n > 0
+	}
+}
