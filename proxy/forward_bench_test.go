@@ -158,4 +158,3 @@ func BenchmarkForwardNetHTTP(b *testing.B) {
 	defer srv.Close()
 	roundTrips(b, ln.Addr().String())
 }
-

@@ -38,6 +38,8 @@ done
 echo "tether on 127.0.0.1:$tp in front of CB_Server_1 (:$n1) and CB_Server_2 (:$n2); load for $DURATION"
 status=0
 "$BIN/tether-bench" load --target "http://127.0.0.1:$tp" --scenario mixed --duration "$DURATION" || status=$?
+cleanup
+pids=()
 echo
 echo "tether access log: $(wc -l <"$logdir/access.log") lines in $logdir/access.log (process log: $logdir/tether.log)"
 exit $status
