@@ -33,11 +33,12 @@ func (n *Node) Get() (*Conn, error) {
 			break
 		}
 		if c.idleAt < deadline || !c.open() {
-			c.Conn.Close()
+			c.Conn.Close() // never lent
 			continue
 		}
 		c.Reused = true
 		n.Reuses.Add(1)
+		n.lend(c)
 		return c, nil
 	}
 	c, err := n.dialConn()
@@ -45,6 +46,7 @@ func (n *Node) Get() (*Conn, error) {
 		return nil, err
 	}
 	n.Dials.Add(1)
+	n.lend(c)
 	return c, nil
 }
 
@@ -53,6 +55,7 @@ func (n *Node) Get() (*Conn, error) {
 // the whole answer and sent nothing more.
 func (c *Conn) Put() {
 	n := c.Node
+	n.unlend(c)
 	if n.State() == StateDown || n.pool.cfg.MaxIdle < 0 {
 		c.Conn.Close()
 		return

@@ -64,6 +64,10 @@ type Config struct {
 	// when active checks are off. Zero means 10s.
 	Cooldown time.Duration
 
+	// EvictSpread spreads the ending of a dead node's WebSocket sessions
+	// over this long, to soften the reconnect storm. Zero means all at once.
+	EvictSpread time.Duration
+
 	// TLS is the client-side TLS configuration for https nodes. Nil means the
 	// system roots with default settings. The pool sets ServerName per node.
 	TLS *tls.Config
@@ -136,6 +140,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--health-timeout %s: must not be negative", c.HealthTimeout)
 	case c.Rise < 0:
 		return fmt.Errorf("--rise %d: must be at least 1", c.Rise)
+	case c.EvictSpread < 0:
+		return fmt.Errorf("--evict-spread %s: must not be negative", c.EvictSpread)
 	case c.Fall < 0:
 		return fmt.Errorf("--fall %d: must be at least 1", c.Fall)
 	case !strings.HasPrefix(c.HealthPath, "/") || strings.ContainsAny(c.HealthPath, " \r\n\t"):
@@ -239,9 +245,14 @@ type Node struct {
 	since     atomic.Int64 // unix nanos of the last state change
 	lastError atomic.Pointer[string]
 	kick      chan struct{} // a passive failure wakes the health loop
+	evict     chan struct{} // going down wakes the evict loop
 
 	mu   sync.Mutex // guards idle
 	idle []*Conn    // LIFO: the most recently used connection is warmest
+
+	smu      sync.Mutex           // guards sessions and busy
+	sessions map[Evictor]struct{} // spliced sessions to end when n goes down
+	busy     map[*Conn]struct{}   // connections carrying a request now
 }
 
 // State returns the node's current state.

@@ -111,12 +111,15 @@ func New(cfg Config, log zerolog.Logger) (*Pool, error) {
 	for _, nc := range cfg.Nodes {
 		scheme, addr, _ := parseNodeURL(nc.URL)
 		n := &Node{
-			Name:   nc.Name,
-			Addr:   addr,
-			Scheme: scheme,
-			pool:   p,
-			log:    log.With().Str("node", nc.Name).Str("addr", addr).Logger(),
-			kick:   make(chan struct{}, 1),
+			Name:     nc.Name,
+			Addr:     addr,
+			Scheme:   scheme,
+			pool:     p,
+			log:      log.With().Str("node", nc.Name).Str("addr", addr).Logger(),
+			kick:     make(chan struct{}, 1),
+			evict:    make(chan struct{}, 1),
+			sessions: make(map[Evictor]struct{}),
+			busy:     make(map[*Conn]struct{}),
 		}
 		if scheme == "https" {
 			n.tls = nodeTLS(cfg.TLS, addr)
@@ -127,6 +130,7 @@ func New(cfg Config, log zerolog.Logger) (*Pool, error) {
 	p.publish()
 	for _, n := range p.nodes {
 		p.wg.Go(n.healthLoop)
+		p.wg.Go(n.evictLoop)
 	}
 	p.wg.Go(p.sweepLoop)
 	return p, nil
@@ -188,6 +192,7 @@ func (n *Node) setState(s State, reason string) bool {
 	n.since.Store(time.Now().UnixNano())
 	if s == StateDown {
 		n.closeIdle()
+		n.signalEvict()
 		n.log.Warn().Str("state", s.String()).Str("was", old.String()).Str("error", reason).Msg("node down")
 	} else {
 		n.log.Warn().Str("state", s.String()).Str("was", old.String()).Msg("node state")

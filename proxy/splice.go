@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/pool"
 )
 
 // Splicer joins a client connection and a node connection after a 101.
@@ -53,6 +54,25 @@ type Session struct {
 	// WriteTimeout bounds each write to a peer, so a peer that stops reading
 	// ends the session. 0 means defaultSpliceWriteTimeout (30s).
 	WriteTimeout time.Duration
+
+	// WebSocket says the node→client bytes are WebSocket frames: tether then
+	// tracks their boundaries and ends the client's side with a Close frame
+	// of its own when the session is evicted or the node's stream ends
+	// without a Close. Without it the splice is a plain byte pipe and an
+	// evicted session is simply closed.
+	WebSocket bool
+
+	// Registry, if non-nil, is told of the session for its lifetime so it
+	// can end it from outside (the node going down): Register when the
+	// session starts, Unregister when it ends.
+	Registry Registry
+}
+
+// Registry is where a session registers to be ended from outside; a
+// *pool.Node is one.
+type Registry interface {
+	Register(pool.Evictor)
+	Unregister(pool.Evictor)
 }
 
 const (
@@ -67,6 +87,23 @@ const (
 
 // errSpliceIdle ends a session in which no byte moved for Session.IdleTimeout.
 var errSpliceIdle = errors.New("proxy: splice idle timeout")
+
+// errEvicting stops the node→client copier when the session is being ended
+// from outside; errMidFrame when the node's stream ended inside a frame, so
+// no Close frame could be placed at a boundary.
+var (
+	errEvicting = errors.New("proxy: session evicted")
+	errMidFrame = errors.New("proxy: node stream ended inside a frame")
+)
+
+const (
+	// evictGrace bounds how long an evicted session waits for the node to
+	// finish the frame in flight before its Close frame is written.
+	evictGrace = 500 * time.Millisecond
+	// closeLinger bounds how long tether waits for a told client to answer
+	// its Close and hang up before closing the connection itself.
+	closeLinger = 2 * time.Second
+)
 
 // spliceBufsOut counts copy buffers borrowed by splices and not yet given
 // back, across all splicers. An idle session holds none.
@@ -129,6 +166,7 @@ func (g *goSplicer) Splice(sess *Session) (toNode, toClient int64, err error) {
 		idle:   sess.IdleTimeout,
 		wt:     sess.WriteTimeout,
 		start:  time.Now(),
+		ws:     sess.WebSocket,
 	}
 	if s.wt <= 0 {
 		s.wt = defaultSpliceWriteTimeout
@@ -163,11 +201,26 @@ func (g *goSplicer) Splice(sess *Session) (toNode, toClient int64, err error) {
 		return s.up.n, s.down.n, s.result()
 	}
 
+	if sess.Registry != nil {
+		sess.Registry.Register(s)
+		defer sess.Registry.Unregister(s)
+	}
 	s.wg.Go(s.toNode)
 	s.toClient()
 	s.wg.Wait()
 	s.closeBoth()
 	return s.up.n, s.down.n, s.result()
+}
+
+var _ pool.Evictor = (*splice)(nil)
+
+// Evict ends the session from outside: toClient writes a Close frame with
+// code toward the client at the next frame boundary and closes the node
+// side. It returns at once; later calls do nothing.
+func (s *splice) Evict(code uint16) {
+	if s.evict.CompareAndSwap(0, uint32(code)) {
+		_ = s.node.SetReadDeadline(time.Unix(1, 0)) // wakes toClient
+	}
 }
 
 // splice is the state of one session, allocated once per Splice. It is the
@@ -192,6 +245,16 @@ type splice struct {
 	closed  atomic.Bool
 	wg      sync.WaitGroup // the toNode goroutine
 
+	// evict is the Close code asked for by Evict; 0 while none.
+	evict atomic.Uint32
+	// told is the Close code tether wrote to the client; once set, the node
+	// side is closed and toNode discards what the client still sends.
+	told atomic.Uint32
+	// track follows frame boundaries of node→client bytes when ws is set;
+	// only toClient touches it.
+	track frameTracker
+	ws    bool
+
 	up   half // client→node; only touched by toNode (and Splice before and after it)
 	down half // node→client; only touched by toClient
 }
@@ -205,23 +268,95 @@ type half struct {
 	err      error         // why the direction ended; nil for EOF
 }
 
-// toNode copies client→node on its own goroutine.
+// toNode copies client→node on its own goroutine. Once tether has told the
+// client its session is over, it only drains the client until the client
+// hangs up or closeLinger passes.
 func (s *splice) toNode() {
-	s.up.err = s.pump(&s.up)
-	if s.up.err != nil {
+	err := s.pump(&s.up)
+	if err == io.EOF {
+		closeWrite(s.node)
+		err = nil
+	}
+	s.up.err = err
+	if err != nil {
 		s.closeBoth()
 	}
 }
 
-// toClient copies node→client on the goroutine that called Splice. It is the
-// only writer of the client socket once Splice has written NodeBuf: the
-// WebSocket frame tracker (Close 1012 at a frame boundary when the node dies)
-// belongs here. Only called from Splice.
+// toClient copies node→client on the goroutine that called Splice, and is the
+// only writer of the client socket once Splice has written NodeBuf. It ends
+// the client's side with a Close frame of tether's own, at a frame boundary,
+// when the session is evicted (node down, shutdown) and when the node's
+// stream ends without the node having sent a Close (the node died). Only
+// called from Splice.
 func (s *splice) toClient() {
-	s.down.err = s.pump(&s.down)
-	if s.down.err != nil {
+	err := s.pump(&s.down)
+	var code uint16
+	switch {
+	case !s.ws:
+		if err == io.EOF {
+			closeWrite(s.client)
+			err = nil
+		}
+	case errors.Is(err, errEvicting):
+		code = uint16(s.evict.Load())
+		err = s.finishFrame()
+	case err == io.EOF && s.track.sawClose:
+		closeWrite(s.client) // the node closed the WebSocket itself
+		err = nil
+	case err == io.EOF || errors.Is(err, syscall.ECONNRESET):
+		code, err = pool.CloseServiceRestart, nil
+		if !s.track.atBoundary() {
+			err = errMidFrame
+		}
+	}
+	if code != 0 && err == nil {
+		err = s.tellClient(code)
+	}
+	s.down.err = err
+	if err != nil {
 		s.closeBoth()
 	}
+}
+
+// finishFrame lets the frame in flight from the node reach the client, up to
+// its last byte and no further, within evictGrace.
+func (s *splice) finishFrame() error {
+	if s.track.atBoundary() {
+		return nil
+	}
+	if err := s.node.SetReadDeadline(time.Now().Add(evictGrace)); err != nil {
+		return err
+	}
+	bp := s.g.getBuf()
+	defer s.g.putBuf(bp)
+	for !s.track.atBoundary() {
+		want := min(s.track.untilBoundary(), uint64(len(*bp)))
+		n, err := s.node.Read((*bp)[:want])
+		if n > 0 {
+			s.track.advance((*bp)[:n])
+			if werr := s.send(&s.down, (*bp)[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", errMidFrame, err)
+		}
+	}
+	return nil
+}
+
+// tellClient closes the node side, writes the Close frame with code to the
+// client and half-closes it, then leaves toNode closeLinger to see the
+// client answer and hang up.
+func (s *splice) tellClient(code uint16) error {
+	s.told.Store(uint32(code))
+	_ = s.node.Close()
+	if err := s.send(&s.down, closeFrameFor(code)); err != nil {
+		return err
+	}
+	closeWrite(s.client)
+	return s.client.SetReadDeadline(time.Now().Add(closeLinger))
 }
 
 // pump is one direction's loop: wait until h.src is readable holding nothing,
@@ -230,7 +365,11 @@ func (s *splice) toClient() {
 // The loop stays flat and its frame small: an idle session's cost is mostly
 // the stacks of the goroutines parked in it.
 func (s *splice) pump(h *half) error {
+	down := h == &s.down
 	for {
+		if down && s.evict.Load() != 0 {
+			return errEvicting
+		}
 		if err := waitReadable(h.src); err != nil {
 			if err = s.readDeadline(h, err); err != nil {
 				return err
@@ -242,7 +381,10 @@ func (s *splice) pump(h *half) error {
 		bp := s.g.getBuf()
 		n, err := h.src.Read(*bp)
 		if n > 0 {
-			if werr := s.send(h, (*bp)[:n]); werr != nil {
+			if down && s.ws {
+				s.track.advance((*bp)[:n])
+			}
+			if werr := s.send(h, (*bp)[:n]); werr != nil && !(s.told.Load() != 0 && !down) {
 				s.g.putBuf(bp)
 				return werr
 			}
@@ -251,8 +393,7 @@ func (s *splice) pump(h *half) error {
 		switch {
 		case err == nil:
 		case err == io.EOF:
-			closeWrite(h.dst)
-			return nil
+			return io.EOF
 		default:
 			if err = s.readDeadline(h, err); err != nil {
 				return err
@@ -267,8 +408,8 @@ func (s *splice) pump(h *half) error {
 // between wt-wslack and wt. It keeps the idle clock: writing is raised for
 // the write and last is stored when it ends, before writing drops.
 func (s *splice) send(h *half, p []byte) error {
-	if len(p) == 0 {
-		return nil
+	if len(p) == 0 || (h == &s.up && s.told.Load() != 0) {
+		return nil // the node side is closed: the client's last bytes go nowhere
 	}
 	now := time.Since(s.start)
 	if want := now + s.wt; want-h.wdl > s.wslack {
@@ -293,7 +434,10 @@ func (s *splice) send(h *half, p []byte) error {
 // read. Otherwise the session was idle (errSpliceIdle). Any other error,
 // including a deadline someone else set with IdleTimeout 0, is returned as is.
 func (s *splice) readDeadline(h *half, err error) error {
-	if s.idle <= 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+	if h == &s.down && s.evict.Load() != 0 {
+		return errEvicting
+	}
+	if s.told.Load() != 0 || s.idle <= 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
 	}
 	now := time.Since(s.start)
@@ -306,6 +450,9 @@ func (s *splice) readDeadline(h *half, err error) error {
 	}
 	if err := h.src.SetReadDeadline(s.start.Add(last + s.idle)); err != nil {
 		return err
+	}
+	if h == &s.down && s.evict.Load() != 0 {
+		return errEvicting // Evict's wake-up may have come before this deadline
 	}
 	return nil
 }
@@ -324,6 +471,9 @@ func (s *splice) closeBoth() {
 // not a normal way for a peer to leave, wrapped with its direction. Normal
 // endings are logged at Debug and give nil.
 func (s *splice) result() error {
+	if code := s.told.Load(); code != 0 {
+		return &toldError{code: uint16(code)}
+	}
 	if err := s.down.err; err != nil && !peerGone(err) {
 		return wrapSplice("to client", err)
 	}
@@ -338,6 +488,17 @@ func (s *splice) result() error {
 		}
 	}
 	return nil
+}
+
+// toldError is the session result when tether ended the session with a
+// Close frame of its own: the access log says which.
+type toldError struct{ code uint16 }
+
+func (e *toldError) Error() string {
+	if e.code == pool.CloseServiceRestart {
+		return "client told 1012 (node down)"
+	}
+	return fmt.Sprintf("client told %d", e.code)
 }
 
 func wrapSplice(dir string, err error) error {

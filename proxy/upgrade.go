@@ -48,6 +48,8 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 			NodeBuf:      takeBuffered(nbr),
 			IdleTimeout:  s.cfg.WSIdleTimeout,
 			WriteTimeout: s.cfg.WriteTimeout,
+			WebSocket:    true,
+			Registry:     x.node,
 		},
 		node:   x.node,
 		why:    x.why,
@@ -56,7 +58,10 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 		path:   string(path),
 		status: status,
 	}
-	// The session is counted from now, so the balancer sees it at once.
+	// The connection leaves the pool's in-flight set: the session registers
+	// with its node instead, to be told when the node goes down. It is
+	// counted from now, so the balancer sees it at once.
+	pc.Detach()
 	x.node.Sessions.Add(1)
 	x.node.Active.Add(1)
 	return false
