@@ -134,7 +134,7 @@ func startTether(t *testing.T, nodes []*testNode, extra ...string) *tether {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	args := []string{"--listen", addr, "--log-level", "debug", "--health-interval", "100ms", "--health-timeout", "300ms"}
+	args := []string{"--listen", addr, "--admin", "127.0.0.1:0", "--log-level", "debug", "--health-interval", "100ms", "--health-timeout", "300ms"}
 	for _, n := range nodes {
 		args = append(args, "--node", n.name+"=http://"+n.addr)
 	}
@@ -179,6 +179,23 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// adminAddr returns the admin listener's address from tether's log.
+func (tt *tether) adminAddr(t *testing.T) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range strings.Split(tt.stderr.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "admin listening" {
+				return m["addr"].(string)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("tether logged no admin address")
+	return ""
 }
 
 // accessLines returns the access-log lines tether wrote so far (it flushes

@@ -16,6 +16,11 @@ type Config struct {
 	// means no plain listener.
 	Listen string
 
+	// Admin is the listen address of the admin endpoints (/status,
+	// /healthz, node drain and enable). Empty means none. Keep it on
+	// loopback or a management network: it has no authentication.
+	Admin string
+
 	// StickyCookie is the stickiness cookie whose value names a node (bare,
 	// or "<anything>.<name>"). Empty means "gcbSessionServer".
 	StickyCookie string
@@ -91,6 +96,11 @@ func (c *Config) Validate() error {
 	if c.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			return fmt.Errorf("--listen %q: %w", c.Listen, err)
+		}
+	}
+	if c.Admin != "" {
+		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
+			return fmt.Errorf("--admin %q: %w", c.Admin, err)
 		}
 	}
 	for _, d := range []struct {

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,10 +36,12 @@ type Server struct {
 	writers   sync.Pool // *bufio.Writer of 4 KiB
 	bufs      sync.Pool // *[]byte of copyBufSize
 
-	conns atomic.Int64 // open client connections
+	conns   atomic.Int64 // open client connections
+	started time.Time
 
 	mu        sync.Mutex // guards listeners, active and closing
 	listeners []net.Listener
+	admins    []*http.Server
 	active    map[*conn]struct{}
 	closing   bool
 	wg        sync.WaitGroup // one per client connection and accept loop
@@ -65,6 +69,7 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 		splicer: NewGoSplicer(copyBufSize, log),
 		errLog:  log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second}),
 		active:  make(map[*conn]struct{}),
+		started: time.Now(),
 	}
 	maxHead := cfg.MaxHeaderBytes
 	s.exchanges.New = func() any { return newExchange(s) }
@@ -87,6 +92,19 @@ func (s *Server) ListenAndServe() error {
 		return err
 	}
 	return s.Serve(ln)
+}
+
+// ListenAndServeAdmin listens on cfg.Admin and serves the admin endpoints
+// until Shutdown. It returns nil at once when cfg.Admin is empty.
+func (s *Server) ListenAndServeAdmin() error {
+	if s.cfg.Admin == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.Admin)
+	if err != nil {
+		return fmt.Errorf("--admin: %w", err)
+	}
+	return s.ServeAdmin(ln)
 }
 
 // Serve accepts client connections on ln until Shutdown; it returns nil
@@ -114,6 +132,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing = true
 	for _, ln := range s.listeners {
 		ln.Close()
+	}
+	for _, a := range s.admins {
+		a.Close()
 	}
 	for c := range s.active {
 		c.wakeIfIdle()

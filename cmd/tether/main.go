@@ -51,6 +51,7 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	fs.SetOutput(io.Discard)
 
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "plain-HTTP listen `address`")
+	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin `address` for /status, /healthz and node drain/enable (empty: none; no authentication, keep it on loopback)")
 	fs.Var(&nodes, "node", "a backend as `NAME=URL` (http://host:port); repeat for each node")
 	fs.StringVar(&cfg.StickyCookie, "sticky-cookie", "gcbSessionServer", "stickiness cookie `name`: its value (NAME or anything.NAME) picks the node")
 	fs.StringVar(&cfg.StickyParam, "sticky-param", "co-browse-node-id", "stickiness query parameter `name`, for clients without cookies")
@@ -70,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	fs.DurationVar(&cfg.Pool.HealthTimeout, "health-timeout", time.Second, "bound on one probe")
 	fs.IntVar(&cfg.Pool.Rise, "rise", 2, "good probes in a row that bring a node back")
 	fs.IntVar(&cfg.Pool.Fall, "fall", 2, "failed probes in a row that take a node out")
+	fs.DurationVar(&cfg.Pool.EvictSpread, "evict-spread", 0, "spread the closing of a dead node's WebSocket sessions over this long (0: all at once)")
 	fs.BoolVar(&cfg.AccessLog, "access-log", true, "one JSON line per request and WebSocket session on stdout")
 	fs.StringVar(&opts.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&opts.logFormat, "log-format", "json", "json, or console for people")
@@ -126,7 +128,7 @@ Flags:
 	fs.VisitAll(func(f *flag.Flag) {
 		name, u := flag.UnquoteUsage(f)
 		fmt.Fprintf(w, "  --%s %s\n    \t%s", f.Name, name, u)
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" || f.Name == "ws-idle-timeout" || f.Name == "max-conns" {
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" || f.Name == "ws-idle-timeout" || f.Name == "max-conns" || f.Name == "evict-spread" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
 		fmt.Fprintln(w)
@@ -180,8 +182,9 @@ func run(args []string) int {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go serve(srv, serveErr)
+	go serveAdmin(srv, serveErr)
 
 	for {
 		select {
@@ -206,6 +209,13 @@ func run(args []string) int {
 			log.Info().Msg("stopped")
 			return 0
 		}
+	}
+}
+
+// serveAdmin runs the admin listener and reports a failure.
+func serveAdmin(srv *proxy.Server, done chan<- error) {
+	if err := srv.ListenAndServeAdmin(); err != nil {
+		done <- err
 	}
 }
 
