@@ -1,0 +1,147 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/pool"
+)
+
+// TestRoutingWhileNodesFlap sends requests through a Server from several
+// clients while nodes fail, come back, drain and enable underneath them.
+// Under -race it checks the table swaps; always it checks that every request
+// gets an answer and that no node's counters leak.
+func TestRoutingWhileNodesFlap(t *testing.T) {
+	answer := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	nodes := []*rawNode{startRawNode(t, answer), startRawNode(t, answer), startRawNode(t, answer)}
+	cfg := Config{Pool: pool.Config{Cooldown: 5 * time.Millisecond}}
+	for i, n := range nodes {
+		cfg.Pool.Nodes = append(cfg.Pool.Nodes, pool.NodeConfig{Name: fmt.Sprintf("CB_Server_%d", i+1), URL: "http://" + n.ln.Addr().String()})
+	}
+	s, err := New(cfg, zerolog.Nop(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Shutdown(t.Context())
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	counts := make([]map[int]int, 4)
+	for i := range counts {
+		counts[i] = map[int]int{}
+		wg.Go(func() { flapClient(t, ln.Addr().String(), stop, counts[i]) })
+	}
+	deadline := time.Now().Add(time.Second)
+	r := rand.New(rand.NewPCG(3, 4))
+	for time.Now().Before(deadline) {
+		n := s.Pool().Table().Nodes()[r.IntN(3)]
+		switch r.IntN(3) {
+		case 0:
+			n.Fail(errors.New("flap"))
+		case 1:
+			n.Drain()
+		default:
+			n.Enable()
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	total := 0
+	for _, c := range counts {
+		for status, k := range c {
+			if status != 200 && status != 502 && status != 503 {
+				t.Errorf("status %d answered %d times", status, k)
+			}
+			total += k
+		}
+	}
+	t.Logf("answers by status, per client: %v", counts)
+	if counts[0][200] == 0 || total < 100 {
+		t.Fatalf("too few answers while flapping: %v", counts)
+	}
+	for _, n := range s.Pool().Table().Nodes() {
+		if a, f := n.Active.Load(), n.InFlight.Load(); a != 0 || f != 0 {
+			t.Errorf("%s: %d active, %d in flight after all requests ended", n.Name, a, f)
+		}
+	}
+}
+
+// flapClient sends requests with random stickiness until stop, reconnecting
+// after a closed connection, and counts statuses.
+func flapClient(t *testing.T, addr string, stop chan struct{}, counts map[int]int) {
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	var c net.Conn
+	var br *bufio.Reader
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if c == nil {
+			var err error
+			if c, err = net.Dial("tcp", addr); err != nil {
+				t.Errorf("dial: %v", err)
+				return
+			}
+			br = bufio.NewReader(c)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		req := fmt.Sprintf("GET /x HTTP/1.1\r\nHost: a\r\nCookie: gcbSessionServer=CB_Server_%d\r\n\r\n", 1+r.IntN(3))
+		if _, err := io.WriteString(c, req); err != nil {
+			c.Close()
+			c = nil
+			continue
+		}
+		var status int
+		line, err := br.ReadString('\n')
+		if err == nil {
+			_, err = fmt.Sscanf(line, "HTTP/1.1 %d", &status)
+		}
+		if err != nil {
+			t.Errorf("no answer: %v", err)
+			return
+		}
+		counts[status]++
+		// Skip the rest of the answer: headers, then the body.
+		cl := 0
+		for {
+			h, err := br.ReadString('\n')
+			if err != nil {
+				t.Errorf("answer head: %v", err)
+				return
+			}
+			if h == "\r\n" {
+				break
+			}
+			fmt.Sscanf(h, "Content-Length: %d", &cl)
+		}
+		if _, err := br.Discard(cl); err != nil {
+			t.Errorf("answer body: %v", err)
+			return
+		}
+		if status != 200 {
+			c.Close() // tether closes after its own error answers
+			c = nil
+		}
+	}
+}
