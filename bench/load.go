@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strconv"
@@ -18,6 +19,7 @@ const (
 	ScenarioHTTP  = "http"  // keep-alive connections GETting resources
 	ScenarioWS    = "ws"    // co-browse sessions relaying WebSocket messages
 	ScenarioMixed = "mixed" // both at once
+	ScenarioIdle  = "idle"  // echo WebSockets held idle while the target's resources are read
 )
 
 // Bounds of a load run.
@@ -56,6 +58,26 @@ type LoadConfig struct {
 	Cookie string
 	// Timeout bounds each operation (request, handshake, message); 0 means 5s.
 	Timeout time.Duration
+
+	// The fields below belong to the idle scenario (see RunLoad).
+
+	// PID is the process whose resources are read (tether's); required.
+	PID int
+	// Hold is how long the sessions stay idle once open; 0 means 10s.
+	Hold time.Duration
+	// Settle is the wait between the last session opened and the reading of
+	// the target; 0 means 2s. It is cut to Hold.
+	Settle time.Duration
+	// SourceIPs spreads the client sockets over the source addresses
+	// 127.0.0.1..127.0.0.K, each with its own ephemeral ports; 0 means 1,
+	// which lets the kernel pick the source address.
+	SourceIPs int
+	// Concurrency is the number of sessions opened (and checked) at once;
+	// 0 means 64.
+	Concurrency int
+	// Progress receives a line a second while sessions open and are
+	// checked; nil means none.
+	Progress io.Writer
 }
 
 // withDefaults fills in zero values.
@@ -84,6 +106,9 @@ func (c LoadConfig) withDefaults() LoadConfig {
 	if c.Timeout == 0 {
 		c.Timeout = 5 * time.Second
 	}
+	if c.Scenario == ScenarioIdle {
+		c = c.idleDefaults()
+	}
 	return c
 }
 
@@ -94,16 +119,16 @@ func (c LoadConfig) Validate() error {
 		return err
 	}
 	switch c.Scenario {
-	case ScenarioHTTP, ScenarioWS, ScenarioMixed:
+	case ScenarioHTTP, ScenarioWS, ScenarioMixed, ScenarioIdle:
 	default:
-		return fmt.Errorf("--scenario %q: want http, ws or mixed", c.Scenario)
+		return fmt.Errorf("--scenario %q: want http, ws, mixed or idle", c.Scenario)
 	}
 	switch {
 	case c.Duration < 0 || c.Duration > MaxLoadDuration:
 		return fmt.Errorf("--duration %v: want 0 < d <= %v", c.Duration, MaxLoadDuration)
 	case c.Conns < 0 || c.Conns > MaxLoadConns:
 		return fmt.Errorf("--conns %d: want 1..%d", c.Conns, MaxLoadConns)
-	case c.Sessions < 0 || c.Sessions > MaxLoadSessions:
+	case c.Scenario != ScenarioIdle && (c.Sessions < 0 || c.Sessions > MaxLoadSessions):
 		return fmt.Errorf("--sessions %d: want 1..%d", c.Sessions, MaxLoadSessions)
 	case c.ResourceBytes < 0 || c.ResourceBytes > MaxResourceBytes:
 		return fmt.Errorf("--bytes %d: want 0..%d", c.ResourceBytes, MaxResourceBytes)
@@ -111,6 +136,9 @@ func (c LoadConfig) Validate() error {
 		return fmt.Errorf("--msg-bytes %d: want %d..%d", c.MessageBytes, minMessageBytes, MaxMessageBytes)
 	case c.Timeout < 0:
 		return fmt.Errorf("--timeout %v: want > 0", c.Timeout)
+	}
+	if c.Scenario == ScenarioIdle {
+		return c.validateIdle()
 	}
 	return nil
 }
@@ -178,6 +206,9 @@ func RunLoad(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, 
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if cfg.Scenario == ScenarioIdle {
+		return runIdle(ctx, cfg, log)
+	}
 	addr, _ := targetAddr(cfg.Target) // checked by Validate
 	start := time.Now()
 	r := &run{

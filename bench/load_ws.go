@@ -176,10 +176,14 @@ func (w *sessionWorker) failOp(op string, err error) {
 }
 
 // hangUp closes c with a Close frame and waits briefly for the answer.
-func (w *sessionWorker) hangUp(c *websocket.Conn) {
+func (w *sessionWorker) hangUp(c *websocket.Conn) { hangUp(c, w.run.hardEnd) }
+
+// hangUp closes c with a Close frame and waits for the answer, at most a
+// second and not past hardEnd.
+func hangUp(c *websocket.Conn, hardEnd time.Time) {
 	deadline := time.Now().Add(time.Second)
-	if deadline.After(w.run.hardEnd) {
-		deadline = w.run.hardEnd
+	if deadline.After(hardEnd) {
+		deadline = hardEnd
 	}
 	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
 	if err := c.WriteControl(websocket.CloseMessage, msg, deadline); err == nil {

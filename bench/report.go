@@ -23,6 +23,8 @@ type Report struct {
 	// WS is the WebSocket load (nil when the scenario has none): Ops are
 	// messages relayed customer → agent, latency from send to receipt.
 	WS *OpReport
+	// Idle is what the idle scenario measured (nil for the others).
+	Idle *IdleReport
 	// Errors counts failed operations by kind, e.g. "http_timeout",
 	// "http_status_502", "ws_read_close_1012".
 	Errors map[string]int64
@@ -86,7 +88,42 @@ func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "load %s -> %s for %.2fs\n\n", r.Scenario, r.Target, r.Elapsed.Seconds())
 
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	if r.Idle != nil {
+		r.Idle.writeText(&b)
+	} else {
+		r.writeOps(&b)
+	}
+
+	fmt.Fprintf(&b, "\nsessions ended %d, sticky violations %d, errors %d\n", r.SessionsEnded, r.StickyViolations, r.ErrorCount())
+	if len(r.Errors) > 0 {
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
+			fmt.Fprintf(tw, "  %s\t%d\t\n", k, r.Errors[k])
+		}
+		tw.Flush()
+	}
+
+	if len(r.Nodes) > 0 {
+		b.WriteString("\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "node\trequests\t409s\tws sessions\tws messages\t")
+		for _, n := range r.Nodes {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", n.Node, n.Requests, n.Status409, n.WSSessions, n.WSMessages)
+		}
+		tw.Flush()
+	}
+	if r.Failed() {
+		b.WriteString("\nFAILED: errors or sticky violations\n")
+	} else {
+		b.WriteString("\nOK\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeOps prints the table of the http and ws operations.
+func (r *Report) writeOps(b *strings.Builder) {
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\tops\tops/s\tMB/s\tp50\tp90\tp99\tp99.9\tmax\t")
 	for _, op := range []struct {
 		name string
@@ -101,32 +138,6 @@ func (r *Report) WriteText(w io.Writer) error {
 			fmtLatency(l.P50), fmtLatency(l.P90), fmtLatency(l.P99), fmtLatency(l.P999), fmtLatency(l.Max))
 	}
 	tw.Flush()
-
-	fmt.Fprintf(&b, "\nsessions ended %d, sticky violations %d, errors %d\n", r.SessionsEnded, r.StickyViolations, r.ErrorCount())
-	if len(r.Errors) > 0 {
-		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
-			fmt.Fprintf(tw, "  %s\t%d\t\n", k, r.Errors[k])
-		}
-		tw.Flush()
-	}
-
-	if len(r.Nodes) > 0 {
-		b.WriteString("\n")
-		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "node\trequests\t409s\tws sessions\tws messages\t")
-		for _, n := range r.Nodes {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", n.Node, n.Requests, n.Status409, n.WSSessions, n.WSMessages)
-		}
-		tw.Flush()
-	}
-	if r.Failed() {
-		b.WriteString("\nFAILED: errors or sticky violations\n")
-	} else {
-		b.WriteString("\nOK\n")
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
 }
 
 // fmtLatency prints d with three significant digits.
@@ -193,6 +204,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		ElapsedS         float64          `json:"elapsed_s"`
 		HTTP             *opJSON          `json:"http,omitempty"`
 		WS               *opJSON          `json:"ws,omitempty"`
+		Idle             *idleJSON        `json:"idle,omitempty"`
 		Errors           map[string]int64 `json:"errors"`
 		ErrorCount       int64            `json:"error_count"`
 		StickyViolations int64            `json:"sticky_violations"`
@@ -201,7 +213,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		Failed           bool             `json:"failed"`
 	}{
 		Target: r.Target, Scenario: r.Scenario, ElapsedS: r.Elapsed.Seconds(),
-		HTTP: op(r.HTTP), WS: op(r.WS), Errors: errs, ErrorCount: r.ErrorCount(),
+		HTTP: op(r.HTTP), WS: op(r.WS), Idle: r.Idle.json(), Errors: errs, ErrorCount: r.ErrorCount(),
 		StickyViolations: r.StickyViolations, SessionsEnded: r.SessionsEnded,
 		Nodes: nodes, Failed: r.Failed(),
 	})

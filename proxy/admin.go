@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -62,13 +63,20 @@ func nodeStatus(n *pool.Node) NodeStatus {
 	}
 }
 
-// AdminHandler serves /status (JSON, or HTML for a browser), /healthz, and
-// POST /nodes/NAME/drain and /nodes/NAME/enable.
+// AdminHandler serves /status (JSON, or HTML for a browser), /healthz,
+// POST /nodes/NAME/drain and /nodes/NAME/enable, and with Config.Pprof the
+// Go profiler under /debug/pprof/.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", s.serveStatus)
 	mux.HandleFunc("GET /healthz", s.serveHealthz)
 	mux.HandleFunc("POST /nodes/{name}/{action}", s.serveNodeAction)
+	if s.cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	}
 	return mux
 }
 
@@ -91,6 +99,9 @@ func (s *Server) ServeAdmin(ln net.Listener) error {
 	s.admins = append(s.admins, srv)
 	s.mu.Unlock()
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("admin listening")
+	if s.cfg.Pprof {
+		srv.WriteTimeout = 0 // profiles stream for their duration
+	}
 	if err := srv.Serve(ln); err != http.ErrServerClosed {
 		return err
 	}

@@ -20,6 +20,8 @@ type Config struct {
 	// /healthz, node drain and enable). Empty means none. Keep it on
 	// loopback or a management network: it has no authentication.
 	Admin string
+	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
+	Pprof bool
 
 	// StickyCookie is the stickiness cookie whose value names a node (bare,
 	// or "<anything>.<name>"). Empty means "gcbSessionServer".

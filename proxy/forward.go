@@ -213,8 +213,12 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	}
 
 	status := x.resp.StatusCode()
-	if upgrade && status == 101 {
-		return x.upgrade(pc, nbr, status), false
+	if status == 101 {
+		if upgrade {
+			return x.upgrade(pc, nbr, status), false
+		}
+		pc.Close()
+		return x.nodeFailed(pc, fmt.Errorf("%w: 101 to a request that asked for no upgrade", errBadResponse), true), false
 	}
 	keepNode := x.prepareResponse(&rfr, keep)
 	if !rfr.noBody && rfr.length < 0 && !rfr.chunked {

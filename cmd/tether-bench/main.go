@@ -3,6 +3,7 @@
 //
 //	tether-bench node --name CB_Server_1 --listen 127.0.0.1:8700
 //	tether-bench load --target http://127.0.0.1:8080 --scenario mixed --duration 5s
+//	tether-bench load --target http://127.0.0.1:8080 --scenario idle --sessions 5000 --pid PID
 package main
 
 import (
@@ -181,17 +182,26 @@ func serve(node *bench.Node, ln net.Listener, served chan<- error) {
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newCommand("load", "Drives co-browse traffic at a target (tether or a node) for a while, then prints\n"+
 		"latency percentiles, throughput, errors, sticky violations and a per-node summary.\n"+
+		"The idle scenario instead holds --sessions echo WebSockets idle and reports the RSS\n"+
+		"and descriptors per session of the target process --pid.\n"+
 		"Exits 1 if there were errors or sticky violations.")
 	var cfg bench.LoadConfig
 	c.fs.StringVar(&cfg.Target, "target", "http://127.0.0.1:8080", "base URL of tether or of a node (loopback only)")
-	c.fs.StringVar(&cfg.Scenario, "scenario", bench.ScenarioMixed, "http (keep-alive GETs), ws (customer/agent WebSocket sessions) or mixed (both)")
+	c.fs.StringVar(&cfg.Scenario, "scenario", bench.ScenarioMixed,
+		"http (keep-alive GETs), ws (customer/agent WebSocket sessions), mixed (both) or idle (idle WebSockets; see --pid)")
 	c.fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "how long to start new requests and messages")
 	c.fs.IntVar(&cfg.Conns, "conns", 8, "keep-alive HTTP connections (http, mixed)")
-	c.fs.IntVar(&cfg.Sessions, "sessions", 20, "co-browse sessions, two WebSockets each (ws, mixed)")
+	c.fs.IntVar(&cfg.Sessions, "sessions", 20, fmt.Sprintf("co-browse sessions, two WebSockets each (ws, mixed); "+
+		"echo WebSockets held idle (idle, at most %d)", bench.MaxIdleSessions))
 	c.fs.IntVar(&cfg.ResourceBytes, "bytes", 1024, "body size of each GET /cobrowse/resource")
 	c.fs.IntVar(&cfg.MessageBytes, "msg-bytes", 2048, "size of each WebSocket message (at least 16)")
 	c.fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Second, "limit of each request, handshake and message")
 	c.fs.StringVar(&cfg.Cookie, "cookie", bench.DefaultCookie, "stickiness cookie name")
+	c.fs.IntVar(&cfg.PID, "pid", 0, "idle: process whose RSS, descriptors and threads are read (tether's)")
+	c.fs.DurationVar(&cfg.Hold, "hold", 10*time.Second, "idle: how long the sessions stay idle once open")
+	c.fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "idle: wait after the last session opened before reading --pid (at most --hold)")
+	c.fs.IntVar(&cfg.SourceIPs, "source-ips", 1, fmt.Sprintf("idle: spread client sockets over source addresses 127.0.0.1..127.0.0.K (at most %d)", bench.MaxSourceIPs))
+	c.fs.IntVar(&cfg.Concurrency, "concurrency", 64, "idle: sessions opened at once")
 	asJSON := c.fs.Bool("json", false, "print one JSON object instead of tables")
 	if code := c.parse(args, stdout, stderr); code >= 0 {
 		return code
@@ -200,16 +210,26 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return c.bad(stderr, err.Error())
 	}
+	// Each idle session holds a socket of this process.
+	if limit, err := bench.RaiseFileLimit(); err != nil {
+		log.Warn().Err(err).Uint64("limit", limit).Msg("raise open-files limit")
+	} else {
+		log.Debug().Uint64("limit", limit).Msg("open-files limit")
+	}
+	cfg.Progress = stderr
 	for _, f := range []struct {
 		flag string
 		v    int
-	}{{"--conns", cfg.Conns}, {"--sessions", cfg.Sessions}, {"--bytes", cfg.ResourceBytes + 1}, {"--msg-bytes", cfg.MessageBytes}} {
+	}{
+		{"--conns", cfg.Conns}, {"--sessions", cfg.Sessions}, {"--bytes", cfg.ResourceBytes + 1}, {"--msg-bytes", cfg.MessageBytes},
+		{"--source-ips", cfg.SourceIPs}, {"--concurrency", cfg.Concurrency},
+	} {
 		if f.v <= 0 {
 			return c.bad(stderr, f.flag+" must be positive")
 		}
 	}
-	if cfg.Duration <= 0 || cfg.Timeout <= 0 {
-		return c.bad(stderr, "--duration and --timeout must be positive")
+	if cfg.Duration <= 0 || cfg.Timeout <= 0 || cfg.Hold <= 0 || cfg.Settle <= 0 {
+		return c.bad(stderr, "--duration, --timeout, --hold and --settle must be positive")
 	}
 	if err := cfg.Validate(); err != nil {
 		return c.bad(stderr, err.Error())

@@ -52,6 +52,7 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "plain-HTTP listen `address`")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin `address` for /status, /healthz and node drain/enable (empty: none; no authentication, keep it on loopback)")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on the admin listener")
 	fs.Var(&nodes, "node", "a backend as `NAME=URL` (http://host:port); repeat for each node")
 	fs.StringVar(&cfg.StickyCookie, "sticky-cookie", "gcbSessionServer", "stickiness cookie `name`: its value (NAME or anything.NAME) picks the node")
 	fs.StringVar(&cfg.StickyParam, "sticky-param", "co-browse-node-id", "stickiness query parameter `name`, for clients without cookies")
