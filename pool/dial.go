@@ -17,6 +17,11 @@ func (n *Node) dialConn() (*Conn, error) {
 	defer cancel()
 	nc, err := n.dialRaw(ctx)
 	if err != nil {
+		if isLocalLimit(err) {
+			// tether itself is out of descriptors or ports: the node is
+			// not at fault, and taking it out would end its sessions.
+			return nil, fmt.Errorf("dial %s (%s): %w: %w", n.Name, n.Addr, ErrLocalLimit, err)
+		}
 		err = fmt.Errorf("dial %s (%s): %w", n.Name, n.Addr, err)
 		n.Fail(err)
 		return nil, err
@@ -57,6 +62,14 @@ func (n *Node) Fail(err error) {
 		default:
 		}
 	}
+}
+
+// isLocalLimit reports dial errors that come from tether's own limits
+// (descriptors, ephemeral ports, memory), not from the node.
+func isLocalLimit(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM)
 }
 
 // IsRefused reports whether err is a refused connection: the node's port is

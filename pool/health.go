@@ -41,7 +41,10 @@ func (n *Node) healthLoop() {
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil {
+		if err != nil && isLocalLimit(err) {
+			// tether is out of descriptors: no verdict on the node.
+			n.log.Error().Err(err).Msg("health probe not sent: out of local resources")
+		} else if err != nil {
 			ok = 0
 			bad++
 			msg := err.Error()

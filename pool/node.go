@@ -21,6 +21,9 @@ var (
 	ErrNoHealthyNode = errors.New("pool: no healthy node")
 	// ErrClosed means the pool was closed (shutdown or reload).
 	ErrClosed = errors.New("pool: closed")
+	// ErrLocalLimit means a dial failed on tether's own limits (open
+	// descriptors, ephemeral ports): the node is not marked failing.
+	ErrLocalLimit = errors.New("pool: out of local resources")
 )
 
 // Config is the backend side of tether's configuration. The proxy nests it

@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/tether-lb/tether/pool"
@@ -54,7 +55,10 @@ type Config struct {
 	// 502 for a node's). Zero means 64 KiB.
 	MaxHeaderBytes int
 	// MaxConns bounds concurrent client connections; past it, new
-	// connections are closed at once. Zero means no limit.
+	// connections are closed at once. Zero means half the process's
+	// descriptor limit less a reserve (each connection may hold a node
+	// connection too), so tether never runs out of descriptors mid-request.
+	// Negative means no limit.
 	MaxConns int
 
 	// AccessLog writes one line per request and per WebSocket session.
@@ -90,6 +94,9 @@ func (c *Config) SetDefaults() {
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = 64 << 10
 	}
+	if c.MaxConns == 0 {
+		c.MaxConns = maxConnsForLimit()
+	}
 	c.Pool.SetDefaults()
 }
 
@@ -123,9 +130,6 @@ func (c *Config) Validate() error {
 	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 1<<20 {
 		return fmt.Errorf("--max-header-bytes %d: must be between 1024 and 1048576", c.MaxHeaderBytes)
 	}
-	if c.MaxConns < 0 {
-		return fmt.Errorf("--max-conns %d: must not be negative (0 means no limit)", c.MaxConns)
-	}
 	if !isConfigToken(c.StickyCookie) {
 		return fmt.Errorf("--sticky-cookie %q: must be a cookie name (token characters)", c.StickyCookie)
 	}
@@ -133,6 +137,20 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--sticky-param %q: must be a plain parameter name", c.StickyParam)
 	}
 	return c.Pool.Validate()
+}
+
+// fdReserve is kept out of --max-conns for listeners, the admin side, health
+// probes, logs and idle pooled connections.
+const fdReserve = 256
+
+// maxConnsForLimit derives the default --max-conns from the descriptor
+// limit: every client connection may hold a node connection too.
+func maxConnsForLimit() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
+		return -1
+	}
+	return max(int(lim.Cur)-fdReserve, 2) / 2
 }
 
 // isConfigToken reports whether s is a non-empty RFC 9110 token.

@@ -117,8 +117,11 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 		x.node = node
 		pc, err := node.Get()
 		if err != nil {
-			// Nothing was sent: any other open node may take it.
-			if attempt < len(t.Nodes()) {
+			// Nothing was sent: any other open node may take it, unless
+			// tether itself is out of descriptors or ports.
+			if errors.Is(err, pool.ErrLocalLimit) {
+				s.errLog.Error().Err(err).Msg("out of descriptors or ports: raise the limit (LimitNOFILE) or lower --max-conns")
+			} else if attempt < len(t.Nodes()) {
 				tried = node
 				node, x.why = s.pool.Table().Pick(tried), viaFailover
 				continue

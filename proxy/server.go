@@ -120,7 +120,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
-	s.log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+	s.log.Info().Str("addr", ln.Addr().String()).Int("max_conns", s.cfg.MaxConns).Msg("listening")
 	return s.acceptLoop(ln)
 }
 
