@@ -22,17 +22,26 @@ type Conn struct {
 	fd     int   // the socket, for the liveness check; -1 for TLS connections
 }
 
+// probeAfter is how long a pooled connection may sit idle before Get checks
+// that the node has not closed it.
+const probeAfter = 250 * time.Millisecond
+
 // Get lends a connection to n: the warmest idle one that is still open, or a
-// new one dialed under the connect timeout. A failed dial marks the node
+// new one dialed under the connect timeout (always a new one when fresh is
+// set: a retry after a pooled connection failed). A failed dial marks the node
 // failing (passive health) and returns an error naming the node.
-func (n *Node) Get() (*Conn, error) {
-	deadline := time.Now().UnixNano() - int64(n.pool.cfg.IdleTimeout)
-	for {
+func (n *Node) Get(fresh bool) (*Conn, error) {
+	now := time.Now().UnixNano()
+	deadline := now - int64(n.pool.cfg.IdleTimeout)
+	for !fresh {
 		c := n.popIdle()
 		if c == nil {
 			break
 		}
-		if c.idleAt < deadline || !c.open() {
+		// A connection idle for a moment is taken as is (a request without
+		// a body that finds it closed is retried); one idle longer is
+		// checked first, as the node may have timed it out.
+		if c.idleAt < deadline || (now-c.idleAt > int64(probeAfter) && !c.open()) {
 			c.Conn.Close() // never lent
 			continue
 		}

@@ -194,7 +194,7 @@ func TestRefusedDialFailsNodeAtOnce(t *testing.T) {
 	srv, _ := healthServer(t)
 	p := newTestPool(t, Config{}, "http://"+addr, srv.URL)
 	n := p.Node("CB_Server_1")
-	if _, err := n.Get(); err == nil || !IsRefused(err) {
+	if _, err := n.Get(false); err == nil || !IsRefused(err) {
 		t.Fatalf("Get on a closed port: %v, want refused", err)
 	}
 	if n.State() != StateDown {
@@ -211,12 +211,12 @@ func TestIdleConnsAreReused(t *testing.T) {
 	srv, _ := healthServer(t)
 	p := newTestPool(t, Config{}, srv.URL)
 	n := p.Node("CB_Server_1")
-	c, err := n.Get()
+	c, err := n.Get(false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Put()
-	c2, err := n.Get()
+	c2, err := n.Get(false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,8 +226,8 @@ func TestIdleConnsAreReused(t *testing.T) {
 	// A connection the node closed is not handed out again.
 	c2.Put()
 	srv.CloseClientConnections()
-	time.Sleep(50 * time.Millisecond)
-	c3, err := n.Get()
+	time.Sleep(probeAfter + 50*time.Millisecond) // idle long enough to be checked
+	c3, err := n.Get(false)
 	if err != nil {
 		t.Fatal(err)
 	}

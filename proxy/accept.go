@@ -137,8 +137,16 @@ func (x *exchange) serveBurst(c *conn) bool {
 		if !s.handle(x, fr) {
 			return false
 		}
-		if x.br == nil || x.br.Buffered() == 0 {
-			return true
+		if x.br == nil {
+			return true // released while a slow answer was awaited
+		}
+		if x.br.Buffered() == 0 {
+			// A busy client sends its next request at once: wait for it a
+			// moment, holding the reader; then go idle without it.
+			x.cr.setReadLimit(hotWindow)
+			if _, err := x.br.Peek(1); err != nil {
+				return isTimeout(err)
+			}
 		}
 	}
 }

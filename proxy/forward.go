@@ -108,6 +108,7 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 	x.prepareRequest(upgrade)
 
 	var tried *pool.Node
+	fresh := false
 	for attempt := 0; ; attempt++ {
 		if node == nil {
 			x.writeError(503, pool.ErrNoHealthyNode)
@@ -115,7 +116,7 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 			return false
 		}
 		x.node = node
-		pc, err := node.Get()
+		pc, err := node.Get(fresh)
 		if err != nil {
 			// Nothing was sent: any other open node may take it, unless
 			// tether itself is out of descriptors or ports.
@@ -135,8 +136,15 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 		ok, retry := x.exchangeWith(pc, fr, upgrade, keep)
 		node.InFlight.Add(-1)
 		node.Active.Add(-1)
-		if retry && attempt < len(t.Nodes()) {
-			continue // a reused connection the node had closed: same node, new connection
+		if retry {
+			if attempt <= len(t.Nodes()) {
+				fresh = true // a reused connection the node had closed: same node, new connection
+				continue
+			}
+			err := fmt.Errorf("node %s: pooled connections failed %d times", node.Name, attempt+1)
+			x.writeError(502, err)
+			s.logRequest(x, 502, err)
+			return false
 		}
 		return ok
 	}
@@ -176,24 +184,42 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 		return x.nodeFailed(pc, err, false), false
 	}
 
-	// While the node thinks (a long poll may take minutes), hold no client
-	// buffer if the client sent nothing more.
-	if x.br != nil && x.br.Buffered() == 0 {
-		x.s.putReader(x.br)
-		x.br = nil
-	}
-
-	pc.SetReadDeadline(time.Now().Add(s.cfg.UpstreamTimeout))
-	if err := waitReadable(pc.Conn); err != nil {
-		pc.Close()
-		return x.nodeFailed(pc, err, false), false
-	}
-	x.nr.readSet = time.Now().UnixNano()
+	// Most answers start within a few milliseconds: wait for the first byte
+	// holding the reader (one read). A slower one (a long poll may take
+	// minutes) is waited for holding no buffer at all, the client's reader
+	// included if the client sent nothing more.
 	nbr := s.getReader(&x.nr)
+	asked := time.Now()
+	x.nr.setReadLimit(hotWindow)
+	if _, err := nbr.Peek(1); err != nil {
+		s.putReader(nbr)
+		if !isTimeout(err) {
+			pc.Close()
+			if pc.Reused && !sentBody && isConnGone(err) {
+				return false, true
+			}
+			return x.nodeFailed(pc, err, false), false
+		}
+		if x.br != nil && x.br.Buffered() == 0 {
+			x.s.putReader(x.br)
+			x.br = nil
+		}
+		pc.SetReadDeadline(asked.Add(s.cfg.UpstreamTimeout))
+		if err := waitReadable(pc.Conn); err != nil {
+			pc.Close()
+			return x.nodeFailed(pc, err, false), false
+		}
+		nbr = s.getReader(&x.nr)
+	}
 	defer s.putReader(nbr)
+	x.nr.setReadTimeout(s.cfg.UpstreamTimeout)
 	isHead := x.req.IsHead()
 	var rfr framing
-	for {
+	for interim := 0; ; interim++ {
+		if interim > maxInterim {
+			pc.Close()
+			return x.nodeFailed(pc, fmt.Errorf("%w: more than %d interim answers", errBadResponse, maxInterim), true), false
+		}
 		rfr, err = readResponseHead(nbr, x.resp, s.cfg.MaxHeaderBytes, isHead)
 		if err != nil {
 			pc.Close()
@@ -263,6 +289,21 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	}
 	s.logRequest(x, status, nil)
 	return keep, false
+}
+
+// hotWindow is how long a connection that just moved a message keeps its
+// borrowed reader while waiting for the next bytes: a busy keep-alive client
+// or a quick node answer then costs one read, not a readiness wait and a
+// read. Past it, the wait holds no buffer.
+const hotWindow = 50 * time.Millisecond
+
+// maxInterim bounds the 1xx answers relayed before a final one.
+const maxInterim = 8
+
+// isTimeout reports a deadline that passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // errClientBody marks a failure to read the request body from the client.
