@@ -73,7 +73,6 @@ type conn struct {
 func (c *conn) serve() {
 	s := c.s
 	defer s.wg.Done()
-	defer c.close()
 	for {
 		wait := s.cfg.IdleTimeout
 		if c.served == 0 {
@@ -82,11 +81,13 @@ func (c *conn) serve() {
 		c.c.SetReadDeadline(time.Now().Add(wait))
 		c.idle.Store(true)
 		if s.isClosing() {
+			c.close()
 			return
 		}
 		err := waitReadable(c.c)
 		c.idle.Store(false)
 		if err != nil {
+			c.close()
 			return
 		}
 		x := s.exchanges.Get().(*exchange)
@@ -96,10 +97,15 @@ func (c *conn) serve() {
 		x.release()
 		s.exchanges.Put(x)
 		if up != nil {
-			c.runSession(up)
+			// The session runs on a new goroutine: this one's stack grew
+			// while it read and forwarded heads, and an idle session
+			// should cost as little stack as its copiers need.
+			s.wg.Add(1)
+			go c.runSession(up)
 			return
 		}
 		if !keep || s.isClosing() {
+			c.close()
 			return
 		}
 	}
@@ -129,6 +135,12 @@ func (x *exchange) serveBurst(c *conn) bool {
 	for {
 		x.cr.setReadLimit(s.cfg.HeaderTimeout)
 		fr, err := readRequestHead(x.br, x.req, s.cfg.MaxHeaderBytes)
+		if errors.Is(err, errHeadTooLarge) {
+			if big := s.grow(x.br, &x.cr); big != nil {
+				x.br = big
+				fr, err = readRequestHead(x.br, x.req, s.cfg.MaxHeaderBytes)
+			}
+		}
 		if err != nil {
 			x.headError(err)
 			return false

@@ -25,10 +25,11 @@ type exchange struct {
 	req  *fasthttp.RequestHeader
 	resp *fasthttp.ResponseHeader
 
-	cr deadlineConn  // the client connection, with deadlines
-	nr deadlineConn  // the node connection, with deadlines
-	br *bufio.Reader // client reader; nil once released mid-request
-	bw *bufio.Writer // client writer
+	cr  deadlineConn  // the client connection, with deadlines
+	nr  deadlineConn  // the node connection, with deadlines
+	br  *bufio.Reader // client reader; nil once released mid-request
+	bw  *bufio.Writer // client writer
+	nbr *bufio.Reader // node reader, while an answer is read
 
 	head    []byte    // serialized head scratch
 	param   [256]byte // percent-decoded stickiness parameter
@@ -211,7 +212,8 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 		}
 		nbr = s.getReader(&x.nr)
 	}
-	defer s.putReader(nbr)
+	x.nbr = nbr
+	defer x.putNodeReader()
 	x.nr.setReadTimeout(s.cfg.UpstreamTimeout)
 	isHead := x.req.IsHead()
 	var rfr framing
@@ -221,6 +223,12 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 			return x.nodeFailed(pc, fmt.Errorf("%w: more than %d interim answers", errBadResponse, maxInterim), true), false
 		}
 		rfr, err = readResponseHead(nbr, x.resp, s.cfg.MaxHeaderBytes, isHead)
+		if errors.Is(err, faultTooLarge) {
+			if big := s.grow(nbr, &x.nr); big != nil {
+				nbr, x.nbr = big, big
+				rfr, err = readResponseHead(nbr, x.resp, s.cfg.MaxHeaderBytes, isHead)
+			}
+		}
 		if err != nil {
 			pc.Close()
 			if pc.Reused && !sentBody && isConnGone(err) && nbr.Buffered() == 0 {
@@ -289,6 +297,14 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	}
 	s.logRequest(x, status, nil)
 	return keep, false
+}
+
+// putNodeReader gives back the node reader of an exchange.
+func (x *exchange) putNodeReader() {
+	if x.nbr != nil {
+		x.s.putReader(x.nbr)
+		x.nbr = nil
+	}
 }
 
 // hotWindow is how long a connection that just moved a message keeps its

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,7 +47,7 @@ func (n *rawNode) acceptLoop() {
 // serve answers each head (up to its blank line) on c.
 func (n *rawNode) serve(c net.Conn) {
 	defer c.Close()
-	br := bufio.NewReaderSize(c, 16<<10)
+	br := bufio.NewReaderSize(c, 128<<10)
 	for {
 		if err := skipHead(br); err != nil {
 			return
@@ -157,4 +158,47 @@ func BenchmarkForwardNetHTTP(b *testing.B) {
 	go srv.Serve(ln)
 	defer srv.Close()
 	roundTrips(b, ln.Addr().String())
+}
+
+// TestLargeHeadsGrowTheReader: heads larger than the first reader (but
+// within --max-header-bytes) pass both ways; larger ones get 431.
+func TestLargeHeadsGrowTheReader(t *testing.T) {
+	big := strings.Repeat("v", 20<<10)
+	node := startRawNode(t, "HTTP/1.1 200 OK\r\nX-Big: "+big+"\r\nContent-Length: 2\r\n\r\nok")
+	addr := startBenchProxy(t, node.ln.Addr().String())
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReaderSize(c, 64<<10)
+	for range 3 {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: "+big+"\r\n\r\n")
+		line, err := br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
+			t.Fatalf("large head: %q %v", line, err)
+		}
+		gotBig := false
+		for {
+			h, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h == "\r\n" {
+				break
+			}
+			gotBig = gotBig || strings.HasPrefix(h, "X-Big: "+big)
+		}
+		if !gotBig {
+			t.Fatal("the node's large header did not pass")
+		}
+		if _, err := br.Discard(2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: "+strings.Repeat("v", 70<<10)+"\r\n\r\n")
+	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 431") {
+		t.Fatalf("oversized head: %q, want 431", line)
+	}
 }

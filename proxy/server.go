@@ -32,7 +32,8 @@ type Server struct {
 	errLog  zerolog.Logger // sampled: one bad client must not flood the log
 
 	exchanges sync.Pool // *exchange
-	readers   sync.Pool // *bufio.Reader of MaxHeaderBytes
+	readers   sync.Pool // *bufio.Reader of smallHead bytes
+	large     sync.Pool // *bufio.Reader of MaxHeaderBytes, for the rare larger head
 	writers   sync.Pool // *bufio.Writer of 4 KiB
 	bufs      sync.Pool // *[]byte of copyBufSize
 
@@ -73,7 +74,8 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 	}
 	maxHead := cfg.MaxHeaderBytes
 	s.exchanges.New = func() any { return newExchange(s) }
-	s.readers.New = func() any { return bufio.NewReaderSize(nil, maxHead) }
+	s.readers.New = func() any { return bufio.NewReaderSize(nil, min(smallHead, maxHead)) }
+	s.large.New = func() any { return bufio.NewReaderSize(nil, maxHead) }
 	s.writers.New = func() any { return bufio.NewWriterSize(nil, 4096) }
 	s.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
 	return s, nil
@@ -188,17 +190,48 @@ func (s *Server) track(c *conn, add bool) bool {
 	return true
 }
 
-// getReader lends a head-sized buffered reader over r.
+// smallHead is the size of the readers lent first: most heads fit, and a
+// larger one moves to a MaxHeaderBytes reader (grow).
+const smallHead = 8 << 10
+
+// getReader lends a buffered reader of smallHead bytes over r.
 func (s *Server) getReader(r *deadlineConn) *bufio.Reader {
 	br := s.readers.Get().(*bufio.Reader)
 	br.Reset(r)
 	return br
 }
 
-// putReader returns br; it must hold no unread bytes that matter.
+// putReader returns br to its pool; it must hold no unread bytes that
+// matter.
 func (s *Server) putReader(br *bufio.Reader) {
 	br.Reset(nil)
+	if br.Size() == s.cfg.MaxHeaderBytes && s.cfg.MaxHeaderBytes > smallHead {
+		s.large.Put(br)
+		return
+	}
 	s.readers.Put(br)
+}
+
+// grow moves the bytes br holds into a MaxHeaderBytes reader over r, for a
+// head that did not fit br, and gives br back. It returns nil when br is as
+// large as heads may be.
+func (s *Server) grow(br *bufio.Reader, r *deadlineConn) *bufio.Reader {
+	if br.Size() >= s.cfg.MaxHeaderBytes {
+		return nil
+	}
+	held, _ := br.Peek(br.Buffered())
+	big := s.large.Get().(*bufio.Reader)
+	big.Reset(r)
+	r.prefix = held // the big reader's first read takes them
+	_, err := big.Peek(len(held))
+	r.prefix = nil
+	s.putReader(br)
+	if err != nil {
+		// Unreachable: the prefix is served from memory in one read.
+		s.putReader(big)
+		return nil
+	}
+	return big
 }
 
 func (s *Server) getWriter(w *deadlineConn) *bufio.Writer {
@@ -221,12 +254,13 @@ func (s *Server) putWriter(bw *bufio.Writer) {
 type deadlineConn struct {
 	net.Conn
 	readTimeout, writeTimeout time.Duration
-	readSet, writeSet         int64 // unix nanos of the deadline last set
-	readFixed                 bool  // the read deadline does not slide
+	readSet, writeSet         int64  // unix nanos of the deadline last set
+	readFixed                 bool   // the read deadline does not slide
+	prefix                    []byte // served before the conn's own bytes (grow)
 }
 
 func (d *deadlineConn) reset(c net.Conn, read, write time.Duration) {
-	d.Conn, d.readTimeout, d.writeTimeout, d.readSet, d.writeSet, d.readFixed = c, read, write, 0, 0, false
+	d.Conn, d.readTimeout, d.writeTimeout, d.readSet, d.writeSet, d.readFixed, d.prefix = c, read, write, 0, 0, false, nil
 }
 
 // setReadTimeout makes reads slide a deadline of t, starting now.
@@ -245,6 +279,11 @@ func (d *deadlineConn) setReadLimit(t time.Duration) {
 }
 
 func (d *deadlineConn) Read(p []byte) (int, error) {
+	if len(d.prefix) > 0 {
+		n := copy(p, d.prefix)
+		d.prefix = d.prefix[n:]
+		return n, nil
+	}
 	if d.readFixed {
 		return d.Conn.Read(p)
 	}

@@ -68,10 +68,12 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 }
 
 // runSession splices an upgraded connection until the session ends, then
-// writes its access-log line. It runs on the client connection's goroutine,
-// which becomes the session's node→client copier.
+// writes its access-log line and closes the client connection. It runs on a
+// goroutine of its own, which becomes the session's node→client copier.
 func (c *conn) runSession(u *upgraded) {
 	s := c.s
+	defer s.wg.Done()
+	defer c.close()
 	c.c.SetDeadline(time.Time{})
 	u.sess.Node.SetDeadline(time.Time{})
 	toNode, toClient, err := s.splicer.Splice(&u.sess)

@@ -46,7 +46,7 @@ logdir=$(mktemp -d)
 "$BIN/tether" --listen "127.0.0.1:$tp" \
   --node "CB_Server_1=http://127.0.0.1:$n1" \
   --node "CB_Server_2=http://127.0.0.1:$n2" \
-  --admin "" --access-log=false --health-interval 2s >"$logdir/tether.out" 2>"$logdir/tether.log" & pids+=($!)
+  --admin "${ADMIN:-}" ${TETHER_FLAGS:-} --access-log=false --health-interval 2s >"$logdir/tether.out" 2>"$logdir/tether.log" & pids+=($!)
 tether_pid=$!
 
 # Wait (bounded) until tether answers.
