@@ -64,6 +64,7 @@ type conn struct {
 	remoteIP []byte
 	idle     atomic.Bool // waiting for a next request: Shutdown may close it
 	served   int         // requests answered on this connection
+	session  *upgraded   // set once the connection is spliced
 }
 
 // serve runs the connection: wait for the next request without holding a
@@ -97,11 +98,7 @@ func (c *conn) serve() {
 		x.release()
 		s.exchanges.Put(x)
 		if up != nil {
-			// The session runs on a new goroutine: this one's stack grew
-			// while it read and forwarded heads, and an idle session
-			// should cost as little stack as its copiers need.
-			s.wg.Add(1)
-			go c.runSession(up)
+			c.startSession(up)
 			return
 		}
 		if !keep || s.isClosing() {

@@ -18,12 +18,17 @@ import (
 // Splicer joins a client connection and a node connection after a 101.
 // It is one swappable piece: this goroutine version now; an epoll event loop later for plain TCP.
 type Splicer interface {
-	// Splice copies both ways until both directions end, then closes both conns.
-	// clientBuf / nodeBuf are bytes already read past the heads (from the buffered readers,
-	// which the caller then releases): clientBuf must reach the node first, nodeBuf the client first.
-	// It returns when the session is over, with byte counts for the access log.
-	Splice(s *Session) (toNode, toClient int64, err error)
+	// Start copies both ways until both directions end, then closes both
+	// conns. It returns once the session's bytes already read (ClientBuf,
+	// NodeBuf) are written; done is called exactly once, from one of the
+	// session's own goroutines, when the session is over, with the byte
+	// counts for the access log.
+	Start(s *Session, done SpliceDone)
 }
+
+// SpliceDone receives the end of a session: bytes copied each way and why
+// it ended (nil for a normal close by either peer).
+type SpliceDone func(toNode, toClient int64, err error)
 
 // Session is one upgraded connection pair handed to a Splicer. Splice owns
 // both conns from the call on: it sets their deadlines and closes them.
@@ -149,24 +154,27 @@ func (g *goSplicer) putBuf(bp *[]byte) {
 	spliceBufsOut.Add(-1)
 }
 
-// Splice implements Splicer. It runs node→client on the calling goroutine and
-// client→node on one goroutine it starts and waits for.
+// Start implements Splicer. Each direction runs on a goroutine of its own,
+// started here with a shallow stack: an idle session costs two minimal
+// goroutine stacks. The last copier to end closes both conns and calls done.
 //
 // Ending: EOF from one side half-closes the other (CloseWrite) and ends that
 // direction only. Any other error in either direction closes both conns, which
-// ends the other direction too. The returned error is nil for EOF, a reset, a
+// ends the other direction too. The error done gets is nil for EOF, a reset, a
 // broken pipe or ENOTCONN (normal ways for a peer to leave); it is
 // errSpliceIdle after IdleTimeout, and the wrapped cause otherwise (a write
 // timeout, an unexpected socket error).
-func (g *goSplicer) Splice(sess *Session) (toNode, toClient int64, err error) {
+func (g *goSplicer) Start(sess *Session, done SpliceDone) {
 	s := &splice{
-		g:      g,
-		client: sess.Client,
-		node:   sess.Node,
-		idle:   sess.IdleTimeout,
-		wt:     sess.WriteTimeout,
-		start:  time.Now(),
-		ws:     sess.WebSocket,
+		g:        g,
+		client:   sess.Client,
+		node:     sess.Node,
+		idle:     sess.IdleTimeout,
+		wt:       sess.WriteTimeout,
+		start:    time.Now(),
+		ws:       sess.WebSocket,
+		registry: sess.Registry,
+		done:     done,
 	}
 	if s.wt <= 0 {
 		s.wt = defaultSpliceWriteTimeout
@@ -198,18 +206,28 @@ func (g *goSplicer) Splice(sess *Session) (toNode, toClient int64, err error) {
 	}
 	if s.up.err != nil || s.down.err != nil {
 		s.closeBoth()
-		return s.up.n, s.down.n, s.result()
+		done(s.up.n, s.down.n, s.result())
+		return
 	}
+	if s.registry != nil {
+		s.registry.Register(s)
+	}
+	s.running.Store(2)
+	go s.toNode()
+	go s.toClient()
+}
 
-	if sess.Registry != nil {
-		sess.Registry.Register(s)
-		defer sess.Registry.Unregister(s)
+// finish is the last step of each copier: the second to get here closes
+// both conns, unregisters the session and reports its end.
+func (s *splice) finish() {
+	if s.running.Add(-1) != 0 {
+		return
 	}
-	s.wg.Go(s.toNode)
-	s.toClient()
-	s.wg.Wait()
 	s.closeBoth()
-	return s.up.n, s.down.n, s.result()
+	if s.registry != nil {
+		s.registry.Unregister(s)
+	}
+	s.done(s.up.n, s.down.n, s.result())
 }
 
 var _ pool.Evictor = (*splice)(nil)
@@ -243,7 +261,10 @@ type splice struct {
 	// write is not idle (the write timeout bounds it instead).
 	writing atomic.Int32
 	closed  atomic.Bool
-	wg      sync.WaitGroup // the toNode goroutine
+	running atomic.Int32 // copiers still running; the last calls done
+
+	registry Registry // told of the session while it runs; may be nil
+	done     SpliceDone
 
 	// evict is the Close code asked for by Evict; 0 while none.
 	evict atomic.Uint32
@@ -281,14 +302,14 @@ func (s *splice) toNode() {
 	if err != nil {
 		s.closeBoth()
 	}
+	s.finish()
 }
 
-// toClient copies node→client on the goroutine that called Splice, and is the
-// only writer of the client socket once Splice has written NodeBuf. It ends
+// toClient copies node→client on its own goroutine, and is the only writer
+// of the client socket once Start has written NodeBuf. It ends
 // the client's side with a Close frame of tether's own, at a frame boundary,
 // when the session is evicted (node down, shutdown) and when the node's
-// stream ends without the node having sent a Close (the node died). Only
-// called from Splice.
+// stream ends without the node having sent a Close (the node died).
 func (s *splice) toClient() {
 	err := s.pump(&s.down)
 	var code uint16
@@ -317,6 +338,7 @@ func (s *splice) toClient() {
 	if err != nil {
 		s.closeBoth()
 	}
+	s.finish()
 }
 
 // finishFrame lets the frame in flight from the node reach the client, up to

@@ -80,10 +80,11 @@ func startSplice(t testing.TB, lb *pairMaker, sp Splicer, tweak func(*Session, *
 	return r
 }
 
+// runSplice starts a session and reports its end on done.
 func runSplice(sp Splicer, sess *Session, done chan<- spliceResult) {
-	var res spliceResult
-	res.toNode, res.toClient, res.err = sp.Splice(sess)
-	done <- res
+	sp.Start(sess, func(toNode, toClient int64, err error) {
+		done <- spliceResult{toNode, toClient, err}
+	})
 }
 
 // wait returns the session's result, failing the test if it does not end.

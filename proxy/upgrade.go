@@ -67,16 +67,25 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 	return false
 }
 
-// runSession splices an upgraded connection until the session ends, then
-// writes its access-log line and closes the client connection. It runs on a
-// goroutine of its own, which becomes the session's node→client copier.
-func (c *conn) runSession(u *upgraded) {
-	s := c.s
-	defer s.wg.Done()
-	defer c.close()
+// startSession hands an upgraded connection to the splicer, which copies it
+// on goroutines of its own; this connection's goroutine then ends, so its
+// stack (grown while it read and forwarded heads) is freed and an idle
+// session costs only its copiers' minimal stacks. endSession runs when the
+// session is over.
+func (c *conn) startSession(u *upgraded) {
+	c.s.wg.Add(1)
+	c.session = u
 	c.c.SetDeadline(time.Time{})
 	u.sess.Node.SetDeadline(time.Time{})
-	toNode, toClient, err := s.splicer.Splice(&u.sess)
+	c.s.splicer.Start(&u.sess, c.endSession)
+}
+
+// endSession writes a session's access-log line and closes the client
+// connection's accounting. It runs on one of the session's goroutines.
+func (c *conn) endSession(toNode, toClient int64, err error) {
+	s, u := c.s, c.session
+	defer s.wg.Done()
+	defer c.close()
 	u.node.Active.Add(-1)
 	u.node.Sessions.Add(-1)
 	u.node.Served.Add(1)
