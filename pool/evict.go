@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"time"
 )
 
@@ -94,7 +95,7 @@ func (n *Node) evictLoop() {
 			c.Conn.Close()
 		}
 		start := time.Now()
-		n.evictSpread(sessions)
+		n.pool.evictSpread(ctx, sessions, CloseServiceRestart, n.pool.cfg.EvictSpread, n.isDown)
 		if len(conns) > 0 || len(sessions) > 0 {
 			n.log.Warn().Int("requests", len(conns)).Int("sessions", len(sessions)).
 				Dur("took", time.Since(start)).Msg("node down: in-flight requests and sessions ended")
@@ -102,13 +103,17 @@ func (n *Node) evictLoop() {
 	}
 }
 
-// evictSpread tells each session to end, all at once or, with EvictSpread
-// set, evenly over that time so the clients do not reconnect as one storm.
-func (n *Node) evictSpread(sessions []Evictor) {
-	spread := n.pool.cfg.EvictSpread
+// isDown reports whether n is down (an eviction of its sessions goes on).
+func (n *Node) isDown() bool { return n.State() == StateDown }
+
+// evictSpread tells each session to end with code, all at once or, with
+// spread set, evenly over that time so the clients do not reconnect as one
+// storm. It stops early when ctx ends or still() turns false (the node came
+// back up: the rest keep their sessions).
+func (p *Pool) evictSpread(ctx context.Context, sessions []Evictor, code uint16, spread time.Duration, still func() bool) {
 	if spread <= 0 || len(sessions) < 2 {
 		for _, e := range sessions {
-			e.Evict(CloseServiceRestart)
+			e.Evict(code)
 		}
 		return
 	}
@@ -120,17 +125,37 @@ func (n *Node) evictSpread(sessions []Evictor) {
 		if d := time.Until(at); d > 0 {
 			t.Reset(d)
 			select {
-			case <-n.pool.ctx.Done():
+			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
 		}
-		if n.State() != StateDown {
-			return // back up: the rest keep their sessions
+		if !still() {
+			return
 		}
-		e.Evict(CloseServiceRestart)
+		e.Evict(code)
 	}
 }
+
+// EvictAll tells every spliced session of every node to end with code
+// (1001 when tether shuts down), spread evenly over spread. It returns when
+// all were told, or when ctx ends.
+func (p *Pool) EvictAll(ctx context.Context, code uint16, spread time.Duration) {
+	var sessions []Evictor
+	for _, n := range p.nodes {
+		n.smu.Lock()
+		for e := range n.sessions {
+			sessions = append(sessions, e)
+		}
+		n.smu.Unlock()
+	}
+	if len(sessions) > 0 {
+		p.log.Info().Int("sessions", len(sessions)).Uint16("code", code).Dur("spread", spread).Msg("ending WebSocket sessions")
+	}
+	p.evictSpread(ctx, sessions, code, spread, always)
+}
+
+func always() bool { return true }
 
 // signalEvict wakes evictLoop.
 func (n *Node) signalEvict() {

@@ -105,7 +105,7 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 	node, why := s.router.route(t, x.req, x.param[:])
 	x.why = why
 	upgrade := isUpgrade(x.req)
-	keep := clientKeepAlive(x.req) && !upgrade
+	keep := clientKeepAlive(x.req) && !upgrade && !s.draining.Load()
 	x.prepareRequest(upgrade)
 
 	var tried *pool.Node
@@ -258,8 +258,8 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 		return x.nodeFailed(pc, fmt.Errorf("%w: 101 to a request that asked for no upgrade", errBadResponse), true), false
 	}
 	keepNode := x.prepareResponse(&rfr, keep)
-	if !rfr.noBody && rfr.length < 0 && !rfr.chunked {
-		keep = false // delimited by close
+	if !rfr.noBody && rfr.length < 0 && !rfr.chunked || s.draining.Load() {
+		keep = false // delimited by close, or tether is shutting down
 	}
 	if !keep {
 		x.resp.SetBytesKV(strConnection, strClose)

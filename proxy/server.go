@@ -45,6 +45,7 @@ type Server struct {
 	admins    []*http.Server
 	active    map[*conn]struct{}
 	closing   bool
+	draining  atomic.Bool    // Shutdown has begun: answers close their connections
 	wg        sync.WaitGroup // one per client connection and accept loop
 }
 
@@ -126,17 +127,19 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.acceptLoop(ln)
 }
 
-// Shutdown stops accepting, lets requests in flight finish and closes idle
-// client connections; when ctx ends first, it closes every connection. It
-// then closes the backend pool.
+// Shutdown drains tether: it stops accepting, closes idle keep-alive
+// connections, lets requests in flight finish (their answers say
+// "Connection: close"), and tells every WebSocket client "going away" (Close
+// 1001 at a frame boundary), spread evenly over the first half of the time
+// ctx allows so the clients do not reconnect elsewhere as one storm. When ctx
+// ends first, it closes every connection. The admin listener answers
+// /healthz with 503 until the end; then it and the backend pool close.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
+	s.draining.Store(true)
 	for _, ln := range s.listeners {
 		ln.Close()
-	}
-	for _, a := range s.admins {
-		a.Close()
 	}
 	for c := range s.active {
 		c.wakeIfIdle()
@@ -145,6 +148,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 	done := make(chan struct{})
 	go s.waitConns(done)
+	var spread time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		spread = time.Until(dl) / 2
+	}
+	s.pool.EvictAll(ctx, pool.CloseGoingAway, spread)
 	var err error
 	select {
 	case <-done:
@@ -157,6 +165,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		<-done
 	}
+	s.mu.Lock()
+	for _, a := range s.admins {
+		a.Close()
+	}
+	s.mu.Unlock()
 	s.pool.Close()
 	return err
 }
