@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -249,5 +250,68 @@ func TestAdminDrainStatusHealthz(t *testing.T) {
 	code, page := adminDo(t, "GET", admin+"/status", "text/html", nil)
 	if code != 200 || !strings.Contains(page, `id="node-`+node1+`"`) || !strings.Contains(page, `id="node-`+node2+`"`) {
 		t.Fatalf("HTML status: %d %q", code, page)
+	}
+}
+
+// metricValue returns the value of the first /metrics sample whose line
+// starts with prefix (name and labels), or -1.
+func metricValue(body, prefix string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, prefix+" ") {
+			var v float64
+			fmt.Sscan(strings.TrimPrefix(line, prefix+" "), &v)
+			return v
+		}
+	}
+	return -1
+}
+
+func TestMetricsFollowTrafficAndState(t *testing.T) {
+	n1, n2 := startNode(t, node1, 0), startNode(t, node2, 0)
+	tt := startTether(t, []*testNode{n1, n2})
+	admin := "http://" + tt.adminAddr(t)
+	c := dialRaw(t, tt.addr)
+	for range 10 {
+		c.do(t, get("/cobrowse/resource?bytes=1000", "Cookie: gcbSessionServer="+node1+"\r\n"))
+	}
+	sessions := openSessions(t, tt.addr, node2, 3)
+	bad := dialRaw(t, tt.addr)
+	bad.do(t, "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+	_, body := adminDo(t, "GET", admin+"/metrics", "", nil)
+	for prefix, want := range map[string]float64{
+		`tether_node_requests_total{code="2xx",node="CB_Server_1"}`:   10,
+		`tether_node_websocket_sessions{node="CB_Server_2"}`:          3,
+		`tether_node_state{node="CB_Server_1",state="up"}`:            1,
+		`tether_refused_total{reason="400"}`:                          1,
+		`tether_pool_misses_total{node="CB_Server_1"}`:                1,
+		`tether_pool_hits_total{node="CB_Server_1"}`:                  9,
+		`tether_node_response_head_seconds_count{node="CB_Server_1"}`: 10,
+	} {
+		if got := metricValue(body, prefix); got != want {
+			t.Errorf("%s = %v, want %v", prefix, got, want)
+		}
+	}
+	if got := metricValue(body, `tether_node_bytes_total{dir="out",node="CB_Server_1"}`); got < 10000 {
+		t.Errorf("bytes out from %s = %v, want at least 10000", node1, got)
+	}
+
+	n2.SetHealthy(false)
+	awaitClose(t, sessions, 5*time.Second)
+	if !waitFor(3*time.Second, func() bool {
+		_, body = adminDo(t, "GET", admin+"/metrics", "", nil)
+		return metricValue(body, `tether_node_state{node="CB_Server_2",state="down"}`) == 1
+	}) {
+		t.Fatal("metrics never showed the node down")
+	}
+	if got := metricValue(body, `tether_node_evictions_total{node="CB_Server_2"}`); got != 3 {
+		t.Errorf("evictions = %v, want 3", got)
+	}
+	// A told client has closeLinger (2s) to hang up; then the session ends.
+	if !waitFor(4*time.Second, func() bool {
+		_, body = adminDo(t, "GET", admin+"/metrics", "", nil)
+		return metricValue(body, `tether_node_websocket_sessions{node="CB_Server_2"}`) == 0
+	}) {
+		t.Errorf("sessions after eviction never went to 0")
 	}
 }

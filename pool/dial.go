@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"syscall"
+	"time"
 )
 
 // dialConn opens a new connection to n under the connect timeout (TCP, then
@@ -15,7 +16,9 @@ import (
 func (n *Node) dialConn() (*Conn, error) {
 	ctx, cancel := context.WithTimeout(n.pool.ctx, n.pool.cfg.ConnectTimeout)
 	defer cancel()
+	start := time.Now()
 	nc, err := n.dialRaw(ctx)
+	n.Stats.Connect.Observe(time.Since(start))
 	if err != nil {
 		if isLocalLimit(err) {
 			// tether itself is out of descriptors or ports: the node is

@@ -95,6 +95,7 @@ func (n *Node) evictLoop() {
 			c.Conn.Close()
 		}
 		start := time.Now()
+		n.Stats.Evictions.Add(uint64(len(sessions)))
 		n.pool.evictSpread(ctx, sessions, CloseServiceRestart, n.pool.cfg.EvictSpread, n.isDown)
 		if len(conns) > 0 || len(sessions) > 0 {
 			n.log.Warn().Int("requests", len(conns)).Int("sessions", len(sessions)).

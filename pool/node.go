@@ -242,6 +242,8 @@ type Node struct {
 	Served atomic.Uint64
 	// Dials counts new connections; Reuses counts requests on pooled ones.
 	Dials, Reuses atomic.Uint64
+	// Stats are the traffic counters behind /metrics.
+	Stats Stats
 
 	state     atomic.Int32 // State
 	drained   atomic.Bool  // set by the operator; survives down/up

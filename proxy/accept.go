@@ -187,7 +187,7 @@ func (x *exchange) refuse(status int, err error) {
 	x.start = time.Now()
 	x.node, x.bytesIn, x.bytesOut, x.upgraded = nil, 0, 0, false
 	x.writeError(status, err)
-	x.s.logRequest(x, status, err)
+	x.s.record(x, status, err)
 }
 
 // writeError sends one of tether's own short answers and logs why. The
@@ -201,6 +201,7 @@ func (x *exchange) writeError(status int, err error) {
 	x.bw.Write(resp)
 	x.bw.Flush()
 	x.bytesOut += int64(len(resp))
+	s.refused[refusedIndex(status)].Add(1)
 	ev := s.errLog.Info()
 	if status >= 500 {
 		ev = s.errLog.Warn()

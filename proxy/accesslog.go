@@ -77,9 +77,15 @@ func (w *LogWriter) flushLoop() {
 // maxLoggedPath bounds the request target written to the access log.
 const maxLoggedPath = 512
 
-// logRequest writes the access log line of one exchange. Fields follow the
-// keys of STYLE.md; "why" says how the node was chosen.
-func (s *Server) logRequest(x *exchange, status int, err error) {
+// record counts one finished exchange for /metrics and writes its access
+// log line. Fields follow the keys of STYLE.md; "why" says how the node was
+// chosen.
+func (s *Server) record(x *exchange, status int, err error) {
+	if n := x.node; n != nil {
+		n.Stats.CountStatus(status)
+		n.Stats.BytesIn.Add(uint64(x.bytesIn))
+		n.Stats.BytesOut.Add(uint64(x.bytesOut))
+	}
 	if !s.cfg.AccessLog {
 		return
 	}

@@ -63,13 +63,15 @@ func nodeStatus(n *pool.Node) NodeStatus {
 	}
 }
 
-// AdminHandler serves /status (JSON, or HTML for a browser), /healthz,
+// AdminHandler serves /metrics (Prometheus), /status (JSON, or HTML for a
+// browser), /healthz,
 // POST /nodes/NAME/drain and /nodes/NAME/enable, and with Config.Pprof the
 // Go profiler under /debug/pprof/.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", s.serveStatus)
 	mux.HandleFunc("GET /healthz", s.serveHealthz)
+	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.HandleFunc("POST /nodes/{name}/{action}", s.serveNodeAction)
 	if s.cfg.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)

@@ -113,7 +113,7 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 	for attempt := 0; ; attempt++ {
 		if node == nil {
 			x.writeError(503, pool.ErrNoHealthyNode)
-			s.logRequest(x, 503, pool.ErrNoHealthyNode)
+			s.record(x, 503, pool.ErrNoHealthyNode)
 			return false
 		}
 		x.node = node
@@ -125,11 +125,12 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 				s.errLog.Error().Err(err).Msg("out of descriptors or ports: raise the limit (LimitNOFILE) or lower --max-conns")
 			} else if attempt < len(t.Nodes()) {
 				tried = node
+				tried.Stats.Failovers.Add(1)
 				node, x.why = s.pool.Table().Pick(tried), viaFailover
 				continue
 			}
 			x.writeError(503, err)
-			s.logRequest(x, 503, err)
+			s.record(x, 503, err)
 			return false
 		}
 		node.Active.Add(1)
@@ -144,7 +145,7 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 			}
 			err := fmt.Errorf("node %s: pooled connections failed %d times", node.Name, attempt+1)
 			x.writeError(502, err)
-			s.logRequest(x, 502, err)
+			s.record(x, 502, err)
 			return false
 		}
 		return ok
@@ -170,12 +171,12 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 			switch {
 			case errors.Is(err, errBadRequest):
 				x.writeError(400, err)
-				s.logRequest(x, 400, err)
+				s.record(x, 400, err)
 			case errors.As(err, &ne) && ne.Timeout():
 				x.writeError(408, err)
-				s.logRequest(x, 408, err)
+				s.record(x, 408, err)
 			default:
-				s.logRequest(x, 400, err)
+				s.record(x, 400, err)
 			}
 			return false, false
 		}
@@ -238,6 +239,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 		}
 		code := x.resp.StatusCode()
 		if code >= 200 || code == 101 {
+			x.node.Stats.Head.Observe(time.Since(asked))
 			break
 		}
 		// 1xx interim answers (103 Early Hints) pass through; 100 Continue
@@ -287,7 +289,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errBadResponse) {
 			s.errLog.Warn().Str("node", x.node.Name).Err(err).Msg("answer body cut short")
 		}
-		s.logRequest(x, status, err)
+		s.record(x, status, err)
 		return false, false
 	}
 	if keepNode && nbr.Buffered() == 0 && !rfr.closeAfter && (rfr.noBody || rfr.chunked || rfr.length >= 0) {
@@ -295,7 +297,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	} else {
 		pc.Close()
 	}
-	s.logRequest(x, status, nil)
+	s.record(x, status, nil)
 	return keep, false
 }
 
@@ -384,7 +386,7 @@ func (x *exchange) nodeFailed(pc *pool.Conn, err error, readingHead bool) bool {
 	}
 	err = fmt.Errorf("node %s: %w", pc.Node.Name, err)
 	x.writeError(status, err)
-	x.s.logRequest(x, status, err)
+	x.s.record(x, status, err)
 	return false
 }
 

@@ -51,6 +51,7 @@ func (r *router) route(t *pool.Table, h *fasthttp.RequestHeader, scratch []byte)
 		if t.Routable(n) {
 			return n, why
 		}
+		n.Stats.Failovers.Add(1)
 		return t.Pick(nil), viaFailover
 	}
 	return t.Pick(nil), viaBalance

@@ -38,6 +38,7 @@ type Server struct {
 	bufs      sync.Pool // *[]byte of copyBufSize
 
 	conns   atomic.Int64 // open client connections
+	refused [len(refusedStatuses)]atomic.Uint64
 	started time.Time
 
 	mu        sync.Mutex // guards listeners, active and closing

@@ -33,7 +33,7 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 	x.bw.Write(x.head)
 	if err := x.bw.Flush(); err != nil {
 		pc.Close()
-		s.logRequest(x, status, err)
+		s.record(x, status, err)
 		return false
 	}
 	path := x.req.RequestURI()
@@ -89,6 +89,9 @@ func (c *conn) endSession(toNode, toClient int64, err error) {
 	u.node.Active.Add(-1)
 	u.node.Sessions.Add(-1)
 	u.node.Served.Add(1)
+	u.node.Stats.CountStatus(u.status)
+	u.node.Stats.BytesIn.Add(uint64(toNode))
+	u.node.Stats.BytesOut.Add(uint64(toClient))
 	if !s.cfg.AccessLog {
 		return
 	}
