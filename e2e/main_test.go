@@ -134,6 +134,11 @@ func startTether(t *testing.T, nodes []*testNode, extra ...string) *tether {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
+	for i := 0; i+1 < len(extra); i++ {
+		if extra[i] == "--listen" {
+			addr = extra[i+1] // the last --listen wins, as in tether
+		}
+	}
 	args := []string{"--listen", addr, "--admin", "127.0.0.1:0", "--log-level", "debug", "--health-interval", "100ms", "--health-timeout", "300ms"}
 	for _, n := range nodes {
 		args = append(args, "--node", n.name+"=http://"+n.addr)
@@ -157,12 +162,15 @@ func startTether(t *testing.T, nodes []*testNode, extra ...string) *tether {
 			t.Logf("tether stderr:\n%s", tail(tt.stderr.String(), 4000))
 		}
 	})
+	// Ready once it logged its listener (another tether may already hold
+	// the same address with SO_REUSEPORT) and a connection goes through.
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return tt
+		if strings.Contains(tt.stderr.String(), `"message":"listening"`) {
+			if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+				c.Close()
+				return tt
+			}
 		}
 		select {
 		case <-tt.exited:

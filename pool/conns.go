@@ -32,7 +32,7 @@ const probeAfter = 250 * time.Millisecond
 // failing (passive health) and returns an error naming the node.
 func (n *Node) Get(fresh bool) (*Conn, error) {
 	now := time.Now().UnixNano()
-	deadline := now - int64(n.pool.cfg.IdleTimeout)
+	deadline := now - int64(n.pool.cfg().IdleTimeout)
 	for !fresh {
 		c := n.popIdle()
 		if c == nil {
@@ -65,14 +65,14 @@ func (n *Node) Get(fresh bool) (*Conn, error) {
 func (c *Conn) Put() {
 	n := c.Node
 	n.unlend(c)
-	if n.State() == StateDown || n.pool.cfg.MaxIdle < 0 {
+	if n.State() == StateDown || n.pool.cfg().MaxIdle < 0 {
 		c.Conn.Close()
 		return
 	}
 	c.Conn.SetDeadline(time.Time{})
 	c.idleAt = time.Now().UnixNano()
 	n.mu.Lock()
-	if len(n.idle) >= n.pool.cfg.MaxIdle || n.pool.ctx.Err() != nil {
+	if len(n.idle) >= n.pool.cfg().MaxIdle || n.pool.ctx.Err() != nil {
 		n.mu.Unlock()
 		c.Conn.Close()
 		return
@@ -114,7 +114,7 @@ func (n *Node) closeIdle() {
 
 // sweepIdle closes idle connections older than the idle timeout.
 func (n *Node) sweepIdle(now time.Time) {
-	deadline := now.UnixNano() - int64(n.pool.cfg.IdleTimeout)
+	deadline := now.UnixNano() - int64(n.pool.cfg().IdleTimeout)
 	var stale []*Conn
 	n.mu.Lock()
 	keep := n.idle[:0]
@@ -135,7 +135,7 @@ func (n *Node) sweepIdle(now time.Time) {
 
 // sweepLoop closes stale idle connections until the pool is closed.
 func (p *Pool) sweepLoop() {
-	every := max(p.cfg.IdleTimeout/2, time.Second)
+	every := max(p.cfg().IdleTimeout/2, time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

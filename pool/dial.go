@@ -14,7 +14,7 @@ import (
 // the TLS handshake for https nodes). A failure marks the node failing at
 // once: traffic stops going there before the next probe.
 func (n *Node) dialConn() (*Conn, error) {
-	ctx, cancel := context.WithTimeout(n.pool.ctx, n.pool.cfg.ConnectTimeout)
+	ctx, cancel := context.WithTimeout(n.ctx, n.pool.cfg().ConnectTimeout)
 	defer cancel()
 	start := time.Now()
 	nc, err := n.dialRaw(ctx)
@@ -34,7 +34,8 @@ func (n *Node) dialConn() (*Conn, error) {
 
 // dialRaw dials n's address, with TLS for https nodes.
 func (n *Node) dialRaw(ctx context.Context) (net.Conn, error) {
-	nc, err := n.pool.dial.DialContext(ctx, "tcp", n.Addr)
+	d := net.Dialer{KeepAlive: 30 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", n.Addr)
 	if err != nil {
 		return nil, err
 	}

@@ -71,10 +71,13 @@ func (c *Conn) Detach() {
 // (their connections are closed, so they are answered 502) and spliced
 // sessions (each told with Evict(1012), spread over EvictSpread when set).
 func (n *Node) evictLoop() {
-	ctx := n.pool.ctx
+	ctx := n.ctx
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-n.retire:
+			n.finishRemoval()
 			return
 		case <-n.evict:
 		}
@@ -96,7 +99,7 @@ func (n *Node) evictLoop() {
 		}
 		start := time.Now()
 		n.Stats.Evictions.Add(uint64(len(sessions)))
-		n.pool.evictSpread(ctx, sessions, CloseServiceRestart, n.pool.cfg.EvictSpread, n.isDown)
+		n.pool.evictSpread(ctx, sessions, CloseServiceRestart, n.pool.cfg().EvictSpread, n.isDown)
 		if len(conns) > 0 || len(sessions) > 0 {
 			n.log.Warn().Int("requests", len(conns)).Int("sessions", len(sessions)).
 				Dur("took", time.Since(start)).Msg("node down: in-flight requests and sessions ended")

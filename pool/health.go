@@ -15,12 +15,12 @@ import (
 // passive failure (Fail) wakes it to start counting rises at once. With
 // active checks off it only brings a failed node back after the cooldown.
 func (n *Node) healthLoop() {
-	cfg := &n.pool.cfg
-	ctx := n.pool.ctx
+	ctx := n.ctx
 	timer := time.NewTimer(n.nextProbe())
 	defer timer.Stop()
 	var ok, bad int
 	for {
+		cfg := n.pool.cfg()
 		select {
 		case <-ctx.Done():
 			return
@@ -76,9 +76,10 @@ func (n *Node) upState() State {
 // nextProbe is the jittered wait before the next probe, or the cooldown when
 // active checks are off.
 func (n *Node) nextProbe() time.Duration {
-	iv := n.pool.cfg.HealthInterval
+	cfg := n.pool.cfg()
+	iv := cfg.HealthInterval
 	if iv == 0 {
-		return n.pool.cfg.Cooldown
+		return cfg.Cooldown
 	}
 	jitter := time.Duration(rand.Int64N(int64(iv)/5+1)) - iv/10
 	return iv + jitter
@@ -87,7 +88,7 @@ func (n *Node) nextProbe() time.Duration {
 // probeOnce runs one health check under HealthTimeout: GET HealthPath on a
 // new connection; any 2xx answer is healthy.
 func (n *Node) probeOnce(ctx context.Context) error {
-	cfg := &n.pool.cfg
+	cfg := n.pool.cfg()
 	ctx, cancel := context.WithTimeout(ctx, cfg.HealthTimeout)
 	defer cancel()
 	c, err := n.dialRaw(ctx)

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -67,6 +68,10 @@ type Config struct {
 	// when active checks are off. Zero means 10s.
 	Cooldown time.Duration
 
+	// DrainTimeout is how long a node removed by a reload keeps serving its
+	// sticky traffic before its WebSockets are told 1001. Zero means 30s.
+	DrainTimeout time.Duration
+
 	// EvictSpread spreads the ending of a dead node's WebSocket sessions
 	// over this long, to soften the reconnect storm. Zero means all at once.
 	EvictSpread time.Duration
@@ -111,6 +116,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Cooldown == 0 {
 		c.Cooldown = 10 * time.Second
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 30 * time.Second
 	}
 }
 
@@ -224,6 +232,7 @@ func (s State) String() string {
 // Counters are atomics read by the balancer and the status page.
 type Node struct {
 	Name   string
+	URL    string // as configured
 	Addr   string // host:port dialed
 	Scheme string // "http" or "https"
 
@@ -251,6 +260,11 @@ type Node struct {
 	lastError atomic.Pointer[string]
 	kick      chan struct{} // a passive failure wakes the health loop
 	evict     chan struct{} // going down wakes the evict loop
+	retire    chan struct{} // removal by a reload wakes the evict loop
+	removed   atomic.Bool   // removed by a reload: draining, then gone
+
+	ctx    context.Context // ends the node's loops; a child of the pool's
+	cancel context.CancelFunc
 
 	mu   sync.Mutex // guards idle
 	idle []*Conn    // LIFO: the most recently used connection is warmest

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,9 +82,8 @@ func (t *Table) Pick(skip *Node) *Node {
 // Pool owns the nodes, their idle connections and their health loops, and
 // publishes the routing table.
 type Pool struct {
-	cfg   Config
+	conf  atomic.Pointer[Config] // swapped whole by Update
 	log   zerolog.Logger
-	dial  net.Dialer
 	table atomic.Pointer[Table]
 	rr    atomic.Uint64
 
@@ -97,43 +97,53 @@ type Pool struct {
 }
 
 // New builds the nodes of cfg, publishes the first table (every node up) and
-// starts one health loop per node and the idle-connection sweeper. cfg must
-// have passed Validate; defaults are applied here for zero fields.
+// starts one health loop per node and the idle-connection sweeper. Defaults
+// are applied here for zero fields.
 func New(cfg Config, log zerolog.Logger) (*Pool, error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: cfg, log: log}
-	p.dial = net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	p := &Pool{log: log}
+	p.conf.Store(&cfg)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	now := time.Now().UnixNano()
+	p.mu.Lock()
 	for _, nc := range cfg.Nodes {
-		scheme, addr, _ := parseNodeURL(nc.URL)
-		n := &Node{
-			Name:     nc.Name,
-			Addr:     addr,
-			Scheme:   scheme,
-			pool:     p,
-			log:      log.With().Str("node", nc.Name).Str("addr", addr).Logger(),
-			kick:     make(chan struct{}, 1),
-			evict:    make(chan struct{}, 1),
-			sessions: make(map[Evictor]struct{}),
-			busy:     make(map[*Conn]struct{}),
-		}
-		if scheme == "https" {
-			n.tls = nodeTLS(cfg.TLS, addr)
-		}
-		n.since.Store(now)
-		p.nodes = append(p.nodes, n)
+		p.nodes = append(p.nodes, p.newNode(nc, &cfg))
 	}
+	p.mu.Unlock()
 	p.publish()
-	for _, n := range p.nodes {
-		p.wg.Go(n.healthLoop)
-		p.wg.Go(n.evictLoop)
-	}
 	p.wg.Go(p.sweepLoop)
 	return p, nil
+}
+
+// cfg returns the configuration in force: one atomic load.
+func (p *Pool) cfg() *Config { return p.conf.Load() }
+
+// newNode builds a node and starts its health and evict loops.
+func (p *Pool) newNode(nc NodeConfig, cfg *Config) *Node {
+	scheme, addr, _ := parseNodeURL(nc.URL)
+	n := &Node{
+		Name:     nc.Name,
+		URL:      nc.URL,
+		Addr:     addr,
+		Scheme:   scheme,
+		pool:     p,
+		log:      p.log.With().Str("node", nc.Name).Str("addr", addr).Logger(),
+		kick:     make(chan struct{}, 1),
+		evict:    make(chan struct{}, 1),
+		retire:   make(chan struct{}, 1),
+		sessions: make(map[Evictor]struct{}),
+		busy:     make(map[*Conn]struct{}),
+	}
+	n.ctx, n.cancel = context.WithCancel(p.ctx)
+	if scheme == "https" {
+		n.tls = nodeTLS(cfg.TLS, addr)
+	}
+	n.since.Store(time.Now().UnixNano())
+	p.wg.Go(n.healthLoop)
+	p.wg.Go(n.evictLoop)
+	return n
 }
 
 // nodeTLS returns the client TLS config for one https node: base (or
@@ -164,18 +174,20 @@ func (p *Pool) publish() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	t := &Table{
-		all:    p.nodes,
+		all:    slices.Clone(p.nodes),
 		byName: make(map[string]*Node, len(p.nodes)),
 		rr:     &p.rr,
 	}
 	lens := map[int]bool{}
 	for _, n := range p.nodes {
-		t.byName[n.Name] = n
+		if old, ok := t.byName[n.Name]; !ok || old.removed.Load() {
+			t.byName[n.Name] = n // a node being removed yields its name to its successor
+		}
 		if !lens[len(n.Name)] {
 			lens[len(n.Name)] = true
 			t.nameLens = append(t.nameLens, len(n.Name))
 		}
-		if n.State() == StateUp && !n.drained.Load() {
+		if n.State() == StateUp && !n.drained.Load() && !n.removed.Load() {
 			t.open = append(t.open, n)
 		}
 	}
@@ -214,6 +226,9 @@ func (n *Node) Drain() {
 
 // Enable returns a drained node to rotation (if it is healthy).
 func (n *Node) Enable() {
+	if n.removed.Load() {
+		return // removed by a reload: it drains until it is gone
+	}
 	if n.drained.Swap(false) {
 		n.log.Warn().Msg("node enabled")
 		if n.State() == StateDraining {
@@ -232,7 +247,10 @@ func (p *Pool) Close() error {
 	p.mu.Unlock()
 	p.cancel()
 	p.wg.Wait()
-	for _, n := range p.nodes {
+	p.mu.Lock()
+	nodes := slices.Clone(p.nodes)
+	p.mu.Unlock()
+	for _, n := range nodes {
 		n.closeIdle()
 	}
 	return nil

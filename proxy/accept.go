@@ -30,7 +30,7 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		if m := s.cfg.MaxConns; m > 0 && s.conns.Load() >= int64(m) {
+		if m := s.cfg().MaxConns; m > 0 && s.conns.Load() >= int64(m) {
 			s.errLog.Warn().Str("remote", nc.RemoteAddr().String()).Int("max_conns", m).Msg("connection refused: --max-conns reached")
 			nc.Close()
 			continue
@@ -75,9 +75,9 @@ func (c *conn) serve() {
 	s := c.s
 	defer s.wg.Done()
 	for {
-		wait := s.cfg.IdleTimeout
+		wait := s.cfg().IdleTimeout
 		if c.served == 0 {
-			wait = s.cfg.HeaderTimeout
+			wait = s.cfg().HeaderTimeout
 		}
 		c.c.SetReadDeadline(time.Now().Add(wait))
 		c.idle.Store(true)
@@ -126,16 +126,16 @@ func (c *conn) close() {
 func (x *exchange) serveBurst(c *conn) bool {
 	s := c.s
 	x.c = c
-	x.cr.reset(c.c, s.cfg.HeaderTimeout, s.cfg.WriteTimeout)
+	x.cr.reset(c.c, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
 	x.br = s.getReader(&x.cr)
 	x.bw = s.getWriter(&x.cr)
 	for {
-		x.cr.setReadLimit(s.cfg.HeaderTimeout)
-		fr, err := readRequestHead(x.br, x.req, s.cfg.MaxHeaderBytes)
+		x.cr.setReadLimit(s.cfg().HeaderTimeout)
+		fr, err := readRequestHead(x.br, x.req, s.maxHead)
 		if errors.Is(err, errHeadTooLarge) {
 			if big := s.grow(x.br, &x.cr); big != nil {
 				x.br = big
-				fr, err = readRequestHead(x.br, x.req, s.cfg.MaxHeaderBytes)
+				fr, err = readRequestHead(x.br, x.req, s.maxHead)
 			}
 		}
 		if err != nil {

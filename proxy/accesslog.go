@@ -86,7 +86,7 @@ func (s *Server) record(x *exchange, status int, err error) {
 		n.Stats.BytesIn.Add(uint64(x.bytesIn))
 		n.Stats.BytesOut.Add(uint64(x.bytesOut))
 	}
-	if !s.cfg.AccessLog {
+	if !s.cfg().AccessLog {
 		return
 	}
 	e := s.access.Info()

@@ -73,7 +73,7 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", s.serveHealthz)
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.HandleFunc("POST /nodes/{name}/{action}", s.serveNodeAction)
-	if s.cfg.Pprof {
+	if s.cfg().Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
@@ -101,7 +101,7 @@ func (s *Server) ServeAdmin(ln net.Listener) error {
 	s.admins = append(s.admins, srv)
 	s.mu.Unlock()
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("admin listening")
-	if s.cfg.Pprof {
+	if s.cfg().Pprof {
 		srv.WriteTimeout = 0 // profiles stream for their duration
 	}
 	if err := srv.Serve(ln); err != http.ErrServerClosed {

@@ -21,6 +21,9 @@ type Config struct {
 	// /healthz, node drain and enable). Empty means none. Keep it on
 	// loopback or a management network: it has no authentication.
 	Admin string
+	// ReusePort opens listeners with SO_REUSEPORT, so that a new tether can
+	// start on the same ports before the old one is told to stop.
+	ReusePort bool
 	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
 	Pprof bool
 

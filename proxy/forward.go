@@ -102,7 +102,7 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 	x.start = time.Now()
 	x.bytesIn, x.bytesOut, x.upgraded, x.node = 0, 0, false, nil
 	t := s.pool.Table()
-	node, why := s.router.route(t, x.req, x.param[:])
+	node, why := s.router.Load().route(t, x.req, x.param[:])
 	x.why = why
 	upgrade := isUpgrade(x.req)
 	keep := clientKeepAlive(x.req) && !upgrade && !s.draining.Load()
@@ -158,7 +158,7 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 // of the request could have been processed (nothing of a body was sent).
 func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (ok, retry bool) {
 	s := x.s
-	x.nr.reset(pc.Conn, s.cfg.UpstreamTimeout, s.cfg.WriteTimeout)
+	x.nr.reset(pc.Conn, s.cfg().UpstreamTimeout, s.cfg().WriteTimeout)
 	nbw := s.getWriter(&x.nr)
 	sentBody, err := x.sendRequest(nbw, fr)
 	s.putWriter(nbw)
@@ -206,7 +206,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 			x.s.putReader(x.br)
 			x.br = nil
 		}
-		pc.SetReadDeadline(asked.Add(s.cfg.UpstreamTimeout))
+		pc.SetReadDeadline(asked.Add(s.cfg().UpstreamTimeout))
 		if err := waitReadable(pc.Conn); err != nil {
 			pc.Close()
 			return x.nodeFailed(pc, err, false), false
@@ -215,7 +215,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	}
 	x.nbr = nbr
 	defer x.putNodeReader()
-	x.nr.setReadTimeout(s.cfg.UpstreamTimeout)
+	x.nr.setReadTimeout(s.cfg().UpstreamTimeout)
 	isHead := x.req.IsHead()
 	var rfr framing
 	for interim := 0; ; interim++ {
@@ -223,11 +223,11 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 			pc.Close()
 			return x.nodeFailed(pc, fmt.Errorf("%w: more than %d interim answers", errBadResponse, maxInterim), true), false
 		}
-		rfr, err = readResponseHead(nbr, x.resp, s.cfg.MaxHeaderBytes, isHead)
+		rfr, err = readResponseHead(nbr, x.resp, s.maxHead, isHead)
 		if errors.Is(err, faultTooLarge) {
 			if big := s.grow(nbr, &x.nr); big != nil {
 				nbr, x.nbr = big, big
-				rfr, err = readResponseHead(nbr, x.resp, s.cfg.MaxHeaderBytes, isHead)
+				rfr, err = readResponseHead(nbr, x.resp, s.maxHead, isHead)
 			}
 		}
 		if err != nil {
@@ -271,7 +271,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	x.head = appendResponseHead(x.head[:0], x.resp)
 	x.bw.Write(x.head)
 	x.bytesOut = int64(len(x.head))
-	x.nr.setReadTimeout(s.cfg.BodyTimeout)
+	x.nr.setReadTimeout(s.cfg().BodyTimeout)
 	var n int64
 	if !rfr.noBody {
 		bufp := s.bufs.Get().(*[]byte)
@@ -344,7 +344,7 @@ func (x *exchange) sendRequest(nbw *bufio.Writer, fr framing) (sentBody bool, er
 			return false, fmt.Errorf("%w: %w", errClientBody, err)
 		}
 	}
-	x.cr.setReadTimeout(x.s.cfg.BodyTimeout)
+	x.cr.setReadTimeout(x.s.cfg().BodyTimeout)
 	bufp := x.s.bufs.Get().(*[]byte)
 	n, err := copyBody(nbw, x.br, fr, *bufp, true)
 	x.s.bufs.Put(bufp)

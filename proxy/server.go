@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
 )
 
 // copyBufSize is the size of the pooled buffers that bodies and spliced
@@ -23,11 +25,12 @@ const copyBufSize = 32 << 10
 // Server is one running tether: its listeners, client connections, the
 // backend pool and the buffers they borrow.
 type Server struct {
-	cfg     Config
+	conf    atomic.Pointer[Config] // swapped whole by Reload
+	router  atomic.Pointer[router] // built from conf
+	maxHead int                    // MaxHeaderBytes, fixed at start (reader pools)
 	log     zerolog.Logger
 	access  zerolog.Logger
 	pool    *pool.Pool
-	router  router
 	splicer Splicer
 	errLog  zerolog.Logger // sampled: one bad client must not flood the log
 
@@ -64,16 +67,18 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
+		maxHead: cfg.MaxHeaderBytes,
 		log:     log,
 		access:  access,
 		pool:    p,
-		router:  newRouter(&cfg),
 		splicer: NewGoSplicer(copyBufSize, log),
 		errLog:  log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second}),
 		active:  make(map[*conn]struct{}),
 		started: time.Now(),
 	}
+	s.conf.Store(&cfg)
+	r := newRouter(&cfg)
+	s.router.Store(&r)
 	maxHead := cfg.MaxHeaderBytes
 	s.exchanges.New = func() any { return newExchange(s) }
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, min(smallHead, maxHead)) }
@@ -81,6 +86,46 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 	s.writers.New = func() any { return bufio.NewWriterSize(nil, 4096) }
 	s.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
 	return s, nil
+}
+
+// cfg returns the configuration in force: one atomic load.
+func (s *Server) cfg() *Config { return s.conf.Load() }
+
+// Reload applies a new configuration to the running server: nodes added,
+// removed (drained) or changed, timeouts, limits and stickiness names.
+// Established connections are untouched, except those to a removed node,
+// which drain (see pool.Update). Listen addresses, --reuseport, --pprof and
+// --max-header-bytes need a restart: a change to them is logged and
+// ignored. A configuration that does not validate changes nothing.
+func (s *Server) Reload(cfg Config) error {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	old := s.cfg()
+	for _, f := range []struct {
+		flag     string
+		old, new any
+	}{
+		{"--listen", old.Listen, cfg.Listen},
+		{"--admin", old.Admin, cfg.Admin},
+		{"--reuseport", old.ReusePort, cfg.ReusePort},
+		{"--pprof", old.Pprof, cfg.Pprof},
+		{"--max-header-bytes", old.MaxHeaderBytes, cfg.MaxHeaderBytes},
+	} {
+		if f.old != f.new {
+			s.log.Warn().Str("flag", f.flag).Interface("running", f.old).Interface("file", f.new).Msg("reload: this setting needs a restart; kept")
+		}
+	}
+	cfg.Listen, cfg.Admin, cfg.ReusePort, cfg.Pprof, cfg.MaxHeaderBytes = old.Listen, old.Admin, old.ReusePort, old.Pprof, old.MaxHeaderBytes
+	if err := s.pool.Update(cfg.Pool); err != nil {
+		return err
+	}
+	r := newRouter(&cfg)
+	s.router.Store(&r)
+	s.conf.Store(&cfg)
+	s.log.Info().Int("nodes", len(cfg.Pool.Nodes)).Msg("configuration reloaded")
+	return nil
 }
 
 // Pool returns the backend pool (for the admin endpoints and tests).
@@ -91,7 +136,7 @@ func (s *Server) Conns() int64 { return s.conns.Load() }
 
 // ListenAndServe listens on cfg.Listen and serves until Shutdown.
 func (s *Server) ListenAndServe() error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	ln, err := listen(s.cfg().Listen, s.cfg().ReusePort)
 	if err != nil {
 		return err
 	}
@@ -101,14 +146,36 @@ func (s *Server) ListenAndServe() error {
 // ListenAndServeAdmin listens on cfg.Admin and serves the admin endpoints
 // until Shutdown. It returns nil at once when cfg.Admin is empty.
 func (s *Server) ListenAndServeAdmin() error {
-	if s.cfg.Admin == "" {
+	if s.cfg().Admin == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", s.cfg.Admin)
+	ln, err := listen(s.cfg().Admin, s.cfg().ReusePort)
 	if err != nil {
 		return fmt.Errorf("--admin: %w", err)
 	}
 	return s.ServeAdmin(ln)
+}
+
+// listen opens a TCP listener, with SO_REUSEPORT when reuse is set so a
+// new tether can listen on the same address before the old one stops
+// (hitless restart).
+func listen(addr string, reuse bool) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	if reuse {
+		lc.Control = setReusePort
+	}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+// setReusePort is the listener's Control: SO_REUSEPORT on the socket.
+func setReusePort(network, address string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // Serve accepts client connections on ln until Shutdown; it returns nil
@@ -124,7 +191,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
-	s.log.Info().Str("addr", ln.Addr().String()).Int("max_conns", s.cfg.MaxConns).Msg("listening")
+	s.log.Info().Str("addr", ln.Addr().String()).Int("max_conns", s.cfg().MaxConns).Msg("listening")
 	return s.acceptLoop(ln)
 }
 
@@ -219,7 +286,7 @@ func (s *Server) getReader(r *deadlineConn) *bufio.Reader {
 // matter.
 func (s *Server) putReader(br *bufio.Reader) {
 	br.Reset(nil)
-	if br.Size() == s.cfg.MaxHeaderBytes && s.cfg.MaxHeaderBytes > smallHead {
+	if br.Size() == s.maxHead && s.maxHead > smallHead {
 		s.large.Put(br)
 		return
 	}
@@ -230,7 +297,7 @@ func (s *Server) putReader(br *bufio.Reader) {
 // head that did not fit br, and gives br back. It returns nil when br is as
 // large as heads may be.
 func (s *Server) grow(br *bufio.Reader, r *deadlineConn) *bufio.Reader {
-	if br.Size() >= s.cfg.MaxHeaderBytes {
+	if br.Size() >= s.maxHead {
 		return nil
 	}
 	held, _ := br.Peek(br.Buffered())

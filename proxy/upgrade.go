@@ -46,8 +46,8 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 			Node:         pc.Conn,
 			ClientBuf:    takeBuffered(x.br),
 			NodeBuf:      takeBuffered(nbr),
-			IdleTimeout:  s.cfg.WSIdleTimeout,
-			WriteTimeout: s.cfg.WriteTimeout,
+			IdleTimeout:  s.cfg().WSIdleTimeout,
+			WriteTimeout: s.cfg().WriteTimeout,
 			WebSocket:    true,
 			Registry:     x.node,
 		},
@@ -92,7 +92,7 @@ func (c *conn) endSession(toNode, toClient int64, err error) {
 	u.node.Stats.CountStatus(u.status)
 	u.node.Stats.BytesIn.Add(uint64(toNode))
 	u.node.Stats.BytesOut.Add(uint64(toClient))
-	if !s.cfg.AccessLog {
+	if !s.cfg().AccessLog {
 		return
 	}
 	e := s.access.Info()

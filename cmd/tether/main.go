@@ -36,9 +36,9 @@ func (n *nodeFlags) Set(v string) error {
 
 // options is everything the command line sets beyond proxy.Config.
 type options struct {
-	logLevel     string
-	logFormat    string
-	drainTimeout time.Duration
+	configFile string
+	logLevel   string
+	logFormat  string
 }
 
 // parseFlags binds every flag into cfg and opts. It returns flag.ErrHelp
@@ -52,6 +52,7 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "plain-HTTP listen `address`")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin `address` for /status, /healthz and node drain/enable (empty: none; no authentication, keep it on loopback)")
+	fs.BoolVar(&cfg.ReusePort, "reuseport", true, "listen with SO_REUSEPORT: a new tether can start on the same ports before the old one gets SIGTERM")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on the admin listener")
 	fs.Var(&nodes, "node", "a backend as `NAME=URL` (http://host:port); repeat for each node")
 	fs.StringVar(&cfg.StickyCookie, "sticky-cookie", "gcbSessionServer", "stickiness cookie `name`: its value (NAME or anything.NAME) picks the node")
@@ -74,9 +75,10 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	fs.IntVar(&cfg.Pool.Fall, "fall", 2, "failed probes in a row that take a node out")
 	fs.DurationVar(&cfg.Pool.EvictSpread, "evict-spread", 0, "spread the closing of a dead node's WebSocket sessions over this long (0: all at once)")
 	fs.BoolVar(&cfg.AccessLog, "access-log", true, "one JSON line per request and WebSocket session on stdout")
+	fs.StringVar(&opts.configFile, "config", "", "YAML `file` whose keys are these flags' long names (a list for node, cert, key); flags given here win; SIGHUP re-reads it")
 	fs.StringVar(&opts.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&opts.logFormat, "log-format", "json", "json, or console for people")
-	fs.DurationVar(&opts.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take before connections are closed")
+	fs.DurationVar(&cfg.Pool.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take before connections are closed (WebSockets are told 1001 over its first half); after a reload, how long a removed node keeps its sticky traffic")
 
 	// fs.Usage stays unset: the flag package would print it on every parse
 	// error, and a bad flag gets one line.
@@ -89,6 +91,11 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	}
 	if fs.NArg() > 0 {
 		return cfg, opts, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
+	}
+	if opts.configFile != "" {
+		if err := applyConfigFile(fs, opts.configFile); err != nil {
+			return cfg, opts, err
+		}
 	}
 	cfg.Pool.Nodes = nodes
 	if cfg.Pool.Rise < 1 {
@@ -136,7 +143,9 @@ Flags:
 	})
 	fmt.Fprint(w, `
 Signals: SIGTERM or SIGINT stop accepting, let requests in flight finish
-(up to --drain-timeout) and exit 0.
+(up to --drain-timeout), tell WebSocket clients 1001 and exit 0. SIGHUP
+re-reads --config and applies nodes, timeouts and limits without dropping
+connections; a bad file keeps the running configuration.
 Exit status: 0 after a clean shutdown, 1 when serving fails, 2 for a bad flag.
 `)
 }
@@ -197,11 +206,12 @@ func run(args []string) int {
 			return 1
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				log.Warn().Msg("SIGHUP: configuration reload is not available in this version; ignored")
+				reload(srv, args, log)
 				continue
 			}
-			log.Info().Str("signal", s.String()).Dur("drain_timeout", opts.drainTimeout).Msg("shutting down")
-			ctx, cancel := context.WithTimeout(context.Background(), opts.drainTimeout)
+			drain := cfg.Pool.DrainTimeout
+			log.Info().Str("signal", s.String()).Dur("drain_timeout", drain).Msg("shutting down")
+			ctx, cancel := context.WithTimeout(context.Background(), drain)
 			err := srv.Shutdown(ctx)
 			cancel()
 			if err != nil {
@@ -210,6 +220,19 @@ func run(args []string) int {
 			log.Info().Msg("stopped")
 			return 0
 		}
+	}
+}
+
+// reload re-reads the command line and its --config file (flags still win)
+// and applies the result; a file that does not parse or validate keeps the
+// running configuration.
+func reload(srv *proxy.Server, args []string, log zerolog.Logger) {
+	cfg, _, err := parseFlags(args, io.Discard)
+	if err == nil {
+		err = srv.Reload(cfg)
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("reload failed: configuration unchanged")
 	}
 }
 

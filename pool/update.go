@@ -1,0 +1,100 @@
+package pool
+
+import (
+	"slices"
+	"time"
+)
+
+// Update applies a new configuration to a running pool (a reload): nodes
+// whose name and URL are unchanged keep their connections, sessions and
+// health state; new nodes start up with their own loops; removed nodes (and
+// nodes whose URL changed, which are replaced) are drained: they take no new
+// sessions, their sticky traffic goes on until DrainTimeout, then their
+// WebSockets are told 1001 and they are gone. Timeouts and health settings
+// apply from the next use. cfg is checked first; a bad one changes nothing.
+func (p *Pool) Update(cfg Config) error {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.close {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	keep := make(map[string]*Node, len(p.nodes))
+	for _, n := range p.nodes {
+		if !n.removed.Load() {
+			keep[n.Name] = n
+		}
+	}
+	p.conf.Store(&cfg)
+	var added, retired []*Node
+	for _, nc := range cfg.Nodes {
+		if old := keep[nc.Name]; old != nil && old.URL == nc.URL {
+			delete(keep, nc.Name)
+			continue
+		}
+		n := p.newNode(nc, &cfg)
+		p.nodes = append(p.nodes, n)
+		added = append(added, n)
+	}
+	for _, n := range keep { // configured before, not now (or a new URL)
+		n.removed.Store(true)
+		n.drained.Store(true)
+		if n.State() == StateUp {
+			n.state.Store(int32(StateDraining))
+		}
+		retired = append(retired, n)
+	}
+	p.mu.Unlock()
+	p.publish()
+	for _, n := range added {
+		n.log.Info().Msg("node added")
+	}
+	for _, n := range retired {
+		n.log.Warn().Dur("drain_timeout", cfg.DrainTimeout).Msg("node removed: draining")
+		select {
+		case n.retire <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// finishRemoval runs on a removed node's evict loop: after DrainTimeout it
+// tells the node's WebSocket clients 1001, closes its remaining connections
+// and takes it out of the table for good. Pool.Close ends the wait early.
+func (n *Node) finishRemoval() {
+	p := n.pool
+	t := time.NewTimer(p.cfg().DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-p.ctx.Done():
+		return
+	case <-t.C:
+	}
+	n.smu.Lock()
+	sessions := make([]Evictor, 0, len(n.sessions))
+	for e := range n.sessions {
+		sessions = append(sessions, e)
+	}
+	conns := make([]*Conn, 0, len(n.busy))
+	for c := range n.busy {
+		conns = append(conns, c)
+	}
+	n.smu.Unlock()
+	for _, e := range sessions {
+		e.Evict(CloseGoingAway)
+	}
+	for _, c := range conns {
+		c.Conn.Close()
+	}
+	p.mu.Lock()
+	p.nodes = slices.DeleteFunc(p.nodes, func(m *Node) bool { return m == n })
+	p.mu.Unlock()
+	p.publish()
+	n.closeIdle()
+	n.cancel()
+	n.log.Info().Int("sessions", len(sessions)).Int("requests", len(conns)).Msg("node removed")
+}
