@@ -208,13 +208,28 @@ func TestRefusedDialFailsNodeAtOnce(t *testing.T) {
 }
 
 func TestIdleConnsAreReused(t *testing.T) {
-	srv, _ := healthServer(t)
-	p := newTestPool(t, Config{}, srv.URL)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	p := newTestPool(t, Config{}, "http://"+ln.Addr().String())
 	n := p.Node("CB_Server_1")
 	c, err := n.Get(false)
 	if err != nil {
 		t.Fatal(err)
 	}
+	server := <-accepted
 	c.Put()
 	c2, err := n.Get(false)
 	if err != nil {
@@ -223,10 +238,11 @@ func TestIdleConnsAreReused(t *testing.T) {
 	if !c2.Reused || c2 != c {
 		t.Fatal("idle connection not reused")
 	}
-	// A connection the node closed is not handed out again.
+	// A connection the node closed is not handed out again once it has
+	// been idle long enough to be checked.
 	c2.Put()
-	srv.CloseClientConnections()
-	time.Sleep(probeAfter + 50*time.Millisecond) // idle long enough to be checked
+	server.Close()
+	time.Sleep(probeAfter + 50*time.Millisecond)
 	c3, err := n.Get(false)
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +250,11 @@ func TestIdleConnsAreReused(t *testing.T) {
 	if c3.Reused {
 		t.Fatal("a connection closed by the node was reused")
 	}
-	c3.Close()
+	// fresh always dials, even with an idle connection pooled.
+	c3.Put()
+	if c4, err := n.Get(true); err != nil || c4.Reused || c4 == c3 {
+		t.Fatalf("Get(fresh) reused a pooled connection (%v)", err)
+	}
 }
 
 func TestDrainKeepsStickyTakesNoNew(t *testing.T) {
