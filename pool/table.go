@@ -213,6 +213,9 @@ func (n *Node) setState(s State, reason string) bool {
 	return true
 }
 
+// Removed reports whether a reload removed n: it drains until it is gone.
+func (n *Node) Removed() bool { return n.removed.Load() }
+
 // Drain stops new sessions to n; its sticky sessions stay. Enable undoes it.
 func (n *Node) Drain() {
 	if !n.drained.Swap(true) {

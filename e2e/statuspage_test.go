@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// chromium runs headless Chromium with the flags this machine needs and
+// returns its standard output.
+func chromium(t *testing.T, args ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium not found: install Debian's chromium package (.ci/run does)")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-quic", "--user-data-dir=" + t.TempDir()}
+	cmd := exec.CommandContext(ctx, bin, append(base, args...)...)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium %v: %v\n%s", args, err, tail(stderr.String(), 2000))
+	}
+	return string(out)
+}
+
+// TestStatusPageInBrowser loads the HTML status page in headless Chromium:
+// each node has its row with the right state, and the live script filled in
+// requests per second. The screenshot goes to $TETHER_DOCS_DIR (the
+// repository's docs/) when set.
+func TestStatusPageInBrowser(t *testing.T) {
+	n1, n2 := startNode(t, node1, 0), startNode(t, node2, 0)
+	tt := startTether(t, []*testNode{n1, n2})
+	admin := "http://" + tt.adminAddr(t)
+	n2.SetHealthy(false)
+	c := dialRaw(t, tt.addr)
+	if !waitFor(3*time.Second, func() bool {
+		return c.do(t, get("/cobrowse/x", "Cookie: gcbSessionServer="+node2+"\r\n")).get("X-Node") == node1
+	}) {
+		t.Fatal("node 2 never went down")
+	}
+	openSessions(t, tt.addr, node1, 2)
+	// Traffic while the page watches, so that req/s is not zero.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nc := mustDial(t, tt.addr)
+		if nc == nil {
+			return
+		}
+		lc := newRawConnPlain(nc)
+		defer lc.Close()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			lc.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := lc.Write([]byte(get("/cobrowse/busy", "Cookie: gcbSessionServer="+node1+"\r\n"))); err != nil {
+				return
+			}
+			if _, err := parseResponse(lc.br, false); err != nil {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	defer func() { close(stop); <-done }()
+
+	page := admin + "/status?format=html"
+	dom := chromium(t, "--virtual-time-budget=5000", "--dump-dom", page)
+	for name, state := range map[string]string{node1: "up", node2: "down"} {
+		re := regexp.MustCompile(`<tr id="node-` + name + `" data-state="` + state + `"`)
+		if !re.MatchString(dom) {
+			t.Errorf("no %s row in state %s in the page:\n%s", name, state, tail(dom, 3000))
+		}
+	}
+	rps := regexp.MustCompile(`id="node-` + node1 + `"[^\n]*?class="num rps">([0-9.]+)<`).FindStringSubmatch(dom)
+	if rps == nil {
+		t.Errorf("the live script did not fill req/s for %s:\n%s", node1, tail(dom, 3000))
+	}
+
+	dir := os.Getenv("TETHER_DOCS_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	shot := filepath.Join(dir, "status.png")
+	chromium(t, "--virtual-time-budget=5000", "--hide-scrollbars", "--window-size=1280,330", "--screenshot="+shot, page)
+	if st, err := os.Stat(shot); err != nil || st.Size() < 5000 {
+		t.Fatalf("screenshot %s: %v", shot, err)
+	}
+	if !strings.HasPrefix(dom, "<html") && !strings.Contains(dom, "<html") {
+		t.Fatal("no page dumped")
+	}
+}
+
+// mustDial connects to addr or fails the test.
+func mustDial(t *testing.T, addr string) net.Conn {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	return c
+}
