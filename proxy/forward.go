@@ -458,12 +458,7 @@ func (x *exchange) deleteConnectionListed(values [][]byte) {
 	for _, v := range values {
 		for len(v) > 0 {
 			var tok []byte
-			if i := bytes.IndexByte(v, ','); i >= 0 {
-				tok, v = v[:i], v[i+1:]
-			} else {
-				tok, v = v, nil
-			}
-			if tok = trimOWS(tok); len(tok) > 0 {
+			if tok, v = nextElement(v); len(tok) > 0 {
 				x.connTok = append(x.connTok, tok)
 			}
 		}
@@ -485,12 +480,7 @@ func (x *exchange) prepareResponse(fr *framing, keepClient bool) (keepNode bool)
 	for _, v := range h.PeekAll("Connection") {
 		for len(v) > 0 {
 			var tok []byte
-			if i := bytes.IndexByte(v, ','); i >= 0 {
-				tok, v = v[:i], v[i+1:]
-			} else {
-				tok, v = v, nil
-			}
-			if tok = trimOWS(tok); len(tok) > 0 && !bytes.EqualFold(tok, strClose) && !bytes.EqualFold(tok, strKeepAliveTok) {
+			if tok, v = nextElement(v); len(tok) > 0 && !bytes.EqualFold(tok, strClose) && !bytes.EqualFold(tok, strKeepAliveTok) {
 				h.DelBytes(tok)
 			}
 		}
@@ -512,12 +502,7 @@ func hasToken(values [][]byte, tok []byte) bool {
 	for _, v := range values {
 		for len(v) > 0 {
 			var t []byte
-			if i := bytes.IndexByte(v, ','); i >= 0 {
-				t, v = v[:i], v[i+1:]
-			} else {
-				t, v = v, nil
-			}
-			if bytes.EqualFold(trimOWS(t), tok) {
+			if t, v = nextElement(v); bytes.EqualFold(t, tok) {
 				return true
 			}
 		}
