@@ -71,6 +71,16 @@ func startNode(t *testing.T, name string, pollWait time.Duration) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startNodeOnWait(t, name, ln, pollWait)
+}
+
+// startNodeOn serves a fake node on a listener the test made (a TLS one).
+func startNodeOn(t *testing.T, name string, ln net.Listener) *testNode {
+	return startNodeOnWait(t, name, ln, 0)
+}
+
+func startNodeOnWait(t *testing.T, name string, ln net.Listener, pollWait time.Duration) *testNode {
+	t.Helper()
 	cl := &countingListener{Listener: ln}
 	n := &testNode{
 		Node: bench.NewNode(bench.NodeConfig{Name: name, PollWait: pollWait}, zerolog.Nop()),

@@ -1,18 +1,22 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/tether-lb/tether/tlsterm"
 )
 
 // acceptLoop accepts connections on ln and starts one goroutine per
 // connection. Temporary errors (too many open files) back off up to a
 // second, as net/http does; a closed listener ends the loop.
-func (s *Server) acceptLoop(ln net.Listener) error {
+func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -35,7 +39,7 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			nc.Close()
 			continue
 		}
-		c := &conn{s: s, c: nc, remoteIP: remoteIP(nc.RemoteAddr())}
+		c := &conn{s: s, c: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure}
 		if !s.track(c, true) {
 			nc.Close()
 			return nil
@@ -65,6 +69,7 @@ type conn struct {
 	idle     atomic.Bool // waiting for a next request: Shutdown may close it
 	served   int         // requests answered on this connection
 	session  *upgraded   // set once the connection is spliced
+	secure   bool        // accepted on the TLS listener: c becomes a *tls.Conn
 }
 
 // serve runs the connection: wait for the next request without holding a
@@ -74,6 +79,10 @@ type conn struct {
 func (c *conn) serve() {
 	s := c.s
 	defer s.wg.Done()
+	if c.secure && !c.handshake() {
+		c.close()
+		return
+	}
 	for {
 		wait := s.cfg().IdleTimeout
 		if c.served == 0 {
@@ -106,6 +115,45 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// handshake runs the TLS handshake in the connection's goroutine, under
+// the handshake timeout and the cap on concurrent handshakes, and replaces
+// c.c with the TLS connection. Plain HTTP sent to the TLS port gets a 400 in
+// plain text. It reports whether the connection goes on.
+func (c *conn) handshake() bool {
+	s := c.s
+	tc, err := s.hs.Handshake(context.Background(), c.c)
+	switch {
+	case err == nil:
+		c.c = tc
+		return true
+	case errors.Is(err, tlsterm.ErrPlainHTTP):
+		c.c.SetDeadline(time.Now().Add(time.Second))
+		c.c.Write(plainHTTPToTLS)
+		lingerClose(c.c)
+	default:
+		s.errLog.Debug().Err(err).Bytes("remote", c.remoteIP).Msg("tls handshake")
+	}
+	return false
+}
+
+// plainHTTPToTLS answers a plain-HTTP request sent to the TLS port.
+var plainHTTPToTLS = func() []byte {
+	body := "tether: plain HTTP sent to the HTTPS port\n"
+	return []byte("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n" + body)
+}()
+
+// lingerClose half-closes c and reads what the client still sends (at most
+// a second, at most 64 KiB) before closing, so that closing with unread
+// bytes does not reset the connection and destroy the answer in flight.
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 }
 
 // wakeIfIdle makes an idle connection's wait end now (Shutdown).

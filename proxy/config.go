@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/tlsterm"
 )
 
 // Config is the whole of tether's configuration: cmd/tether builds one value
@@ -67,6 +68,10 @@ type Config struct {
 	// AccessLog writes one line per request and per WebSocket session.
 	AccessLog bool
 
+	// TLS is TLS termination (--tls-listen, certificates) and the client
+	// side of bridging to https nodes.
+	TLS tlsterm.Config
+
 	// Pool is the backend side: nodes, connect timeout, health checks.
 	Pool pool.Config
 }
@@ -100,6 +105,7 @@ func (c *Config) SetDefaults() {
 	if c.MaxConns == 0 {
 		c.MaxConns = maxConnsForLimit()
 	}
+	c.TLS.SetDefaults()
 	c.Pool.SetDefaults()
 }
 
@@ -138,6 +144,12 @@ func (c *Config) Validate() error {
 	}
 	if !isConfigToken(c.StickyParam) {
 		return fmt.Errorf("--sticky-param %q: must be a plain parameter name", c.StickyParam)
+	}
+	if c.Listen == "" && c.TLS.Listen == "" {
+		return fmt.Errorf("--listen or --tls-listen: at least one listener is required")
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return err
 	}
 	return c.Pool.Validate()
 }

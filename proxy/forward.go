@@ -83,6 +83,7 @@ var (
 	strXRealIP         = []byte("X-Real-Ip")
 	strHost            = []byte("Host")
 	strHTTP            = []byte("http")
+	strHTTPS           = []byte("https")
 	strWebSocket       = []byte("websocket")
 	strClose           = []byte("close")
 	strKeepAliveTok    = []byte("keep-alive")
@@ -432,7 +433,11 @@ func (x *exchange) prepareRequest(upgrade bool) {
 	}
 	x.xff = append(x.xff, x.c.remoteIP...)
 	h.SetBytesKV(strXFF, x.xff)
-	h.SetBytesKV(strXFProto, strHTTP)
+	if x.c.secure {
+		h.SetBytesKV(strXFProto, strHTTPS)
+	} else {
+		h.SetBytesKV(strXFProto, strHTTP)
+	}
 	if host := h.PeekBytes(strHost); len(host) > 0 {
 		h.SetBytesKV(strXFHost, host)
 	} else {

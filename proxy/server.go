@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/tlsterm"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
 )
@@ -31,6 +33,8 @@ type Server struct {
 	log     zerolog.Logger
 	access  zerolog.Logger
 	pool    *pool.Pool
+	certs   *tlsterm.Certs      // nil without a TLS listener
+	hs      *tlsterm.Handshaker // nil without a TLS listener
 	splicer Splicer
 	errLog  zerolog.Logger // sampled: one bad client must not flood the log
 
@@ -62,8 +66,23 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := backendTLS(&cfg, log); err != nil {
+		return nil, err
+	}
+	var certs *tlsterm.Certs
+	var hs *tlsterm.Handshaker
+	if cfg.TLS.Listen != "" {
+		c, err := tlsterm.LoadCerts(&cfg.TLS, log)
+		if err != nil {
+			return nil, err
+		}
+		certs, hs = c, tlsterm.NewHandshaker(&cfg.TLS, c.ServerConfig())
+	}
 	p, err := pool.New(cfg.Pool, log)
 	if err != nil {
+		if certs != nil {
+			certs.Close()
+		}
 		return nil, err
 	}
 	s := &Server{
@@ -71,6 +90,8 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 		log:     log,
 		access:  access,
 		pool:    p,
+		certs:   certs,
+		hs:      hs,
 		splicer: NewGoSplicer(copyBufSize, log),
 		errLog:  log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second}),
 		active:  make(map[*conn]struct{}),
@@ -86,6 +107,25 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 	s.writers.New = func() any { return bufio.NewWriterSize(nil, 4096) }
 	s.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
 	return s, nil
+}
+
+// backendTLS sets the client TLS configuration for https nodes from the
+// TLS settings (--backend-ca, --backend-insecure) when any node is https.
+func backendTLS(cfg *Config, log zerolog.Logger) error {
+	for _, n := range cfg.Pool.Nodes {
+		if strings.HasPrefix(n.URL, "https:") {
+			tc, err := tlsterm.ClientConfig(&cfg.TLS)
+			if err != nil {
+				return err
+			}
+			if cfg.TLS.BackendInsecure {
+				log.Warn().Msg("--backend-insecure: https nodes' certificates are not verified")
+			}
+			cfg.Pool.TLS = tc
+			return nil
+		}
+	}
+	return nil
 }
 
 // cfg returns the configuration in force: one atomic load.
@@ -112,12 +152,23 @@ func (s *Server) Reload(cfg Config) error {
 		{"--reuseport", old.ReusePort, cfg.ReusePort},
 		{"--pprof", old.Pprof, cfg.Pprof},
 		{"--max-header-bytes", old.MaxHeaderBytes, cfg.MaxHeaderBytes},
+		{"--tls-listen", old.TLS.Listen, cfg.TLS.Listen},
+		{"--tls-min", old.TLS.MinVersion, cfg.TLS.MinVersion},
 	} {
 		if f.old != f.new {
 			s.log.Warn().Str("flag", f.flag).Interface("running", f.old).Interface("file", f.new).Msg("reload: this setting needs a restart; kept")
 		}
 	}
 	cfg.Listen, cfg.Admin, cfg.ReusePort, cfg.Pprof, cfg.MaxHeaderBytes = old.Listen, old.Admin, old.ReusePort, old.Pprof, old.MaxHeaderBytes
+	cfg.TLS.Listen, cfg.TLS.MinVersion = old.TLS.Listen, old.TLS.MinVersion
+	if err := backendTLS(&cfg, s.log); err != nil {
+		return err
+	}
+	if s.certs != nil {
+		if err := s.certs.Reload(&cfg.TLS); err != nil {
+			return err
+		}
+	}
 	if err := s.pool.Update(cfg.Pool); err != nil {
 		return err
 	}
@@ -134,13 +185,30 @@ func (s *Server) Pool() *pool.Pool { return s.pool }
 // Conns returns the number of open client connections.
 func (s *Server) Conns() int64 { return s.conns.Load() }
 
-// ListenAndServe listens on cfg.Listen and serves until Shutdown.
+// ListenAndServe listens on cfg.Listen (plain HTTP) and serves until
+// Shutdown. It returns nil at once when cfg.Listen is empty.
 func (s *Server) ListenAndServe() error {
+	if s.cfg().Listen == "" {
+		return nil
+	}
 	ln, err := listen(s.cfg().Listen, s.cfg().ReusePort)
 	if err != nil {
-		return err
+		return fmt.Errorf("--listen: %w", err)
 	}
 	return s.Serve(ln)
+}
+
+// ListenAndServeTLS listens on cfg.TLS.Listen and serves HTTPS until
+// Shutdown. It returns nil at once without a TLS listener.
+func (s *Server) ListenAndServeTLS() error {
+	if s.hs == nil {
+		return nil
+	}
+	ln, err := listen(s.cfg().TLS.Listen, s.cfg().ReusePort)
+	if err != nil {
+		return fmt.Errorf("--tls-listen: %w", err)
+	}
+	return s.serve(ln, true)
 }
 
 // ListenAndServeAdmin listens on cfg.Admin and serves the admin endpoints
@@ -180,7 +248,18 @@ func setReusePort(network, address string, c syscall.RawConn) error {
 
 // Serve accepts client connections on ln until Shutdown; it returns nil
 // after Shutdown and the accept error otherwise.
-func (s *Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, false) }
+
+// ServeTLS is Serve for a listener whose connections start with a TLS
+// handshake (the server needs a TLS configuration: cfg.TLS.Listen set).
+func (s *Server) ServeTLS(ln net.Listener) error {
+	if s.hs == nil {
+		return errors.New("proxy: ServeTLS without a TLS configuration")
+	}
+	return s.serve(ln, true)
+}
+
+func (s *Server) serve(ln net.Listener, secure bool) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -191,8 +270,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
-	s.log.Info().Str("addr", ln.Addr().String()).Int("max_conns", s.cfg().MaxConns).Msg("listening")
-	return s.acceptLoop(ln)
+	s.log.Info().Str("addr", ln.Addr().String()).Bool("tls", secure).Int("max_conns", s.cfg().MaxConns).Msg("listening")
+	return s.acceptLoop(ln, secure)
 }
 
 // Shutdown drains tether: it stops accepting, closes idle keep-alive
@@ -239,6 +318,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.pool.Close()
+	if s.certs != nil {
+		s.certs.Close()
+	}
 	return err
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
 	"github.com/tether-lb/tether/proxy"
+	"github.com/tether-lb/tether/tlsterm"
 )
 
 // nodeFlags collects repeated --node NAME=URL values.
@@ -34,6 +35,12 @@ func (n *nodeFlags) Set(v string) error {
 	return nil
 }
 
+// fileList collects a repeated file flag (--cert, --key).
+type fileList []string
+
+func (f *fileList) String() string     { return strings.Join(*f, ",") }
+func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }
+
 // options is everything the command line sets beyond proxy.Config.
 type options struct {
 	configFile string
@@ -47,6 +54,7 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	var cfg proxy.Config
 	var opts options
 	var nodes nodeFlags
+	var certs, keys fileList
 	fs := flag.NewFlagSet("tether", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 
@@ -54,6 +62,15 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin `address` for /status, /healthz and node drain/enable (empty: none; no authentication, keep it on loopback)")
 	fs.BoolVar(&cfg.ReusePort, "reuseport", true, "listen with SO_REUSEPORT: a new tether can start on the same ports before the old one gets SIGTERM")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on the admin listener")
+	fs.StringVar(&cfg.TLS.Listen, "tls-listen", "", "HTTPS listen `address` (empty: none); TLS is terminated here")
+	fs.Var(&certs, "cert", "PEM certificate `file` (chain after the leaf); repeat, paired in order with --key; SNI picks by name, the first is the default")
+	fs.Var(&keys, "key", "PEM private key `file` of the --cert at the same position")
+	fs.BoolVar(&cfg.TLS.SelfSigned, "tls-self-signed", false, "generate a certificate for localhost and 127.0.0.1 at start and log its fingerprint (demos, tests)")
+	fs.StringVar(&cfg.TLS.MinVersion, "tls-min", "1.2", "lowest TLS `version`: 1.2 or 1.3")
+	fs.DurationVar(&cfg.TLS.HandshakeTimeout, "tls-handshake-timeout", 10*time.Second, "bound on one TLS handshake")
+	fs.IntVar(&cfg.TLS.MaxHandshakes, "tls-max-handshakes", 0, "TLS handshakes doing crypto at once (0: 2 × cores; -1: no cap), so a handshake flood cannot starve established sessions")
+	fs.StringVar(&cfg.TLS.BackendCA, "backend-ca", "", "PEM `file` of CAs that https nodes are verified against (empty: system roots)")
+	fs.BoolVar(&cfg.TLS.BackendInsecure, "backend-insecure", false, "do not verify https nodes' certificates (labs only; logged at start)")
 	fs.Var(&nodes, "node", "a backend as `NAME=URL` (http://host:port); repeat for each node")
 	fs.StringVar(&cfg.StickyCookie, "sticky-cookie", "gcbSessionServer", "stickiness cookie `name`: its value (NAME or anything.NAME) picks the node")
 	fs.StringVar(&cfg.StickyParam, "sticky-param", "co-browse-node-id", "stickiness query parameter `name`, for clients without cookies")
@@ -98,6 +115,12 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 		}
 	}
 	cfg.Pool.Nodes = nodes
+	if len(certs) != len(keys) {
+		return cfg, opts, fmt.Errorf("--cert/--key: %d certificates and %d keys; give them in pairs", len(certs), len(keys))
+	}
+	for i := range certs {
+		cfg.TLS.Certs = append(cfg.TLS.Certs, tlsterm.CertFile{Cert: certs[i], Key: keys[i]})
+	}
 	if cfg.Pool.Rise < 1 {
 		return cfg, opts, fmt.Errorf("--rise %d: must be at least 1", cfg.Pool.Rise)
 	}
@@ -109,9 +132,6 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	}
 	if opts.logFormat != "json" && opts.logFormat != "console" {
 		return cfg, opts, fmt.Errorf("--log-format %q: use json or console", opts.logFormat)
-	}
-	if cfg.Listen == "" {
-		return cfg, opts, errors.New("--listen: an address is required")
 	}
 	cfg.SetDefaults()
 	return cfg, opts, cfg.Validate()
@@ -192,9 +212,10 @@ func run(args []string) int {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 3)
 	go serve(srv, serveErr)
 	go serveAdmin(srv, serveErr)
+	go serveTLS(srv, serveErr)
 
 	for {
 		select {
@@ -233,6 +254,13 @@ func reload(srv *proxy.Server, args []string, log zerolog.Logger) {
 	}
 	if err != nil {
 		log.Error().Err(err).Msg("reload failed: configuration unchanged")
+	}
+}
+
+// serveTLS runs the TLS listener and reports a failure.
+func serveTLS(srv *proxy.Server, done chan<- error) {
+	if err := srv.ListenAndServeTLS(); err != nil {
+		done <- err
 	}
 }
 
