@@ -42,6 +42,7 @@ const (
 	PathResource    = "/cobrowse/resource"
 	PathUpload      = "/cobrowse/upload"
 	PathEchoHeaders = "/cobrowse/echo-headers"
+	PathPage        = "/cobrowse/page"
 )
 
 // Response headers that the harness reads.
@@ -285,6 +286,30 @@ func (n *Node) connState(c net.Conn, st fasthttp.ConnState) {
 
 // handle is the node's request handler: X-Node, then the health endpoints,
 // then the cookie rule, then the co-browse endpoints.
+// pageHTML is a small co-browse page for browser tests: it opens an echo
+// WebSocket on the same origin (wss under https), which carries the
+// stickiness cookie the page's answer set, sends one message and shows the
+// echo, and the node that served the page, in the DOM.
+const pageHTML = `<!doctype html>
+<html><head><meta charset="utf-8"><title>co-browse</title></head><body>
+<p>page from <span id="node">%s</span></p>
+<p id="result">pending</p>
+<script>
+"use strict";
+const out = document.getElementById("result");
+const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/cobrowse/ws?session=browser&role=echo");
+ws.onopen = () => ws.send("hello from the browser");
+ws.onmessage = (e) => { out.textContent = "echo: " + e.data; ws.close(); };
+ws.onerror = () => { out.textContent = "error"; };
+</script></body></html>
+`
+
+// servePage answers PathPage with pageHTML.
+func (n *Node) servePage(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/html; charset=utf-8")
+	ctx.SetBodyString(fmt.Sprintf(pageHTML, n.name))
+}
+
 func (n *Node) handle(ctx *fasthttp.RequestCtx) {
 	n.stats.requests.Add(1)
 	ctx.Response.Header.SetBytesV(HeaderNode, n.nameBytes)
@@ -316,6 +341,8 @@ func (n *Node) handle(ctx *fasthttp.RequestCtx) {
 		n.serveUpload(ctx)
 	case PathEchoHeaders:
 		n.serveEchoHeaders(ctx)
+	case PathPage:
+		n.servePage(ctx)
 	default:
 		ctx.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBodyString("co-browse node " + n.name + "\n")

@@ -116,3 +116,29 @@ func mustDial(t *testing.T, addr string) net.Conn {
 	}
 	return c
 }
+
+// TestBrowserWSSThroughTether: headless Chromium loads a co-browse page over
+// https through tether (self-signed certificate), the page opens a wss
+// WebSocket that carries the cookie the node set, and the echo comes back.
+// The access log shows the WebSocket went to the page's node by cookie.
+func TestBrowserWSSThroughTether(t *testing.T) {
+	n1, n2 := startNode(t, node1, 0), startNode(t, node2, 0)
+	tlsAddr := freeAddr(t)
+	tt := startTether(t, []*testNode{n1, n2}, append(healthOff, "--tls-listen", tlsAddr, "--tls-self-signed")...)
+	if !strings.Contains(tt.stderr.String(), `"sha256":`) {
+		t.Errorf("the self-signed certificate's fingerprint was not logged")
+	}
+	dom := chromium(t, "--ignore-certificate-errors", "--virtual-time-budget=8000", "--dump-dom",
+		"https://localhost:"+strings.Split(tlsAddr, ":")[1]+"/cobrowse/page")
+	m := regexp.MustCompile(`<span id="node">([^<]+)</span>`).FindStringSubmatch(dom)
+	if m == nil {
+		t.Fatalf("no page in the DOM:\n%s", tail(dom, 2000))
+	}
+	if !strings.Contains(dom, `<p id="result">echo: hello from the browser</p>`) {
+		t.Fatalf("the page's wss echo did not complete:\n%s", tail(dom, 2000))
+	}
+	lines := tt.waitAccess(t, 1, 5*time.Second, func(l map[string]any) bool { return l["ws"] == true })
+	if l := lines[0]; l["node"] != m[1] || l["why"] != "cookie" {
+		t.Fatalf("wss went to %v (why %v), want the page's node %s by cookie", l["node"], l["why"], m[1])
+	}
+}
