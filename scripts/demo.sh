@@ -20,13 +20,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-n1=$(free_port); n2=$(free_port); tp=$(free_port); ap=$(free_port)
+n1=$(free_port); n2=$(free_port); tp=$(free_port); ap=$(free_port); sp=$(free_port)
 logdir=$(mktemp -d)
 "$BIN/tether-bench" node --name CB_Server_1 --listen "127.0.0.1:$n1" >"$logdir/node1.log" 2>&1 & pids+=($!)
 "$BIN/tether-bench" node --name CB_Server_2 --listen "127.0.0.1:$n2" >"$logdir/node2.log" 2>&1 & pids+=($!)
 "$BIN/tether" --listen "127.0.0.1:$tp" \
   --node "CB_Server_1=http://127.0.0.1:$n1" \
   --node "CB_Server_2=http://127.0.0.1:$n2" \
+  --tls-listen "127.0.0.1:$sp" --tls-self-signed \
   --admin "127.0.0.1:$ap" --health-interval 1s >"$logdir/access.log" 2>"$logdir/tether.log" & pids+=($!)
 
 # Wait (bounded) until tether answers.
@@ -36,9 +37,16 @@ for _ in $(seq 1 50); do
 done
 
 echo "tether on 127.0.0.1:$tp in front of CB_Server_1 (:$n1) and CB_Server_2 (:$n2); load for $DURATION"
+echo "HTTPS on 127.0.0.1:$sp (self-signed; fingerprint in $logdir/tether.log)"
+echo "HTTPS on 127.0.0.1:$sp (self-signed; its fingerprint is in $logdir/tether.log)"
 echo "status page: http://127.0.0.1:$ap/status (metrics: /metrics)"
 status=0
 "$BIN/tether-bench" load --target "http://127.0.0.1:$tp" --scenario mixed --duration "$DURATION" || status=$?
+if command -v curl >/dev/null; then
+  echo
+  echo "one request over HTTPS: $(curl -sk -o /dev/null -w '%{http_code} from %header{x-node}' \
+    "https://localhost:$sp/cobrowse/resource?bytes=10" 2>/dev/null || echo 'curl failed')"
+fi
 echo
 echo "tether's view (/status):"
 curl -s "http://127.0.0.1:$ap/status" 2>/dev/null | grep -E '"(name|state|ws_sessions|answers|errors_5xx)"' | paste - - - - - || true
