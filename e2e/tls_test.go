@@ -117,6 +117,13 @@ func TestTLSStickyHTTPSAndWSS(t *testing.T) {
 	if r := dialRaw(t, tlsAddr).do(t, get("/cobrowse/x", "")); r.status != 400 {
 		t.Fatalf("plain HTTP to the TLS port: %d, want 400", r.status)
 	}
+	_, body := adminDo(t, "GET", "http://"+tt.adminAddr(t)+"/metrics", "", nil)
+	if done := metricValue(body, `tether_tls_handshakes_total{result="done"}`); done < 5 {
+		t.Errorf("tls handshakes done = %v, want at least 5", done)
+	}
+	if plain := metricValue(body, `tether_tls_handshakes_total{result="plain_http"}`); plain != 1 {
+		t.Errorf("plain-HTTP handshakes = %v, want 1", plain)
+	}
 }
 
 func TestTLSSNIAndReload(t *testing.T) {

@@ -35,6 +35,7 @@ type collector struct {
 	requests, bytes, sessions, inFlight, state        *prometheus.Desc
 	connect, head, failovers, evictions, hits, misses *prometheus.Desc
 	clientConns, refused                              *prometheus.Desc
+	handshakes, handshakesNow                         *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -56,6 +57,9 @@ func newCollector(s *Server) *collector {
 		misses:      prometheus.NewDesc("tether_pool_misses_total", "Requests that needed a new connection.", node, nil),
 		clientConns: prometheus.NewDesc("tether_client_connections", "Open client connections.", nil, nil),
 		refused:     prometheus.NewDesc("tether_refused_total", "Requests tether answered itself with an error, by status.", []string{"reason"}, nil),
+		handshakes: prometheus.NewDesc("tether_tls_handshakes_total", "TLS handshakes by result: done (resumed included), resumed, failed, busy (no slot in time), plain_http.",
+			[]string{"result"}, nil),
+		handshakesNow: prometheus.NewDesc("tether_tls_handshakes", "TLS handshakes computing now (computing) or waiting for a slot (waiting).", []string{"phase"}, nil),
 	}
 }
 
@@ -99,6 +103,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.clientConns, gauge, float64(c.s.conns.Load()))
 	for i, status := range refusedStatuses {
 		ch <- prometheus.MustNewConstMetric(c.refused, counter, float64(c.s.refused[i].Load()), strconv.Itoa(status))
+	}
+	if c.s.hs != nil {
+		hs := c.s.hs.Stats()
+		for result, v := range map[string]uint64{"done": hs.Done, "resumed": hs.Resumed, "failed": hs.Failed, "busy": hs.Busy, "plain_http": hs.PlainHTTP} {
+			ch <- prometheus.MustNewConstMetric(c.handshakes, counter, float64(v), result)
+		}
+		ch <- prometheus.MustNewConstMetric(c.handshakesNow, gauge, float64(hs.InFlight), "computing")
+		ch <- prometheus.MustNewConstMetric(c.handshakesNow, gauge, float64(hs.Waiting), "waiting")
 	}
 }
 
