@@ -195,7 +195,10 @@ func (x *exchange) serveBurst(c *conn) bool {
 			return false
 		}
 		if x.br == nil {
-			return true // released while a slow answer was awaited
+			// Released while a slow answer was awaited; a TLS connection
+			// may still hold the client's next bytes above its socket, so
+			// look through a reader before going idle.
+			x.br = s.getReader(&x.cr)
 		}
 		if x.br.Buffered() == 0 {
 			// A busy client sends its next request at once: wait for it a

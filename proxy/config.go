@@ -145,9 +145,6 @@ func (c *Config) Validate() error {
 	if !isConfigToken(c.StickyParam) {
 		return fmt.Errorf("--sticky-param %q: must be a plain parameter name", c.StickyParam)
 	}
-	if c.Listen == "" && c.TLS.Listen == "" {
-		return fmt.Errorf("--listen or --tls-listen: at least one listener is required")
-	}
 	if err := c.TLS.Validate(); err != nil {
 		return err
 	}

@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"net"
 	"syscall"
 
+	"github.com/tether-lb/tether/tlsterm"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,6 +28,14 @@ func waitReadable(c net.Conn) error {
 	switch c := c.(type) {
 	case *net.TCPConn:
 		return waitTCP(c)
+	case *tls.Conn:
+		// A TLS connection from tlsterm's Handshaker holds nothing above
+		// its socket once a Read returned less than asked (buffers here are
+		// larger than a record): its socket's readability is its own.
+		if raw := tlsterm.Raw(c); raw != net.Conn(c) {
+			return waitReadable(raw)
+		}
+		return nil
 	case *net.UnixConn:
 		return waitUnix(c)
 	case syscall.Conn:

@@ -231,21 +231,76 @@ type replayConn struct {
 	net.Conn
 	pending []byte
 	slot    *Handshaker // holding one of its slots; nil once given back
+
+	// The raw socket is read one TLS record at a time, never past the end
+	// of the current one, so crypto/tls never holds bytes of a record it has
+	// not been asked for: once (*tls.Conn).Read returns less than asked,
+	// nothing is left above the socket and a readiness wait on the raw
+	// socket (see Raw) cannot miss data. hdr collects the current record's
+	// header (hn bytes so far); remain counts its body bytes still to come.
+	hdr    [recordHeaderLen]byte
+	hn     int
+	remain int
 }
 
 var _ net.Conn = (*replayConn)(nil)
 
 func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.pending) == 0 {
-		c.releaseSlot()
-		return c.Conn.Read(p)
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.track(c.pending[:n])
+		c.pending = c.pending[n:]
+		if len(c.pending) == 0 {
+			c.pending = nil
+		}
+		return n, nil
 	}
-	n := copy(p, c.pending)
-	c.pending = c.pending[n:]
-	if len(c.pending) == 0 {
-		c.pending = nil
+	c.releaseSlot()
+	want := c.remain
+	if want == 0 {
+		want = recordHeaderLen - c.hn
 	}
-	return n, nil
+	if len(p) > want {
+		p = p[:want]
+	}
+	n, err := c.Conn.Read(p)
+	c.track(p[:n])
+	return n, err
+}
+
+// track moves the record tracker over bytes handed to crypto/tls.
+func (c *replayConn) track(b []byte) {
+	for len(b) > 0 {
+		if c.remain > 0 {
+			k := min(len(b), c.remain)
+			c.remain -= k
+			b = b[k:]
+			continue
+		}
+		k := copy(c.hdr[c.hn:], b)
+		c.hn += k
+		b = b[k:]
+		if c.hn == recordHeaderLen {
+			c.remain = int(c.hdr[3])<<8 | int(c.hdr[4])
+			c.hn = 0
+		}
+	}
+}
+
+// Raw returns the socket under a connection Handshaker made, for
+// readiness waits: when the last (*tls.Conn).Read returned fewer bytes than
+// asked (any buffer larger than a record's 16 KiB), the TLS connection holds
+// nothing unread and the socket's readability is the connection's. For
+// other connections it returns c itself.
+func Raw(c net.Conn) net.Conn {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return c
+	}
+	if rc, ok := tc.NetConn().(*replayConn); ok {
+		return rc.Conn
+	}
+	return tc.NetConn()
 }
 
 // releaseSlot gives the handshake slot back, once.

@@ -133,6 +133,9 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	if opts.logFormat != "json" && opts.logFormat != "console" {
 		return cfg, opts, fmt.Errorf("--log-format %q: use json or console", opts.logFormat)
 	}
+	if cfg.Listen == "" && cfg.TLS.Listen == "" {
+		return cfg, opts, errors.New("--listen or --tls-listen: at least one listener is required")
+	}
 	cfg.SetDefaults()
 	return cfg, opts, cfg.Validate()
 }
