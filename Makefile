@@ -5,7 +5,7 @@ BIN := bin
 FUZZTIME ?= 3s
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
-.PHONY: help build test unit e2e fuzz-short fuzz bench lint cover ci demo clean
+.PHONY: help build test unit e2e fuzz-short fuzz bench compare lint cover ci demo clean
 
 #? help: list the targets
 help:
@@ -39,6 +39,10 @@ fuzz: fuzz-short
 #? bench: Go benchmarks of each stage, with allocations (-benchmem)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+#? compare: tether beside nginx and HAProxy (and a node alone) on loopback; prints the Markdown table of BENCHMARKS.md
+compare: build
+	bash scripts/compare.sh
 
 #? lint: go vet and staticcheck
 lint:

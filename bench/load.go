@@ -20,6 +20,9 @@ const (
 	ScenarioWS    = "ws"    // co-browse sessions relaying WebSocket messages
 	ScenarioMixed = "mixed" // both at once
 	ScenarioIdle  = "idle"  // echo WebSockets held idle while the target's resources are read
+	// ScenarioFailover: echo WebSockets of one node, told by tether that the
+	// node died; run by RunFailover, which knows the node.
+	ScenarioFailover = "failover"
 )
 
 // Bounds of a load run.
@@ -119,9 +122,9 @@ func (c LoadConfig) Validate() error {
 		return err
 	}
 	switch c.Scenario {
-	case ScenarioHTTP, ScenarioWS, ScenarioMixed, ScenarioIdle:
+	case ScenarioHTTP, ScenarioWS, ScenarioMixed, ScenarioIdle, ScenarioFailover:
 	default:
-		return fmt.Errorf("--scenario %q: want http, ws, mixed or idle", c.Scenario)
+		return fmt.Errorf("--scenario %q: want http, ws, mixed, idle or failover", c.Scenario)
 	}
 	switch {
 	case c.Duration < 0 || c.Duration > MaxLoadDuration:
@@ -208,6 +211,9 @@ func RunLoad(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, 
 	cfg = cfg.withDefaults()
 	if cfg.Scenario == ScenarioIdle {
 		return runIdle(ctx, cfg, log)
+	}
+	if cfg.Scenario == ScenarioFailover {
+		return nil, errors.New("--scenario failover: needs --admin, --kill-node and --node-url (RunFailover)")
 	}
 	addr, _ := targetAddr(cfg.Target) // checked by Validate
 	start := time.Now()

@@ -4,6 +4,8 @@
 //	tether-bench node --name CB_Server_1 --listen 127.0.0.1:8700
 //	tether-bench load --target http://127.0.0.1:8080 --scenario mixed --duration 5s
 //	tether-bench load --target http://127.0.0.1:8080 --scenario idle --sessions 5000 --pid PID
+//	tether-bench load --target http://127.0.0.1:8080 --scenario failover --sessions 2000 \
+//	    --admin http://127.0.0.1:9090 --kill-node CB_Server_1 --node-url http://127.0.0.1:8700
 package main
 
 import (
@@ -29,6 +31,7 @@ const usage = `tether-bench is the harness of tether. Everything it does stays o
 Usage:
   tether-bench node [flags]   run a fake co-browse node until SIGINT or SIGTERM
   tether-bench load [flags]   drive traffic at a target and print a report
+  tether-bench compare [flags]  run the same load against tether, nginx, HAProxy and a node; print a Markdown table
 
 Run "tether-bench <command> --help" for the flags of a command.
 Exit status: 0 ok, 1 failure (load: errors or sticky violations), 2 bad flags.
@@ -52,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runNode(ctx, args[1:], stdout, stderr)
 	case "load":
 		return runLoad(ctx, args[1:], stdout, stderr)
+	case "compare":
+		return runCompare(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -184,11 +189,14 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"latency percentiles, throughput, errors, sticky violations and a per-node summary.\n"+
 		"The idle scenario instead holds --sessions echo WebSockets idle and reports the RSS\n"+
 		"and descriptors per session of the target process --pid.\n"+
+		"The failover scenario opens --sessions echo WebSockets on --kill-node through tether,\n"+
+		"switches that node's health off and reports how soon tether tells each client (1012);\n"+
+		"it exits 1 unless all were told within 1s (plus --expect-spread) of detection.\n"+
 		"Exits 1 if there were errors or sticky violations.")
 	var cfg bench.LoadConfig
 	c.fs.StringVar(&cfg.Target, "target", "http://127.0.0.1:8080", "base URL of tether or of a node (loopback only)")
 	c.fs.StringVar(&cfg.Scenario, "scenario", bench.ScenarioMixed,
-		"http (keep-alive GETs), ws (customer/agent WebSocket sessions), mixed (both) or idle (idle WebSockets; see --pid)")
+		"http (keep-alive GETs), ws (customer/agent WebSocket sessions), mixed (both), idle (idle WebSockets; see --pid) or failover (see --kill-node)")
 	c.fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "how long to start new requests and messages")
 	c.fs.IntVar(&cfg.Conns, "conns", 8, "keep-alive HTTP connections (http, mixed)")
 	c.fs.IntVar(&cfg.Sessions, "sessions", 20, fmt.Sprintf("co-browse sessions, two WebSockets each (ws, mixed); "+
@@ -200,8 +208,13 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c.fs.IntVar(&cfg.PID, "pid", 0, "idle: process whose RSS, descriptors and threads are read (tether's)")
 	c.fs.DurationVar(&cfg.Hold, "hold", 10*time.Second, "idle: how long the sessions stay idle once open")
 	c.fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "idle: wait after the last session opened before reading --pid (at most --hold)")
-	c.fs.IntVar(&cfg.SourceIPs, "source-ips", 1, fmt.Sprintf("idle: spread client sockets over source addresses 127.0.0.1..127.0.0.K (at most %d)", bench.MaxSourceIPs))
-	c.fs.IntVar(&cfg.Concurrency, "concurrency", 64, "idle: sessions opened at once")
+	c.fs.IntVar(&cfg.SourceIPs, "source-ips", 1, fmt.Sprintf("idle, failover: spread client sockets over source addresses 127.0.0.1..127.0.0.K (at most %d)", bench.MaxSourceIPs))
+	c.fs.IntVar(&cfg.Concurrency, "concurrency", 64, "idle, failover: sessions opened at once")
+	var fcfg bench.FailoverConfig
+	c.fs.StringVar(&fcfg.Admin, "admin", "", "failover: base URL of tether's admin listener (GET /status), e.g. http://127.0.0.1:9090")
+	c.fs.StringVar(&fcfg.Node, "kill-node", "", "failover: the node whose sessions are opened and whose health is switched off")
+	c.fs.StringVar(&fcfg.NodeURL, "node-url", "", "failover: base URL of that node itself, for POST /cobrowse/_ctl/health")
+	c.fs.DurationVar(&fcfg.ExpectSpread, "expect-spread", 0, "failover: tether's --evict-spread; clients may be told up to this + 1s after detection")
 	asJSON := c.fs.Bool("json", false, "print one JSON object instead of tables")
 	if code := c.parse(args, stdout, stderr); code >= 0 {
 		return code
@@ -235,7 +248,20 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return c.bad(stderr, err.Error())
 	}
 
-	rep, err := bench.RunLoad(ctx, cfg, log)
+	var rep interface {
+		WriteText(io.Writer) error
+		WriteJSON(io.Writer) error
+		Failed() bool
+	}
+	if cfg.Scenario == bench.ScenarioFailover {
+		fcfg.Load = cfg
+		if err := fcfg.Validate(); err != nil {
+			return c.bad(stderr, err.Error())
+		}
+		rep, err = bench.RunFailover(ctx, fcfg, log)
+	} else {
+		rep, err = bench.RunLoad(ctx, cfg, log)
+	}
 	if err != nil {
 		return c.bad(stderr, err.Error())
 	}
@@ -249,6 +275,57 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if rep.Failed() {
+		return 1
+	}
+	return 0
+}
+
+func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCommand("compare", "Starts two fake nodes, then tether, nginx, HAProxy and a node alone (direct) in turn\n"+
+		"in front of them on loopback, runs each scenario against each, round after round, and\n"+
+		"prints the machine, the versions, the pinning and a Markdown table of medians with\n"+
+		"each figure's ratio to the best of nginx and HAProxy. Progress goes to stderr.")
+	var cfg bench.CompareConfig
+	c.fs.StringVar(&cfg.TetherBin, "tether-bin", "bin/tether", "tether's binary")
+	c.fs.StringVar(&cfg.NginxBin, "nginx-bin", "nginx", "nginx's binary")
+	c.fs.StringVar(&cfg.HAProxyBin, "haproxy-bin", "haproxy", "HAProxy's binary")
+	c.fs.StringVar(&cfg.Templates, "templates", "scripts/compare", "directory of nginx.conf.tmpl and haproxy.cfg.tmpl")
+	tetherFlags := c.fs.String("tether-flags", "", "more flags for tether, space-separated (e.g. \"--admin 127.0.0.1:9191 --pprof\")")
+	peers := c.fs.String("peers", strings.Join(bench.DefaultComparePeers, ","), "peers, in the order of each round")
+	scenarios := c.fs.String("scenarios", strings.Join(bench.DefaultCompareScenarios, ","), "scenarios run against each peer")
+	c.fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds: every peer runs every scenario once per round")
+	c.fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of each http and ws-echo run")
+	c.fs.IntVar(&cfg.Conns, "conns", 32, "http: keep-alive connections")
+	c.fs.IntVar(&cfg.Sessions, "sessions", 32, "ws-echo: WebSockets, one message in flight each")
+	c.fs.IntVar(&cfg.ResourceBytes, "bytes", 1024, "http: body size of each GET")
+	c.fs.IntVar(&cfg.MessageBytes, "msg-bytes", 256, "ws-echo: message size (at least 16)")
+	c.fs.IntVar(&cfg.IdleSessions, "idle-sessions", 2000, "idle: WebSockets held idle")
+	c.fs.DurationVar(&cfg.IdleHold, "idle-hold", 5*time.Second, "idle: how long they are held")
+	c.fs.StringVar(&cfg.Pin, "pin", bench.PinNone, "none, or split: the peer under test on the 2nd CPU, load and nodes on the 1st (taskset)")
+	c.fs.StringVar(&cfg.Dir, "dir", "", "directory for the processes' configurations and logs (default: a temporary one, removed)")
+	if code := c.parse(args, stdout, stderr); code >= 0 {
+		return code
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return c.bad(stderr, err.Error())
+	}
+	cfg.Peers, cfg.Scenarios = strings.Split(*peers, ","), strings.Split(*scenarios, ",")
+	cfg.TetherArgs = strings.Fields(*tetherFlags)
+	cfg.Progress = stderr
+	if err := cfg.Validate(); err != nil {
+		return c.bad(stderr, err.Error())
+	}
+	if _, err := bench.RaiseFileLimit(); err != nil {
+		log.Warn().Err(err).Msg("raise open-files limit")
+	}
+	cmp, err := bench.RunCompare(ctx, cfg, log)
+	if err != nil {
+		log.Error().Err(err).Msg("compare")
+		return 1
+	}
+	if err := cmp.WriteMarkdown(stdout); err != nil {
+		log.Error().Err(err).Msg("write table")
 		return 1
 	}
 	return 0

@@ -1,0 +1,403 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Scenarios of a comparison.
+const (
+	CompareHTTP = ScenarioHTTP   // keep-alive GETs with the sticky cookie
+	CompareWS   = ScenarioWSEcho // WebSocket echo round trips
+	CompareIdle = ScenarioIdle   // memory and descriptors per idle WebSocket session
+)
+
+// Bounds of a comparison.
+const (
+	MaxCompareRounds = 100
+	// compareIdleSettle is the wait between the last idle session opened
+	// and the reading of the peer.
+	compareIdleSettle = 2 * time.Second
+)
+
+// Defaults of CompareConfig.
+var (
+	DefaultComparePeers     = []string{PeerTether, PeerNginx, PeerHAProxy, PeerDirect}
+	DefaultCompareScenarios = []string{CompareHTTP, CompareWS, CompareIdle}
+)
+
+// ratioPeers are the peers whose best figure the others are measured
+// against; direct is shown for reference only.
+var ratioPeers = []string{PeerNginx, PeerHAProxy}
+
+// CompareConfig configures RunCompare. Zero values mean the defaults given.
+type CompareConfig struct {
+	// TetherBin is tether's binary; "" means bin/tether.
+	TetherBin string
+	// BenchBin is the tether-bench binary whose `node` command runs the
+	// nodes; "" means this process's executable.
+	BenchBin string
+	// NginxBin and HAProxyBin are looked up in PATH; "" means nginx and
+	// haproxy.
+	NginxBin, HAProxyBin string
+	// Templates is the directory of nginx.conf.tmpl and haproxy.cfg.tmpl;
+	// "" means scripts/compare.
+	Templates string
+	// TetherArgs are added to tether's command line, e.g. --admin ADDR
+	// --pprof to profile it during the run.
+	TetherArgs []string
+	// Peers are compared in this order in every round; nil means
+	// DefaultComparePeers.
+	Peers []string
+	// Scenarios run against each peer in this order; nil means
+	// DefaultCompareScenarios.
+	Scenarios []string
+	// Rounds is the number of rounds; 0 means 3.
+	Rounds int
+	// Duration is the length of each http and ws-echo run; 0 means 5s.
+	Duration time.Duration
+	// Conns is the number of keep-alive connections of http; 0 means 32.
+	Conns int
+	// Sessions is the number of echo WebSockets of ws-echo; 0 means 32.
+	Sessions int
+	// ResourceBytes is the body size of each GET; 0 means 1024.
+	ResourceBytes int
+	// MessageBytes is the size of each echo message; 0 means 256.
+	MessageBytes int
+	// IdleSessions is the number of idle WebSockets of idle; 0 means 2000.
+	IdleSessions int
+	// IdleHold is how long the idle sessions are held; 0 means 5s.
+	IdleHold time.Duration
+	// Pin is PinNone or PinSplit; "" means PinNone.
+	Pin string
+	// Dir holds each process's directory; "" means a new temporary
+	// directory, removed at the end unless a process failed.
+	Dir string
+	// Progress receives a line per run; nil means none.
+	Progress io.Writer
+}
+
+func (c CompareConfig) withDefaults() CompareConfig {
+	if c.TetherBin == "" {
+		c.TetherBin = "bin/tether"
+	}
+	if c.NginxBin == "" {
+		c.NginxBin = "nginx"
+	}
+	if c.HAProxyBin == "" {
+		c.HAProxyBin = "haproxy"
+	}
+	if c.Templates == "" {
+		c.Templates = "scripts/compare"
+	}
+	if c.Peers == nil {
+		c.Peers = DefaultComparePeers
+	}
+	if c.Scenarios == nil {
+		c.Scenarios = DefaultCompareScenarios
+	}
+	if c.Rounds == 0 {
+		c.Rounds = 3
+	}
+	if c.Duration == 0 {
+		c.Duration = 5 * time.Second
+	}
+	if c.Conns == 0 {
+		c.Conns = 32
+	}
+	if c.Sessions == 0 {
+		c.Sessions = 32
+	}
+	if c.ResourceBytes == 0 {
+		c.ResourceBytes = 1024
+	}
+	if c.MessageBytes == 0 {
+		c.MessageBytes = 256
+	}
+	if c.IdleSessions == 0 {
+		c.IdleSessions = 2000
+	}
+	if c.IdleHold == 0 {
+		c.IdleHold = 5 * time.Second
+	}
+	if c.Pin == "" {
+		c.Pin = PinNone
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	return c
+}
+
+// Validate checks c after defaults, naming the flag of a bad value.
+func (c CompareConfig) Validate() error {
+	c = c.withDefaults()
+	seen := map[string]bool{}
+	for _, p := range c.Peers {
+		if !slices.Contains(DefaultComparePeers, p) {
+			return fmt.Errorf("--peers %q: want some of tether, nginx, haproxy, direct", p)
+		}
+		if seen[p] {
+			return fmt.Errorf("--peers: %s twice", p)
+		}
+		seen[p] = true
+	}
+	clear(seen)
+	for _, s := range c.Scenarios {
+		if !slices.Contains(DefaultCompareScenarios, s) {
+			return fmt.Errorf("--scenarios %q: want some of http, ws-echo, idle", s)
+		}
+		if seen[s] {
+			return fmt.Errorf("--scenarios: %s twice", s)
+		}
+		seen[s] = true
+	}
+	switch {
+	case len(c.Peers) == 0:
+		return fmt.Errorf("--peers: none")
+	case len(c.Scenarios) == 0:
+		return fmt.Errorf("--scenarios: none")
+	case c.Rounds < 1 || c.Rounds > MaxCompareRounds:
+		return fmt.Errorf("--rounds %d: want 1..%d", c.Rounds, MaxCompareRounds)
+	case c.Duration <= 0 || c.Duration > time.Hour:
+		return fmt.Errorf("--duration %v: want 0 < d <= 1h", c.Duration)
+	case c.IdleHold <= 0 || c.IdleHold > time.Hour:
+		return fmt.Errorf("--idle-hold %v: want 0 < d <= 1h", c.IdleHold)
+	case c.IdleSessions < 1 || c.IdleSessions > (peerFileLimit-200)/2:
+		// A peer holds two sockets per session under the descriptor limit.
+		return fmt.Errorf("--idle-sessions %d: want 1..%d", c.IdleSessions, (peerFileLimit-200)/2)
+	}
+	for _, l := range []LoadConfig{c.loadConfig("http://127.0.0.1:1", CompareHTTP), c.loadConfig("http://127.0.0.1:1", CompareWS)} {
+		if err := l.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.Pin != PinNone && c.Pin != PinSplit {
+		return fmt.Errorf("--pin %q: want %s or %s", c.Pin, PinNone, PinSplit)
+	}
+	return nil
+}
+
+// loadConfig is the LoadConfig of scenario against target.
+func (c CompareConfig) loadConfig(target, scenario string) LoadConfig {
+	l := LoadConfig{Target: target, Scenario: scenario, Duration: c.Duration}
+	switch scenario {
+	case CompareHTTP:
+		l.Conns, l.ResourceBytes = c.Conns, c.ResourceBytes
+	case CompareWS:
+		l.Scenario = ScenarioWS
+		l.Sessions, l.MessageBytes = c.Sessions, c.MessageBytes
+	case CompareIdle:
+		l.Sessions, l.Hold, l.Settle = c.IdleSessions, c.IdleHold, min(compareIdleSettle, c.IdleHold)
+	}
+	return l
+}
+
+// slot is one run of a comparison: a scenario against a peer in a round.
+type slot struct {
+	round          int // from 1
+	peer, scenario string
+}
+
+// compareOrder lists the runs: round after round, the peers in their order
+// (A B C D A B C D …), each running the scenarios in their order against a
+// freshly started process.
+func compareOrder(peers, scenarios []string, rounds int) []slot {
+	out := make([]slot, 0, rounds*len(peers)*len(scenarios))
+	for r := 1; r <= rounds; r++ {
+		for _, p := range peers {
+			for _, s := range scenarios {
+				out = append(out, slot{round: r, peer: p, scenario: s})
+			}
+		}
+	}
+	return out
+}
+
+// RunCompare starts two nodes, then each peer in turn in front of them,
+// and runs the scenarios against it, round after round; it returns the
+// figures of every run. The processes it starts are stopped, by their
+// PIDs, before it returns. Pinning (PinSplit) moves this process to the
+// first CPU for good.
+func RunCompare(ctx context.Context, cfg CompareConfig, log zerolog.Logger) (*Comparison, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	cpus, err := allowedCPUs()
+	if err != nil {
+		return nil, err
+	}
+	plan, err := planPins(cfg.Pin, cpus)
+	if err != nil {
+		return nil, err
+	}
+	e, err := cfg.peerEnv(plan)
+	if err != nil {
+		return nil, err
+	}
+	cmp := &Comparison{
+		Machine:   readMachine(ctx, e),
+		Pinning:   plan.String(),
+		Workers:   plan.workers,
+		Config:    cfg,
+		Peers:     cfg.Peers,
+		Scenarios: cfg.Scenarios,
+		Samples:   make(map[sampleKey][]Sample),
+	}
+	if plan.loadCPUs != "" {
+		cpu, _ := strconv.Atoi(plan.loadCPUs)
+		if err := pinSelf(cpu); err != nil {
+			return nil, err
+		}
+	}
+
+	dir, keep := cfg.Dir, true
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "tether-compare-"); err != nil {
+			return nil, err
+		}
+		keep = false
+	}
+	defer func() {
+		if !keep {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	_ = os.Chmod(dir, 0o755)
+
+	nodeDir := filepath.Join(dir, "nodes")
+	if err := os.MkdirAll(nodeDir, 0o755); err != nil {
+		return nil, err
+	}
+	for i := range 2 {
+		name := "CB_Server_" + strconv.Itoa(i+1)
+		p, addr, err := startNodeProc(e.benchBin, name, nodeDir, plan.loadCPUs, nil)
+		if err != nil {
+			keep = true
+			return nil, err
+		}
+		defer p.stop()
+		e.nodes = append(e.nodes, PeerNode{Name: name, Addr: addr})
+	}
+	log.Info().Str("dir", dir).Str("pinning", plan.String()).Msg("compare: nodes up")
+
+	for _, s := range compareOrder(cfg.Peers, cfg.Scenarios, cfg.Rounds) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		workers := plan.workers
+		if s.scenario == CompareIdle {
+			workers = 1 // one process holds every session: nginx's one worker
+		}
+		pdir := filepath.Join(dir, fmt.Sprintf("r%d-%s-%s", s.round, s.peer, s.scenario))
+		pr, err := startPeer(ctx, e, s.peer, workers, pdir)
+		if err != nil {
+			keep = true
+			return nil, err
+		}
+		sample, err := runSlot(ctx, cfg, s, pr, log)
+		pr.stop()
+		if err != nil {
+			keep = true
+			return nil, fmt.Errorf("round %d, %s, %s: %w", s.round, s.peer, s.scenario, err)
+		}
+		k := sampleKey{s.scenario, s.peer}
+		cmp.Samples[k] = append(cmp.Samples[k], sample)
+		fmt.Fprintf(cfg.Progress, "round %d/%d %-8s %-8s %s\n", s.round, cfg.Rounds, s.peer, s.scenario, sample.line(s.scenario))
+	}
+	cmp.Machine.LoadEnd = loadAverage()
+	return cmp, nil
+}
+
+// peerEnv resolves the binaries of cfg.
+func (c CompareConfig) peerEnv(plan pinPlan) (*peerEnv, error) {
+	e := &peerEnv{templates: c.Templates, tetherArgs: c.TetherArgs, cookie: DefaultCookie, proxyCPUs: plan.proxyCPUs}
+	need := map[string]bool{}
+	for _, p := range c.Peers {
+		need[p] = true
+	}
+	var err error
+	if e.benchBin = c.BenchBin; e.benchBin == "" {
+		if e.benchBin, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("find tether-bench for the nodes: %w", err)
+		}
+	}
+	for _, b := range []struct {
+		peer, flag, bin string
+		out             *string
+	}{
+		{PeerTether, "--tether-bin", c.TetherBin, &e.tetherBin},
+		{PeerNginx, "--nginx-bin", c.NginxBin, &e.nginxBin},
+		{PeerHAProxy, "--haproxy-bin", c.HAProxyBin, &e.haproxyBin},
+	} {
+		if !need[b.peer] {
+			continue
+		}
+		path, err := exec.LookPath(b.bin)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w (install: apt-get update && apt-get install -y nginx haproxy; tether: make build)", b.flag, b.bin, err)
+		}
+		if *b.out, err = filepath.Abs(path); err != nil {
+			return nil, err
+		}
+	}
+	if need[PeerNginx] || need[PeerHAProxy] {
+		if e.templates, err = filepath.Abs(c.Templates); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// runSlot runs the scenario of s against pr and digests the report.
+func runSlot(ctx context.Context, cfg CompareConfig, s slot, pr *peerRun, log zerolog.Logger) (Sample, error) {
+	lc := cfg.loadConfig("http://"+pr.addr, s.scenario)
+	quiet := log.Level(max(log.GetLevel(), zerolog.WarnLevel))
+	if s.scenario == CompareIdle {
+		lc.PID = pr.measured[0] // nginx: its one worker
+		rep, err := RunLoad(ctx, lc, quiet)
+		if err != nil {
+			return Sample{}, err
+		}
+		return Sample{
+			Round:         s.round,
+			Errors:        rep.ErrorCount() + rep.StickyViolations,
+			KiBPerSession: rep.Idle.RSSPerSessionKiB(),
+			FDsPerSession: rep.Idle.FDsPerSession(),
+		}, nil
+	}
+	cpu0 := pr.cpuSeconds()
+	var rep *Report
+	var err error
+	if s.scenario == CompareWS {
+		rep, err = runEcho(ctx, lc, quiet)
+	} else {
+		rep, err = RunLoad(ctx, lc, quiet)
+	}
+	if err != nil {
+		return Sample{}, err
+	}
+	cpu := pr.cpuSeconds() - cpu0
+	op := rep.HTTP
+	if s.scenario == CompareWS {
+		op = rep.WS
+	}
+	return Sample{
+		Round:     s.round,
+		PerSecond: op.PerSecond,
+		P50:       op.Latency.P50,
+		P99:       op.Latency.P99,
+		CPU:       cpu / rep.Elapsed.Seconds(),
+		Errors:    rep.ErrorCount() + rep.StickyViolations,
+	}, nil
+}

@@ -1,0 +1,230 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Sample is what one run of a comparison measured.
+type Sample struct {
+	Round int
+	// PerSecond, P50 and P99 are the throughput and latency of http (GETs)
+	// and ws-echo (round trips).
+	PerSecond float64
+	P50, P99  time.Duration
+	// CPU is the peer's CPU time over the run, in cores (1 = one CPU busy).
+	CPU float64
+	// Errors counts failed operations and sticky violations.
+	Errors int64
+	// KiBPerSession and FDsPerSession are the idle scenario's growth of
+	// the peer's RSS and descriptors per open session.
+	KiBPerSession, FDsPerSession float64
+}
+
+// line is s for a progress line.
+func (s Sample) line(scenario string) string {
+	if scenario == CompareIdle {
+		return fmt.Sprintf("%.1f KiB/session, %.2f fds/session, %d errors", s.KiBPerSession, s.FDsPerSession, s.Errors)
+	}
+	return fmt.Sprintf("%.0f/s p50 %s p99 %s cpu %.2f, %d errors", s.PerSecond, fmtLatency(s.P50), fmtLatency(s.P99), s.CPU, s.Errors)
+}
+
+type sampleKey struct{ scenario, peer string }
+
+// Comparison is the outcome of RunCompare: every run's figures.
+type Comparison struct {
+	Machine   Machine
+	Pinning   string // how processes were pinned, for people
+	Workers   int    // workers of each peer in http and ws-echo
+	Config    CompareConfig
+	Peers     []string
+	Scenarios []string
+	Samples   map[sampleKey][]Sample // in round order
+}
+
+// median is the median of xs: the middle value, or the mean of the two
+// middle values; 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// Row is the medians of one scenario and peer over the rounds.
+type Row struct {
+	Scenario, Peer string
+	Runs           int
+	PerSecond      float64
+	P50, P99       time.Duration
+	CPU            float64
+	Errors         int64 // the sum over the rounds
+	KiBPerSession  float64
+	FDsPerSession  float64
+	XPerSecond     float64 // PerSecond ÷ the best peer's; 0 without a peer
+	XP50, XP99     float64 // P50, P99 ÷ the best peer's (lowest)
+	XKiBPerSession float64 // KiBPerSession ÷ the best peer's (lowest)
+}
+
+// medianRow digests the samples of one scenario and peer.
+func medianRow(scenario, peer string, samples []Sample) Row {
+	pick := func(f func(Sample) float64) float64 {
+		xs := make([]float64, len(samples))
+		for i, s := range samples {
+			xs[i] = f(s)
+		}
+		return median(xs)
+	}
+	r := Row{Scenario: scenario, Peer: peer, Runs: len(samples)}
+	r.PerSecond = pick(func(s Sample) float64 { return s.PerSecond })
+	r.P50 = time.Duration(math.Round(pick(func(s Sample) float64 { return float64(s.P50) })))
+	r.P99 = time.Duration(math.Round(pick(func(s Sample) float64 { return float64(s.P99) })))
+	r.CPU = pick(func(s Sample) float64 { return s.CPU })
+	r.KiBPerSession = pick(func(s Sample) float64 { return s.KiBPerSession })
+	r.FDsPerSession = pick(func(s Sample) float64 { return s.FDsPerSession })
+	for _, s := range samples {
+		r.Errors += s.Errors
+	}
+	return r
+}
+
+// ratio is x ÷ best, or 0 when there is no best.
+func ratio(x, best float64) float64 {
+	if best <= 0 {
+		return 0
+	}
+	return x / best
+}
+
+// withRatios sets each row's ratios to the best of the rows of ratioPeers
+// (highest throughput, lowest latency and memory). Rows of one scenario.
+func withRatios(rows []Row) []Row {
+	var bestPS, bestP50, bestP99, bestKiB float64
+	for _, r := range rows {
+		if !slices.Contains(ratioPeers, r.Peer) || r.Runs == 0 {
+			continue
+		}
+		if r.PerSecond > bestPS {
+			bestPS = r.PerSecond
+		}
+		if p := float64(r.P50); p > 0 && (bestP50 == 0 || p < bestP50) {
+			bestP50 = p
+		}
+		if p := float64(r.P99); p > 0 && (bestP99 == 0 || p < bestP99) {
+			bestP99 = p
+		}
+		if k := r.KiBPerSession; k > 0 && (bestKiB == 0 || k < bestKiB) {
+			bestKiB = k
+		}
+	}
+	out := slices.Clone(rows)
+	for i := range out {
+		r := &out[i]
+		r.XPerSecond = ratio(r.PerSecond, bestPS)
+		r.XP50 = ratio(float64(r.P50), bestP50)
+		r.XP99 = ratio(float64(r.P99), bestP99)
+		r.XKiBPerSession = ratio(r.KiBPerSession, bestKiB)
+	}
+	return out
+}
+
+// Rows are the medians of every scenario and peer, with their ratios, in
+// the order of the scenarios and peers.
+func (c *Comparison) Rows() []Row {
+	var out []Row
+	for _, s := range c.Scenarios {
+		var rows []Row
+		for _, p := range c.Peers {
+			rows = append(rows, medianRow(s, p, c.Samples[sampleKey{s, p}]))
+		}
+		out = append(out, withRatios(rows)...)
+	}
+	return out
+}
+
+// fmtRatio prints a ratio to the best peer; "-" without one.
+func fmtRatio(x float64) string {
+	if x <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", x)
+}
+
+// fmtThousands prints x rounded, with thin groups of three digits.
+func fmtThousands(x float64) string {
+	s := fmt.Sprintf("%.0f", x)
+	var b strings.Builder
+	for i, d := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(d)
+	}
+	return b.String()
+}
+
+// WriteMarkdown prints the machine, the method's settings and the tables
+// of medians.
+func (c *Comparison) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	cfg := c.Config
+	m := c.Machine
+	fmt.Fprintf(&b, "- machine: %d CPUs, %s, Linux %s\n", m.CPUs, m.CPUModel, m.Kernel)
+	fmt.Fprintf(&b, "- versions: %s; %s; %s; tether %s\n", m.Nginx, m.HAProxy, m.Go, m.Tether)
+	fmt.Fprintf(&b, "- load average (1 min): %s before the first run, %s after the last\n", m.LoadStart, m.LoadEnd)
+	fmt.Fprintf(&b, "- pinning: %s\n", c.Pinning)
+	fmt.Fprintf(&b, "- runs: %d rounds, peers in turn (%s), a fresh process per run; medians over the rounds\n",
+		cfg.Rounds, strings.Join(c.Peers, " "))
+	fmt.Fprintf(&b, "- config: 2 nodes (tether-bench node); routing on the %s cookie by node name; access log off in every peer; "+
+		"%d worker(s) (tether GOMAXPROCS, nginx worker_processes, HAProxy nbthread); direct = one node in the proxy's seat\n\n",
+		DefaultCookie, c.Workers)
+
+	rows := c.Rows()
+	if slices.ContainsFunc(c.Scenarios, func(s string) bool { return s != CompareIdle }) {
+		b.WriteString("| scenario | peer | throughput | × best peer | p50 | × best peer | p99 | × best peer | peer CPU | errors |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range rows {
+			if r.Scenario == CompareIdle || r.Runs == 0 {
+				continue
+			}
+			unit := "req/s"
+			if r.Scenario == CompareWS {
+				unit = "msg/s"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s %s | %s | %s | %s | %s | %s | %.2f | %d |\n",
+				r.Scenario, r.Peer, fmtThousands(r.PerSecond), unit, fmtRatio(r.XPerSecond),
+				fmtLatency(r.P50), fmtRatio(r.XP50), fmtLatency(r.P99), fmtRatio(r.XP99), r.CPU, r.Errors)
+		}
+		fmt.Fprintf(&b, "\nhttp: %d keep-alive connections, GET of %d B with the sticky cookie, %v per run. "+
+			"ws-echo: %d WebSockets, %d-byte messages echoed by the node, one in flight each; a message is a round trip, %v per run.\n",
+			cfg.Conns, cfg.ResourceBytes, cfg.Duration, cfg.Sessions, cfg.MessageBytes, cfg.Duration)
+		b.WriteString("× best peer: the figure ÷ the best of nginx and HAProxy in this run (highest throughput, lowest latency); " +
+			"direct is shown for reference. peer CPU: cores the peer's processes used (nginx: its workers).\n")
+	}
+	if slices.Contains(c.Scenarios, CompareIdle) {
+		b.WriteString("\n| idle | peer | RSS per session | × best peer | fds per session | errors |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|\n")
+		for _, r := range rows {
+			if r.Scenario != CompareIdle || r.Runs == 0 {
+				continue
+			}
+			fmt.Fprintf(&b, "| idle | %s | %.1f KiB | %s | %.2f | %d |\n",
+				r.Peer, r.KiBPerSession, fmtRatio(r.XKiBPerSession), r.FDsPerSession, r.Errors)
+		}
+		fmt.Fprintf(&b, "\nidle: %d echo WebSockets held %v, each peer with 1 worker; growth of RSS and descriptors "+
+			"from before the first session to %v after the last, ÷ sessions. nginx: its one worker process (the master holds no session).\n",
+			cfg.IdleSessions, cfg.IdleHold, min(compareIdleSettle, cfg.IdleHold))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

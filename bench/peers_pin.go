@@ -1,0 +1,135 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+)
+
+// Pinning of a comparison (CompareConfig.Pin).
+const (
+	// PinNone lets the kernel schedule everything on every CPU; the peer
+	// under test gets as many workers as there are CPUs.
+	PinNone = "none"
+	// PinSplit runs the peer under test on the second CPU this process may
+	// use, with one worker, and the load generator and the nodes on the
+	// first.
+	PinSplit = "split"
+)
+
+// pinPlan is where the processes of a comparison run.
+type pinPlan struct {
+	mode      string
+	loadCPUs  string // taskset list of this process and the nodes; "" for any
+	proxyCPUs string // taskset list of the peer under test; "" for any
+	workers   int    // workers of the peer under test
+}
+
+// planPins decides the layout of mode over cpus, the CPUs this process may
+// use.
+func planPins(mode string, cpus []int) (pinPlan, error) {
+	if len(cpus) == 0 {
+		return pinPlan{}, errors.New("--pin: no CPU in this process's affinity")
+	}
+	switch mode {
+	case PinNone:
+		return pinPlan{mode: mode, workers: len(cpus)}, nil
+	case PinSplit:
+		if len(cpus) < 2 {
+			return pinPlan{}, fmt.Errorf("--pin split: needs 2 CPUs, this process may use %d", len(cpus))
+		}
+		if _, err := exec.LookPath("taskset"); err != nil {
+			return pinPlan{}, errors.New("--pin split: taskset not found (util-linux)")
+		}
+		return pinPlan{mode: mode, loadCPUs: strconv.Itoa(cpus[0]), proxyCPUs: strconv.Itoa(cpus[1]), workers: 1}, nil
+	}
+	return pinPlan{}, fmt.Errorf("--pin %q: want %s or %s", mode, PinNone, PinSplit)
+}
+
+// String says how the processes were pinned, for the report.
+func (p pinPlan) String() string {
+	if p.mode == PinNone {
+		return fmt.Sprintf("not pinned: load generator, nodes and the peer under test share all CPUs; %d worker(s) per peer", p.workers)
+	}
+	return fmt.Sprintf("pinned with taskset: peer under test on CPU %s (%d worker), load generator and both nodes on CPU %s",
+		p.proxyCPUs, p.workers, p.loadCPUs)
+}
+
+// allowedCPUs lists the CPUs this process may run on, from the
+// Cpus_allowed_list of /proc/self/status.
+func allowedCPUs() ([]int, error) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil, fmt.Errorf("read affinity: %w", err)
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return parseCPUList(strings.TrimSpace(v))
+		}
+	}
+	return nil, errors.New("read affinity: no Cpus_allowed_list in /proc/self/status")
+}
+
+// parseCPUList parses a kernel CPU list such as "0-3,8,10-11".
+func parseCPUList(s string) ([]int, error) {
+	var out []int
+	for part := range strings.SplitSeq(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, fmt.Errorf("cpu list %q: %w", s, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a || b-a > 4096 {
+				return nil, fmt.Errorf("cpu list %q: bad range %q", s, part)
+			}
+		}
+		for c := a; c <= b; c++ {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// pinSelf moves every thread of this process to cpu and sets GOMAXPROCS
+// to 1. Threads the runtime creates later inherit the affinity of the
+// thread that creates them; a few passes catch threads created meanwhile.
+func pinSelf(cpu int) error {
+	var mask [16]uint64 // 1024 CPUs
+	if cpu < 0 || cpu >= len(mask)*64 {
+		return fmt.Errorf("pin to CPU %d: out of range", cpu)
+	}
+	mask[cpu/64] = 1 << (cpu % 64)
+	done := map[int]bool{}
+	for range 5 {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return fmt.Errorf("pin to CPU %d: %w", cpu, err)
+		}
+		fresh := false
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil || done[tid] {
+				continue
+			}
+			_, _, errno := syscall.RawSyscall(syscall.SYS_SCHED_SETAFFINITY, uintptr(tid),
+				unsafe.Sizeof(mask), uintptr(unsafe.Pointer(&mask[0])))
+			if errno != 0 && errno != syscall.ESRCH {
+				return fmt.Errorf("pin thread %d to CPU %d: %w", tid, cpu, errno)
+			}
+			done[tid], fresh = true, true
+		}
+		if !fresh {
+			break
+		}
+	}
+	runtime.GOMAXPROCS(1)
+	return nil
+}

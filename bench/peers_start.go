@@ -1,0 +1,153 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// peerEnv is what starting any peer needs: binaries, templates, the nodes
+// and where processes run.
+type peerEnv struct {
+	tetherBin, nginxBin, haproxyBin, benchBin string
+	templates                                 string
+	tetherArgs                                []string // added to tether's command line
+	nodes                                     []PeerNode
+	cookie                                    string
+	proxyCPUs                                 string // taskset list of the peer under test; "" for none
+}
+
+// peerRun is one started peer: where the load goes and which processes
+// are the peer's, for its CPU time and memory.
+type peerRun struct {
+	peer     string
+	addr     string // host:port the load targets
+	proc     *proc  // the process started: tether, nginx's master, HAProxy, a node
+	measured []int  // processes whose CPU and memory are the peer's
+}
+
+// startPeer starts peer with workers workers in dir (its own directory:
+// configuration, pid file, logs) and waits until it answers.
+func startPeer(ctx context.Context, e *peerEnv, peer string, workers int, dir string) (*peerRun, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("start %s: %w", peer, err)
+	}
+	// nginx's workers run as an unprivileged user when started by root.
+	_ = os.Chmod(dir, 0o755)
+	goEnv := []string{"GOMAXPROCS=" + strconv.Itoa(workers)}
+	if peer == PeerDirect {
+		p, addr, err := startNodeProc(e.benchBin, e.nodes[0].Name, dir, e.proxyCPUs, goEnv)
+		if err != nil {
+			return nil, err
+		}
+		return readyPeer(ctx, &peerRun{peer: peer, addr: addr, proc: p, measured: []int{p.pid()}})
+	}
+
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	var argv, env []string
+	switch peer {
+	case PeerTether:
+		argv = []string{e.tetherBin, "--listen", addr, "--access-log=false", "--admin", "", "--log-level", "warn"}
+		for _, n := range e.nodes {
+			argv = append(argv, "--node", n.Name+"=http://"+n.Addr)
+		}
+		if e.cookie != DefaultCookie {
+			argv = append(argv, "--sticky-cookie", e.cookie)
+		}
+		argv = append(argv, e.tetherArgs...)
+		env = goEnv
+	case PeerNginx, PeerHAProxy:
+		conf, err := writePeerConfig(e, peer, newPeerConfig(addr, e.nodes, e.cookie, workers, dir))
+		if err != nil {
+			return nil, err
+		}
+		if peer == PeerNginx {
+			argv = []string{e.nginxBin, "-p", dir + "/", "-c", conf, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;"}
+		} else {
+			argv = []string{e.haproxyBin, "-f", conf, "-db"}
+		}
+	default:
+		return nil, fmt.Errorf("unknown peer %q", peer)
+	}
+	p, err := startProc(peer, dir, e.proxyCPUs, env, argv...)
+	if err != nil {
+		return nil, err
+	}
+	r := &peerRun{peer: peer, addr: addr, proc: p, measured: []int{p.pid()}}
+	if peer == PeerNginx {
+		// The master only supervises: the workers carry the load.
+		workersUp := false
+		for deadline := time.Now().Add(peerStartTimeout); time.Now().Before(deadline) && p.running(); time.Sleep(peerPoll) {
+			if kids := childPIDs(p.pid()); len(kids) >= workers {
+				r.measured, workersUp = kids, true
+				break
+			}
+		}
+		if !workersUp {
+			p.stop()
+			return nil, p.failure(fmt.Sprintf("did not start %d workers", workers))
+		}
+	}
+	return readyPeer(ctx, r)
+}
+
+// readyPeer waits until r answers, and stops it if it does not.
+func readyPeer(ctx context.Context, r *peerRun) (*peerRun, error) {
+	if err := waitReady(ctx, r.proc, r.addr); err != nil {
+		r.stop()
+		return nil, err
+	}
+	return r, nil
+}
+
+// stop stops the peer's process by its PID. nginx's master stops its
+// workers; a worker left behind by a master that had to be killed is
+// stopped by its own PID.
+func (r *peerRun) stop() {
+	r.proc.stop()
+	if r.peer != PeerNginx {
+		return
+	}
+	for _, pid := range r.measured {
+		cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil || !bytes.HasPrefix(cmdline, []byte("nginx: worker")) {
+			continue // gone, as it should be
+		}
+		if p, err := os.FindProcess(pid); err == nil {
+			_ = p.Kill()
+		}
+	}
+}
+
+// writePeerConfig renders peer's template into c.Dir and returns its path.
+func writePeerConfig(e *peerEnv, peer string, c peerConfig) (string, error) {
+	tmpl, name := nginxTemplate, "nginx.conf"
+	if peer == PeerHAProxy {
+		tmpl, name = haproxyTemplate, "haproxy.cfg"
+	}
+	conf, err := renderPeerConfig(e.templates, tmpl, c)
+	if err != nil {
+		return "", fmt.Errorf("%s configuration: %w", peer, err)
+	}
+	path := filepath.Join(c.Dir, name)
+	if err := os.WriteFile(path, conf, 0o644); err != nil {
+		return "", fmt.Errorf("%s configuration: %w", peer, err)
+	}
+	return path, nil
+}
+
+// cpuSeconds is the CPU time of the peer's measured processes so far.
+func (r *peerRun) cpuSeconds() float64 {
+	var ticks int64
+	for _, pid := range r.measured {
+		ticks += cpuTicks(pid)
+	}
+	return float64(ticks) / clockTicks
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# make compare: tether side by side with nginx and HAProxy (and a node with
+# nothing in front) on loopback. Installs nginx and HAProxy from Debian's
+# packages when missing, then runs `tether-bench compare`, which starts two
+# fake nodes and each peer in turn on ports chosen at run time, runs the
+# http, ws-echo and idle scenarios round after round, stops everything it
+# started by PID and prints a Markdown table of medians (BENCHMARKS.md).
+#
+# Flags are passed on: scripts/compare.sh --rounds 5 --duration 10s
+# Builds nothing: run `make build` first (BIN=dir picks other binaries).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-bin}
+
+for b in tether tether-bench; do
+  [[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b: run make build" >&2; exit 2; }
+done
+
+missing=()
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]} from Debian's packages" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy >/dev/null
+  # A service the packages may start on their default ports is left alone:
+  # the comparison runs its own processes on ports chosen at run time.
+fi
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# Each idle session holds descriptors in the load generator and the peer.
+ulimit -Sn "$(ulimit -Hn)"
+
+exec "$BIN/tether-bench" compare --tether-bin "$BIN/tether" --log-level warn "$@"

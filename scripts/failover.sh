@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# scripts/failover.sh [N]: how soon tether tells the clients of a dead node.
+# Two fake co-browse nodes and tether run on loopback ports chosen now;
+# tether-bench opens N echo WebSockets (default 2000) sticky to CB_Server_1
+# through tether, switches that node's health off, and reports when tether
+# saw it down and when each client got its Close 1012. The node is switched
+# back on at the end. Builds nothing: run `make build` first (BIN=dir picks
+# other binaries). Everything started here is stopped here, by PID.
+#
+# TETHER_FLAGS adds tether flags; with --evict-spread D among them the run
+# allows D + 1s after detection (EXPECT_SPREAD=D sets that directly).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-bin}
+N=${1:-2000}
+TETHER_FLAGS=${TETHER_FLAGS:-}
+EXPECT_SPREAD=${EXPECT_SPREAD:-}
+
+for b in tether tether-bench; do
+  [[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b: run make build" >&2; exit 2; }
+done
+[[ "$N" =~ ^[0-9]+$ ]] || { echo "N must be a number, not $N" >&2; exit 2; }
+if [[ -z "$EXPECT_SPREAD" && "$TETHER_FLAGS" =~ --evict-spread[=\ ]+([^ ]+) ]]; then
+  EXPECT_SPREAD=${BASH_REMATCH[1]}
+fi
+
+# Every process started below inherits the hard limit as its soft limit.
+ulimit -Sn "$(ulimit -Hn)"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null ||
+    echo $((20000 + RANDOM % 10000))
+}
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+n1=$(free_port); n2=$(free_port); tp=$(free_port); ap=$(free_port)
+logdir=$(mktemp -d)
+"$BIN/tether-bench" node --name CB_Server_1 --listen "127.0.0.1:$n1" >"$logdir/node1.log" 2>&1 & pids+=($!)
+"$BIN/tether-bench" node --name CB_Server_2 --listen "127.0.0.1:$n2" >"$logdir/node2.log" 2>&1 & pids+=($!)
+# shellcheck disable=SC2086 # TETHER_FLAGS is a list of flags
+"$BIN/tether" --listen "127.0.0.1:$tp" \
+  --node "CB_Server_1=http://127.0.0.1:$n1" \
+  --node "CB_Server_2=http://127.0.0.1:$n2" \
+  --admin "127.0.0.1:$ap" --access-log=false --health-interval 1s --health-timeout 500ms \
+  $TETHER_FLAGS >"$logdir/tether.out" 2>"$logdir/tether.log" & pids+=($!)
+tether_pid=$!
+
+# Wait (bounded) until tether and its admin listener answer.
+for port in "$tp" "$ap"; do
+  for _ in $(seq 1 50); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+done
+
+echo "tether (pid $tether_pid) on 127.0.0.1:$tp, admin :$ap, in front of CB_Server_1 (:$n1) and CB_Server_2 (:$n2)"
+echo "tether flags: --health-interval 1s --health-timeout 500ms ${TETHER_FLAGS:-(no others)}; $N sessions on CB_Server_1"
+spread=()
+[[ -n "$EXPECT_SPREAD" ]] && spread=(--expect-spread "$EXPECT_SPREAD")
+status=0
+"$BIN/tether-bench" load --target "http://127.0.0.1:$tp" --scenario failover --sessions "$N" \
+  --admin "http://127.0.0.1:$ap" --kill-node CB_Server_1 --node-url "http://127.0.0.1:$n1" \
+  "${spread[@]}" --log-level warn || status=$?
+if ! kill -0 "$tether_pid" 2>/dev/null; then
+  echo "tether exited during the run; its log: $logdir/tether.log" >&2
+  status=1
+fi
+cleanup
+pids=()
+echo
+echo "logs in $logdir"
+exit $status
