@@ -11,6 +11,8 @@
 # allows D + 1s after detection (EXPECT_SPREAD=D sets that directly).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 BIN=${BIN:-bin}
 N=${1:-2000}
 TETHER_FLAGS=${TETHER_FLAGS:-}
@@ -27,22 +29,9 @@ fi
 # Every process started below inherits the hard limit as its soft limit.
 ulimit -Sn "$(ulimit -Hn)"
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null ||
-    echo $((20000 + RANDOM % 10000))
-}
-
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-n1=$(free_port); n2=$(free_port); tp=$(free_port); ap=$(free_port)
+tp=$(free_port); ap=$(free_port)
 logdir=$(mktemp -d)
-"$BIN/tether-bench" node --name CB_Server_1 --listen "127.0.0.1:$n1" >"$logdir/node1.log" 2>&1 & pids+=($!)
-"$BIN/tether-bench" node --name CB_Server_2 --listen "127.0.0.1:$n2" >"$logdir/node2.log" 2>&1 & pids+=($!)
+start_nodes "$logdir"
 # shellcheck disable=SC2086 # TETHER_FLAGS is a list of flags
 "$BIN/tether" --listen "127.0.0.1:$tp" \
   --node "CB_Server_1=http://127.0.0.1:$n1" \
@@ -52,12 +41,8 @@ logdir=$(mktemp -d)
 tether_pid=$!
 
 # Wait (bounded) until tether and its admin listener answer.
-for port in "$tp" "$ap"; do
-  for _ in $(seq 1 50); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-done
+wait_port "$tp" || true
+wait_port "$ap" || true
 
 echo "tether (pid $tether_pid) on 127.0.0.1:$tp, admin :$ap, in front of CB_Server_1 (:$n1) and CB_Server_2 (:$n2)"
 echo "tether flags: --health-interval 1s --health-timeout 500ms ${TETHER_FLAGS:-(no others)}; $N sessions on CB_Server_1"
@@ -71,8 +56,7 @@ if ! kill -0 "$tether_pid" 2>/dev/null; then
   echo "tether exited during the run; its log: $logdir/tether.log" >&2
   status=1
 fi
-cleanup
-pids=()
+stop_all
 echo
 echo "logs in $logdir"
 exit $status

@@ -11,6 +11,8 @@
 # sessions tether runs out of descriptors: the run shows what it does then.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 BIN=${BIN:-bin}
 N=${1:-5000}
 HOLD=${HOLD:-10s}
@@ -27,33 +29,16 @@ if [[ "$(ulimit -Hn)" != unlimited ]] && ((2 * N + 20 > $(ulimit -Hn))); then
   echo "note: tether needs about $((2 * N + 20)) descriptors for $N sessions; the limit is $(ulimit -Hn)" >&2
 fi
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null ||
-    echo $((20000 + RANDOM % 10000))
-}
-
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-n1=$(free_port); n2=$(free_port); tp=$(free_port)
+tp=$(free_port)
 logdir=$(mktemp -d)
-"$BIN/tether-bench" node --name CB_Server_1 --listen "127.0.0.1:$n1" >"$logdir/node1.log" 2>&1 & pids+=($!)
-"$BIN/tether-bench" node --name CB_Server_2 --listen "127.0.0.1:$n2" >"$logdir/node2.log" 2>&1 & pids+=($!)
+start_nodes "$logdir"
 "$BIN/tether" --listen "127.0.0.1:$tp" \
   --node "CB_Server_1=http://127.0.0.1:$n1" \
   --node "CB_Server_2=http://127.0.0.1:$n2" \
   --admin "${ADMIN:-}" ${TETHER_FLAGS:-} --access-log=false --health-interval 2s >"$logdir/tether.out" 2>"$logdir/tether.log" & pids+=($!)
 tether_pid=$!
 
-# Wait (bounded) until tether answers.
-for _ in $(seq 1 50); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$tp") 2>/dev/null; then break; fi
-  sleep 0.1
-done
+wait_port "$tp" || true # bounded; a tether that failed shows in its log
 
 echo "tether (pid $tether_pid) on 127.0.0.1:$tp in front of CB_Server_1 (:$n1) and CB_Server_2 (:$n2)"
 echo "open-files limit: $(grep 'Max open files' "/proc/$tether_pid/limits" | awk '{print "soft " $4 ", hard " $5}'); $N idle sessions for $HOLD"
@@ -64,8 +49,7 @@ if ! kill -0 "$tether_pid" 2>/dev/null; then
   echo "tether exited during the run; its log: $logdir/tether.log" >&2
   status=1
 fi
-cleanup
-pids=()
+stop_all
 echo
 echo "logs in $logdir"
 exit $status

@@ -1,0 +1,37 @@
+# Shared by the scripts that start fake nodes and tether on loopback:
+# source it, then use start_nodes, wait_port and the pids array (every PID
+# appended there is stopped on exit, by PID).
+
+# free_port prints a loopback port nothing listens on now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null ||
+    echo $((20000 + RANDOM % 20000))
+}
+
+pids=()
+stop_all() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+trap stop_all EXIT
+
+# start_nodes LOGDIR: two fake co-browse nodes, CB_Server_1 on $n1 and
+# CB_Server_2 on $n2.
+start_nodes() {
+  n1=$(free_port)
+  n2=$(free_port)
+  "$BIN/tether-bench" node --name CB_Server_1 --listen "127.0.0.1:$n1" >"$1/node1.log" 2>&1 &
+  pids+=($!)
+  "$BIN/tether-bench" node --name CB_Server_2 --listen "127.0.0.1:$n2" >"$1/node2.log" 2>&1 &
+  pids+=($!)
+}
+
+# wait_port PORT: until something accepts on 127.0.0.1:PORT (5 s at most).
+wait_port() {
+  for _ in $(seq 1 50); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
