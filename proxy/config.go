@@ -25,6 +25,11 @@ type Config struct {
 	// ReusePort opens listeners with SO_REUSEPORT, so that a new tether can
 	// start on the same ports before the old one is told to stop.
 	ReusePort bool
+	// SpliceLoops is the number of epoll loops that splice plain WebSocket
+	// sessions (an idle one then costs a few hundred bytes and no
+	// goroutine). Zero means one per CPU; negative means goroutines only.
+	// TLS sessions always run on goroutines.
+	SpliceLoops int
 	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
 	Pprof bool
 

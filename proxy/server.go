@@ -36,6 +36,7 @@ type Server struct {
 	certs   *tlsterm.Certs      // nil without a TLS listener
 	hs      *tlsterm.Handshaker // nil without a TLS listener
 	splicer Splicer
+	loops   *LoopSplicer   // the splicer when loops run; nil otherwise
 	errLog  zerolog.Logger // sampled: one bad client must not flood the log
 
 	exchanges sync.Pool // *exchange
@@ -92,10 +93,17 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 		pool:    p,
 		certs:   certs,
 		hs:      hs,
-		splicer: NewGoSplicer(copyBufSize, log),
 		errLog:  log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second}),
 		active:  make(map[*conn]struct{}),
 		started: time.Now(),
+	}
+	s.splicer = NewGoSplicer(copyBufSize, log)
+	if cfg.SpliceLoops >= 0 {
+		if ls, err := NewLoopSplicer(cfg.SpliceLoops, copyBufSize, log); err != nil {
+			log.Warn().Err(err).Msg("splice loops unavailable; sessions run on goroutines")
+		} else {
+			s.loops, s.splicer = ls, ls // TLS sessions still go to goroutines inside Start
+		}
 	}
 	s.conf.Store(&cfg)
 	r := newRouter(&cfg)
@@ -152,6 +160,7 @@ func (s *Server) Reload(cfg Config) error {
 		{"--reuseport", old.ReusePort, cfg.ReusePort},
 		{"--pprof", old.Pprof, cfg.Pprof},
 		{"--max-header-bytes", old.MaxHeaderBytes, cfg.MaxHeaderBytes},
+		{"--splice-loops", old.SpliceLoops, cfg.SpliceLoops},
 		{"--tls-listen", old.TLS.Listen, cfg.TLS.Listen},
 		{"--tls-min", old.TLS.MinVersion, cfg.TLS.MinVersion},
 	} {
@@ -160,6 +169,7 @@ func (s *Server) Reload(cfg Config) error {
 		}
 	}
 	cfg.Listen, cfg.Admin, cfg.ReusePort, cfg.Pprof, cfg.MaxHeaderBytes = old.Listen, old.Admin, old.ReusePort, old.Pprof, old.MaxHeaderBytes
+	cfg.SpliceLoops = old.SpliceLoops
 	cfg.TLS.Listen, cfg.TLS.MinVersion = old.TLS.Listen, old.TLS.MinVersion
 	if err := backendTLS(&cfg, s.log); err != nil {
 		return err
@@ -310,6 +320,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.c.Close()
 		}
 		s.mu.Unlock()
+		s.loops.Close() // sessions on loops left Go's conns behind at their start
 		<-done
 	}
 	s.mu.Lock()
@@ -317,6 +328,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		a.Close()
 	}
 	s.mu.Unlock()
+	s.loops.Close()
 	s.pool.Close()
 	if s.certs != nil {
 		s.certs.Close()

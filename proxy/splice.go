@@ -199,6 +199,9 @@ func (g *goSplicer) Start(sess *Session, done SpliceDone) {
 	// they are small (what a buffered reader held), so these writes do not
 	// wait on the peers in practice, and WriteTimeout bounds them anyway.
 	if s.up.err = s.send(&s.up, sess.ClientBuf); s.up.err == nil {
+		if s.ws {
+			s.track.advance(sess.NodeBuf) // the node's first frames may follow its 101
+		}
 		s.down.err = s.send(&s.down, sess.NodeBuf)
 	}
 	if sess.Release != nil {
@@ -325,7 +328,7 @@ func (s *splice) toClient() {
 	case err == io.EOF && s.track.sawClose:
 		closeWrite(s.client) // the node closed the WebSocket itself
 		err = nil
-	case err == io.EOF || errors.Is(err, syscall.ECONNRESET):
+	case (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) && !s.track.sawClose:
 		code, err = pool.CloseServiceRestart, nil
 		if !s.track.atBoundary() {
 			err = errMidFrame

@@ -1,0 +1,420 @@
+//go:build linux
+
+package proxy
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/tether-lb/tether/pool"
+	"golang.org/x/sys/unix"
+)
+
+// Directions of a loop session. A direction reads the side with its own
+// index and writes to the other: the client side is 0, the node side 1.
+const (
+	dirUp   = 0 // client→node
+	dirDown = 1 // node→client
+
+	sideClient = 0
+	sideNode   = 1
+)
+
+// Phases of a session's node→client direction.
+const (
+	phaseRun    uint8 = iota // copying
+	phaseFinish              // evicted mid-frame: the frame in flight passes, nothing after it
+	phaseTell                // the node side is closed; the Close frame goes once pending bytes are out
+	phaseSent                // the Close frame is written (perhaps pending); then the client is half-closed
+	phaseLinger              // client half-closed: waiting closeLinger for it to hang up
+)
+
+// lsess flags.
+const (
+	flagWS     uint8 = 1 << iota // Session.WebSocket
+	flagAdded                    // in its loop's table
+	flagEnded                    // done was called
+	flagQueued                   // in its loop's ready list
+)
+
+// lsess is one session on a loop: 192 bytes on amd64, all an idle session holds
+// besides its two descriptors. After Start only its loop's goroutine touches
+// it, except evict (atomic) and the immutable l.
+type lsess struct {
+	l        *loop
+	done     SpliceDone
+	registry Registry
+	track    frameTracker // node→client frame boundaries, with flagWS
+	dirs     [2]ldir      // dirUp, dirDown
+	last     int64        // loop clock when a byte last moved either way
+	until    int64        // loop clock ending phaseFinish (grace) or phaseLinger
+	idle, wt time.Duration
+	fds      [2]int32 // client, node descriptors; -1 once closed
+	slot     int32    // index in l.sessions
+	gen      uint32   // the slot's use count, in its epoll events: a stale event misses
+	evict    atomic.Uint32
+	told     uint16 // Close code tether wrote to the client; 0 = none
+	phase    uint8
+	flags    uint8
+}
+
+// ldir is one direction of an lsess.
+type ldir struct {
+	n        int64   // bytes written to the destination
+	pend     *[]byte // bytes read but not yet written are pend[off:end]; nil when none
+	since    int64   // loop clock when pend was made or last moved
+	off, end int32
+	readable bool // epoll said readable and no short read since (edge-triggered)
+	hup      bool // the source's peer hung up or errored: read until a read says so
+	done     bool // this direction has ended
+}
+
+var _ pool.Evictor = (*lsess)(nil)
+
+// Evict implements pool.Evictor: the loop writes a Close frame with code at
+// the next frame boundary, closes the node side and half-closes the client
+// (a plain session is closed). It queues a command and returns; later calls
+// do nothing.
+func (s *lsess) Evict(code uint16) {
+	if code != 0 && s.evict.CompareAndSwap(0, uint32(code)) {
+		s.l.post(loopCmd{op: cmdEvict, s: s})
+	}
+}
+
+// sweepEvery is how often s needs the sweep, in loop-clock nanoseconds.
+func (s *lsess) sweepEvery() int64 {
+	t := maxSweep
+	for _, d := range [2]time.Duration{s.idle, s.wt} {
+		if d > 0 {
+			t = min(t, max(d/4, minSweep))
+		}
+	}
+	return int64(t)
+}
+
+// pump moves direction d as far as it goes now: the pending remainder first,
+// then the Close frame steps of a told client, then reads, for one turn.
+func (l *loop) pump(s *lsess, d int) {
+	h := &s.dirs[d]
+	for turn := 0; ; turn++ {
+		if s.flags&flagEnded != 0 || h.done {
+			return
+		}
+		if h.pend != nil && !l.flush(s, d) {
+			return
+		}
+		if d == dirDown && s.phase >= phaseTell {
+			if !l.closeClient(s) {
+				return
+			}
+			continue
+		}
+		if !h.readable {
+			return
+		}
+		if turn == pumpTurn {
+			l.queue(s)
+			return
+		}
+		if !l.move(s, d) {
+			return
+		}
+	}
+}
+
+// move makes one read for direction d and writes what came. It reports
+// whether pump should go on.
+func (l *loop) move(s *lsess, d int) bool {
+	h := &s.dirs[d]
+	p := *l.buf
+	if d == dirDown && s.phase == phaseFinish {
+		p = p[:min(s.track.untilBoundary(), uint64(len(p)))] // not past the frame in flight
+	}
+	n, err := readFD(s.fds[d], p)
+	switch {
+	case err == unix.EAGAIN:
+		h.readable = false
+		return false
+	case err != nil:
+		l.readErr(s, d, err)
+		return true
+	case n == 0:
+		l.eof(s, d)
+		return true
+	}
+	if n < len(p) && !h.hup {
+		// The socket is drained: with edge triggering, bytes arriving from
+		// now on raise a new event, so no read has to see EAGAIN first.
+		h.readable = false
+	}
+	if d == dirDown && s.flags&flagWS != 0 {
+		s.track.advance(p[:n])
+	}
+	if d == dirUp && s.told != 0 {
+		return true // the node side is closed: the client's last bytes go nowhere
+	}
+	if !l.send(s, d, n) {
+		return false
+	}
+	if s.phase == phaseFinish && d == dirDown && s.track.atBoundary() {
+		l.tell(s, uint16(s.evict.Load()))
+	}
+	return true
+}
+
+// send writes the first n bytes of the loop buffer for direction d. What the
+// peer does not take now stays with the session (keep), and the direction
+// waits for the peer to become writable. It reports whether all went.
+func (l *loop) send(s *lsess, d int, n int) bool {
+	h := &s.dirs[d]
+	w, err := writeFD(s.fds[1-d], (*l.buf)[:n])
+	if w > 0 {
+		h.n += int64(w)
+		s.last = l.now
+	}
+	if w == n {
+		return true
+	}
+	if err != nil && err != unix.EAGAIN {
+		l.end(s, os.NewSyscallError("write", err), d)
+		return false
+	}
+	l.keep(h, w, n)
+	return false
+}
+
+// keep hands the loop's buffer, holding a remainder at [off:end], to h and
+// takes a fresh one from the pool: no copy, and a slow peer holds at most
+// one buffer per direction.
+func (l *loop) keep(h *ldir, off, end int) {
+	h.pend, h.off, h.end, h.since = l.buf, int32(off), int32(end), l.now
+	spliceBufsOut.Add(1)
+	l.buf = l.ls.bufs.Get().(*[]byte)
+}
+
+// release gives h's pending buffer back.
+func (l *loop) release(h *ldir) {
+	l.ls.bufs.Put(h.pend)
+	h.pend = nil
+	spliceBufsOut.Add(-1)
+}
+
+// flush writes h's pending bytes. It reports whether none are left.
+func (l *loop) flush(s *lsess, d int) bool {
+	h := &s.dirs[d]
+	w, err := writeFD(s.fds[1-d], (*h.pend)[h.off:h.end])
+	if w > 0 {
+		h.off += int32(w)
+		h.n += int64(w)
+		s.last, h.since = l.now, l.now
+	}
+	if h.off == h.end {
+		l.release(h)
+		return true
+	}
+	if err != nil && err != unix.EAGAIN {
+		l.end(s, os.NewSyscallError("write", err), d)
+	}
+	return false
+}
+
+// eof handles end-of-stream on direction d's source: the peer's write side
+// is shut down (half-close), and the session ends once both directions
+// have. A WebSocket node stream that ends without a Close tells the client.
+func (l *loop) eof(s *lsess, d int) {
+	h := &s.dirs[d]
+	h.readable = false
+	if d == dirDown && s.flags&flagWS != 0 && (s.phase == phaseFinish || !s.track.sawClose) {
+		l.nodeEnded(s)
+		return
+	}
+	if fd := s.fds[1-d]; fd >= 0 {
+		_ = unix.Shutdown(int(fd), unix.SHUT_WR) // ENOTCONN: the other direction reports it
+	}
+	h.done = true
+	if s.dirs[1-d].done {
+		l.end(s, nil, d)
+	}
+}
+
+// readErr handles a failed read on direction d's source.
+func (l *loop) readErr(s *lsess, d int, err error) {
+	if d == dirDown && s.flags&flagWS != 0 && (s.phase == phaseFinish || err == unix.ECONNRESET && !s.track.sawClose) {
+		l.nodeEnded(s)
+		return
+	}
+	l.end(s, os.NewSyscallError("read", err), d)
+}
+
+// nodeEnded handles the end of a WebSocket node stream that brought no Close
+// (the node died), or came during an eviction's grace: at a frame boundary
+// the client is told 1012, or the code asked for; mid-frame no Close can be
+// placed and the session ends with errMidFrame (not wrapping an EOF or a
+// reset, which would read as a normal end).
+func (l *loop) nodeEnded(s *lsess) {
+	if !s.track.atBoundary() {
+		l.end(s, errMidFrame, dirDown)
+		return
+	}
+	code := pool.CloseServiceRestart
+	if s.phase == phaseFinish {
+		code = uint16(s.evict.Load())
+	}
+	l.tell(s, code)
+}
+
+// evict runs an Evict command on the loop.
+func (l *loop) evict(s *lsess) {
+	if s.flags&(flagAdded|flagEnded) != flagAdded || s.phase != phaseRun || s.dirs[dirDown].done {
+		return // not added yet (add comes back here), over, or already told
+	}
+	if s.flags&flagWS == 0 {
+		l.end(s, errEvicting, dirDown)
+		return
+	}
+	if s.track.atBoundary() {
+		l.tell(s, uint16(s.evict.Load()))
+		l.pump(s, dirDown)
+		return
+	}
+	s.phase = phaseFinish
+	s.until = l.now + int64(evictGrace)
+	l.wakeBy(s.until)
+	l.pump(s, dirDown)
+}
+
+// tell starts ending the client's side with a Close frame with code: the
+// node side closes now (what the client still sends is read and dropped),
+// the frame goes out after the bytes pending toward the client.
+func (l *loop) tell(s *lsess, code uint16) {
+	s.told = code
+	s.phase = phaseTell
+	l.closeFD(s, sideNode)
+	if h := &s.dirs[dirUp]; h.pend != nil {
+		l.release(h)
+	}
+}
+
+// closeClient runs the told steps once nothing is pending toward the
+// client: write the Close frame, then half-close the client and linger. It
+// reports whether pump should go on.
+func (l *loop) closeClient(s *lsess) bool {
+	if s.phase == phaseTell {
+		s.phase = phaseSent
+		return l.send(s, dirDown, copy(*l.buf, closeFrameFor(s.told)))
+	}
+	// phaseSent, all written.
+	_ = unix.Shutdown(int(s.fds[sideClient]), unix.SHUT_WR)
+	s.phase = phaseLinger
+	s.dirs[dirDown].done = true
+	s.until = l.now + int64(closeLinger)
+	l.wakeBy(s.until)
+	if s.dirs[dirUp].done {
+		l.end(s, nil, dirDown)
+	}
+	return false
+}
+
+// check ends s if one of its clocks ran out.
+func (l *loop) check(s *lsess) {
+	now := l.now
+	for d := range s.dirs {
+		if h := &s.dirs[d]; h.pend != nil && now-h.since >= int64(s.wt) {
+			l.end(s, fmt.Errorf("write: %w", os.ErrDeadlineExceeded), d)
+			return
+		}
+	}
+	switch s.phase {
+	case phaseRun:
+		if s.idle > 0 && s.dirs[dirUp].pend == nil && s.dirs[dirDown].pend == nil && now-s.last >= int64(s.idle) {
+			l.end(s, errSpliceIdle, dirDown)
+		}
+	case phaseFinish, phaseLinger:
+		if now < s.until {
+			l.wakeBy(s.until)
+		} else if s.phase == phaseFinish {
+			l.end(s, fmt.Errorf("%w: %w", errMidFrame, os.ErrDeadlineExceeded), dirDown)
+		} else {
+			l.end(s, nil, dirUp) // the client did not hang up: the result is the toldError
+		}
+	}
+}
+
+// closeFD closes s's descriptor on side (0 client, 1 node); closing it also
+// takes it out of epoll (tether holds the only reference).
+func (l *loop) closeFD(s *lsess, side int) {
+	if fd := s.fds[side]; fd >= 0 {
+		unix.Close(int(fd))
+		s.fds[side] = -1
+	}
+}
+
+// end ends s: both descriptors closed, buffers back, out of the table and
+// the Registry, done called. err is why (nil for a normal end) and d the
+// direction it came from. Only the loop's goroutine calls end on an added
+// session; Start calls it on one that never was.
+func (l *loop) end(s *lsess, err error, d int) {
+	if s.flags&flagEnded != 0 {
+		return
+	}
+	s.flags |= flagEnded
+	l.closeFD(s, sideClient)
+	l.closeFD(s, sideNode)
+	for i := range s.dirs {
+		if s.dirs[i].pend != nil {
+			l.release(&s.dirs[i])
+		}
+	}
+	if s.flags&flagAdded != 0 {
+		l.sessions[s.slot] = nil
+		l.free = append(l.free, s.slot)
+	}
+	if s.registry != nil {
+		s.registry.Unregister(s)
+	}
+	s.done(s.dirs[dirUp].n, s.dirs[dirDown].n, l.ls.result(s, err, d))
+}
+
+// result is the session's error for done, as the goroutine Splicer's
+// (*splice).result gives it: the toldError once tether told the client;
+// otherwise the error unless it is a normal way for a peer to leave (then
+// nil, and a Debug line).
+func (ls *LoopSplicer) result(s *lsess, err error, d int) error {
+	switch {
+	case s.told != 0:
+		return &toldError{code: s.told}
+	case err == nil:
+		return nil
+	case err == errLoopClosed:
+		return err
+	case !peerGone(err):
+		if d == dirDown {
+			return wrapSplice("to client", err)
+		}
+		return wrapSplice("to node", err)
+	}
+	ls.log.Debug().Err(err).Int64("bytes_in", s.dirs[dirUp].n).Int64("bytes_out", s.dirs[dirDown].n).
+		Msg("splice ended by peer")
+	return nil
+}
+
+func readFD(fd int32, p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(fd), p)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+func writeFD(fd int32, p []byte) (int, error) {
+	for {
+		n, err := unix.Write(int(fd), p)
+		if err == unix.EINTR {
+			continue
+		}
+		return max(n, 0), err
+	}
+}
