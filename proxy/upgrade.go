@@ -11,7 +11,7 @@ import (
 // splice and its access-log line need once the exchange has gone back to its
 // pool, so a live session holds no header, reader or writer.
 type upgraded struct {
-	sess   Session
+	sess   *Session // handed to the splicer, then dropped: it keeps what it needs
 	node   *pool.Node
 	why    reason
 	start  time.Time
@@ -41,7 +41,7 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 		path = path[:maxLoggedPath]
 	}
 	x.pending = &upgraded{
-		sess: Session{
+		sess: &Session{
 			Client:       x.c.c,
 			Node:         pc.Conn,
 			ClientBuf:    takeBuffered(x.br),
@@ -77,7 +77,9 @@ func (c *conn) startSession(u *upgraded) {
 	c.session = u
 	c.c.SetDeadline(time.Time{})
 	u.sess.Node.SetDeadline(time.Time{})
-	c.s.splicer.Start(&u.sess, c.endSession)
+	sess := u.sess
+	u.sess = nil // a session on a loop no longer needs the Go conns it held
+	c.s.splicer.Start(sess, c.endSession)
 }
 
 // endSession writes a session's access-log line and closes the client
