@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -45,18 +41,15 @@ func TestReloadAddsAndRemovesNodes(t *testing.T) {
 	removed := openSessions(t, tt.addr, node2, 3)
 
 	// Steady sticky load on the kept node across the reload: none may fail.
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
+	load := &steady{addr: tt.addr, path: "/cobrowse/steady", extra: "Cookie: gcbSessionServer=" + node1 + "\r\n", want: node1, keepAlive: true}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() { stickyLoad(tt.addr, node1, stop, &ok, &failed, &firstErr) })
-	}
+	wg.Go(func() { load.run(stop) })
 	defer func() {
 		close(stop)
 		wg.Wait()
-		if f := failed.Load(); f > 0 || ok.Load() < 20 {
-			t.Errorf("load on the kept node across the reload: %d ok, %d failed (first: %v)", ok.Load(), f, firstErr.Load())
+		if f := load.failed.Load(); f > 0 || load.ok.Load() < 20 {
+			t.Errorf("load on the kept node across the reload: %d ok, %d failed (first: %v)", load.ok.Load(), f, load.firstErr.Load())
 		}
 	}()
 	time.Sleep(200 * time.Millisecond)
@@ -110,51 +103,5 @@ func TestReloadAddsAndRemovesNodes(t *testing.T) {
 	c := dialRaw(t, tt.addr)
 	if r := c.do(t, get("/cobrowse/x", "Cookie: gcbSessionServer=CB_Server_3\r\n")); r.get("X-Node") != "CB_Server_3" {
 		t.Fatalf("after a bad reload: %d from %s, want the running configuration", r.status, r.get("X-Node"))
-	}
-}
-
-// stickyLoad sends keep-alive requests sticky to node until stop; an answer
-// that is not a 200 from that node is a failure.
-func stickyLoad(addr, node string, stop chan struct{}, ok, failed *atomic.Int64, firstErr *atomic.Value) {
-	fail := func(err error) {
-		failed.Add(1)
-		firstErr.CompareAndSwap(nil, err)
-	}
-	var c net.Conn
-	var br *bufio.Reader
-	defer func() {
-		if c != nil {
-			c.Close()
-		}
-	}()
-	for {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		if c == nil {
-			var err error
-			if c, err = net.DialTimeout("tcp", addr, 2*time.Second); err != nil {
-				fail(err)
-				return
-			}
-			br = bufio.NewReader(c)
-		}
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(c, get("/cobrowse/steady", "Cookie: gcbSessionServer="+node+"\r\n")); err != nil {
-			fail(err)
-			return
-		}
-		r, err := parseResponse(br, false)
-		if err != nil || r.status != 200 || r.get("X-Node") != node {
-			if err == nil {
-				err = fmt.Errorf("status %d from %s", r.status, r.get("X-Node"))
-			}
-			fail(err)
-			return
-		}
-		ok.Add(1)
-		time.Sleep(2 * time.Millisecond)
 	}
 }

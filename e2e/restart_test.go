@@ -31,12 +31,16 @@ func TestHitlessRestart(t *testing.T) {
 	n1, n2 := startNode(t, node1, 0), startNode(t, node2, 0)
 	a := startTether(t, []*testNode{n1, n2}, append(healthOff, "--drain-timeout", "3s")...)
 
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
+	loads := []*steady{
+		{addr: a.addr, path: "/cobrowse/restart", keepAlive: true},
+		{addr: a.addr, path: "/cobrowse/restart", keepAlive: true},
+		{addr: a.addr, path: "/cobrowse/restart"},
+		{addr: a.addr, path: "/cobrowse/restart"},
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Go(func() { restartLoad(a.addr, i%2 == 0, stop, &ok, &failed, &firstErr) })
+	for _, l := range loads {
+		wg.Go(func() { l.run(stop) })
 	}
 	time.Sleep(300 * time.Millisecond)
 	b := startTether(t, []*testNode{n1, n2}, append(healthOff, "--listen", a.addr)...)
@@ -52,11 +56,15 @@ func TestHitlessRestart(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // load on the new one alone
 	close(stop)
 	wg.Wait()
-	if f := failed.Load(); f > 0 {
-		t.Fatalf("%d of %d requests failed across the restart; first: %v", f, f+ok.Load(), firstErr.Load())
+	var ok int64
+	for _, l := range loads {
+		if f := l.failed.Load(); f > 0 {
+			t.Fatalf("%d requests failed across the restart; first: %v", f, l.firstErr.Load())
+		}
+		ok += l.ok.Load()
 	}
-	if ok.Load() < 100 {
-		t.Fatalf("only %d requests made", ok.Load())
+	if ok < 100 {
+		t.Fatalf("only %d requests made", ok)
 	}
 	if st := a.cmd.ProcessState; !st.Success() {
 		t.Fatalf("old tether exit status %v", st)
@@ -66,14 +74,25 @@ func TestHitlessRestart(t *testing.T) {
 	}
 }
 
-// restartLoad sends requests until stop: each on a new connection, or
-// several per connection (keep-alive), reconnecting when tether closes one
-// after "Connection: close". A request that gets no complete 200 is a
-// failure.
-func restartLoad(addr string, keepAlive bool, stop chan struct{}, ok, failed *atomic.Int64, firstErr *atomic.Value) {
+// steady is a load that counts answers: a request that gets no complete 200
+// (from want, when set) is a failure.
+type steady struct {
+	addr, path, extra, want string
+	keepAlive               bool
+	ok, failed              atomic.Int64
+	firstErr                atomic.Value
+}
+
+// run sends requests until stop: several per connection (keep-alive) or one
+// per connection, reconnecting when tether closes one after
+// "Connection: close". Like browsers (RFC 9112 §9.3.1), it sends a request
+// again on a new connection when a reused keep-alive connection was closed
+// before any byte of the answer: a server may close an idle connection just
+// as a request crosses it on the wire.
+func (l *steady) run(stop chan struct{}) {
 	fail := func(err error) {
-		failed.Add(1)
-		firstErr.CompareAndSwap(nil, err)
+		l.failed.Add(1)
+		l.firstErr.CompareAndSwap(nil, err)
 	}
 	var c *rawConnPlain
 	defer func() {
@@ -81,6 +100,11 @@ func restartLoad(addr string, keepAlive bool, stop chan struct{}, ok, failed *at
 			c.Close()
 		}
 	}()
+	extra := l.extra
+	if !l.keepAlive {
+		extra += "Connection: close\r\n"
+	}
+	reused, retried := false, false
 	for {
 		select {
 		case <-stop:
@@ -88,37 +112,41 @@ func restartLoad(addr string, keepAlive bool, stop chan struct{}, ok, failed *at
 		default:
 		}
 		if c == nil {
-			nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			nc, err := net.DialTimeout("tcp", l.addr, 2*time.Second)
 			if err != nil {
 				fail(fmt.Errorf("dial: %w", err))
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}
 			c = newRawConnPlain(nc)
+			reused = false
 		}
 		c.SetDeadline(time.Now().Add(5 * time.Second))
-		extra := ""
-		if !keepAlive {
-			extra = "Connection: close\r\n"
-		}
-		if _, err := io.WriteString(c, get("/cobrowse/restart", extra)); err != nil {
+		if _, err := io.WriteString(c, get(l.path, extra)); err != nil {
 			fail(fmt.Errorf("write: %w", err))
 			c.Close()
 			c = nil
 			continue
 		}
 		r, err := parseResponse(c.br, false)
-		if err != nil || r.status != 200 {
-			if err == nil {
-				err = fmt.Errorf("status %d", r.status)
-			}
+		if err != nil && reused && !retried && c.br.Buffered() == 0 && strings.Contains(err.Error(), "EOF (read \"\")") {
+			retried = true // closed while idle: send it again on a new connection
+			c.Close()
+			c = nil
+			continue
+		}
+		if err == nil && (r.status != 200 || l.want != "" && r.get("X-Node") != l.want) {
+			err = fmt.Errorf("status %d from %s", r.status, r.get("X-Node"))
+		}
+		if err != nil {
 			fail(err)
 			c.Close()
 			c = nil
 			continue
 		}
-		ok.Add(1)
-		if !keepAlive || r.get("Connection") == "close" {
+		l.ok.Add(1)
+		reused, retried = true, false
+		if !l.keepAlive || r.get("Connection") == "close" {
 			c.Close()
 			c = nil
 		}

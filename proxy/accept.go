@@ -40,10 +40,7 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 			continue
 		}
 		c := &conn{s: s, c: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure}
-		if !s.track(c, true) {
-			nc.Close()
-			return nil
-		}
+		s.track(c, true)
 		s.conns.Add(1)
 		go c.serve()
 	}
@@ -90,13 +87,16 @@ func (c *conn) serve() {
 		}
 		c.c.SetReadDeadline(time.Now().Add(wait))
 		c.idle.Store(true)
+		var err error
 		if s.isClosing() {
-			c.close()
-			return
+			err = errShutdown
+		} else {
+			err = waitReadable(c.c)
 		}
-		err := waitReadable(c.c)
 		c.idle.Store(false)
-		if err != nil {
+		// While tether drains, a request that has already arrived is still
+		// answered (with Connection: close); only a silent connection closes.
+		if err != nil && !(s.isClosing() && readableNow(c.c)) {
 			c.close()
 			return
 		}

@@ -68,6 +68,25 @@ func waitUnix(c *net.UnixConn) error {
 	return rc.Read(readyProbe)
 }
 
+// readableNow reports, without waiting, whether c has bytes (or an end) to
+// read. It allocates; Shutdown uses it, not the request path.
+func readableNow(c net.Conn) bool {
+	c = tlsterm.Raw(c)
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ready := false
+	if rc.Control(func(fd uintptr) { ready = readyProbe(fd) }) != nil {
+		return false
+	}
+	return ready
+}
+
 // readyProbe reports whether fd is readable, without consuming anything and
 // without blocking: a zero-timeout ppoll for POLLIN. Data, end-of-stream, a
 // hang-up or a socket error all end the wait (true); nothing returns false so

@@ -350,19 +350,18 @@ func (s *Server) isClosing() bool {
 }
 
 // track adds or removes a client connection from the set Shutdown walks.
-func (s *Server) track(c *conn, add bool) bool {
+// A connection accepted while Shutdown begins is tracked and served too (the
+// accept loop's own count keeps Shutdown's wait open meanwhile): its
+// client already sent a request.
+func (s *Server) track(c *conn, add bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if add {
-		if s.closing {
-			return false
-		}
 		s.active[c] = struct{}{}
 		s.wg.Add(1)
-		return true
+		return
 	}
 	delete(s.active, c)
-	return true
 }
 
 // smallHead is the size of the readers lent first: most heads fit, and a
