@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,7 +19,13 @@ import (
 const (
 	CompareHTTP = ScenarioHTTP   // keep-alive GETs with the sticky cookie
 	CompareWS   = ScenarioWSEcho // WebSocket echo round trips
-	CompareIdle = ScenarioIdle   // memory and descriptors per idle WebSocket session
+	CompareWSS  = "wss-echo"     // the same through TLS (ECDSA P-256 certificate)
+	// CompareTLSRSA and CompareTLSECDSA: new TLS connections a second, each
+	// with one GET, against a peer terminating TLS with an RSA-2048 or an
+	// ECDSA P-256 certificate (the same files for every peer).
+	CompareTLSRSA   = "tls-rsa"
+	CompareTLSECDSA = "tls-ecdsa"
+	CompareIdle     = ScenarioIdle // memory and descriptors per idle WebSocket session
 )
 
 // Bounds of a comparison.
@@ -32,7 +39,7 @@ const (
 // Defaults of CompareConfig.
 var (
 	DefaultComparePeers     = []string{PeerTether, PeerNginx, PeerHAProxy, PeerDirect}
-	DefaultCompareScenarios = []string{CompareHTTP, CompareWS, CompareIdle}
+	DefaultCompareScenarios = []string{CompareHTTP, CompareWS, CompareWSS, CompareTLSRSA, CompareTLSECDSA, CompareIdle}
 )
 
 // ratioPeers are the peers whose best figure the others are measured
@@ -63,10 +70,14 @@ type CompareConfig struct {
 	Scenarios []string
 	// Rounds is the number of rounds; 0 means 3.
 	Rounds int
-	// Duration is the length of each http and ws-echo run; 0 means 5s.
+	// Duration is the length of each http, ws-echo, wss-echo and TLS run;
+	// 0 means 5s.
 	Duration time.Duration
 	// Conns is the number of keep-alive connections of http; 0 means 32.
 	Conns int
+	// TLSConns is the number of clients handshaking at once in the TLS
+	// scenarios; 0 means 8.
+	TLSConns int
 	// Sessions is the number of echo WebSockets of ws-echo; 0 means 32.
 	Sessions int
 	// ResourceBytes is the body size of each GET; 0 means 1024.
@@ -114,6 +125,9 @@ func (c CompareConfig) withDefaults() CompareConfig {
 	if c.Conns == 0 {
 		c.Conns = 32
 	}
+	if c.TLSConns == 0 {
+		c.TLSConns = 8
+	}
 	if c.Sessions == 0 {
 		c.Sessions = 32
 	}
@@ -154,7 +168,7 @@ func (c CompareConfig) Validate() error {
 	clear(seen)
 	for _, s := range c.Scenarios {
 		if !slices.Contains(DefaultCompareScenarios, s) {
-			return fmt.Errorf("--scenarios %q: want some of http, ws-echo, idle", s)
+			return fmt.Errorf("--scenarios %q: want some of %s", s, strings.Join(DefaultCompareScenarios, ", "))
 		}
 		if seen[s] {
 			return fmt.Errorf("--scenarios: %s twice", s)
@@ -176,8 +190,8 @@ func (c CompareConfig) Validate() error {
 		// A peer holds two sockets per session under the descriptor limit.
 		return fmt.Errorf("--idle-sessions %d: want 1..%d", c.IdleSessions, (peerFileLimit-200)/2)
 	}
-	for _, l := range []LoadConfig{c.loadConfig("http://127.0.0.1:1", CompareHTTP), c.loadConfig("http://127.0.0.1:1", CompareWS)} {
-		if err := l.Validate(); err != nil {
+	for _, s := range []string{CompareHTTP, CompareWS, CompareTLSRSA} {
+		if err := c.loadConfig("127.0.0.1:1", s).Validate(); err != nil {
 			return err
 		}
 	}
@@ -187,15 +201,23 @@ func (c CompareConfig) Validate() error {
 	return nil
 }
 
-// loadConfig is the LoadConfig of scenario against target.
-func (c CompareConfig) loadConfig(target, scenario string) LoadConfig {
-	l := LoadConfig{Target: target, Scenario: scenario, Duration: c.Duration}
+// loadConfig is the LoadConfig of scenario against the peer on addr
+// (host:port; its TLS listener for the TLS scenarios).
+func (c CompareConfig) loadConfig(addr, scenario string) LoadConfig {
+	l := LoadConfig{Target: "http://" + addr, Scenario: scenario, Duration: c.Duration}
+	if compareTLS(scenario) {
+		// The certificates are this run's own, self-signed.
+		l.Target, l.Insecure = "https://"+addr, true
+	}
 	switch scenario {
 	case CompareHTTP:
 		l.Conns, l.ResourceBytes = c.Conns, c.ResourceBytes
-	case CompareWS:
-		l.Scenario = ScenarioWS
+	case CompareWS, CompareWSS:
+		l.Scenario = ScenarioWSEcho
 		l.Sessions, l.MessageBytes = c.Sessions, c.MessageBytes
+	case CompareTLSRSA, CompareTLSECDSA:
+		l.Scenario = ScenarioTLSHandshake
+		l.Conns = c.TLSConns
 	case CompareIdle:
 		l.Sessions, l.Hold, l.Settle = c.IdleSessions, c.IdleHold, min(compareIdleSettle, c.IdleHold)
 	}
@@ -210,12 +232,16 @@ type slot struct {
 
 // compareOrder lists the runs: round after round, the peers in their order
 // (A B C D A B C D …), each running the scenarios in their order against a
-// freshly started process.
+// freshly started process. The node has no TLS: direct skips the TLS
+// scenarios.
 func compareOrder(peers, scenarios []string, rounds int) []slot {
 	out := make([]slot, 0, rounds*len(peers)*len(scenarios))
 	for r := 1; r <= rounds; r++ {
 		for _, p := range peers {
 			for _, s := range scenarios {
+				if p == PeerDirect && compareTLS(s) {
+					continue
+				}
 				out = append(out, slot{round: r, peer: p, scenario: s})
 			}
 		}
@@ -290,8 +316,16 @@ func RunCompare(ctx context.Context, cfg CompareConfig, log zerolog.Logger) (*Co
 		e.nodes = append(e.nodes, PeerNode{Name: name, Addr: addr})
 	}
 	log.Info().Str("dir", dir).Str("pinning", plan.String()).Msg("compare: nodes up")
+	if slices.ContainsFunc(cfg.Scenarios, compareTLS) {
+		if e.certs, err = writeCompareCerts(filepath.Join(dir, "certs")); err != nil {
+			return nil, err
+		}
+	}
 
-	for _, s := range compareOrder(cfg.Peers, cfg.Scenarios, cfg.Rounds) {
+	order := compareOrder(cfg.Peers, cfg.Scenarios, cfg.Rounds)
+	fmt.Fprintf(cfg.Progress, "compare: %d runs (%d rounds of %s against %s), about %v\n", len(order), cfg.Rounds,
+		strings.Join(cfg.Scenarios, " "), strings.Join(cfg.Peers, " "), cfg.estimate(order).Round(time.Second))
+	for _, s := range order {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -300,7 +334,7 @@ func RunCompare(ctx context.Context, cfg CompareConfig, log zerolog.Logger) (*Co
 			workers = 1 // one process holds every session: nginx's one worker
 		}
 		pdir := filepath.Join(dir, fmt.Sprintf("r%d-%s-%s", s.round, s.peer, s.scenario))
-		pr, err := startPeer(ctx, e, s.peer, workers, pdir)
+		pr, err := startPeer(ctx, e, s.peer, workers, pdir, e.certs[s.scenario])
 		if err != nil {
 			keep = true
 			return nil, err
@@ -361,7 +395,11 @@ func (c CompareConfig) peerEnv(plan pinPlan) (*peerEnv, error) {
 
 // runSlot runs the scenario of s against pr and digests the report.
 func runSlot(ctx context.Context, cfg CompareConfig, s slot, pr *peerRun, log zerolog.Logger) (Sample, error) {
-	lc := cfg.loadConfig("http://"+pr.addr, s.scenario)
+	addr := pr.addr
+	if compareTLS(s.scenario) {
+		addr = pr.tlsAddr
+	}
+	lc := cfg.loadConfig(addr, s.scenario)
 	quiet := log.Level(max(log.GetLevel(), zerolog.WarnLevel))
 	if s.scenario == CompareIdle {
 		lc.PID = pr.measured[0] // nginx: its one worker
@@ -377,27 +415,42 @@ func runSlot(ctx context.Context, cfg CompareConfig, s slot, pr *peerRun, log ze
 		}, nil
 	}
 	cpu0 := pr.cpuSeconds()
-	var rep *Report
-	var err error
-	if s.scenario == CompareWS {
-		rep, err = runEcho(ctx, lc, quiet)
-	} else {
-		rep, err = RunLoad(ctx, lc, quiet)
-	}
+	rep, err := RunLoad(ctx, lc, quiet)
 	if err != nil {
 		return Sample{}, err
 	}
 	cpu := pr.cpuSeconds() - cpu0
-	op := rep.HTTP
-	if s.scenario == CompareWS {
-		op = rep.WS
-	}
-	return Sample{
+	op := rep.ops()[0]
+	sample := Sample{
 		Round:     s.round,
 		PerSecond: op.PerSecond,
 		P50:       op.Latency.P50,
 		P99:       op.Latency.P99,
 		CPU:       cpu / rep.Elapsed.Seconds(),
 		Errors:    rep.ErrorCount() + rep.StickyViolations,
-	}, nil
+	}
+	if rep.TLS != nil {
+		sample.TLS = rep.TLS.String()
+	}
+	return sample, nil
+}
+
+// Estimates of the time of a run, for the line that announces them.
+const (
+	peerStartCost = 1500 * time.Millisecond // start, wait until ready, stop
+	idleOpenCost  = 3 * time.Second         // open and check the idle sessions
+)
+
+// estimate is about how long the runs of order take.
+func (c CompareConfig) estimate(order []slot) time.Duration {
+	var d time.Duration
+	for _, s := range order {
+		d += peerStartCost
+		if s.scenario == CompareIdle {
+			d += c.IdleHold + idleOpenCost
+		} else {
+			d += c.Duration
+		}
+	}
+	return d
 }

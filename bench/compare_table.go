@@ -12,8 +12,8 @@ import (
 // Sample is what one run of a comparison measured.
 type Sample struct {
 	Round int
-	// PerSecond, P50 and P99 are the throughput and latency of http (GETs)
-	// and ws-echo (round trips).
+	// PerSecond, P50 and P99 are the throughput and latency of http (GETs),
+	// ws-echo and wss-echo (round trips) and the TLS scenarios (handshakes).
 	PerSecond float64
 	P50, P99  time.Duration
 	// CPU is the peer's CPU time over the run, in cores (1 = one CPU busy).
@@ -23,6 +23,9 @@ type Sample struct {
 	// KiBPerSession and FDsPerSession are the idle scenario's growth of
 	// the peer's RSS and descriptors per open session.
 	KiBPerSession, FDsPerSession float64
+	// TLS is what the TLS connections negotiated (TLSInfo.String); "" for
+	// plain runs.
+	TLS string
 }
 
 // line is s for a progress line.
@@ -74,6 +77,7 @@ type Row struct {
 	XPerSecond     float64 // PerSecond ÷ the best peer's; 0 without a peer
 	XP50, XP99     float64 // P50, P99 ÷ the best peer's (lowest)
 	XKiBPerSession float64 // KiBPerSession ÷ the best peer's (lowest)
+	TLS            string  // what the last run's TLS connections negotiated
 }
 
 // medianRow digests the samples of one scenario and peer.
@@ -94,6 +98,9 @@ func medianRow(scenario, peer string, samples []Sample) Row {
 	r.FDsPerSession = pick(func(s Sample) float64 { return s.FDsPerSession })
 	for _, s := range samples {
 		r.Errors += s.Errors
+		if s.TLS != "" {
+			r.TLS = s.TLS
+		}
 	}
 	return r
 }
@@ -173,6 +180,22 @@ func fmtThousands(x float64) string {
 	return b.String()
 }
 
+// writeRows prints line(r) for each row that ran of a scenario keep keeps.
+func writeRows(b *strings.Builder, rows []Row, keep func(string) bool, line func(Row) string) {
+	for _, r := range rows {
+		if keep(r.Scenario) && r.Runs > 0 {
+			b.WriteString(line(r))
+		}
+	}
+}
+
+// rateCells are the table cells of r after its throughput: ratio, p50,
+// ratio, p99, ratio, peer CPU, errors.
+func (r Row) rateCells() string {
+	return fmt.Sprintf("%s | %s | %s | %s | %s | %.2f | %d", fmtRatio(r.XPerSecond),
+		fmtLatency(r.P50), fmtRatio(r.XP50), fmtLatency(r.P99), fmtRatio(r.XP99), r.CPU, r.Errors)
+}
+
 // WriteMarkdown prints the machine, the method's settings and the tables
 // of medians.
 func (c *Comparison) WriteMarkdown(w io.Writer) error {
@@ -190,37 +213,44 @@ func (c *Comparison) WriteMarkdown(w io.Writer) error {
 		DefaultCookie, c.Workers)
 
 	rows := c.Rows()
-	if slices.ContainsFunc(c.Scenarios, func(s string) bool { return s != CompareIdle }) {
+	traffic := func(s string) bool { return s == CompareHTTP || s == CompareWS || s == CompareWSS }
+	if slices.ContainsFunc(c.Scenarios, traffic) {
 		b.WriteString("| scenario | peer | throughput | × best peer | p50 | × best peer | p99 | × best peer | peer CPU | errors |\n")
 		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, r := range rows {
-			if r.Scenario == CompareIdle || r.Runs == 0 {
-				continue
+		writeRows(&b, rows, traffic, func(r Row) string {
+			unit := "msg/s"
+			if r.Scenario == CompareHTTP {
+				unit = "req/s"
 			}
-			unit := "req/s"
-			if r.Scenario == CompareWS {
-				unit = "msg/s"
-			}
-			fmt.Fprintf(&b, "| %s | %s | %s %s | %s | %s | %s | %s | %s | %.2f | %d |\n",
-				r.Scenario, r.Peer, fmtThousands(r.PerSecond), unit, fmtRatio(r.XPerSecond),
-				fmtLatency(r.P50), fmtRatio(r.XP50), fmtLatency(r.P99), fmtRatio(r.XP99), r.CPU, r.Errors)
-		}
+			return fmt.Sprintf("| %s | %s | %s %s | %s |\n", r.Scenario, r.Peer, fmtThousands(r.PerSecond), unit, r.rateCells())
+		})
 		fmt.Fprintf(&b, "\nhttp: %d keep-alive connections, GET of %d B with the sticky cookie, %v per run. "+
-			"ws-echo: %d WebSockets, %d-byte messages echoed by the node, one in flight each; a message is a round trip, %v per run.\n",
+			"ws-echo: %d WebSockets, %d-byte messages echoed by the node, one in flight each; a message is a round trip, %v per run. "+
+			"wss-echo: the same through the peer's TLS listener (ECDSA P-256 certificate); direct has no TLS.\n",
 			cfg.Conns, cfg.ResourceBytes, cfg.Duration, cfg.Sessions, cfg.MessageBytes, cfg.Duration)
 		b.WriteString("× best peer: the figure ÷ the best of nginx and HAProxy in this run (highest throughput, lowest latency); " +
 			"direct is shown for reference. peer CPU: cores the peer's processes used (nginx: its workers).\n")
 	}
+	handshakes := func(s string) bool { return s == CompareTLSRSA || s == CompareTLSECDSA }
+	if slices.ContainsFunc(c.Scenarios, handshakes) {
+		b.WriteString("\n| tls-handshake | peer | handshakes/s | × best peer | p50 | × best peer | p99 | × best peer | peer CPU | errors | negotiated |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		writeRows(&b, rows, handshakes, func(r Row) string {
+			return fmt.Sprintf("| %s | %s | %s | %s | %s |\n", r.Scenario, r.Peer, fmtThousands(r.PerSecond), r.rateCells(), r.TLS)
+		})
+		fmt.Fprintf(&b, "\ntls-rsa, tls-ecdsa: %d clients in a closed loop, each connecting, doing a full TLS handshake "+
+			"(no resumption; the client offers X25519 only) and one GET / on Connection: close, %v per run; "+
+			"every peer serves the same self-signed RSA-2048 or ECDSA P-256 certificate. "+
+			"negotiated: certificate key, TLS version, cipher suite, key exchange, as the client saw them.\n",
+			cfg.TLSConns, cfg.Duration)
+	}
 	if slices.Contains(c.Scenarios, CompareIdle) {
 		b.WriteString("\n| idle | peer | RSS per session | × best peer | fds per session | errors |\n")
 		b.WriteString("|---|---|---:|---:|---:|---:|\n")
-		for _, r := range rows {
-			if r.Scenario != CompareIdle || r.Runs == 0 {
-				continue
-			}
-			fmt.Fprintf(&b, "| idle | %s | %.1f KiB | %s | %.2f | %d |\n",
+		writeRows(&b, rows, func(s string) bool { return s == CompareIdle }, func(r Row) string {
+			return fmt.Sprintf("| idle | %s | %.1f KiB | %s | %.2f | %d |\n",
 				r.Peer, r.KiBPerSession, fmtRatio(r.XKiBPerSession), r.FDsPerSession, r.Errors)
-		}
+		})
 		fmt.Fprintf(&b, "\nidle: %d echo WebSockets held %v, each peer with 1 worker; growth of RSS and descriptors "+
 			"from before the first session to %v after the last, ÷ sessions. nginx: its one worker process (the master holds no session).\n",
 			cfg.IdleSessions, cfg.IdleHold, min(compareIdleSettle, cfg.IdleHold))

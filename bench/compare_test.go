@@ -41,10 +41,15 @@ func testPeerConfig(dir string, nodes ...PeerNode) peerConfig {
 
 func TestPeerTemplatesAccepted(t *testing.T) {
 	t.Parallel()
+	certs, err := writeCompareCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		peer, template, file string
 		check                func(bin, dir, conf string) []string
 		want                 []string // lines the configuration holds
+		wantTLS              []string // and those it holds with a TLS listener
 	}{
 		{
 			PeerNginx, nginxTemplate, "nginx.conf",
@@ -61,6 +66,7 @@ func TestPeerTemplatesAccepted(t *testing.T) {
 				"keepalive 128;",
 				"access_log off;",
 			},
+			[]string{"listen 127.0.0.1:18443 ssl;", "ssl_certificate /", "ssl_certificate_key /", "ssl_protocols TLSv1.2 TLSv1.3;"},
 		},
 		{
 			PeerHAProxy, haproxyTemplate, "haproxy.cfg",
@@ -73,32 +79,45 @@ func TestPeerTemplatesAccepted(t *testing.T) {
 				"http-reuse always",
 				"server CB_Server_2 127.0.0.1:18702",
 			},
+			[]string{"bind 127.0.0.1:18443 ssl crt /", "alpn http/1.1 ssl-min-ver TLSv1.2", "X-Forwarded-Proto https if { ssl_fc }"},
 		},
 	} {
-		t.Run(tc.peer, func(t *testing.T) {
-			t.Parallel()
-			bin := needBinary(t, tc.peer)
-			dir := t.TempDir()
-			conf, err := renderPeerConfig(compareTemplates, tc.template, testPeerConfig(dir))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, line := range tc.want {
-				if !bytes.Contains(conf, []byte(line)) {
-					t.Errorf("configuration lacks %q:\n%s", line, conf)
+		for _, withTLS := range []string{"", CompareTLSRSA, CompareTLSECDSA} {
+			cert := certs[withTLS]
+			t.Run(strings.TrimSpace(tc.peer+" "+withTLS), func(t *testing.T) {
+				t.Parallel()
+				bin := needBinary(t, tc.peer)
+				dir := t.TempDir()
+				pc := testPeerConfig(dir)
+				want := tc.want
+				if cert != nil {
+					pc.TLS = &peerTLS{Listen: "127.0.0.1:18443", certPair: *cert}
+					want = append(slices.Clone(want), tc.wantTLS...)
 				}
-			}
-			path := filepath.Join(dir, tc.file)
-			if err := os.WriteFile(path, conf, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			argv := tc.check(bin, dir, path)
-			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-			defer cancel()
-			if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
-				t.Fatalf("%s: %v\n%s\n%s", strings.Join(argv, " "), err, out, conf)
-			}
-		})
+				conf, err := renderPeerConfig(compareTemplates, tc.template, pc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, line := range want {
+					if !bytes.Contains(conf, []byte(line)) {
+						t.Errorf("configuration lacks %q:\n%s", line, conf)
+					}
+				}
+				if cert == nil && bytes.Contains(conf, []byte("ssl")) && tc.peer == PeerNginx {
+					t.Errorf("TLS without a certificate:\n%s", conf)
+				}
+				path := filepath.Join(dir, tc.file)
+				if err := os.WriteFile(path, conf, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				argv := tc.check(bin, dir, path)
+				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+				defer cancel()
+				if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+					t.Fatalf("%s: %v\n%s\n%s", strings.Join(argv, " "), err, out, conf)
+				}
+			})
+		}
 	}
 }
 
@@ -139,7 +158,7 @@ func TestPeersRouteByCookie(t *testing.T) {
 	for _, peer := range []string{PeerNginx, PeerHAProxy} {
 		t.Run(peer, func(t *testing.T) {
 			t.Parallel()
-			pr, err := startPeer(t.Context(), e, peer, 1, t.TempDir())
+			pr, err := startPeer(t.Context(), e, peer, 1, t.TempDir(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,8 +191,8 @@ func TestPeersRouteByCookie(t *testing.T) {
 				}
 			}
 			// A WebSocket upgrade goes through, with the cookie.
-			rep, err := runEcho(t.Context(), LoadConfig{
-				Target: "http://" + pr.addr, Duration: 200 * time.Millisecond, Sessions: 2, MessageBytes: 256,
+			rep, err := RunLoad(t.Context(), LoadConfig{
+				Target: "http://" + pr.addr, Scenario: ScenarioWSEcho, Duration: 200 * time.Millisecond, Sessions: 2, MessageBytes: 256,
 			}, zerolog.Nop())
 			if err != nil {
 				t.Fatal(err)
@@ -185,11 +204,50 @@ func TestPeersRouteByCookie(t *testing.T) {
 	}
 }
 
+// TestPeersTerminateTLS runs nginx and HAProxy from the templates with a
+// TLS listener and checks the load through it: wss echo and handshakes
+// with the certificate given.
+func TestPeersTerminateTLS(t *testing.T) {
+	t.Parallel()
+	n1 := startNode(t, NodeConfig{Name: "CB_Server_1"})
+	n2 := startNode(t, NodeConfig{Name: "CB_Server_2"})
+	certs, err := writeCompareCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &peerEnv{
+		templates: compareTemplates,
+		nodes:     []PeerNode{{"CB_Server_1", n1.addr}, {"CB_Server_2", n2.addr}},
+		cookie:    DefaultCookie,
+	}
+	e.nginxBin, e.haproxyBin = needBinary(t, "nginx"), needBinary(t, "haproxy")
+	cfg := CompareConfig{Duration: 200 * time.Millisecond, Sessions: 2, TLSConns: 2}.withDefaults()
+	for _, peer := range []string{PeerNginx, PeerHAProxy} {
+		t.Run(peer, func(t *testing.T) {
+			t.Parallel()
+			pr, err := startPeer(t.Context(), e, peer, 1, t.TempDir(), certs[CompareTLSRSA])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pr.stop()
+			for _, scenario := range []string{CompareWSS, CompareTLSRSA} {
+				s, err := runSlot(t.Context(), cfg, slot{round: 1, peer: peer, scenario: scenario}, pr, zerolog.Nop())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.Errors != 0 || s.PerSecond == 0 || !strings.HasPrefix(s.TLS, "RSA-2048, TLS 1.3") {
+					t.Errorf("%s through %s: %+v", scenario, peer, s)
+				}
+			}
+		})
+	}
+}
+
 func TestRunEchoDirect(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, NodeConfig{Name: "CB_1"})
-	rep, err := runEcho(t.Context(), LoadConfig{
-		Target: n.url, Duration: 300 * time.Millisecond, Sessions: 3, MessageBytes: 256,
+	rep, err := RunLoad(t.Context(), LoadConfig{
+		Target: n.url, Scenario: ScenarioWSEcho, Duration: 300 * time.Millisecond, Sessions: 3, MessageBytes: 256,
 	}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -320,6 +378,19 @@ func TestCompareOrder(t *testing.T) {
 	if got[0].round != 1 || got[7].round != 1 || got[8].round != 2 || got[15].round != 2 {
 		t.Errorf("rounds %+v", got)
 	}
+	// The node has no TLS: direct skips the TLS scenarios.
+	var tlsOrder []string
+	for _, s := range compareOrder([]string{"tether", PeerDirect}, []string{"http", CompareTLSRSA}, 1) {
+		tlsOrder = append(tlsOrder, s.peer+"/"+s.scenario)
+	}
+	if want := []string{"tether/http", "tether/tls-rsa", "direct/http"}; !slices.Equal(tlsOrder, want) {
+		t.Errorf("order %v, want %v", tlsOrder, want)
+	}
+	cfg := CompareConfig{Duration: 4 * time.Second, IdleHold: 5 * time.Second}
+	est := cfg.estimate([]slot{{scenario: CompareHTTP}, {scenario: CompareTLSECDSA}, {scenario: CompareIdle}})
+	if want := 3*peerStartCost + 2*4*time.Second + 5*time.Second + idleOpenCost; est != want {
+		t.Errorf("estimate %v, want %v", est, want)
+	}
 	// One scenario: exactly A B C D A B C D.
 	var one []string
 	for _, s := range compareOrder([]string{"A", "B", "C", "D"}, []string{"http"}, 2) {
@@ -375,6 +446,7 @@ func TestCompareConfigValidate(t *testing.T) {
 		{"unknown peer", CompareConfig{Peers: []string{"envoy"}}, "--peers"},
 		{"peer twice", CompareConfig{Peers: []string{"nginx", "nginx"}}, "--peers"},
 		{"unknown scenario", CompareConfig{Scenarios: []string{"ws"}}, "--scenarios"},
+		{"TLS scenarios", CompareConfig{Scenarios: []string{CompareTLSECDSA, CompareWSS, CompareTLSRSA}}, ""},
 		{"rounds", CompareConfig{Rounds: -1}, "--rounds"},
 		{"message too small", CompareConfig{MessageBytes: 8}, "--msg-bytes"},
 		{"idle sessions", CompareConfig{IdleSessions: 50_000}, "--idle-sessions"},

@@ -1,29 +1,49 @@
 package bench
 
 import (
-	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
-	"strconv"
-	"sync"
+	"slices"
+	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
 )
 
 // Scenarios of RunLoad.
 const (
-	ScenarioHTTP  = "http"  // keep-alive connections GETting resources
-	ScenarioWS    = "ws"    // co-browse sessions relaying WebSocket messages
-	ScenarioMixed = "mixed" // both at once
-	ScenarioIdle  = "idle"  // echo WebSockets held idle while the target's resources are read
+	ScenarioHTTP = "http" // keep-alive connections GETting resources
+	// ScenarioCobrowse: co-browse sessions, a customer and an agent
+	// WebSocket each, DOM updates (and snapshots) relayed customer → agent.
+	ScenarioCobrowse = "cobrowse"
+	ScenarioWS       = "ws" // the first name of ScenarioCobrowse: the same scenario
+	// ScenarioWSEcho: one echo WebSocket per session; a message is a round
+	// trip through the target and back.
+	ScenarioWSEcho = "ws-echo"
+	// ScenarioLongPoll: the co-browse sessions over the long-poll transport:
+	// the customer POSTs /cobrowse/send, the agent holds GET /cobrowse/poll.
+	ScenarioLongPoll = "longpoll"
+	ScenarioMixed    = "mixed" // http and cobrowse at once
+	// ScenarioBig: DOM snapshots of BigMB each way: uploads checked by the
+	// node's sha256, downloads checked against Pattern.
+	ScenarioBig = "big"
+	// ScenarioTLSHandshake: a new TLS connection per operation, each with
+	// one small GET, against an https target.
+	ScenarioTLSHandshake = "tls-handshake"
+	ScenarioIdle         = "idle" // echo WebSockets held idle while the target's resources are read
 	// ScenarioFailover: echo WebSockets of one node, told by tether that the
 	// node died; run by RunFailover, which knows the node.
 	ScenarioFailover = "failover"
 )
+
+// Scenarios lists the scenarios of RunLoad and RunFailover.
+var Scenarios = []string{ScenarioHTTP, ScenarioCobrowse, ScenarioWS, ScenarioWSEcho, ScenarioLongPoll, ScenarioMixed,
+	ScenarioBig, ScenarioTLSHandshake, ScenarioIdle, ScenarioFailover}
 
 // Bounds of a load run.
 const (
@@ -32,6 +52,8 @@ const (
 	// MaxLoadSessions keeps a run's sockets (two per session) well under the
 	// 20,000 descriptors a process may open.
 	MaxLoadSessions = 5_000
+	// MaxBigMB bounds BigMB: the node serves resources up to 1 GiB.
+	MaxBigMB = MaxResourceBytes / 1_000_000
 	// minMessageBytes holds a message's send time and sequence number.
 	minMessageBytes = 16
 )
@@ -39,28 +61,50 @@ const (
 // LoadConfig configures RunLoad. Zero values mean the defaults given.
 type LoadConfig struct {
 	// Target is the base URL of tether (or of a node), e.g.
-	// "http://127.0.0.1:8080". Required; it must be a loopback address.
+	// "http://127.0.0.1:8080" or "https://127.0.0.1:8443" (WebSockets are
+	// then wss). Required; it must be a loopback address.
 	Target string
-	// Scenario is ScenarioHTTP, ScenarioWS or ScenarioMixed; "" means mixed.
+	// Scenario is one of Scenarios; "" means mixed.
 	Scenario string
 	// Duration is how long new operations start; 0 means 5s. The run ends at
 	// most Timeout (plus a second to close WebSockets) later.
 	Duration time.Duration
-	// Conns is the number of keep-alive HTTP connections (http, mixed);
-	// 0 means 8.
+	// Conns is the number of connections of http, mixed and big, and of
+	// concurrent handshakes of tls-handshake; 0 means 8.
 	Conns int
-	// Sessions is the number of co-browse sessions, each a customer and an
-	// agent WebSocket (ws, mixed); 0 means 20.
+	// Sessions is the number of co-browse sessions (cobrowse, mixed,
+	// longpoll) or echo WebSockets (ws-echo); 0 means 20.
 	Sessions int
+	// Rate, when positive, runs an open loop: every connection or session
+	// starts Rate operations (requests, messages, transfers, handshakes) a
+	// second on a fixed schedule, and latency runs from each one's
+	// scheduled start (see load_pace.go). The total is Rate × Conns or
+	// Rate × Sessions. 0 means a closed loop: one operation in flight per
+	// connection or session, the next as soon as it ends.
+	Rate float64
 	// ResourceBytes is the size of each GET /cobrowse/resource; 0 means 1024.
 	ResourceBytes int
-	// MessageBytes is the size of each WebSocket message; 0 means 2048, at
-	// least 16.
+	// MessageBytes is the size of each message (a DOM update); 0 means
+	// 2048, at least 16.
 	MessageBytes int
+	// SnapshotEvery makes every SnapshotEvery-th message of a session a DOM
+	// snapshot of SnapshotBytes (cobrowse, mixed, longpoll, ws-echo); 0
+	// means none. Snapshots have their own latency line.
+	SnapshotEvery int
+	// SnapshotBytes is the size of a snapshot; 0 means 256 KiB.
+	SnapshotBytes int
+	// BigMB is the size of each upload and download of big, in MB of
+	// 1,000,000 bytes; 0 means 10.
+	BigMB int
+	// Insecure skips the verification of an https target's certificate
+	// (self-signed test certificates).
+	Insecure bool
 	// Cookie is the stickiness cookie name; "" means DefaultCookie.
 	Cookie string
 	// Timeout bounds each operation (request, handshake, message); 0 means 5s.
 	Timeout time.Duration
+	// Progress receives a line a second while the run lasts; nil means none.
+	Progress io.Writer
 
 	// The fields below belong to the idle scenario (see RunLoad).
 
@@ -78,9 +122,6 @@ type LoadConfig struct {
 	// Concurrency is the number of sessions opened (and checked) at once;
 	// 0 means 64.
 	Concurrency int
-	// Progress receives a line a second while sessions open and are
-	// checked; nil means none.
-	Progress io.Writer
 }
 
 // withDefaults fills in zero values.
@@ -103,6 +144,12 @@ func (c LoadConfig) withDefaults() LoadConfig {
 	if c.MessageBytes == 0 {
 		c.MessageBytes = 2048
 	}
+	if c.SnapshotBytes == 0 {
+		c.SnapshotBytes = 256 << 10
+	}
+	if c.BigMB == 0 {
+		c.BigMB = 10
+	}
 	if c.Cookie == "" {
 		c.Cookie = DefaultCookie
 	}
@@ -118,13 +165,12 @@ func (c LoadConfig) withDefaults() LoadConfig {
 // Validate checks c after defaults, naming the flag of a bad value.
 func (c LoadConfig) Validate() error {
 	c = c.withDefaults()
-	if _, err := targetAddr(c.Target); err != nil {
-		return err
+	if !slices.Contains(Scenarios, c.Scenario) {
+		return fmt.Errorf("--scenario %q: want one of %s", c.Scenario, strings.Join(Scenarios, ", "))
 	}
-	switch c.Scenario {
-	case ScenarioHTTP, ScenarioWS, ScenarioMixed, ScenarioIdle, ScenarioFailover:
-	default:
-		return fmt.Errorf("--scenario %q: want http, ws, mixed, idle or failover", c.Scenario)
+	tgt, err := newTarget(c)
+	if err != nil {
+		return err
 	}
 	switch {
 	case c.Duration < 0 || c.Duration > MaxLoadDuration:
@@ -133,12 +179,24 @@ func (c LoadConfig) Validate() error {
 		return fmt.Errorf("--conns %d: want 1..%d", c.Conns, MaxLoadConns)
 	case c.Scenario != ScenarioIdle && (c.Sessions < 0 || c.Sessions > MaxLoadSessions):
 		return fmt.Errorf("--sessions %d: want 1..%d", c.Sessions, MaxLoadSessions)
+	case c.Rate < 0 || c.Rate > maxRate:
+		return fmt.Errorf("--rate %g: want 0 (closed loop) or up to %g a second per connection or session", c.Rate, float64(maxRate))
+	case c.Rate > 0 && (c.Scenario == ScenarioIdle || c.Scenario == ScenarioFailover):
+		return fmt.Errorf("--rate %g: the %s scenario has no rate", c.Rate, c.Scenario)
 	case c.ResourceBytes < 0 || c.ResourceBytes > MaxResourceBytes:
 		return fmt.Errorf("--bytes %d: want 0..%d", c.ResourceBytes, MaxResourceBytes)
 	case c.MessageBytes < minMessageBytes || c.MessageBytes > MaxMessageBytes:
 		return fmt.Errorf("--msg-bytes %d: want %d..%d", c.MessageBytes, minMessageBytes, MaxMessageBytes)
+	case c.SnapshotBytes < minMessageBytes || c.SnapshotBytes > MaxMessageBytes:
+		return fmt.Errorf("--snapshot-bytes %d: want %d..%d", c.SnapshotBytes, minMessageBytes, MaxMessageBytes)
+	case c.SnapshotEvery < 0:
+		return fmt.Errorf("--snapshot-every %d: want 0 (none) or more", c.SnapshotEvery)
+	case c.BigMB < 0 || c.BigMB > MaxBigMB:
+		return fmt.Errorf("--big-mb %d: want 1..%d", c.BigMB, MaxBigMB)
 	case c.Timeout < 0:
 		return fmt.Errorf("--timeout %v: want > 0", c.Timeout)
+	case c.Scenario == ScenarioTLSHandshake && tgt.tls == nil:
+		return fmt.Errorf("--target %q: the %s scenario needs an https:// target", c.Target, c.Scenario)
 	}
 	if c.Scenario == ScenarioIdle {
 		return c.validateIdle()
@@ -146,24 +204,98 @@ func (c LoadConfig) Validate() error {
 	return nil
 }
 
-// targetAddr checks that target is an http URL of a loopback host and
-// returns its host:port.
-func targetAddr(target string) (string, error) {
-	u, err := url.Parse(target)
+// target is where a run sends its traffic.
+type target struct {
+	addr string      // host:port
+	host string      // the host alone, for Host headers and TLS names
+	tls  *tls.Config // the client's TLS settings; nil for an http target
+}
+
+// newTarget checks that c.Target is an http or https URL of a loopback
+// host and returns it as a target.
+func newTarget(c LoadConfig) (target, error) {
+	u, err := url.Parse(c.Target)
 	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("--target %q: want a URL like http://127.0.0.1:8080", target)
+		return target{}, fmt.Errorf("--target %q: want a URL like http://127.0.0.1:8080", c.Target)
 	}
-	if u.Scheme != "http" {
-		return "", fmt.Errorf("--target %q: want an http:// URL", target)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return target{}, fmt.Errorf("--target %q: want an http:// or https:// URL", c.Target)
 	}
 	if err := CheckLoopback(u.Host); err != nil {
-		return "", fmt.Errorf("--target %q: %w", target, err)
+		return target{}, fmt.Errorf("--target %q: %w", c.Target, err)
 	}
-	host, port := u.Hostname(), u.Port()
+	t := target{host: u.Hostname()}
+	port := u.Port()
 	if port == "" {
-		port = "80"
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
-	return net.JoinHostPort(host, port), nil
+	t.addr = net.JoinHostPort(t.host, port)
+	if u.Scheme == "https" {
+		t.tls = clientTLS(t.host, c.Insecure)
+	}
+	return t, nil
+}
+
+// clientTLS is the TLS configuration of the load's clients. It offers the
+// X25519 key exchange alone, so that every target does the same work:
+// Go's default would also offer X25519MLKEM768, which a Go server prefers
+// and most OpenSSL builds (nginx's, HAProxy's) do not do. No session is
+// resumed: every connection does a full handshake.
+func clientTLS(host string, insecure bool) *tls.Config {
+	return &tls.Config{
+		ServerName:         host,
+		InsecureSkipVerify: insecure, //nolint:gosec // --insecure, for self-signed test certificates
+		CurvePreferences:   []tls.CurveID{tls.X25519},
+		MinVersion:         tls.VersionTLS12,
+	}
+}
+
+// url is the http or https URL of path (with its query) on t.
+func (t target) url(path string) string {
+	if t.tls != nil {
+		return "https://" + t.addr + path
+	}
+	return "http://" + t.addr + path
+}
+
+// wsURL is the ws or wss URL of path (with its query) on t.
+func (t target) wsURL(path string) string {
+	if t.tls != nil {
+		return "wss://" + t.addr + path
+	}
+	return "ws://" + t.addr + path
+}
+
+// hostClient is a client of one keep-alive connection to t, which never
+// retries by itself: every failure the target causes is counted.
+func (t target) hostClient(timeout time.Duration) *fasthttp.HostClient {
+	return &fasthttp.HostClient{
+		Addr:                      t.addr,
+		Name:                      "tether-bench",
+		IsTLS:                     t.tls != nil,
+		TLSConfig:                 t.tls,
+		MaxConns:                  1,
+		ReadBufferSize:            16 << 10,
+		WriteBufferSize:           16 << 10,
+		ReadTimeout:               timeout,
+		WriteTimeout:              timeout,
+		MaxIdemponentCallAttempts: 1,
+	}
+}
+
+// wsDialer is a WebSocket dialer to t with buffers of bufSize bytes, from
+// the source address local (nil: the kernel's choice).
+func (t target) wsDialer(timeout time.Duration, bufSize int, local *net.TCPAddr) *websocket.Dialer {
+	d := &websocket.Dialer{
+		HandshakeTimeout: timeout,
+		ReadBufferSize:   bufSize,
+		WriteBufferSize:  bufSize,
+		TLSClientConfig:  t.tls,
+	}
+	if local != nil {
+		d.NetDialContext = (&net.Dialer{Timeout: timeout, LocalAddr: local}).DialContext
+	}
+	return d
 }
 
 // ErrNotLoopback is returned for addresses off the loopback interface: the
@@ -197,231 +329,4 @@ func ListenLoopback(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	return ln, nil
-}
-
-// RunLoad drives the scenario of cfg against cfg.Target and reports. It
-// returns when the run is over: Duration after its start, or soon after ctx
-// ends; every connection it opened is closed by then. Failures of the
-// traffic are counted in the report, not returned; the error is for a bad
-// configuration.
-func RunLoad(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	cfg = cfg.withDefaults()
-	if cfg.Scenario == ScenarioIdle {
-		return runIdle(ctx, cfg, log)
-	}
-	if cfg.Scenario == ScenarioFailover {
-		return nil, errors.New("--scenario failover: needs --admin, --kill-node and --node-url (RunFailover)")
-	}
-	addr, _ := targetAddr(cfg.Target) // checked by Validate
-	start := time.Now()
-	r := &run{
-		ctx:     ctx,
-		cfg:     cfg,
-		addr:    addr,
-		log:     log,
-		prefix:  strconv.FormatInt(start.UnixNano(), 36),
-		start:   start,
-		end:     start.Add(cfg.Duration),
-		hardEnd: start.Add(cfg.Duration + cfg.Timeout + time.Second),
-		httpLat: newLatencies(),
-		wsLat:   newLatencies(),
-	}
-	var workers []*workerStats
-	var wg sync.WaitGroup
-	if cfg.Scenario == ScenarioHTTP || cfg.Scenario == ScenarioMixed {
-		for i := range cfg.Conns {
-			w := &httpWorker{run: r, id: i, stats: newWorkerStats()}
-			workers = append(workers, w.stats)
-			wg.Go(w.loop)
-		}
-	}
-	if cfg.Scenario == ScenarioWS || cfg.Scenario == ScenarioMixed {
-		for i := range cfg.Sessions {
-			w := &sessionWorker{run: r, id: i, stats: newWorkerStats()}
-			workers = append(workers, w.stats)
-			wg.Go(w.loop)
-		}
-	}
-	log.Info().Str("target", cfg.Target).Str("scenario", cfg.Scenario).Str("duration", cfg.Duration.String()).
-		Int("conns", cfg.Conns).Int("sessions", cfg.Sessions).Msg("load started")
-	wg.Wait()
-	rep := r.report(time.Since(start), workers)
-	log.Info().Int64("errors", rep.ErrorCount()).Int64("sticky_violations", rep.StickyViolations).Msg("load done")
-	return rep, nil
-}
-
-// run is the state shared by the workers of one RunLoad.
-type run struct {
-	ctx     context.Context
-	cfg     LoadConfig
-	addr    string // host:port of the target
-	log     zerolog.Logger
-	prefix  string    // makes session ids unique to the run
-	start   time.Time // carries the monotonic clock of message stamps
-	end     time.Time // no operation starts after end
-	hardEnd time.Time // every deadline is at most hardEnd
-	httpLat *latencies
-	wsLat   *latencies
-}
-
-// running reports whether new operations may start.
-func (r *run) running() bool {
-	return r.ctx.Err() == nil && time.Now().Before(r.end)
-}
-
-// deadline is the deadline of an operation starting now.
-func (r *run) deadline() time.Time {
-	d := time.Now().Add(r.cfg.Timeout)
-	if d.After(r.hardEnd) {
-		return r.hardEnd
-	}
-	return d
-}
-
-// pause waits a little after a failure, so that a dead target is not
-// hammered; it returns early when the run ends.
-func (r *run) pause() {
-	wait := min(50*time.Millisecond, time.Until(r.end))
-	if wait <= 0 {
-		return
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-r.ctx.Done():
-	}
-}
-
-// workerStats are the counters of one worker; only that worker writes them
-// while the run lasts, and report reads them after.
-type workerStats struct {
-	httpOps, httpBytes int64
-	wsOps, wsBytes     int64
-	errors             map[string]int64
-	nodes              map[string]*NodeReport
-	sticky             stickiness
-}
-
-func newWorkerStats() *workerStats {
-	return &workerStats{errors: make(map[string]int64), nodes: make(map[string]*NodeReport)}
-}
-
-func (s *workerStats) fail(kind string) { s.errors[kind]++ }
-
-// node returns the counters of the node named by X-Node; "" (an answer
-// without X-Node, e.g. tether's own 502) counts under "-".
-func (s *workerStats) node(name string) *NodeReport {
-	if name == "" {
-		name = "-"
-	}
-	nr := s.nodes[name]
-	if nr == nil {
-		nr = &NodeReport{Node: name}
-		s.nodes[name] = nr
-	}
-	return nr
-}
-
-// observe accounts one HTTP answer (a request or a WebSocket handshake) of
-// a worker's session: per-node counts and stickiness.
-func (s *workerStats) observe(status int, node, setCookie string) {
-	nr := s.node(node)
-	nr.Requests++
-	if status == 409 {
-		nr.Status409++
-	}
-	if node != "" {
-		s.sticky.observe(status, node, setCookie)
-	}
-}
-
-// stickiness follows the session of one worker through the answers it gets
-// and counts what went wrong.
-//
-// A 409 from the node means the session ended: the request reached a node
-// that does not own it. That is right when the owner died (failover), and a
-// sticky violation when the owner is alive. The client cannot ask, but it
-// can see: if the node whose session ended answers this client again later,
-// it was alive, so its session should not have moved. An answer other than
-// 409 from a node other than the session's is a violation too (the cookie
-// was lost on the way). A double failover that brings a client back to its
-// first, restarted node counts as a violation; runs that kill nodes should
-// read the sessions-ended count.
-type stickiness struct {
-	node     string   // the node owning the session; "" before the first answer
-	cookie   string   // the cookie value to send; "" before the first answer
-	ended    []string // nodes whose session ended while this client used them
-	endedN   int64
-	violated int64
-}
-
-// maxEnded bounds the nodes remembered in stickiness.ended.
-const maxEnded = 16
-
-func (s *stickiness) observe(status int, node, setCookie string) {
-	for i, e := range s.ended {
-		if e == node {
-			s.violated++
-			s.ended = append(s.ended[:i], s.ended[i+1:]...)
-			break
-		}
-	}
-	if status == 409 {
-		s.endedN++
-		if s.node != "" && s.node != node && len(s.ended) < maxEnded {
-			s.ended = append(s.ended, s.node)
-		}
-	} else if s.node != "" && node != s.node {
-		s.violated++
-	}
-	s.node = node
-	if setCookie != "" {
-		s.cookie = setCookie
-	} else if s.cookie == "" || status == 409 {
-		s.cookie = node
-	}
-}
-
-// report merges the workers' counters.
-func (r *run) report(elapsed time.Duration, workers []*workerStats) *Report {
-	rep := &Report{
-		Target:   r.cfg.Target,
-		Scenario: r.cfg.Scenario,
-		Elapsed:  elapsed,
-		Errors:   make(map[string]int64),
-	}
-	var httpOps, httpBytes, wsOps, wsBytes int64
-	nodes := make(map[string]*NodeReport)
-	for _, w := range workers {
-		httpOps += w.httpOps
-		httpBytes += w.httpBytes
-		wsOps += w.wsOps
-		wsBytes += w.wsBytes
-		for k, v := range w.errors {
-			rep.Errors[k] += v
-		}
-		for name, nr := range w.nodes {
-			sum := nodes[name]
-			if sum == nil {
-				sum = &NodeReport{Node: name}
-				nodes[name] = sum
-			}
-			sum.add(nr)
-		}
-		rep.StickyViolations += w.sticky.violated
-		rep.SessionsEnded += w.sticky.endedN
-	}
-	secs := elapsed.Seconds()
-	if r.cfg.Scenario != ScenarioWS {
-		rep.HTTP = &OpReport{Ops: httpOps, Bytes: httpBytes, PerSecond: float64(httpOps) / secs, Latency: r.httpLat.summary()}
-	}
-	if r.cfg.Scenario != ScenarioHTTP {
-		rep.WS = &OpReport{Ops: wsOps, Bytes: wsBytes, PerSecond: float64(wsOps) / secs, Latency: r.wsLat.summary()}
-	}
-	rep.Nodes = sortedNodes(nodes)
-	return rep
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
@@ -28,23 +28,9 @@ type httpWorker struct {
 	stats *workerStats
 }
 
-func newHostClient(r *run) *fasthttp.HostClient {
-	return &fasthttp.HostClient{
-		Addr:            r.addr,
-		Name:            "tether-bench",
-		MaxConns:        1,
-		ReadBufferSize:  16 << 10,
-		WriteBufferSize: 16 << 10,
-		ReadTimeout:     r.cfg.Timeout,
-		WriteTimeout:    r.cfg.Timeout,
-		// No silent retries: every failure the target causes is counted.
-		MaxIdemponentCallAttempts: 1,
-	}
-}
-
 func (w *httpWorker) loop() {
 	r := w.run
-	hc := newHostClient(r)
+	hc := r.tgt.hostClient(r.cfg.Timeout)
 	defer hc.CloseIdleConnections()
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
@@ -54,21 +40,24 @@ func (w *httpWorker) loop() {
 	ck.SetKey(r.cfg.Cookie)
 
 	size := r.cfg.ResourceBytes
-	uri := "http://" + r.addr + PathResource + "?bytes=" + strconv.Itoa(size)
+	uri := r.tgt.url(PathResource + "?bytes=" + strconv.Itoa(size))
 	var want []byte
 	if size <= checkedBodyBytes {
 		want = make([]byte, size)
 		Pattern(want, 0)
 	}
-	for r.running() {
+	p := newPacer(r.cfg.Rate, w.id, r.cfg.Conns)
+	for {
+		start, ok := r.tick(p)
+		if !ok {
+			return
+		}
 		req.Reset()
 		req.SetRequestURI(uri)
 		if c := w.stats.sticky.cookie; c != "" {
 			req.Header.SetCookie(r.cfg.Cookie, c)
 		}
-		start := time.Now()
 		err := hc.DoDeadline(req, resp, r.deadline())
-		took := time.Since(start)
 		if err != nil {
 			if r.ctx.Err() == nil {
 				w.stats.fail(errKind("http", err))
@@ -85,9 +74,7 @@ func (w *httpWorker) loop() {
 		body := resp.Body()
 		switch {
 		case status == fasthttp.StatusOK && len(body) == size && (want == nil || bytes.Equal(body, want)):
-			r.httpLat.record(w.id, took)
-			w.stats.httpOps++
-			w.stats.httpBytes += int64(size)
+			r.record(opHTTP, w.id, w.stats, start, size)
 		case status == fasthttp.StatusOK:
 			w.stats.fail("http_body")
 		case status == fasthttp.StatusConflict:
@@ -99,11 +86,23 @@ func (w *httpWorker) loop() {
 	}
 }
 
+// kindSessionEnded is the kind of a session that its node ended (409) or
+// that moved to another node: not an error, stickiness accounts for it.
+const kindSessionEnded = "session_ended"
+
 // errKind names the kind of a failed operation op for the report.
 func errKind(op string, err error) string {
 	var ne net.Error
 	var ce *websocket.CloseError
+	var ae *answerError
+	var cv *tls.CertificateVerificationError
 	switch {
+	case errors.As(err, &cv):
+		return op + "_tls_unverified" // a self-signed certificate wants --insecure
+	case errors.Is(err, errSessionEnded):
+		return kindSessionEnded
+	case errors.As(err, &ae):
+		return op + "_status_" + strconv.Itoa(ae.status)
 	case errors.As(err, &ce):
 		return fmt.Sprintf("%s_close_%d", op, ce.Code)
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),

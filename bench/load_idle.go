@@ -78,11 +78,17 @@ func (c LoadConfig) validateIdle() error {
 	case c.Concurrency < 0 || c.Concurrency > MaxIdleConcurrency:
 		return fmt.Errorf("--concurrency %d: want 1..%d", c.Concurrency, MaxIdleConcurrency)
 	}
+	return c.checkSockets()
+}
+
+// checkSockets checks that the Sessions client sockets of an idle or
+// failover run fit this process's descriptors and the ephemeral ports of
+// SourceIPs source addresses.
+func (c LoadConfig) checkSockets() error {
 	if c.SourceIPs > 1 {
-		addr, _ := targetAddr(c.Target) // checked by Validate
-		host, _, _ := net.SplitHostPort(addr)
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || ip.To4() == nil) {
-			return fmt.Errorf("--source-ips %d: 127.0.0.x sources need an IPv4 target, not %s", c.SourceIPs, host)
+		tgt, _ := newTarget(c) // checked by Validate
+		if ip := net.ParseIP(tgt.host); tgt.host != "localhost" && (ip == nil || ip.To4() == nil) {
+			return fmt.Errorf("--source-ips %d: 127.0.0.x sources need an IPv4 target, not %s", c.SourceIPs, tgt.host)
 		}
 	}
 	if limit := fileLimit(); limit > 0 && uint64(c.Sessions+idleFDMargin) > limit {
@@ -105,7 +111,7 @@ func (c LoadConfig) validateIdle() error {
 type idleRun struct {
 	ctx     context.Context // ends at hardEnd
 	cfg     LoadConfig
-	addr    string // host:port of the target
+	tgt     target
 	log     zerolog.Logger
 	wsURL   string // the URL of session i is wsURL + i
 	hardEnd time.Time
@@ -151,16 +157,16 @@ func runIdle(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, 
 		return nil, fmt.Errorf("--pid %d: %w", cfg.PID, err)
 	}
 	start := time.Now()
-	addr, _ := targetAddr(cfg.Target) // checked by Validate
+	tgt, _ := newTarget(cfg) // checked by Validate
 	hardEnd := start.Add(cfg.Hold + idleSlack)
 	ctx, cancel := context.WithDeadline(ctx, hardEnd)
 	defer cancel()
 	r := &idleRun{
 		ctx:     ctx,
 		cfg:     cfg,
-		addr:    addr,
+		tgt:     tgt,
 		log:     log,
-		wsURL:   "ws://" + addr + PathWS + "?role=echo&session=" + strconv.FormatInt(start.UnixNano(), 36) + "-",
+		wsURL:   tgt.wsURL(PathWS + "?role=echo&session=" + strconv.FormatInt(start.UnixNano(), 36) + "-"),
 		hardEnd: hardEnd,
 		conns:   make([]*websocket.Conn, cfg.Sessions),
 	}
@@ -235,17 +241,12 @@ func (r *idleRun) newDialers() []*websocket.Dialer {
 	pool := &sync.Pool{}
 	out := make([]*websocket.Dialer, r.cfg.SourceIPs)
 	for i := range out {
-		nd := &net.Dialer{Timeout: r.cfg.Timeout}
+		var local *net.TCPAddr
 		if r.cfg.SourceIPs > 1 {
-			nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i))}
+			local = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i))}
 		}
-		out[i] = &websocket.Dialer{
-			NetDialContext:   nd.DialContext,
-			HandshakeTimeout: r.cfg.Timeout,
-			ReadBufferSize:   1024,
-			WriteBufferSize:  1024,
-			WriteBufferPool:  pool,
-		}
+		out[i] = r.tgt.wsDialer(r.cfg.Timeout, 1024, local)
+		out[i].WriteBufferPool = pool
 	}
 	return out
 }
@@ -254,14 +255,7 @@ func (r *idleRun) newDialers() []*websocket.Dialer {
 // maxCookieGETs), and returns the cookie of each node that answered, in
 // the order they answered.
 func (r *idleRun) collectCookies(stats *workerStats) []idleCookie {
-	hc := &fasthttp.HostClient{
-		Addr:                      r.addr,
-		Name:                      "tether-bench",
-		MaxConns:                  1,
-		ReadTimeout:               r.cfg.Timeout,
-		WriteTimeout:              r.cfg.Timeout,
-		MaxIdemponentCallAttempts: 1,
-	}
+	hc := r.tgt.hostClient(r.cfg.Timeout)
 	defer hc.CloseIdleConnections()
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
@@ -272,7 +266,7 @@ func (r *idleRun) collectCookies(stats *workerStats) []idleCookie {
 
 	var out []idleCookie
 	for range maxCookieGETs {
-		req.SetRequestURI("http://" + r.addr + "/")
+		req.SetRequestURI(r.tgt.url("/"))
 		if err := hc.DoDeadline(req, resp, r.deadline()); err != nil {
 			if r.ctx.Err() == nil {
 				stats.fail(errKind("http", err))
@@ -445,17 +439,7 @@ func (r *idleRun) deadline() time.Time {
 }
 
 // sleep waits d, or until the run ends.
-func (r *idleRun) sleep(d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-r.ctx.Done():
-	}
-}
+func (r *idleRun) sleep(d time.Duration) { sleepCtx(r.ctx, d) }
 
 // report merges the workers' counters.
 func (r *idleRun) report(elapsed time.Duration, idle *IdleReport, workers []*workerStats) *Report {
@@ -466,23 +450,7 @@ func (r *idleRun) report(elapsed time.Duration, idle *IdleReport, workers []*wor
 		Idle:     idle,
 		Errors:   make(map[string]int64),
 	}
-	nodes := make(map[string]*NodeReport)
-	for _, w := range workers {
-		for k, v := range w.errors {
-			rep.Errors[k] += v
-		}
-		for name, nr := range w.nodes {
-			sum := nodes[name]
-			if sum == nil {
-				sum = &NodeReport{Node: name}
-				nodes[name] = sum
-			}
-			sum.add(nr)
-		}
-		rep.StickyViolations += w.sticky.violated
-		rep.SessionsEnded += w.sticky.endedN
-	}
-	rep.Nodes = sortedNodes(nodes)
+	rep.merge(workers)
 	return rep
 }
 

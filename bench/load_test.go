@@ -91,9 +91,9 @@ func series(n int, step time.Duration) []time.Duration {
 
 func TestLatenciesMergeShards(t *testing.T) {
 	t.Parallel()
-	l := newLatencies()
+	l := newLatencies(time.Second)
 	for w := range 64 {
-		l.record(w, time.Duration(w+1)*time.Millisecond)
+		l.record(w, 0, time.Duration(w+1)*time.Millisecond)
 	}
 	s := l.summary()
 	if s.Count != 64 || s.Min != time.Millisecond || s.Max < 63*time.Millisecond {
@@ -152,7 +152,13 @@ func TestLoadConfigValidate(t *testing.T) {
 	}{
 		{"no target", func(c *LoadConfig) { c.Target = "" }, "--target"},
 		{"not loopback", func(c *LoadConfig) { c.Target = "http://10.1.2.3:80" }, "--target"},
-		{"https", func(c *LoadConfig) { c.Target = "https://127.0.0.1:8443" }, "--target"},
+		{"ftp", func(c *LoadConfig) { c.Target = "ftp://127.0.0.1:8443" }, "--target"},
+		{"tls-handshake over http", func(c *LoadConfig) { c.Scenario = ScenarioTLSHandshake }, "--target"},
+		{"rate", func(c *LoadConfig) { c.Rate = -1 }, "--rate"},
+		{"rate of idle", func(c *LoadConfig) { c.Scenario, c.Rate, c.PID = ScenarioIdle, 5, 1 }, "--rate"},
+		{"snapshot-bytes", func(c *LoadConfig) { c.SnapshotBytes = 3 }, "--snapshot-bytes"},
+		{"snapshot-every", func(c *LoadConfig) { c.SnapshotEvery = -1 }, "--snapshot-every"},
+		{"big-mb", func(c *LoadConfig) { c.BigMB = MaxBigMB + 1 }, "--big-mb"},
 		{"scenario", func(c *LoadConfig) { c.Scenario = "soak" }, "--scenario"},
 		{"duration", func(c *LoadConfig) { c.Duration = -time.Second }, "--duration"},
 		{"too long", func(c *LoadConfig) { c.Duration = 25 * time.Hour }, "--duration"},

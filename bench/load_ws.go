@@ -1,9 +1,9 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
+	"crypto/tls"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -12,41 +12,44 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// sessionWorker is one co-browse session of the ws scenario: a plain GET
-// for the sticky cookie, then a customer and an agent WebSocket carrying
-// it; the customer sends messages stamped with their send time, the agent
-// receives them (one in flight). A session that fails or ends starts anew.
+// sessionWorker is one session of the cobrowse (ws) or ws-echo scenario: a
+// plain GET for the sticky cookie, then a customer and an agent WebSocket
+// carrying it (the customer's messages are relayed to the agent), or one
+// echo WebSocket. A session that fails or ends starts anew.
 type sessionWorker struct {
 	run    *run
 	id     int
 	stats  *workerStats
+	echo   bool // ws-echo: one echo WebSocket instead of customer and agent
 	hc     *fasthttp.HostClient
 	dialer *websocket.Dialer
+	msgs   *streamer
 }
 
 func (w *sessionWorker) loop() {
 	r := w.run
-	w.hc = newHostClient(r)
+	w.hc = r.tgt.hostClient(r.cfg.Timeout)
 	defer w.hc.CloseIdleConnections()
-	w.dialer = &websocket.Dialer{
-		HandshakeTimeout: r.cfg.Timeout,
-		ReadBufferSize:   16 << 10,
-		WriteBufferSize:  16 << 10,
-	}
-	for attempt := 0; r.running(); attempt++ {
-		if !w.session(attempt) {
-			r.pause()
-		}
-	}
+	w.dialer = r.tgt.wsDialer(r.cfg.Timeout, 16<<10, nil)
+	w.msgs = r.newStreamer(w.id, r.cfg.Sessions, w.stats, opWS, "ws")
+	r.sessions(w.session)
 }
 
 // session runs one session until the run ends (true) or it fails (false).
 // A session ended by a 409 is not a failure of the run: stickiness counts it.
 func (w *sessionWorker) session(attempt int) bool {
 	r := w.run
-	id := r.prefix + "-" + strconv.Itoa(w.id) + "-" + strconv.Itoa(attempt)
+	id := r.streamID(w.id, attempt)
 	if !w.page() {
 		return false
+	}
+	if w.echo {
+		c := w.dial(id, "echo")
+		if c == nil {
+			return false
+		}
+		defer w.hangUp(c)
+		return w.msgs.drive(wsStream{out: c, in: c}, w.opened())
 	}
 	cust := w.dial(id, "customer")
 	if cust == nil {
@@ -58,43 +61,58 @@ func (w *sessionWorker) session(attempt int) bool {
 		return false
 	}
 	defer w.hangUp(agent)
-	w.stats.node(w.stats.sticky.node).WSSessions++
-	return w.relay(cust, agent)
+	return w.msgs.drive(wsStream{out: cust, in: agent}, w.opened())
+}
+
+// opened counts a session whose WebSockets opened, on its node.
+func (w *sessionWorker) opened() *NodeReport {
+	nr := w.stats.node(w.stats.sticky.node)
+	nr.WSSessions++
+	return nr
 }
 
 // page GETs / as a browser loads the co-browse page, for the cookie.
 func (w *sessionWorker) page() bool {
-	r := w.run
+	return getPage(w.run, w.hc, w.stats)
+}
+
+// getPage GETs / with the session's cookie (none at first) and observes the
+// answer; it reports whether the session may go on (200).
+func getPage(r *run, hc *fasthttp.HostClient, stats *workerStats) bool {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + r.addr + "/")
-	if c := w.stats.sticky.cookie; c != "" {
+	req.SetRequestURI(r.tgt.url("/"))
+	if c := stats.sticky.cookie; c != "" {
 		req.Header.SetCookie(r.cfg.Cookie, c)
 	}
-	if err := w.hc.DoDeadline(req, resp, r.deadline()); err != nil {
+	if err := hc.DoDeadline(req, resp, r.deadline()); err != nil {
 		if r.ctx.Err() == nil {
-			w.stats.fail(errKind("http", err))
+			stats.fail(errKind("http", err))
 		}
 		return false
 	}
-	var ck fasthttp.Cookie
-	ck.SetKey(r.cfg.Cookie)
-	setCookie := ""
-	if resp.Header.Cookie(&ck) {
-		setCookie = string(ck.Value())
-	}
 	status := resp.StatusCode()
-	w.stats.observe(status, string(resp.Header.Peek(HeaderNode)), setCookie)
+	stats.observe(status, string(resp.Header.Peek(HeaderNode)), setCookieOf(&resp.Header, r.cfg.Cookie))
 	switch status {
 	case fasthttp.StatusOK:
 		return true
 	case fasthttp.StatusConflict:
 		return false
 	}
-	w.stats.fail("http_status_" + strconv.Itoa(status))
+	stats.fail("http_status_" + strconv.Itoa(status))
 	return false
+}
+
+// setCookieOf is the value of the cookie named name that h sets; "" if none.
+func setCookieOf(h *fasthttp.ResponseHeader, name string) string {
+	var ck fasthttp.Cookie
+	ck.SetKey(name)
+	if h.Cookie(&ck) {
+		return string(ck.Value())
+	}
+	return ""
 }
 
 // dial opens the WebSocket of role in session id; nil if it failed or the
@@ -107,8 +125,7 @@ func (w *sessionWorker) dial(id, role string) *websocket.Conn {
 	}
 	ctx, cancel := context.WithDeadline(r.ctx, r.deadline())
 	defer cancel()
-	u := "ws://" + r.addr + PathWS + "?session=" + id + "&role=" + role
-	c, resp, err := w.dialer.DialContext(ctx, u, h)
+	c, resp, err := w.dialer.DialContext(ctx, r.tgt.wsURL(PathWS+"?session="+id+"&role="+role), h)
 	if resp != nil {
 		setCookie := ""
 		for _, ck := range resp.Cookies() {
@@ -130,53 +147,46 @@ func (w *sessionWorker) dial(id, role string) *websocket.Conn {
 		return nil
 	}
 	c.SetReadLimit(MaxMessageBytes)
+	if tc, ok := c.NetConn().(*tls.Conn); ok && w.stats.tls == nil {
+		w.stats.tls = tlsInfo(tc.ConnectionState())
+	}
 	return c
-}
-
-// relay sends messages customer → agent, one in flight, until the run
-// ends. Each carries its send time (since the run started, monotonic) and
-// its sequence number, then pattern bytes.
-func (w *sessionWorker) relay(cust, agent *websocket.Conn) bool {
-	r := w.run
-	node := w.stats.node(w.stats.sticky.node)
-	msg := make([]byte, r.cfg.MessageBytes)
-	Pattern(msg[minMessageBytes:], minMessageBytes)
-	for seq := uint64(0); r.running(); seq++ {
-		binary.BigEndian.PutUint64(msg[0:], uint64(time.Since(r.start)))
-		binary.BigEndian.PutUint64(msg[8:], seq)
-		_ = cust.SetWriteDeadline(r.deadline())
-		if err := cust.WriteMessage(websocket.BinaryMessage, msg); err != nil {
-			w.failOp("ws_write", err)
-			return false
-		}
-		_ = agent.SetReadDeadline(r.deadline())
-		kind, data, err := agent.ReadMessage()
-		if err != nil {
-			w.failOp("ws_read", err)
-			return false
-		}
-		now := time.Since(r.start)
-		if kind != websocket.BinaryMessage || len(data) != len(msg) ||
-			binary.BigEndian.Uint64(data[8:]) != seq || !bytes.Equal(data[minMessageBytes:], msg[minMessageBytes:]) {
-			w.stats.fail("ws_payload")
-			return false
-		}
-		r.wsLat.record(w.id, now-time.Duration(binary.BigEndian.Uint64(data)))
-		w.stats.wsOps++
-		w.stats.wsBytes += int64(len(data))
-		node.WSMessages++
-	}
-	return true
-}
-
-func (w *sessionWorker) failOp(op string, err error) {
-	if w.run.ctx.Err() == nil {
-		w.stats.fail(errKind(op, err))
-	}
 }
 
 // hangUp closes c with a Close frame and waits briefly for the answer.
 func (w *sessionWorker) hangUp(c *websocket.Conn) { hangUp(c, w.run.hardEnd) }
+
+// wsStream is a stream over WebSockets: messages written on out arrive on
+// in (the same connection for an echo).
+type wsStream struct {
+	out, in *websocket.Conn
+}
+
+var _ stream = wsStream{}
+
+// errMessageType is a message that is not binary.
+var errMessageType = errors.New("bench: not a binary message")
+
+func (s wsStream) send(msg []byte, deadline time.Time) error {
+	_ = s.out.SetWriteDeadline(deadline)
+	return s.out.WriteMessage(websocket.BinaryMessage, msg)
+}
+
+func (s wsStream) recv(deadline time.Time) ([]byte, error) {
+	_ = s.in.SetReadDeadline(deadline)
+	kind, data, err := s.in.ReadMessage()
+	if err == nil && kind != websocket.BinaryMessage {
+		err = errMessageType
+	}
+	return data, err
+}
+
+func (s wsStream) abort() {
+	_ = s.out.NetConn().Close()
+	_ = s.in.NetConn().Close()
+}
+
+func (s wsStream) lockstep() bool { return true }
 
 // hangUp closes c with a Close frame and waits for the answer, at most a
 // second and not past hardEnd.

@@ -70,6 +70,13 @@ type peerConfig struct {
 	WorkerConns  int        // nginx worker_connections: client and node sockets of one worker
 	MaxConns     int        // HAProxy maxconn: client connections
 	UpstreamIdle int        // idle keep-alive connections kept per node
+	TLS          *peerTLS   // a TLS listener too; nil for none
+}
+
+// peerTLS is the TLS listener of a peer: its address and certificate.
+type peerTLS struct {
+	Listen string // host:port on loopback
+	certPair
 }
 
 // newPeerConfig fills in the limits that follow from the others.
@@ -110,6 +117,16 @@ func (c peerConfig) check() error {
 	}
 	if c.Workers < 1 {
 		return fmt.Errorf("workers %d: want at least 1", c.Workers)
+	}
+	if c.TLS != nil {
+		if err := CheckLoopback(c.TLS.Listen); err != nil {
+			return fmt.Errorf("tls listen: %w", err)
+		}
+		for _, f := range []string{c.TLS.Cert, c.TLS.Key, c.TLS.PEM} {
+			if !filepath.IsAbs(f) || strings.ContainsAny(f, " \t\n;{}\"'#") {
+				return fmt.Errorf("certificate file %q: want an absolute path without spaces or quotes", f)
+			}
+		}
 	}
 	return nil
 }

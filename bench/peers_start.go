@@ -18,7 +18,8 @@ type peerEnv struct {
 	tetherArgs                                []string // added to tether's command line
 	nodes                                     []PeerNode
 	cookie                                    string
-	proxyCPUs                                 string // taskset list of the peer under test; "" for none
+	proxyCPUs                                 string               // taskset list of the peer under test; "" for none
+	certs                                     map[string]*certPair // by TLS scenario
 }
 
 // peerRun is one started peer: where the load goes and which processes
@@ -26,13 +27,15 @@ type peerEnv struct {
 type peerRun struct {
 	peer     string
 	addr     string // host:port the load targets
+	tlsAddr  string // host:port of its TLS listener; "" for none
 	proc     *proc  // the process started: tether, nginx's master, HAProxy, a node
 	measured []int  // processes whose CPU and memory are the peer's
 }
 
 // startPeer starts peer with workers workers in dir (its own directory:
-// configuration, pid file, logs) and waits until it answers.
-func startPeer(ctx context.Context, e *peerEnv, peer string, workers int, dir string) (*peerRun, error) {
+// configuration, pid file, logs) and waits until it answers. With cert it
+// also terminates TLS with it on a second listener.
+func startPeer(ctx context.Context, e *peerEnv, peer string, workers int, dir string, cert *certPair) (*peerRun, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("start %s: %w", peer, err)
 	}
@@ -51,10 +54,21 @@ func startPeer(ctx context.Context, e *peerEnv, peer string, workers int, dir st
 	if err != nil {
 		return nil, err
 	}
+	pc := newPeerConfig(addr, e.nodes, e.cookie, workers, dir)
+	if cert != nil {
+		tlsAddr, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		pc.TLS = &peerTLS{Listen: tlsAddr, certPair: *cert}
+	}
 	var argv, env []string
 	switch peer {
 	case PeerTether:
 		argv = []string{e.tetherBin, "--listen", addr, "--access-log=false", "--admin", "", "--log-level", "warn"}
+		if pc.TLS != nil {
+			argv = append(argv, "--tls-listen", pc.TLS.Listen, "--cert", cert.Cert, "--key", cert.Key)
+		}
 		for _, n := range e.nodes {
 			argv = append(argv, "--node", n.Name+"=http://"+n.Addr)
 		}
@@ -64,7 +78,7 @@ func startPeer(ctx context.Context, e *peerEnv, peer string, workers int, dir st
 		argv = append(argv, e.tetherArgs...)
 		env = goEnv
 	case PeerNginx, PeerHAProxy:
-		conf, err := writePeerConfig(e, peer, newPeerConfig(addr, e.nodes, e.cookie, workers, dir))
+		conf, err := writePeerConfig(e, peer, pc)
 		if err != nil {
 			return nil, err
 		}
@@ -81,6 +95,9 @@ func startPeer(ctx context.Context, e *peerEnv, peer string, workers int, dir st
 		return nil, err
 	}
 	r := &peerRun{peer: peer, addr: addr, proc: p, measured: []int{p.pid()}}
+	if pc.TLS != nil {
+		r.tlsAddr = pc.TLS.Listen
+	}
 	if peer == PeerNginx {
 		// The master only supervises: the workers carry the load.
 		workersUp := false

@@ -9,24 +9,40 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// Report is the outcome of RunLoad.
+// Report is the outcome of RunLoad. Each operation's figures are nil when
+// the scenario has none of them.
 type Report struct {
 	Target   string
 	Scenario string
 	Elapsed  time.Duration
-	// HTTP is the GET load (nil when the scenario has none): Ops are
-	// requests answered 200 with the whole body, latency from send to the
-	// last body byte.
+	// Rate is the open loop's operations a second per connection or
+	// session; 0 for a closed loop.
+	Rate float64
+	// HTTP: requests answered 200 with the whole body, latency from send
+	// to the last body byte.
 	HTTP *OpReport
-	// WS is the WebSocket load (nil when the scenario has none): Ops are
-	// messages relayed customer → agent, latency from send to receipt.
+	// WS: messages relayed customer → agent (cobrowse) or echoed (ws-echo),
+	// latency from send to receipt.
 	WS *OpReport
+	// Poll: messages relayed customer → agent over long polls.
+	Poll *OpReport
+	// Snapshot: the DOM snapshots among the messages, apart.
+	Snapshot *OpReport
+	// Upload and Download: the transfers of big, latency of the whole.
+	Upload, Download *OpReport
+	// Handshake: new TLS connections, each with one GET; latency from the
+	// connect to the answer's last byte.
+	Handshake *OpReport
+	// TLS is what the first TLS connection negotiated; nil for plain.
+	TLS *TLSInfo
 	// Idle is what the idle scenario measured (nil for the others).
 	Idle *IdleReport
 	// Errors counts failed operations by kind, e.g. "http_timeout",
-	// "http_status_502", "ws_read_close_1012".
+	// "http_status_502", "ws_read_close_1012", "ws_lost".
 	Errors map[string]int64
 	// StickyViolations counts answers from the wrong node (see stickiness).
 	StickyViolations int64
@@ -37,12 +53,52 @@ type Report struct {
 	Nodes []NodeReport
 }
 
+// opField is the field of rep holding kind k.
+func (r *Report) opField(k opKind) **OpReport {
+	return [numOps]**OpReport{&r.HTTP, &r.WS, &r.Poll, &r.Snapshot, &r.Upload, &r.Download, &r.Handshake}[k]
+}
+
+// namedOp is an operation's figures with its name in reports.
+type namedOp struct {
+	name string
+	*OpReport
+}
+
+// ops lists the figures of the run's operations, in report order.
+func (r *Report) ops() []namedOp {
+	var out []namedOp
+	for k := range numOps {
+		if op := *r.opField(k); op != nil {
+			out = append(out, namedOp{opNames[k], op})
+		}
+	}
+	return out
+}
+
 // OpReport is the load of one kind of operation.
 type OpReport struct {
 	Ops       int64
 	Bytes     int64
 	PerSecond float64
 	Latency   LatencySummary
+	// Timeline is the latency over the run, an interval at a time (a
+	// second, wider for runs over ten minutes).
+	Timeline []TimelinePoint
+	hist     *hdrhistogram.Histogram // all latencies, for the percentile plot
+}
+
+// TLSInfo is what a TLS connection to the target negotiated.
+type TLSInfo struct {
+	Version string `json:"version"` // e.g. "TLS 1.3"
+	Cipher  string `json:"cipher"`  // e.g. "TLS_AES_128_GCM_SHA256"
+	Group   string `json:"group"`   // the key exchange, e.g. "X25519"
+	KeyType string `json:"key"`     // the server certificate's key, e.g. "ECDSA P-256" or "RSA-2048"
+	Resumed bool   `json:"resumed"` // a resumed session (never, as the load's clients keep none)
+}
+
+// String is i for people: "ECDSA P-256, TLS 1.3, TLS_AES_128_GCM_SHA256, X25519".
+func (i *TLSInfo) String() string {
+	return i.KeyType + ", " + i.Version + ", " + i.Cipher + ", " + i.Group
 }
 
 // NodeReport is what the clients saw of one node.
@@ -70,9 +126,22 @@ func sortedNodes(m map[string]*NodeReport) []NodeReport {
 }
 
 // ErrorCount is the sum of Errors.
-func (r *Report) ErrorCount() int64 {
+func (r *Report) ErrorCount() int64 { return sumCounts(r.Errors) }
+
+// writeCounts prints the counts of m, a line each in the order of the
+// keys, indented.
+func writeCounts(b *strings.Builder, m map[string]int64) {
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(tw, "  %s\t%d\t\n", k, m[k])
+	}
+	tw.Flush()
+}
+
+// sumCounts is the sum of the counts of m.
+func sumCounts(m map[string]int64) int64 {
 	var n int64
-	for _, v := range r.Errors {
+	for _, v := range m {
 		n += v
 	}
 	return n
@@ -86,7 +155,14 @@ func (r *Report) Failed() bool {
 // WriteText prints the report as tables for people.
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "load %s -> %s for %.2fs\n\n", r.Scenario, r.Target, r.Elapsed.Seconds())
+	loop := "closed loop"
+	if r.Rate > 0 {
+		loop = fmt.Sprintf("open loop at %g/s per connection or session, latency from the scheduled send", r.Rate)
+	}
+	fmt.Fprintf(&b, "load %s -> %s for %.2fs, %s\n\n", r.Scenario, r.Target, r.Elapsed.Seconds(), loop)
+	if r.TLS != nil {
+		fmt.Fprintf(&b, "tls: %s\n\n", r.TLS)
+	}
 
 	if r.Idle != nil {
 		r.Idle.writeText(&b)
@@ -95,18 +171,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 
 	fmt.Fprintf(&b, "\nsessions ended %d, sticky violations %d, errors %d\n", r.SessionsEnded, r.StickyViolations, r.ErrorCount())
-	if len(r.Errors) > 0 {
-		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
-			fmt.Fprintf(tw, "  %s\t%d\t\n", k, r.Errors[k])
-		}
-		tw.Flush()
-	}
+	writeCounts(&b, r.Errors)
 
 	if len(r.Nodes) > 0 {
 		b.WriteString("\n")
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "node\trequests\t409s\tws sessions\tws messages\t")
+		fmt.Fprintln(tw, "node\trequests\t409s\tsessions\tmessages\t")
 		for _, n := range r.Nodes {
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", n.Node, n.Requests, n.Status409, n.WSSessions, n.WSMessages)
 		}
@@ -121,23 +191,23 @@ func (r *Report) WriteText(w io.Writer) error {
 	return err
 }
 
-// writeOps prints the table of the http and ws operations.
+// writeOps prints the table of the operations.
 func (r *Report) writeOps(b *strings.Builder) {
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\tops\tops/s\tMB/s\tp50\tp90\tp99\tp99.9\tmax\t")
-	for _, op := range []struct {
-		name string
-		r    *OpReport
-	}{{"http", r.HTTP}, {"ws", r.WS}} {
-		if op.r == nil {
-			continue
-		}
-		l := op.r.Latency
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", op.name, op.r.Ops, op.r.PerSecond,
-			float64(op.r.Bytes)/r.Elapsed.Seconds()/1e6,
+	for _, op := range r.ops() {
+		l := op.Latency
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", op.name, op.Ops, op.PerSecond,
+			float64(op.Bytes)/r.Elapsed.Seconds()/1e6,
 			fmtLatency(l.P50), fmtLatency(l.P90), fmtLatency(l.P99), fmtLatency(l.P999), fmtLatency(l.Max))
 	}
 	tw.Flush()
+	for _, op := range []namedOp{{"upload", r.Upload}, {"download", r.Download}} {
+		if op.OpReport != nil && op.Latency.P50 > 0 {
+			fmt.Fprintf(b, "%s: %.1f MB/s per transfer (median), %d MB each\n", op.name,
+				float64(op.Bytes)/float64(max(op.Ops, 1))/op.Latency.P50.Seconds()/1e6, op.Bytes/max(op.Ops, 1)/1e6)
+		}
+	}
 }
 
 // fmtLatency prints d with three significant digits.
@@ -166,11 +236,19 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		P999  int64   `json:"p99_9"`
 		Max   int64   `json:"max"`
 	}
+	type pointJSON struct {
+		AtS   float64 `json:"at_s"`
+		Count int64   `json:"count"`
+		P50   int64   `json:"p50_us"`
+		P99   int64   `json:"p99_us"`
+		Max   int64   `json:"max_us"`
+	}
 	type opJSON struct {
 		Ops       int64       `json:"ops"`
 		Bytes     int64       `json:"bytes"`
 		PerSecond float64     `json:"per_second"`
 		LatencyUS latencyJSON `json:"latency_us"`
+		Timeline  []pointJSON `json:"timeline"`
 	}
 	type nodeJSON struct {
 		Node       string `json:"node"`
@@ -184,11 +262,15 @@ func (r *Report) WriteJSON(w io.Writer) error {
 			return nil
 		}
 		l := o.Latency
+		points := make([]pointJSON, 0, len(o.Timeline))
+		for _, p := range o.Timeline {
+			points = append(points, pointJSON{p.At.Seconds(), p.Count, p.P50.Microseconds(), p.P99.Microseconds(), p.Max.Microseconds()})
+		}
 		return &opJSON{Ops: o.Ops, Bytes: o.Bytes, PerSecond: o.PerSecond, LatencyUS: latencyJSON{
 			Count: l.Count, Min: l.Min.Microseconds(), Mean: float64(l.Mean) / float64(time.Microsecond),
 			P50: l.P50.Microseconds(), P90: l.P90.Microseconds(), P99: l.P99.Microseconds(),
 			P999: l.P999.Microseconds(), Max: l.Max.Microseconds(),
-		}}
+		}, Timeline: points}
 	}
 	nodes := make([]nodeJSON, 0, len(r.Nodes))
 	for _, n := range r.Nodes {
@@ -202,8 +284,15 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		Target           string           `json:"target"`
 		Scenario         string           `json:"scenario"`
 		ElapsedS         float64          `json:"elapsed_s"`
+		Rate             float64          `json:"rate"`
 		HTTP             *opJSON          `json:"http,omitempty"`
 		WS               *opJSON          `json:"ws,omitempty"`
+		Poll             *opJSON          `json:"poll,omitempty"`
+		Snapshot         *opJSON          `json:"snapshot,omitempty"`
+		Upload           *opJSON          `json:"upload,omitempty"`
+		Download         *opJSON          `json:"download,omitempty"`
+		Handshake        *opJSON          `json:"handshake,omitempty"`
+		TLS              *TLSInfo         `json:"tls,omitempty"`
 		Idle             *idleJSON        `json:"idle,omitempty"`
 		Errors           map[string]int64 `json:"errors"`
 		ErrorCount       int64            `json:"error_count"`
@@ -212,8 +301,9 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		Nodes            []nodeJSON       `json:"nodes"`
 		Failed           bool             `json:"failed"`
 	}{
-		Target: r.Target, Scenario: r.Scenario, ElapsedS: r.Elapsed.Seconds(),
-		HTTP: op(r.HTTP), WS: op(r.WS), Idle: r.Idle.json(), Errors: errs, ErrorCount: r.ErrorCount(),
+		Target: r.Target, Scenario: r.Scenario, ElapsedS: r.Elapsed.Seconds(), Rate: r.Rate,
+		HTTP: op(r.HTTP), WS: op(r.WS), Poll: op(r.Poll), Snapshot: op(r.Snapshot),
+		Upload: op(r.Upload), Download: op(r.Download), Handshake: op(r.Handshake), TLS: r.TLS, Idle: r.Idle.json(), Errors: errs, ErrorCount: r.ErrorCount(),
 		StickyViolations: r.StickyViolations, SessionsEnded: r.SessionsEnded,
 		Nodes: nodes, Failed: r.Failed(),
 	})

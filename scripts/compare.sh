@@ -3,10 +3,14 @@
 # nothing in front) on loopback. Installs nginx and HAProxy from Debian's
 # packages when missing, then runs `tether-bench compare`, which starts two
 # fake nodes and each peer in turn on ports chosen at run time, runs the
-# http, ws-echo and idle scenarios round after round, stops everything it
-# started by PID and prints a Markdown table of medians (BENCHMARKS.md).
+# http, ws-echo, wss-echo, tls-rsa, tls-ecdsa and idle scenarios round after
+# round (TLS with an RSA-2048 and an ECDSA P-256 certificate it generates,
+# the same for every peer), stops everything it started by PID and prints
+# Markdown tables of medians (BENCHMARKS.md). It first prints an estimate of
+# how long that takes (about 7.5 minutes with the defaults).
 #
 # Flags are passed on: scripts/compare.sh --rounds 5 --duration 10s
+#                      scripts/compare.sh --scenarios http,tls-ecdsa
 # Builds nothing: run `make build` first (BIN=dir picks other binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -16,6 +16,7 @@ source scripts/lib.sh
 BIN=${BIN:-bin}
 N=${1:-5000}
 HOLD=${HOLD:-10s}
+SETTLE=${SETTLE:-2s} # how long after the last session opened the figures are read
 SOURCE_IPS=${SOURCE_IPS:-1}
 
 for b in tether tether-bench; do
@@ -44,7 +45,7 @@ echo "tether (pid $tether_pid) on 127.0.0.1:$tp in front of CB_Server_1 (:$n1) a
 echo "open-files limit: $(grep 'Max open files' "/proc/$tether_pid/limits" | awk '{print "soft " $4 ", hard " $5}'); $N idle sessions for $HOLD"
 status=0
 "$BIN/tether-bench" load --target "http://127.0.0.1:$tp" --scenario idle --sessions "$N" \
-  --pid "$tether_pid" --hold "$HOLD" --source-ips "$SOURCE_IPS" --log-level warn || status=$?
+  --pid "$tether_pid" --hold "$HOLD" --settle "$SETTLE" --source-ips "$SOURCE_IPS" --log-level warn || status=$?
 if ! kill -0 "$tether_pid" 2>/dev/null; then
   echo "tether exited during the run; its log: $logdir/tether.log" >&2
   status=1

@@ -3,6 +3,8 @@
 //
 //	tether-bench node --name CB_Server_1 --listen 127.0.0.1:8700
 //	tether-bench load --target http://127.0.0.1:8080 --scenario mixed --duration 5s
+//	tether-bench load --target http://127.0.0.1:8080 --scenario cobrowse --rate 50 --plot cobrowse.png
+//	tether-bench load --target https://127.0.0.1:8443 --insecure --scenario tls-handshake --conns 8
 //	tether-bench load --target http://127.0.0.1:8080 --scenario idle --sessions 5000 --pid PID
 //	tether-bench load --target http://127.0.0.1:8080 --scenario failover --sessions 2000 \
 //	    --admin http://127.0.0.1:9090 --kill-node CB_Server_1 --node-url http://127.0.0.1:8700
@@ -186,7 +188,12 @@ func serve(node *bench.Node, ln net.Listener, served chan<- error) {
 
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newCommand("load", "Drives co-browse traffic at a target (tether or a node) for a while, then prints\n"+
-		"latency percentiles, throughput, errors, sticky violations and a per-node summary.\n"+
+		"latency percentiles, throughput, errors, sticky violations and a per-node summary,\n"+
+		"with a progress line a second on stderr. An https:// target is spoken to over TLS\n"+
+		"(WebSockets over wss); --insecure accepts a self-signed certificate.\n"+
+		"Without --rate each connection or session runs a closed loop (one operation in flight,\n"+
+		"the next when it ends); --rate R runs an open loop of R operations a second per\n"+
+		"connection or session, latency from each one's scheduled start (as wrk2).\n"+
 		"The idle scenario instead holds --sessions echo WebSockets idle and reports the RSS\n"+
 		"and descriptors per session of the target process --pid.\n"+
 		"The failover scenario opens --sessions echo WebSockets on --kill-node through tether,\n"+
@@ -196,13 +203,21 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cfg bench.LoadConfig
 	c.fs.StringVar(&cfg.Target, "target", "http://127.0.0.1:8080", "base URL of tether or of a node (loopback only)")
 	c.fs.StringVar(&cfg.Scenario, "scenario", bench.ScenarioMixed,
-		"http (keep-alive GETs), ws (customer/agent WebSocket sessions), mixed (both), idle (idle WebSockets; see --pid) or failover (see --kill-node)")
+		"http (keep-alive GETs), cobrowse or ws (customer → agent WebSocket sessions), ws-echo (echo WebSockets, round trips), "+
+			"longpoll (cobrowse over POST /cobrowse/send and GET /cobrowse/poll), mixed (http and cobrowse), "+
+			"big (--big-mb uploads and downloads), tls-handshake (new TLS connections, https target), "+
+			"idle (idle WebSockets; see --pid) or failover (see --kill-node)")
 	c.fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "how long to start new requests and messages")
-	c.fs.IntVar(&cfg.Conns, "conns", 8, "keep-alive HTTP connections (http, mixed)")
-	c.fs.IntVar(&cfg.Sessions, "sessions", 20, fmt.Sprintf("co-browse sessions, two WebSockets each (ws, mixed); "+
+	c.fs.IntVar(&cfg.Conns, "conns", 8, "keep-alive HTTP connections (http, mixed, big); clients handshaking at once (tls-handshake)")
+	c.fs.IntVar(&cfg.Sessions, "sessions", 20, fmt.Sprintf("co-browse sessions (cobrowse, longpoll, mixed); echo WebSockets (ws-echo); "+
 		"echo WebSockets held idle (idle, at most %d)", bench.MaxIdleSessions))
+	c.fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: operations a second per connection or session (total = rate × conns or sessions); 0: closed loop")
 	c.fs.IntVar(&cfg.ResourceBytes, "bytes", 1024, "body size of each GET /cobrowse/resource")
-	c.fs.IntVar(&cfg.MessageBytes, "msg-bytes", 2048, "size of each WebSocket message (at least 16)")
+	c.fs.IntVar(&cfg.MessageBytes, "msg-bytes", 2048, "size of each message, a DOM update (at least 16)")
+	c.fs.IntVar(&cfg.SnapshotBytes, "snapshot-bytes", 256<<10, "size of a DOM snapshot message")
+	c.fs.IntVar(&cfg.SnapshotEvery, "snapshot-every", 100, "every K-th message of a session is a snapshot (cobrowse, longpoll, mixed, ws-echo); 0: none")
+	c.fs.IntVar(&cfg.BigMB, "big-mb", 10, "big: size of each upload and download, in MB (1,000,000 bytes)")
+	c.fs.BoolVar(&cfg.Insecure, "insecure", false, "https target: skip the verification of its certificate (self-signed test certificates)")
 	c.fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Second, "limit of each request, handshake and message")
 	c.fs.StringVar(&cfg.Cookie, "cookie", bench.DefaultCookie, "stickiness cookie name")
 	c.fs.IntVar(&cfg.PID, "pid", 0, "idle: process whose RSS, descriptors and threads are read (tether's)")
@@ -216,6 +231,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c.fs.StringVar(&fcfg.NodeURL, "node-url", "", "failover: base URL of that node itself, for POST /cobrowse/_ctl/health")
 	c.fs.DurationVar(&fcfg.ExpectSpread, "expect-spread", 0, "failover: tether's --evict-spread; clients may be told up to this + 1s after detection")
 	asJSON := c.fs.Bool("json", false, "print one JSON object instead of tables")
+	plotFile := c.fs.String("plot", "", "write latency over time and by percentile to this PNG file (not idle, failover)")
 	if code := c.parse(args, stdout, stderr); code >= 0 {
 		return code
 	}
@@ -235,6 +251,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		v    int
 	}{
 		{"--conns", cfg.Conns}, {"--sessions", cfg.Sessions}, {"--bytes", cfg.ResourceBytes + 1}, {"--msg-bytes", cfg.MessageBytes},
+		{"--snapshot-bytes", cfg.SnapshotBytes}, {"--snapshot-every", cfg.SnapshotEvery + 1}, {"--big-mb", cfg.BigMB},
 		{"--source-ips", cfg.SourceIPs}, {"--concurrency", cfg.Concurrency},
 	} {
 		if f.v <= 0 {
@@ -246,6 +263,9 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := cfg.Validate(); err != nil {
 		return c.bad(stderr, err.Error())
+	}
+	if *plotFile != "" && (cfg.Scenario == bench.ScenarioIdle || cfg.Scenario == bench.ScenarioFailover) {
+		return c.bad(stderr, fmt.Sprintf("--plot: the %s scenario measures no latencies to plot", cfg.Scenario))
 	}
 
 	var rep interface {
@@ -260,7 +280,16 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		rep, err = bench.RunFailover(ctx, fcfg, log)
 	} else {
-		rep, err = bench.RunLoad(ctx, cfg, log)
+		var lr *bench.Report
+		lr, err = bench.RunLoad(ctx, cfg, log)
+		if err == nil && *plotFile != "" {
+			if perr := lr.WritePlot(*plotFile); perr != nil {
+				log.Error().Err(perr).Msg("plot")
+				return 1
+			}
+			log.Info().Str("file", *plotFile).Msg("plot written")
+		}
+		rep = lr
 	}
 	if err != nil {
 		return c.bad(stderr, err.Error())
@@ -283,8 +312,10 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newCommand("compare", "Starts two fake nodes, then tether, nginx, HAProxy and a node alone (direct) in turn\n"+
 		"in front of them on loopback, runs each scenario against each, round after round, and\n"+
-		"prints the machine, the versions, the pinning and a Markdown table of medians with\n"+
-		"each figure's ratio to the best of nginx and HAProxy. Progress goes to stderr.")
+		"prints the machine, the versions, the pinning and Markdown tables of medians with\n"+
+		"each figure's ratio to the best of nginx and HAProxy. The TLS scenarios use an RSA-2048\n"+
+		"and an ECDSA P-256 certificate generated for the run, the same files for every peer.\n"+
+		"Progress (and first an estimate of the time it takes) goes to stderr.")
 	var cfg bench.CompareConfig
 	c.fs.StringVar(&cfg.TetherBin, "tether-bin", "bin/tether", "tether's binary")
 	c.fs.StringVar(&cfg.NginxBin, "nginx-bin", "nginx", "nginx's binary")
@@ -292,11 +323,13 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	c.fs.StringVar(&cfg.Templates, "templates", "scripts/compare", "directory of nginx.conf.tmpl and haproxy.cfg.tmpl")
 	tetherFlags := c.fs.String("tether-flags", "", "more flags for tether, space-separated (e.g. \"--admin 127.0.0.1:9191 --pprof\")")
 	peers := c.fs.String("peers", strings.Join(bench.DefaultComparePeers, ","), "peers, in the order of each round")
-	scenarios := c.fs.String("scenarios", strings.Join(bench.DefaultCompareScenarios, ","), "scenarios run against each peer")
+	scenarios := c.fs.String("scenarios", strings.Join(bench.DefaultCompareScenarios, ","),
+		"scenarios run against each peer (wss-echo, tls-rsa and tls-ecdsa go through the peers' TLS listeners; direct skips them)")
 	c.fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds: every peer runs every scenario once per round")
-	c.fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of each http and ws-echo run")
+	c.fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of each http, ws-echo, wss-echo and tls-* run")
 	c.fs.IntVar(&cfg.Conns, "conns", 32, "http: keep-alive connections")
-	c.fs.IntVar(&cfg.Sessions, "sessions", 32, "ws-echo: WebSockets, one message in flight each")
+	c.fs.IntVar(&cfg.TLSConns, "tls-conns", 8, "tls-rsa, tls-ecdsa: clients handshaking at once")
+	c.fs.IntVar(&cfg.Sessions, "sessions", 32, "ws-echo, wss-echo: WebSockets, one message in flight each")
 	c.fs.IntVar(&cfg.ResourceBytes, "bytes", 1024, "http: body size of each GET")
 	c.fs.IntVar(&cfg.MessageBytes, "msg-bytes", 256, "ws-echo: message size (at least 16)")
 	c.fs.IntVar(&cfg.IdleSessions, "idle-sessions", 2000, "idle: WebSockets held idle")

@@ -5,6 +5,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +35,13 @@ func TestRunExitCodes(t *testing.T) {
 		{"bad target", []string{"load", "--target", "http://192.0.2.1:80"}, 2, "", "--target"},
 		{"no conns", []string{"load", "--conns", "0"}, 2, "", "--conns"},
 		{"bad duration", []string{"load", "--duration", "soon"}, 2, "", "-duration"},
+		{"bad rate", []string{"load", "--rate", "-1"}, 2, "", "--rate"},
+		{"no snapshot bytes", []string{"load", "--snapshot-bytes", "0"}, 2, "", "--snapshot-bytes"},
+		{"tls-handshake over http", []string{"load", "--scenario", "tls-handshake"}, 2, "", "https://"},
+		{"plot of idle", []string{"load", "--scenario", "idle", "--pid", "1", "--plot", "x.png"}, 2, "", "--plot"},
+		{"load help names the scenarios", []string{"load", "--help"}, 0, "tls-handshake", ""},
+		{"compare bad scenario", []string{"compare", "--scenarios", "http,tls"}, 2, "", "--scenarios"},
+		{"compare help", []string{"compare", "--help"}, 0, "-tls-conns", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -94,6 +103,27 @@ func TestNodeAndLoad(t *testing.T) {
 	}
 	if !strings.HasPrefix(stdout.String(), "{") || !strings.Contains(stdout.String(), `"node":"CB_T"`) {
 		t.Errorf("load JSON %q", stdout.String())
+	}
+
+	// An open loop of co-browse sessions, with its plot.
+	plot := filepath.Join(t.TempDir(), "cobrowse.png")
+	stdout.Reset()
+	stderr.Reset()
+	code = run(context.Background(), []string{"load", "--target", "http://" + addr, "--scenario", "cobrowse", "--duration", "1100ms",
+		"--sessions", "2", "--rate", "100", "--snapshot-every", "10", "--snapshot-bytes", "8192", "--plot", plot, "--log-level", "warn"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("cobrowse exit %d: %s %s", code, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{"open loop at 100/s", "snapshot ", "\nOK\n"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("report lacks %q: %s", want, stdout.String())
+		}
+	}
+	if !strings.Contains(stderr.String(), "load cobrowse 1s/1.1s: ws ") {
+		t.Errorf("no progress line: %q", stderr.String())
+	}
+	if fi, err := os.Stat(plot); err != nil || fi.Size() < 1000 {
+		t.Errorf("plot %s: %v", plot, err)
 	}
 
 	cancel()
