@@ -274,6 +274,8 @@ type splice struct {
 	// told is the Close code tether wrote to the client; once set, the node
 	// side is closed and toNode discards what the client still sends.
 	told atomic.Uint32
+	// linger is when a told client's linger ends (unix nanos); 0 before.
+	linger atomic.Int64
 	// track follows frame boundaries of node→client bytes when ws is set;
 	// only toClient touches it.
 	track frameTracker
@@ -381,7 +383,9 @@ func (s *splice) tellClient(code uint16) error {
 		return err
 	}
 	closeWrite(s.client)
-	return s.client.SetReadDeadline(time.Now().Add(closeLinger))
+	end := time.Now().Add(closeLinger)
+	s.linger.Store(end.UnixNano())
+	return s.client.SetReadDeadline(end)
 }
 
 // pump is one direction's loop: wait until h.src is readable holding nothing,
@@ -391,18 +395,25 @@ func (s *splice) tellClient(code uint16) error {
 // the stacks of the goroutines parked in it.
 func (s *splice) pump(h *half) error {
 	down := h == &s.down
+	hot := false // bytes just moved: read again at once, holding the buffer
 	for {
 		if down && s.evict.Load() != 0 {
 			return errEvicting
 		}
-		if err := waitReadable(h.src); err != nil {
+		if hot {
+			// A busy session's next message usually follows within
+			// milliseconds: a direct read with a short deadline costs one
+			// system call where a readiness wait costs two. Past the hot
+			// window the copier goes back to waiting with no buffer.
+			if err := h.src.SetReadDeadline(time.Now().Add(hotWindow)); err != nil {
+				return err
+			}
+		} else if err := waitReadable(h.src); err != nil {
 			if err = s.readDeadline(h, err); err != nil {
 				return err
 			}
 			continue
 		}
-		// src is readable and this copier is its only reader, so Read
-		// returns at once (for a *tls.Conn it may block, holding bp).
 		bp := s.g.getBuf()
 		n, err := h.src.Read(*bp)
 		if n > 0 {
@@ -415,6 +426,15 @@ func (s *splice) pump(h *half) error {
 			}
 		}
 		s.g.putBuf(bp)
+		if hot && n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			// Quiet now: back to the idle clock's deadline, and to waiting.
+			hot = false
+			if err := h.src.SetReadDeadline(s.idleDeadline()); err != nil {
+				return err
+			}
+			continue
+		}
+		hot = n > 0 && err == nil && s.told.Load() == 0
 		switch {
 		case err == nil:
 		case err == io.EOF:
@@ -425,6 +445,19 @@ func (s *splice) pump(h *half) error {
 			}
 		}
 	}
+}
+
+// idleDeadline is the read deadline a copier returns to after its hot
+// window: the end of closeLinger once the client was told, else IdleTimeout
+// after the last byte moved, or none.
+func (s *splice) idleDeadline() time.Time {
+	if l := s.linger.Load(); l != 0 {
+		return time.Unix(0, l)
+	}
+	if s.idle <= 0 {
+		return time.Time{}
+	}
+	return s.start.Add(time.Duration(s.last.Load()) + s.idle)
 }
 
 // send writes all of p to h.dst under the write timeout. The deadline is
@@ -538,7 +571,7 @@ func wrapSplice(dir string, err error) error {
 // conn after the other direction ended.
 func peerGone(err error) bool {
 	return errors.Is(err, io.EOF) ||
-		errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) ||
 		errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, syscall.ENOTCONN)
