@@ -49,7 +49,13 @@ func (n *Node) healthLoop() {
 			bad++
 			msg := err.Error()
 			n.lastError.Store(&msg)
-			n.log.Warn().Err(err).Int("fails", bad).Msg("health probe failed")
+			if n.State() != StateDown {
+				// Counting toward --fall; once down, the state change was
+				// logged and further failed probes are Debug only.
+				n.log.Warn().Err(err).Int("fails", bad).Msg("health probe failed")
+			} else {
+				n.log.Debug().Err(err).Msg("health probe failed")
+			}
 			if bad >= cfg.Fall {
 				n.setState(StateDown, msg)
 			}
