@@ -258,10 +258,3 @@ func (p *Pool) Close() error {
 	}
 	return nil
 }
-
-// closed reports whether Close has been called.
-func (p *Pool) closed() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.close
-}

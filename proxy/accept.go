@@ -50,10 +50,7 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 // and aborted handshakes.
 func isTemporary(err error) bool {
 	var se *os.SyscallError
-	if errors.As(err, &se) {
-		return true
-	}
-	return false
+	return errors.As(err, &se)
 }
 
 // conn is one client connection. Its goroutine runs serve; between

@@ -4,7 +4,6 @@ import (
 	"io"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/tether-lb/tether/pool"
 )
@@ -37,24 +36,6 @@ func (r *testRegistry) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.sessions)
-}
-
-// startWS starts a WebSocket splice registered with reg and returns its rig
-// and its Evictor.
-func startWS(t *testing.T, reg *testRegistry) (*rig, pool.Evictor) {
-	lb := newPairMaker(t)
-	r := startSplice(t, lb, testSplicer(), func(s *Session, _ *rig) {
-		s.WebSocket = true
-		s.Registry = reg
-	})
-	t.Cleanup(r.close)
-	select {
-	case e := <-reg.added:
-		return r, e
-	case <-time.After(spliceBound):
-		t.Fatal("session never registered")
-		return nil, nil
-	}
 }
 
 // readAll reads c to EOF (bounded) and returns what came.

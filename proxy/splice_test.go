@@ -169,9 +169,6 @@ func (f *hashFlow) check(t *testing.T, dir string, want int) {
 	}
 }
 
-func (r *rig) clientEnd() *net.TCPConn { return r.client }
-func (r *rig) nodeEnd() *net.TCPConn   { return r.node }
-
 func writeOnce(c net.Conn, b []byte, done chan<- error) {
 	_, err := c.Write(b)
 	done <- err
