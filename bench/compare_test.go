@@ -130,7 +130,7 @@ func TestPeerConfigRefusesUnsafeValues(t *testing.T) {
 		{"no nodes", newPeerConfig("127.0.0.1:1", nil, DefaultCookie, 1, "/tmp")},
 		{"name with a space", testPeerConfig("/tmp", PeerNode{"a b", "127.0.0.1:1"})},
 		{"name with a brace", testPeerConfig("/tmp", PeerNode{"a}", "127.0.0.1:1"})},
-		{"node off loopback", testPeerConfig("/tmp", PeerNode{"a", "10.0.0.1:80"})},
+		{"node off loopback", testPeerConfig("/tmp", PeerNode{"a", "192.0.2.1:80"})},
 		{"cookie with a semicolon", newPeerConfig("127.0.0.1:1", []PeerNode{{"a", "127.0.0.1:1"}}, "c;", 1, "/tmp")},
 		{"no worker", newPeerConfig("127.0.0.1:1", []PeerNode{{"a", "127.0.0.1:1"}}, DefaultCookie, 0, "/tmp")},
 	} {

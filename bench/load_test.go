@@ -151,7 +151,7 @@ func TestLoadConfigValidate(t *testing.T) {
 		flag string
 	}{
 		{"no target", func(c *LoadConfig) { c.Target = "" }, "--target"},
-		{"not loopback", func(c *LoadConfig) { c.Target = "http://10.1.2.3:80" }, "--target"},
+		{"not loopback", func(c *LoadConfig) { c.Target = "http://192.0.2.3:80" }, "--target"},
 		{"ftp", func(c *LoadConfig) { c.Target = "ftp://127.0.0.1:8443" }, "--target"},
 		{"tls-handshake over http", func(c *LoadConfig) { c.Scenario = ScenarioTLSHandshake }, "--target"},
 		{"rate", func(c *LoadConfig) { c.Rate = -1 }, "--rate"},

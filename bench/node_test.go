@@ -328,7 +328,7 @@ func TestNodeEchoHeaders(t *testing.T) {
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	req := "GET /cobrowse/echo-headers?a=1&b=%20 HTTP/1.1\r\n" +
 		"Host: example.test\r\n" +
-		"X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n" +
+		"X-Forwarded-For: 192.0.2.1, 127.0.0.1\r\n" +
 		"X-Real-IP: 127.0.0.1\r\n" +
 		"Cookie: gcbSessionServer=CB_1\r\n" +
 		"X-Forwarded-Proto: https\r\n" +
@@ -346,7 +346,7 @@ func TestNodeEchoHeaders(t *testing.T) {
 	}
 	want := "GET /cobrowse/echo-headers?a=1&b=%20 HTTP/1.1\n" +
 		"Host: example.test\n" +
-		"X-Forwarded-For: 10.0.0.1, 127.0.0.1\n" +
+		"X-Forwarded-For: 192.0.2.1, 127.0.0.1\n" +
 		"X-Real-Ip: 127.0.0.1\n" +
 		"Cookie: gcbSessionServer=CB_1\n" +
 		"X-Forwarded-Proto: https\n" +
