@@ -244,3 +244,39 @@ func TestTLSBadCertificateFilesExit2(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSClientsToldWhenNodeDies: wss clients of a node that goes down are
+// told 1012 like plain ones, and their sticky https requests fail over.
+func TestTLSClientsToldWhenNodeDies(t *testing.T) {
+	n1, n2 := startNode(t, node1, 0), startNode(t, node2, 0)
+	tlsAddr := freeAddr(t)
+	startTether(t, []*testNode{n1, n2}, "--tls-listen", tlsAddr, "--tls-self-signed")
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	var sessions []*websocket.Conn
+	for range 5 {
+		ws, resp, err := d.Dial("wss://"+tlsAddr+"/cobrowse/ws?session=tls&role=echo", http.Header{"Cookie": {"gcbSessionServer=" + node1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		if resp.Header.Get("X-Node") != node1 {
+			t.Fatalf("wss went to %s", resp.Header.Get("X-Node"))
+		}
+		sessions = append(sessions, ws)
+	}
+	off := time.Now()
+	n1.SetHealthy(false)
+	codes, at := awaitClose(t, sessions, 5*time.Second)
+	for i, c := range codes {
+		if c != 1012 {
+			t.Fatalf("wss session %d closed with %d, want 1012", i, c)
+		}
+		if d := at[i].Sub(off); d > 2*time.Second {
+			t.Fatalf("wss session %d told after %v", i, d)
+		}
+	}
+	r, _ := tlsGet(t, tlsAddr, "localhost", get("/cobrowse/x", "Cookie: gcbSessionServer="+node1+"\r\n"))
+	if r.get("X-Node") != node2 || r.status != 409 {
+		t.Fatalf("sticky https request for the down node: %d from %s", r.status, r.get("X-Node"))
+	}
+}
