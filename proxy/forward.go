@@ -260,7 +260,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 		pc.Close()
 		return x.nodeFailed(pc, fmt.Errorf("%w: 101 to a request that asked for no upgrade", errBadResponse), true), false
 	}
-	keepNode := x.prepareResponse(&rfr, keep)
+	keepNode := x.prepareResponse(&rfr)
 	if !rfr.noBody && rfr.length < 0 && !rfr.chunked || s.draining.Load() {
 		keep = false // delimited by close, or tether is shutting down
 	}
@@ -478,7 +478,7 @@ func (x *exchange) deleteConnectionListed(values [][]byte) {
 
 // prepareResponse removes hop-by-hop headers from the node's answer and
 // reports whether the node connection can be reused.
-func (x *exchange) prepareResponse(fr *framing, keepClient bool) (keepNode bool) {
+func (x *exchange) prepareResponse(fr *framing) (keepNode bool) {
 	h := x.resp
 	keepNode = !h.ConnectionClose() && !hasToken(h.PeekAll("Connection"), strClose) &&
 		bytes.Equal(h.Protocol(), strHTTP11)
