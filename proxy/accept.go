@@ -162,6 +162,12 @@ func (c *conn) wakeIfIdle() {
 
 func (c *conn) close() {
 	c.c.Close()
+	c.untrack()
+}
+
+// untrack forgets the connection once its socket is closed (by close, or by
+// the splicer that ended its session).
+func (c *conn) untrack() {
 	c.s.track(c, false)
 	c.s.conns.Add(-1)
 }

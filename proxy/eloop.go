@@ -142,6 +142,7 @@ func (ls *LoopSplicer) startLoop(client, node *net.TCPConn, sess *Session, done 
 		}, func(toNode, toClient int64, err error) { done(up+toNode, down+toClient, err) })
 		return
 	}
+	sess.Detached = true
 	s.l = ls.loops[(ls.next.Add(1)-1)%uint32(len(ls.loops))]
 	if s.registry != nil {
 		s.registry.Register(s) // may call Evict: that command runs before the add, see evict

@@ -299,7 +299,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	for c := range s.active {
-		c.wakeIfIdle()
+		if c.c != nil {
+			c.wakeIfIdle()
+		}
 	}
 	s.mu.Unlock()
 
@@ -317,7 +319,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		s.mu.Lock()
 		for c := range s.active {
-			c.c.Close()
+			if c.c != nil { // nil: a session on a loop, closed just below
+				c.c.Close()
+			}
 		}
 		s.mu.Unlock()
 		s.loops.Close() // sessions on loops left Go's conns behind at their start

@@ -67,6 +67,11 @@ type Session struct {
 	// evicted session is simply closed.
 	WebSocket bool
 
+	// Detached is set by a Splicer whose Start took both descriptors out of
+	// the Go conns (and closed those): the caller may then drop its
+	// references to them.
+	Detached bool
+
 	// Registry, if non-nil, is told of the session for its lifetime so it
 	// can end it from outside (the node going down): Register when the
 	// session starts, Unregister when it ends.

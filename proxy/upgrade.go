@@ -80,6 +80,13 @@ func (c *conn) startSession(u *upgraded) {
 	sess := u.sess
 	u.sess = nil // a session on a loop no longer needs the Go conns it held
 	c.s.splicer.Start(sess, c.endSession)
+	if sess.Detached {
+		// The loop took the descriptors and closed the Go conn: keep
+		// nothing of it. Shutdown closes loop sessions through the loops.
+		c.s.mu.Lock()
+		c.c = nil
+		c.s.mu.Unlock()
+	}
 }
 
 // endSession writes a session's access-log line and closes the client
@@ -87,7 +94,7 @@ func (c *conn) startSession(u *upgraded) {
 func (c *conn) endSession(toNode, toClient int64, err error) {
 	s, u := c.s, c.session
 	defer s.wg.Done()
-	defer c.close()
+	defer c.untrack() // the splicer closed both sockets
 	u.node.Active.Add(-1)
 	u.node.Sessions.Add(-1)
 	u.node.Served.Add(1)
