@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +34,51 @@ func (n *nodeFlags) Set(v string) error {
 	}
 	*n = append(*n, pool.NodeConfig{Name: name, URL: u})
 	return nil
+}
+
+// onOff is a switch flag that also reads on/off: --access-log,
+// --access-log=off, --access-log off (see joinOnOff).
+type onOff bool
+
+func (o *onOff) String() string {
+	if o != nil && bool(*o) {
+		return "on"
+	}
+	return "off"
+}
+
+func (o *onOff) Set(v string) error {
+	switch strings.ToLower(v) {
+	case "on", "true", "1", "yes":
+		*o = true
+	case "off", "false", "0", "no":
+		*o = false
+	default:
+		return fmt.Errorf("%q: use on or off", v)
+	}
+	return nil
+}
+
+func (o *onOff) IsBoolFlag() bool { return true }
+
+// joinOnOff turns "--access-log off" into "--access-log=off": a switch flag
+// alone means on, so its value must otherwise be joined with "=".
+func joinOnOff(args []string, names ...string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name := strings.TrimLeft(a, "-")
+		if i+1 < len(args) && a != name && slices.Contains(names, name) {
+			switch strings.ToLower(args[i+1]) {
+			case "on", "off", "true", "false":
+				out = append(out, a+"="+args[i+1])
+				i++
+				continue
+			}
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // fileList collects a repeated file flag (--cert, --key).
@@ -92,7 +138,8 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	fs.IntVar(&cfg.Pool.Rise, "rise", 2, "good probes in a row that bring a node back")
 	fs.IntVar(&cfg.Pool.Fall, "fall", 2, "failed probes in a row that take a node out")
 	fs.DurationVar(&cfg.Pool.EvictSpread, "evict-spread", 0, "spread the closing of a dead node's WebSocket sessions over this long (0: all at once)")
-	fs.BoolVar(&cfg.AccessLog, "access-log", true, "one JSON line per request and WebSocket session on stdout")
+	cfg.AccessLog = true
+	fs.Var((*onOff)(&cfg.AccessLog), "access-log", "`on` or off: one JSON line per request and WebSocket session on stdout")
 	fs.StringVar(&opts.configFile, "config", "", "YAML `file` whose keys are these flags' long names (a list for node, cert, key); flags given here win; SIGHUP re-reads it")
 	fs.StringVar(&opts.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&opts.logFormat, "log-format", "json", "json, or console for people")
@@ -101,7 +148,7 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	// fs.Usage stays unset: the flag package would print it on every parse
 	// error, and a bad flag gets one line.
 	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(joinOnOff(args, "access-log")); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stderr, fs)
 		}

@@ -72,6 +72,31 @@ func flagNames(t *testing.T) []string {
 	return names
 }
 
+func TestAccessLogOnOff(t *testing.T) {
+	for args, want := range map[string]bool{
+		"":                   true,
+		"--access-log":       true,
+		"--access-log=off":   false,
+		"--access-log off":   false,
+		"--access-log on":    true,
+		"--access-log=false": false,
+		"-access-log=0":      false,
+		"--access-log=on":    true,
+	} {
+		all := []string{"--node", "a=http://127.0.0.1:1"}
+		if args != "" {
+			all = append(all, strings.Fields(args)...)
+		}
+		cfg, _, err := parseFlags(all, io.Discard)
+		if err != nil || cfg.AccessLog != want {
+			t.Errorf("%q: access log %v (%v), want %v", args, cfg.AccessLog, err, want)
+		}
+	}
+	if _, _, err := parseFlags([]string{"--node", "a=http://127.0.0.1:1", "--access-log=maybe"}, io.Discard); err == nil {
+		t.Error("--access-log=maybe accepted")
+	}
+}
+
 func TestBadConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	for name, body := range map[string]string{
