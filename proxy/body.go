@@ -73,8 +73,20 @@ func copyBody(dst *bufio.Writer, src *bufio.Reader, fr framing, buf []byte, isRe
 }
 
 // copyExactly copies n bytes: straight from src's buffer while it holds
-// some, else through buf, reading directly into it.
+// some, else through buf, reading directly into it. An end before n bytes
+// is io.ErrUnexpectedEOF.
 func copyExactly(dst *bufio.Writer, src *bufio.Reader, n int64, buf []byte) (int64, error) {
+	return copyUpTo(dst, src, n, buf, false)
+}
+
+// copyUntilEOF copies until src ends; its EOF is the end of the body.
+func copyUntilEOF(dst *bufio.Writer, src *bufio.Reader, buf []byte) (int64, error) {
+	return copyUpTo(dst, src, math.MaxInt64, buf, true)
+}
+
+// copyUpTo copies at most n bytes from src to dst; with eofEnds, src's EOF
+// ends the copy without error.
+func copyUpTo(dst *bufio.Writer, src *bufio.Reader, n int64, buf []byte, eofEnds bool) (int64, error) {
 	var done int64
 	for done < n {
 		rem := n - done
@@ -91,48 +103,12 @@ func copyExactly(dst *bufio.Writer, src *bufio.Reader, n int64, buf []byte) (int
 		if err := flushPending(dst); err != nil {
 			return done, err
 		}
-		if len(buf) == 0 {
-			if _, err := src.Peek(1); err != nil {
-				return done, unexpectedEOF(err)
-			}
-			continue
-		}
-		k, err := src.Read(buf[:min(int64(len(buf)), rem)])
-		if k > 0 {
-			if _, err := dst.Write(buf[:k]); err != nil {
-				return done, err
-			}
-			done += int64(k)
-		}
-		if err != nil && done < n {
-			return done, unexpectedEOF(err)
-		}
-	}
-	return done, nil
-}
-
-// copyUntilEOF copies until src ends; its EOF is the end of the body.
-func copyUntilEOF(dst *bufio.Writer, src *bufio.Reader, buf []byte) (int64, error) {
-	var done int64
-	for {
-		if k := src.Buffered(); k > 0 {
-			b, _ := src.Peek(k)
-			if _, err := dst.Write(b); err != nil {
-				return done, err
-			}
-			src.Discard(k)
-			done += int64(k)
-			continue
-		}
-		if err := flushPending(dst); err != nil {
-			return done, err
-		}
 		var err error
 		if len(buf) == 0 {
 			_, err = src.Peek(1)
 		} else {
 			var k int
-			k, err = src.Read(buf)
+			k, err = src.Read(buf[:min(int64(len(buf)), rem)])
 			if k > 0 {
 				if _, err := dst.Write(buf[:k]); err != nil {
 					return done, err
@@ -140,13 +116,15 @@ func copyUntilEOF(dst *bufio.Writer, src *bufio.Reader, buf []byte) (int64, erro
 				done += int64(k)
 			}
 		}
-		if err == io.EOF {
+		switch {
+		case err == nil:
+		case err == io.EOF && eofEnds:
 			return done, nil
-		}
-		if err != nil {
-			return done, err
+		case done < n:
+			return done, unexpectedEOF(err)
 		}
 	}
+	return done, nil
 }
 
 // copyChunked checks and re-emits a chunked body, trailer section included.

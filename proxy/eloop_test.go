@@ -783,29 +783,7 @@ func waitGoroutines(t testing.TB, n int) {
 }
 
 func TestLoopFallsBackWithoutTCP(t *testing.T) {
-	withLoops(t, func(ls *LoopSplicer) {
-		client, proxyClient := net.Pipe()
-		proxyNode, node := net.Pipe()
-		done := make(chan spliceResult, 1)
-		go runSplice(ls, &Session{Client: proxyClient, Node: proxyNode, NodeBuf: []byte("hi ")}, done)
-		client.SetDeadline(time.Now().Add(spliceBound))
-		node.SetDeadline(time.Now().Add(spliceBound))
-		go node.Write([]byte("there"))
-		got := make([]byte, 8)
-		if _, err := io.ReadFull(client, got); err != nil || string(got) != "hi there" {
-			t.Fatalf("client read %q, %v", got, err)
-		}
-		client.Close()
-		node.Close()
-		select {
-		case res := <-done:
-			if res.err != nil {
-				t.Errorf("Splice err %v", res.err)
-			}
-		case <-time.After(spliceBound):
-			t.Fatal("splice did not end")
-		}
-	})
+	withLoops(t, func(ls *LoopSplicer) { checkPipeSplice(t, ls) })
 }
 
 func TestLoopClose(t *testing.T) {

@@ -22,7 +22,7 @@ func TestWritePair(t *testing.T) {
 	}{
 		{"self-signed default names", nil, Leaf{}, "127.0.0.1"},
 		{"self-signed wildcard RSA", nil, Leaf{Names: []string{"*.example.com"}, RSA: true}, "a.example.com"},
-		{"CA-signed", ca, Leaf{Names: []string{"node.internal", "10.0.0.1"}}, "node.internal"},
+		{"CA-signed", ca, Leaf{Names: []string{"node.internal", "192.0.2.1"}}, "node.internal"},
 		{"expired", nil, Leaf{Names: []string{"old.test"}, NotAfter: time.Now().Add(-time.Minute)}, ""},
 	}
 	for _, tt := range tests {
