@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // chromium runs headless Chromium with the flags this machine needs and
@@ -33,6 +36,41 @@ func chromium(t *testing.T, args ...string) string {
 		t.Fatalf("chromium %v: %v\n%s", args, err, tail(stderr.String(), 2000))
 	}
 	return string(out)
+}
+
+// browse opens url in headless Chromium, driven over the DevTools protocol
+// (a pipe, no port), waits until the JavaScript expression ready is true, and
+// returns the page's HTML. It fails the test after 30 s with the page as it
+// was: pages that finish on a WebSocket or a timer are waited for, not
+// sampled at the load event.
+func browse(t *testing.T, url, ready string, flags ...chromedp.ExecAllocatorOption) string {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium not found: install Debian's chromium package (.ci/run does)")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin),
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-quic", true))
+	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), append(opts, flags...)...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelTime := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelTime()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("chromium: load %s: %v", url, err)
+	}
+	_, waitErr := chromedp.Run(ctx, chromedp.Poll[bool](ready,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second)))
+	html, err := chromedp.Run(ctx, chromedp.Evaluate[string]("document.documentElement.outerHTML"))
+	if err != nil {
+		t.Fatalf("chromium: read the page %s: %v", url, err)
+	}
+	if waitErr != nil {
+		t.Fatalf("chromium: %s never held on %s: %v\n%s", ready, url, waitErr, tail(html, 2000))
+	}
+	return html
 }
 
 // TestStatusPageInBrowser loads the HTML status page in headless Chromium:
@@ -81,7 +119,10 @@ func TestStatusPageInBrowser(t *testing.T) {
 	defer func() { close(stop); <-done }()
 
 	page := admin + "/status?format=html"
-	dom := chromium(t, "--virtual-time-budget=5000", "--dump-dom", page)
+	// Ready once both rows are there and the live script has filled a rate.
+	dom := browse(t, page, fmt.Sprintf(`document.getElementById("node-%s") !== null && `+
+		`document.getElementById("node-%s") !== null && `+
+		`/[0-9]/.test(document.querySelector("#node-%s .rps")?.textContent ?? "")`, node1, node2, node1))
 	for name, state := range map[string]string{node1: "up", node2: "down"} {
 		re := regexp.MustCompile(`<tr id="node-` + name + `" data-state="` + state + `"`)
 		if !re.MatchString(dom) {
@@ -128,8 +169,9 @@ func TestBrowserWSSThroughTether(t *testing.T) {
 	if !strings.Contains(tt.stderr.String(), `"sha256":`) {
 		t.Errorf("the self-signed certificate's fingerprint was not logged")
 	}
-	dom := chromium(t, "--ignore-certificate-errors", "--virtual-time-budget=8000", "--dump-dom",
-		"https://localhost:"+strings.Split(tlsAddr, ":")[1]+"/cobrowse/page")
+	dom := browse(t, "https://localhost:"+strings.Split(tlsAddr, ":")[1]+"/cobrowse/page",
+		`document.getElementById("result")?.textContent !== "pending"`,
+		chromedp.Flag("ignore-certificate-errors", true))
 	m := regexp.MustCompile(`<span id="node">([^<]+)</span>`).FindStringSubmatch(dom)
 	if m == nil {
 		t.Fatalf("no page in the DOM:\n%s", tail(dom, 2000))
