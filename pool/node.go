@@ -269,9 +269,9 @@ type Node struct {
 	mu   sync.Mutex // guards idle
 	idle []*Conn    // LIFO: the most recently used connection is warmest
 
-	smu      sync.Mutex           // guards sessions and busy
-	sessions map[Evictor]struct{} // spliced sessions to end when n goes down
-	busy     map[*Conn]struct{}   // connections carrying a request now
+	smu      sync.Mutex         // guards sessions and busy
+	sessions []Evictor          // spliced sessions to end when n goes down (see Registered)
+	busy     map[*Conn]struct{} // connections carrying a request now
 }
 
 // State returns the node's current state.

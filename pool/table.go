@@ -124,17 +124,16 @@ func (p *Pool) cfg() *Config { return p.conf.Load() }
 func (p *Pool) newNode(nc NodeConfig, cfg *Config) *Node {
 	scheme, addr, _ := parseNodeURL(nc.URL)
 	n := &Node{
-		Name:     nc.Name,
-		URL:      nc.URL,
-		Addr:     addr,
-		Scheme:   scheme,
-		pool:     p,
-		log:      p.log.With().Str("node", nc.Name).Str("addr", addr).Logger(),
-		kick:     make(chan struct{}, 1),
-		evict:    make(chan struct{}, 1),
-		retire:   make(chan struct{}, 1),
-		sessions: make(map[Evictor]struct{}),
-		busy:     make(map[*Conn]struct{}),
+		Name:   nc.Name,
+		URL:    nc.URL,
+		Addr:   addr,
+		Scheme: scheme,
+		pool:   p,
+		log:    p.log.With().Str("node", nc.Name).Str("addr", addr).Logger(),
+		kick:   make(chan struct{}, 1),
+		evict:  make(chan struct{}, 1),
+		retire: make(chan struct{}, 1),
+		busy:   make(map[*Conn]struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(p.ctx)
 	if scheme == "https" {

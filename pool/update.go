@@ -75,10 +75,7 @@ func (n *Node) finishRemoval() {
 	case <-t.C:
 	}
 	n.smu.Lock()
-	sessions := make([]Evictor, 0, len(n.sessions))
-	for e := range n.sessions {
-		sessions = append(sessions, e)
-	}
+	sessions := append([]Evictor(nil), n.sessions...)
 	conns := make([]*Conn, 0, len(n.busy))
 	for c := range n.busy {
 		conns = append(conns, c)

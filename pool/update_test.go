@@ -9,7 +9,10 @@ import (
 )
 
 // countingEvictor records the Close code it was told.
-type countingEvictor struct{ code atomic.Uint32 }
+type countingEvictor struct {
+	Registered
+	code atomic.Uint32
+}
 
 func (e *countingEvictor) Evict(code uint16) { e.code.Store(uint32(code)) }
 

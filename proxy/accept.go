@@ -59,10 +59,9 @@ func isTemporary(err error) bool {
 type conn struct {
 	s        *Server
 	c        net.Conn
-	remoteIP []byte
+	remoteIP string
 	idle     atomic.Bool // waiting for a next request: Shutdown may close it
 	served   int         // requests answered on this connection
-	session  *upgraded   // set once the connection is spliced
 	secure   bool        // accepted on the TLS listener: c becomes a *tls.Conn
 }
 
@@ -99,12 +98,12 @@ func (c *conn) serve() {
 		}
 		x := s.exchanges.Get().(*exchange)
 		keep := x.serveBurst(c)
-		up := x.pending
-		x.pending = nil
+		up, sess := x.pending, x.session
+		x.pending, x.session = nil, nil
 		x.release()
 		s.exchanges.Put(x)
 		if up != nil {
-			c.startSession(up)
+			c.startSession(up, sess)
 			return
 		}
 		if !keep || s.isClosing() {
@@ -130,7 +129,7 @@ func (c *conn) handshake() bool {
 		c.c.Write(plainHTTPToTLS)
 		lingerClose(c.c)
 	default:
-		s.errLog.Debug().Err(err).Bytes("remote", c.remoteIP).Msg("tls handshake")
+		s.errLog.Debug().Err(err).Str("remote", c.remoteIP).Msg("tls handshake")
 	}
 	return false
 }
@@ -232,7 +231,7 @@ func (x *exchange) headError(err error) {
 	case errors.Is(err, errBadRequest):
 		x.refuse(400, err)
 	default:
-		s.errLog.Debug().Err(err).Bytes("remote", x.c.remoteIP).Msg("read request head")
+		s.errLog.Debug().Err(err).Str("remote", x.c.remoteIP).Msg("read request head")
 	}
 }
 
@@ -260,5 +259,5 @@ func (x *exchange) writeError(status int, err error) {
 	if status >= 500 {
 		ev = s.errLog.Warn()
 	}
-	ev.Int("status", status).Bytes("remote", x.c.remoteIP).Err(err).Msg("request refused")
+	ev.Int("status", status).Str("remote", x.c.remoteIP).Err(err).Msg("request refused")
 }

@@ -97,7 +97,7 @@ func (s *Server) record(x *exchange, status int, err error) {
 	if len(path) > maxLoggedPath {
 		path = path[:maxLoggedPath]
 	}
-	e = e.Bytes("remote", x.c.remoteIP).
+	e = e.Str("remote", x.c.remoteIP).
 		Bytes("method", x.req.Method()).
 		Bytes("path", path).
 		Int("status", status).
@@ -116,19 +116,17 @@ func (s *Server) record(x *exchange, status int, err error) {
 	e.Send()
 }
 
-// remoteIP returns the IP of a remote address without allocating for TCP
-// addresses beyond the one string conversion per connection.
-func remoteIP(a net.Addr) []byte {
+// remoteIP returns the IP of a remote address as logged and forwarded: one
+// string per connection.
+func remoteIP(a net.Addr) string {
 	if ta, ok := a.(*net.TCPAddr); ok {
-		if b, err := ta.IP.AppendText(nil); err == nil {
-			return b
-		}
+		return ta.IP.String()
 	}
 	host, _, err := net.SplitHostPort(a.String())
 	if err != nil {
-		return []byte(a.String())
+		return a.String()
 	}
-	return []byte(host)
+	return host
 }
 
 var _ io.Writer = (*LogWriter)(nil)

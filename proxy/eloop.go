@@ -40,7 +40,7 @@ type LoopSplicer struct {
 	loops    []*loop       // fixed by NewLoopSplicer
 	next     atomic.Uint32 // round robin over loops
 	fallback Splicer       // the goroutine Splicer, for sessions not on two TCP conns
-	bufs     sync.Pool     // of *[]byte, each len size: loop read buffers and pending remainders
+	bufs     sync.Pool     // of *pendBuf, each of len size: loop read buffers and pending remainders
 	size     int
 	log      zerolog.Logger
 	wg       sync.WaitGroup // one per loop goroutine
@@ -87,7 +87,7 @@ func NewLoopSplicer(loops, bufSize int, log zerolog.Logger) (*LoopSplicer, error
 // done once, from the loop's goroutine. Any other session goes to the
 // goroutine Splicer. done must return quickly: it runs on a loop that serves
 // thousands of sessions.
-func (ls *LoopSplicer) Start(sess *Session, done SpliceDone) {
+func (ls *LoopSplicer) Start(sess *Session, done Ender) {
 	client, cok := sess.Client.(*net.TCPConn)
 	node, nok := sess.Node.(*net.TCPConn)
 	if !cok || !nok || len(ls.loops) == 0 {
@@ -110,12 +110,11 @@ func (ls *LoopSplicer) Close() {
 }
 
 func (ls *LoopSplicer) newBuf() any {
-	b := make([]byte, ls.size)
-	return &b
+	return &pendBuf{b: make([]byte, ls.size)}
 }
 
 // startLoop is Start for two TCP conns.
-func (ls *LoopSplicer) startLoop(client, node *net.TCPConn, sess *Session, done SpliceDone) {
+func (ls *LoopSplicer) startLoop(client, node *net.TCPConn, sess *Session, done Ender) {
 	s := &lsess{done: done, registry: sess.Registry, idle: sess.IdleTimeout, wt: sess.WriteTimeout, fds: [2]int32{-1, -1}}
 	if s.wt <= 0 {
 		s.wt = defaultSpliceWriteTimeout
@@ -130,7 +129,7 @@ func (ls *LoopSplicer) startLoop(client, node *net.TCPConn, sess *Session, done 
 	if err != nil {
 		client.Close()
 		node.Close()
-		done(s.dirs[dirUp].n, s.dirs[dirDown].n, ls.result(s, err, d))
+		done.SessionEnded(s.dirs[dirUp].n, s.dirs[dirDown].n, ls.result(s, err, d))
 		return
 	}
 	if err := s.detach(client, node); err != nil {
@@ -139,7 +138,7 @@ func (ls *LoopSplicer) startLoop(client, node *net.TCPConn, sess *Session, done 
 		ls.fallback.Start(&Session{
 			Client: client, Node: node, IdleTimeout: s.idle, WriteTimeout: s.wt,
 			WebSocket: sess.WebSocket, Registry: sess.Registry,
-		}, func(toNode, toClient int64, err error) { done(up+toNode, down+toClient, err) })
+		}, EndFunc(func(toNode, toClient int64, err error) { done.SessionEnded(up+toNode, down+toClient, err) }))
 		return
 	}
 	sess.Detached = true
@@ -280,7 +279,7 @@ type loop struct {
 	sessions  []*lsess // by slot; nil = free
 	free      []int32  // free slots
 	gen       uint32
-	buf       *[]byte  // the read buffer; a slow peer's session may take it, see keep
+	buf       *pendBuf // the read buffer; a slow peer's session may take it, see keep
 	ready     []*lsess // sessions that used their turn with bytes still to read
 	later     []*lsess // ready's spare
 	base      time.Time
@@ -320,7 +319,7 @@ func newLoop(ls *LoopSplicer) (*loop, error) {
 	}
 	l.events = make([]unix.EpollEvent, 256)
 	l.pollFn = l.poll
-	l.buf = ls.bufs.Get().(*[]byte)
+	l.buf = ls.bufs.Get().(*pendBuf)
 	l.nextSweep = l.tick
 	return l, nil
 }
@@ -514,10 +513,9 @@ func (l *loop) event(ev *unix.EpollEvent) {
 		return
 	}
 	if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		h := &s.dirs[side]
-		h.readable = true
+		s.st[side] |= dirReadable
 		if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-			h.hup = true
+			s.st[side] |= dirHup
 		}
 	}
 	l.pump(s, 1-side)

@@ -207,7 +207,7 @@ func footprint(t *testing.T, sp Splicer, sessions int) {
 	peerAddr := expect()
 
 	var ended atomic.Int64
-	done := func(int64, int64, error) { ended.Add(1) }
+	done := EndFunc(func(int64, int64, error) { ended.Add(1) })
 	runtime.GC()
 	debug.FreeOSMemory()
 	rss0, ms0, g0 := rssBytes(t), memStats(), runtime.NumGoroutine()

@@ -39,12 +39,14 @@ const (
 	flagQueued                   // in its loop's ready list
 )
 
-// lsess is one session on a loop: 192 bytes on amd64, all an idle session holds
-// besides its two descriptors. After Start only its loop's goroutine touches
-// it, except evict (atomic) and the immutable l.
+// lsess is one session on a loop: 160 bytes on amd64, all an idle session
+// holds besides its two descriptors. After Start only its loop's goroutine
+// touches it, except evict (atomic) and the immutable l.
 type lsess struct {
+	pool.Registered
+	evict    atomic.Uint32
 	l        *loop
-	done     SpliceDone
+	done     Ender
 	registry Registry
 	track    frameTracker // node→client frame boundaries, with flagWS
 	dirs     [2]ldir      // dirUp, dirDown
@@ -54,21 +56,32 @@ type lsess struct {
 	fds      [2]int32 // client, node descriptors; -1 once closed
 	slot     int32    // index in l.sessions
 	gen      uint32   // the slot's use count, in its epoll events: a stale event misses
-	evict    atomic.Uint32
-	told     uint16 // Close code tether wrote to the client; 0 = none
+	told     uint16   // Close code tether wrote to the client; 0 = none
 	phase    uint8
 	flags    uint8
+	st       [2]uint8 // per direction: dirReadable, dirHup, dirDone
 }
 
 // ldir is one direction of an lsess.
 type ldir struct {
-	n        int64   // bytes written to the destination
-	pend     *[]byte // bytes read but not yet written are pend[off:end]; nil when none
-	since    int64   // loop clock when pend was made or last moved
+	n    int64    // bytes written to the destination
+	pend *pendBuf // bytes read but not yet written; nil when none
+}
+
+// Direction states, in lsess.st.
+const (
+	dirReadable uint8 = 1 << iota // epoll said readable and no short read since (edge-triggered)
+	dirHup                        // the source's peer hung up or errored: read until a read says so
+	dirDone                       // this direction has ended
+)
+
+// pendBuf is a loop's read buffer; when a peer does not take all of a read,
+// the session keeps the buffer with the remainder at b[off:end] and the
+// loop takes another from the pool.
+type pendBuf struct {
+	b        []byte
+	since    int64 // loop clock when the remainder was made or last moved
 	off, end int32
-	readable bool // epoll said readable and no short read since (edge-triggered)
-	hup      bool // the source's peer hung up or errored: read until a read says so
-	done     bool // this direction has ended
 }
 
 var _ pool.Evictor = (*lsess)(nil)
@@ -99,7 +112,7 @@ func (s *lsess) sweepEvery() int64 {
 func (l *loop) pump(s *lsess, d int) {
 	h := &s.dirs[d]
 	for turn := 0; ; turn++ {
-		if s.flags&flagEnded != 0 || h.done {
+		if s.flags&flagEnded != 0 || s.st[d]&dirDone != 0 {
 			return
 		}
 		if h.pend != nil && !l.flush(s, d) {
@@ -111,7 +124,7 @@ func (l *loop) pump(s *lsess, d int) {
 			}
 			continue
 		}
-		if !h.readable {
+		if s.st[d]&dirReadable == 0 {
 			return
 		}
 		if turn == pumpTurn {
@@ -127,15 +140,14 @@ func (l *loop) pump(s *lsess, d int) {
 // move makes one read for direction d and writes what came. It reports
 // whether pump should go on.
 func (l *loop) move(s *lsess, d int) bool {
-	h := &s.dirs[d]
-	p := *l.buf
+	p := l.buf.b
 	if d == dirDown && s.phase == phaseFinish {
 		p = p[:min(s.track.untilBoundary(), uint64(len(p)))] // not past the frame in flight
 	}
 	n, err := readFD(s.fds[d], p)
 	switch {
 	case err == unix.EAGAIN:
-		h.readable = false
+		s.st[d] &^= dirReadable
 		return false
 	case err != nil:
 		l.readErr(s, d, err)
@@ -144,10 +156,10 @@ func (l *loop) move(s *lsess, d int) bool {
 		l.eof(s, d)
 		return true
 	}
-	if n < len(p) && !h.hup {
+	if n < len(p) && s.st[d]&dirHup == 0 {
 		// The socket is drained: with edge triggering, bytes arriving from
 		// now on raise a new event, so no read has to see EAGAIN first.
-		h.readable = false
+		s.st[d] &^= dirReadable
 	}
 	if d == dirDown && s.flags&flagWS != 0 {
 		s.track.advance(p[:n])
@@ -169,7 +181,7 @@ func (l *loop) move(s *lsess, d int) bool {
 // waits for the peer to become writable. It reports whether all went.
 func (l *loop) send(s *lsess, d int, n int) bool {
 	h := &s.dirs[d]
-	w, err := writeFD(s.fds[1-d], (*l.buf)[:n])
+	w, err := writeFD(s.fds[1-d], l.buf.b[:n])
 	if w > 0 {
 		h.n += int64(w)
 		s.last = l.now
@@ -189,9 +201,11 @@ func (l *loop) send(s *lsess, d int, n int) bool {
 // takes a fresh one from the pool: no copy, and a slow peer holds at most
 // one buffer per direction.
 func (l *loop) keep(h *ldir, off, end int) {
-	h.pend, h.off, h.end, h.since = l.buf, int32(off), int32(end), l.now
+	p := l.buf
+	p.off, p.end, p.since = int32(off), int32(end), l.now
+	h.pend = p
 	spliceBufsOut.Add(1)
-	l.buf = l.ls.bufs.Get().(*[]byte)
+	l.buf = l.ls.bufs.Get().(*pendBuf)
 }
 
 // release gives h's pending buffer back.
@@ -204,13 +218,14 @@ func (l *loop) release(h *ldir) {
 // flush writes h's pending bytes. It reports whether none are left.
 func (l *loop) flush(s *lsess, d int) bool {
 	h := &s.dirs[d]
-	w, err := writeFD(s.fds[1-d], (*h.pend)[h.off:h.end])
+	p := h.pend
+	w, err := writeFD(s.fds[1-d], p.b[p.off:p.end])
 	if w > 0 {
-		h.off += int32(w)
+		p.off += int32(w)
 		h.n += int64(w)
-		s.last, h.since = l.now, l.now
+		s.last, p.since = l.now, l.now
 	}
-	if h.off == h.end {
+	if p.off == p.end {
 		l.release(h)
 		return true
 	}
@@ -224,8 +239,7 @@ func (l *loop) flush(s *lsess, d int) bool {
 // is shut down (half-close), and the session ends once both directions
 // have. A WebSocket node stream that ends without a Close tells the client.
 func (l *loop) eof(s *lsess, d int) {
-	h := &s.dirs[d]
-	h.readable = false
+	s.st[d] &^= dirReadable
 	if d == dirDown && s.flags&flagWS != 0 && (s.phase == phaseFinish || !s.track.sawClose) {
 		l.nodeEnded(s)
 		return
@@ -233,8 +247,8 @@ func (l *loop) eof(s *lsess, d int) {
 	if fd := s.fds[1-d]; fd >= 0 {
 		_ = unix.Shutdown(int(fd), unix.SHUT_WR) // ENOTCONN: the other direction reports it
 	}
-	h.done = true
-	if s.dirs[1-d].done {
+	s.st[d] |= dirDone
+	if s.st[1-d]&dirDone != 0 {
 		l.end(s, nil, d)
 	}
 }
@@ -267,7 +281,7 @@ func (l *loop) nodeEnded(s *lsess) {
 
 // evict runs an Evict command on the loop.
 func (l *loop) evict(s *lsess) {
-	if s.flags&(flagAdded|flagEnded) != flagAdded || s.phase != phaseRun || s.dirs[dirDown].done {
+	if s.flags&(flagAdded|flagEnded) != flagAdded || s.phase != phaseRun || s.st[dirDown]&dirDone != 0 {
 		return // not added yet (add comes back here), over, or already told
 	}
 	if s.flags&flagWS == 0 {
@@ -303,15 +317,15 @@ func (l *loop) tell(s *lsess, code uint16) {
 func (l *loop) closeClient(s *lsess) bool {
 	if s.phase == phaseTell {
 		s.phase = phaseSent
-		return l.send(s, dirDown, copy(*l.buf, closeFrameFor(s.told)))
+		return l.send(s, dirDown, copy(l.buf.b, closeFrameFor(s.told)))
 	}
 	// phaseSent, all written.
 	_ = unix.Shutdown(int(s.fds[sideClient]), unix.SHUT_WR)
 	s.phase = phaseLinger
-	s.dirs[dirDown].done = true
+	s.st[dirDown] |= dirDone
 	s.until = l.now + int64(closeLinger)
 	l.wakeBy(s.until)
-	if s.dirs[dirUp].done {
+	if s.st[dirUp]&dirDone != 0 {
 		l.end(s, nil, dirDown)
 	}
 	return false
@@ -321,7 +335,7 @@ func (l *loop) closeClient(s *lsess) bool {
 func (l *loop) check(s *lsess) {
 	now := l.now
 	for d := range s.dirs {
-		if h := &s.dirs[d]; h.pend != nil && now-h.since >= int64(s.wt) {
+		if p := s.dirs[d].pend; p != nil && now-p.since >= int64(s.wt) {
 			l.end(s, fmt.Errorf("write: %w", os.ErrDeadlineExceeded), d)
 			return
 		}
@@ -374,7 +388,7 @@ func (l *loop) end(s *lsess, err error, d int) {
 	if s.registry != nil {
 		s.registry.Unregister(s)
 	}
-	s.done(s.dirs[dirUp].n, s.dirs[dirDown].n, l.ls.result(s, err, d))
+	s.done.SessionEnded(s.dirs[dirUp].n, s.dirs[dirDown].n, l.ls.result(s, err, d))
 }
 
 // result is the session's error for done, as the goroutine Splicer's

@@ -22,7 +22,7 @@ func NewLoopSplicer(loops, bufSize int, log zerolog.Logger) (*LoopSplicer, error
 }
 
 // Start implements Splicer with the goroutine Splicer.
-func (ls *LoopSplicer) Start(sess *Session, done SpliceDone) { ls.fallback.Start(sess, done) }
+func (ls *LoopSplicer) Start(sess *Session, done Ender) { ls.fallback.Start(sess, done) }
 
 // Close does nothing.
 func (ls *LoopSplicer) Close() {}

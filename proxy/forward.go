@@ -45,6 +45,7 @@ type exchange struct {
 	upgraded bool
 	expect   bool      // the client sent Expect: 100-continue
 	pending  *upgraded // a 101 was relayed: splice once the exchange is released
+	session  *Session  // with pending: what the splicer gets
 }
 
 func newExchange(s *Server) *exchange {
@@ -443,7 +444,7 @@ func (x *exchange) prepareRequest(upgrade bool) {
 	} else {
 		h.DelBytes(strXFHost)
 	}
-	h.SetBytesKV(strXRealIP, x.c.remoteIP)
+	h.SetBytesK(strXRealIP, x.c.remoteIP)
 	if upgrade {
 		h.SetBytesKV(strConnection, strUpgradeTok)
 		h.SetBytesKV(strUpgrade, upg)

@@ -20,15 +20,25 @@ import (
 type Splicer interface {
 	// Start copies both ways until both directions end, then closes both
 	// conns. It returns once the session's bytes already read (ClientBuf,
-	// NodeBuf) are written; done is called exactly once, from one of the
-	// session's own goroutines, when the session is over, with the byte
-	// counts for the access log.
-	Start(s *Session, done SpliceDone)
+	// NodeBuf) are written; done.SessionEnded is called exactly once, from
+	// one of the session's own goroutines, when the session is over, with
+	// the byte counts for the access log.
+	Start(s *Session, done Ender)
 }
 
-// SpliceDone receives the end of a session: bytes copied each way and why
-// it ended (nil for a normal close by either peer).
-type SpliceDone func(toNode, toClient int64, err error)
+// Ender receives the end of a session: bytes copied each way and why it
+// ended (nil for a normal close by either peer). It is an interface, not a
+// func, so the record the caller already keeps per session is the callback:
+// no closure per session.
+type Ender interface {
+	SessionEnded(toNode, toClient int64, err error)
+}
+
+// EndFunc is a function as an Ender.
+type EndFunc func(toNode, toClient int64, err error)
+
+// SessionEnded implements Ender.
+func (f EndFunc) SessionEnded(toNode, toClient int64, err error) { f(toNode, toClient, err) }
 
 // Session is one upgraded connection pair handed to a Splicer. Splice owns
 // both conns from the call on: it sets their deadlines and closes them.
@@ -169,7 +179,7 @@ func (g *goSplicer) putBuf(bp *[]byte) {
 // broken pipe or ENOTCONN (normal ways for a peer to leave); it is
 // errSpliceIdle after IdleTimeout, and the wrapped cause otherwise (a write
 // timeout, an unexpected socket error).
-func (g *goSplicer) Start(sess *Session, done SpliceDone) {
+func (g *goSplicer) Start(sess *Session, done Ender) {
 	s := &splice{
 		g:        g,
 		client:   sess.Client,
@@ -214,7 +224,7 @@ func (g *goSplicer) Start(sess *Session, done SpliceDone) {
 	}
 	if s.up.err != nil || s.down.err != nil {
 		s.closeBoth()
-		done(s.up.n, s.down.n, s.result())
+		done.SessionEnded(s.up.n, s.down.n, s.result())
 		return
 	}
 	if s.registry != nil {
@@ -235,7 +245,7 @@ func (s *splice) finish() {
 	if s.registry != nil {
 		s.registry.Unregister(s)
 	}
-	s.done(s.up.n, s.down.n, s.result())
+	s.done.SessionEnded(s.up.n, s.down.n, s.result())
 }
 
 var _ pool.Evictor = (*splice)(nil)
@@ -255,6 +265,7 @@ func (s *splice) Evict(code uint16) {
 // writer. Such a registry would set a flag here and wake toClient with a past
 // read deadline on node; readDeadline is where toClient would notice it.
 type splice struct {
+	pool.Registered
 	g            *goSplicer
 	client, node net.Conn
 	idle         time.Duration // Session.IdleTimeout; 0 = none
@@ -272,7 +283,7 @@ type splice struct {
 	running atomic.Int32 // copiers still running; the last calls done
 
 	registry Registry // told of the session while it runs; may be nil
-	done     SpliceDone
+	done     Ender
 
 	// evict is the Close code asked for by Evict; 0 while none.
 	evict atomic.Uint32

@@ -79,9 +79,9 @@ func startSplice(t testing.TB, lb *pairMaker, sp Splicer, tweak func(*Session, *
 
 // runSplice starts a session and reports its end on done.
 func runSplice(sp Splicer, sess *Session, done chan<- spliceResult) {
-	sp.Start(sess, func(toNode, toClient int64, err error) {
+	sp.Start(sess, EndFunc(func(toNode, toClient int64, err error) {
 		done <- spliceResult{toNode, toClient, err}
-	})
+	}))
 }
 
 // wait returns the session's result, failing the test if it does not end.

@@ -2,30 +2,35 @@ package proxy
 
 import (
 	"bufio"
+	"strings"
 	"time"
 
 	"github.com/tether-lb/tether/pool"
 )
 
-// upgraded is a WebSocket session waiting to be spliced: everything the
-// splice and its access-log line need once the exchange has gone back to its
-// pool, so a live session holds no header, reader or writer.
+// upgraded is a spliced WebSocket session as tether keeps it: what its
+// access-log line and its node's counters need once the exchange has gone
+// back to its pool, so a live session holds no header, reader or writer. It
+// is the session's Ender: the splicer holds it, no closure. With the session
+// on a splice loop it is all that is left of the client connection (about
+// 100 bytes, plus the logged path).
 type upgraded struct {
-	sess   *Session // handed to the splicer, then dropped: it keeps what it needs
+	s      *Server
+	c      *conn // the client connection while the server tracks it; nil once a loop owns the descriptors
 	node   *pool.Node
+	remote string // the client's IP, as logged (the conn's)
+	line   string // method, a space and the request target (cut to maxLoggedPath)
+	start  int64  // monotonic nanoseconds since the server started
+	status int32
 	why    reason
-	start  time.Time
-	method string
-	path   string
-	status int
 }
 
 // upgrade finishes the handshake of an upgrade: the node's 101 head goes to
 // the client (its Connection and Upgrade headers are the handshake itself),
 // and the bytes already read past either head are copied out of the
 // borrowed readers. The splice runs after the exchange is released
-// (conn.serve calls runSession). It reports false: the client connection is
-// done when the session is.
+// (conn.serve calls startSession). It reports false: the client connection
+// is done when the session is.
 func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 	s := x.s
 	x.upgraded = true
@@ -40,23 +45,26 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 	if len(path) > maxLoggedPath {
 		path = path[:maxLoggedPath]
 	}
+	x.head = append(append(append(x.head[:0], x.req.Method()...), ' '), path...) // the 101's head is out
+	x.session = &Session{
+		Client:       x.c.c,
+		Node:         pc.Conn,
+		ClientBuf:    takeBuffered(x.br),
+		NodeBuf:      takeBuffered(nbr),
+		IdleTimeout:  s.cfg().WSIdleTimeout,
+		WriteTimeout: s.cfg().WriteTimeout,
+		WebSocket:    true,
+		Registry:     x.node,
+	}
 	x.pending = &upgraded{
-		sess: &Session{
-			Client:       x.c.c,
-			Node:         pc.Conn,
-			ClientBuf:    takeBuffered(x.br),
-			NodeBuf:      takeBuffered(nbr),
-			IdleTimeout:  s.cfg().WSIdleTimeout,
-			WriteTimeout: s.cfg().WriteTimeout,
-			WebSocket:    true,
-			Registry:     x.node,
-		},
+		s:      s,
+		c:      x.c,
 		node:   x.node,
+		remote: x.c.remoteIP,
+		line:   string(x.head),
+		start:  int64(x.start.Sub(s.started)),
+		status: int32(status),
 		why:    x.why,
-		start:  x.start,
-		method: string(x.req.Method()),
-		path:   string(path),
-		status: status,
 	}
 	// The connection leaves the pool's in-flight set: the session registers
 	// with its node instead, to be told when the node goes down. It is
@@ -67,38 +75,45 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 	return false
 }
 
-// startSession hands an upgraded connection to the splicer, which copies it
-// on goroutines of its own; this connection's goroutine then ends, so its
-// stack (grown while it read and forwarded heads) is freed and an idle
-// session costs only its copiers' minimal stacks. endSession runs when the
-// session is over.
-func (c *conn) startSession(u *upgraded) {
+// startSession hands an upgraded connection to the splicer. This
+// connection's goroutine then ends, so its stack (grown while it read and
+// forwarded heads) is freed. A session on a splice loop also leaves the
+// server's connection set (the loop closed the Go conns; Shutdown ends loop
+// sessions through the loops), so nothing but u and the loop's record is
+// left of it. SessionEnded runs when the session is over.
+func (c *conn) startSession(u *upgraded, sess *Session) {
 	c.s.wg.Add(1)
-	c.session = u
 	c.c.SetDeadline(time.Time{})
-	u.sess.Node.SetDeadline(time.Time{})
-	sess := u.sess
-	u.sess = nil // a session on a loop no longer needs the Go conns it held
-	c.s.splicer.Start(sess, c.endSession)
+	sess.Node.SetDeadline(time.Time{})
+	c.s.splicer.Start(sess, u)
 	if sess.Detached {
-		// The loop took the descriptors and closed the Go conn: keep
-		// nothing of it. Shutdown closes loop sessions through the loops.
-		c.s.mu.Lock()
-		c.c = nil
-		c.s.mu.Unlock()
+		u.untrack()
 	}
 }
 
-// endSession writes a session's access-log line and closes the client
-// connection's accounting. It runs on one of the session's goroutines.
-func (c *conn) endSession(toNode, toClient int64, err error) {
-	s, u := c.s, c.session
+// untrack takes the session's client connection out of the server's set,
+// once (the loop may end the session before Start returns).
+func (u *upgraded) untrack() {
+	s := u.s
+	s.mu.Lock()
+	if u.c != nil {
+		delete(s.active, u.c)
+		u.c = nil
+	}
+	s.mu.Unlock()
+}
+
+// SessionEnded implements Ender: the session's counters and its access-log
+// line. It runs on the session's goroutine or loop: it must not block.
+func (u *upgraded) SessionEnded(toNode, toClient int64, err error) {
+	s := u.s
 	defer s.wg.Done()
-	defer c.untrack() // the splicer closed both sockets
+	u.untrack() // the splicer closed both sockets
+	s.conns.Add(-1)
 	u.node.Active.Add(-1)
 	u.node.Sessions.Add(-1)
 	u.node.Served.Add(1)
-	u.node.Stats.CountStatus(u.status)
+	u.node.Stats.CountStatus(int(u.status))
 	u.node.Stats.BytesIn.Add(uint64(toNode))
 	u.node.Stats.BytesOut.Add(uint64(toClient))
 	if !s.cfg().AccessLog {
@@ -108,13 +123,14 @@ func (c *conn) endSession(toNode, toClient int64, err error) {
 	if !e.Enabled() {
 		return
 	}
-	e = e.Bytes("remote", c.remoteIP).
-		Str("method", u.method).
-		Str("path", u.path).
-		Int("status", u.status).
+	method, path, _ := strings.Cut(u.line, " ")
+	e = e.Str("remote", u.remote).
+		Str("method", method).
+		Str("path", path).
+		Int("status", int(u.status)).
 		Int64("bytes_in", toNode).
 		Int64("bytes_out", toClient).
-		Dur("dur", time.Since(u.start)).
+		Dur("dur", time.Since(s.started)-time.Duration(u.start)).
 		Str("node", u.node.Name).
 		Str("addr", u.node.Addr).
 		Str("why", u.why.String()).

@@ -89,9 +89,10 @@ func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }
 
 // options is everything the command line sets beyond proxy.Config.
 type options struct {
-	configFile string
-	logLevel   string
-	logFormat  string
+	configFile    string
+	logLevel      string
+	logFormat     string
+	releaseMemory bool
 }
 
 // parseFlags binds every flag into cfg and opts. It returns flag.ErrHelp
@@ -140,6 +141,8 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	fs.DurationVar(&cfg.Pool.EvictSpread, "evict-spread", 0, "spread the closing of a dead node's WebSocket sessions over this long (0: all at once)")
 	cfg.AccessLog = true
 	fs.Var((*onOff)(&cfg.AccessLog), "access-log", "`on` or off: one JSON line per request and WebSocket session on stdout")
+	opts.releaseMemory = true
+	fs.Var((*onOff)(&opts.releaseMemory), "release-memory", "`on` or off: after a burst of new connections, once traffic is quiet, collect garbage and return free memory to the OS at once (one collection per burst; read at start)")
 	fs.StringVar(&opts.configFile, "config", "", "YAML `file` whose keys are these flags' long names (a list for node, cert, key); flags given here win; SIGHUP re-reads it")
 	fs.StringVar(&opts.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&opts.logFormat, "log-format", "json", "json, or console for people")
@@ -148,7 +151,13 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	// fs.Usage stays unset: the flag package would print it on every parse
 	// error, and a bad flag gets one line.
 	fs.Usage = func() {}
-	if err := fs.Parse(joinOnOff(args, "access-log")); err != nil {
+	var switches []string // the on/off flags
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := f.Value.(*onOff); ok {
+			switches = append(switches, f.Name)
+		}
+	})
+	if err := fs.Parse(joinOnOff(args, switches...)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stderr, fs)
 		}
@@ -260,6 +269,11 @@ func run(args []string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tether: %v\n", err)
 		return 2
+	}
+	if opts.releaseMemory {
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		go releaseAfterBursts(ctx, log)
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"io"
+	"runtime/metrics"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// forcedGCs reads how many collections were forced (runtime.GC,
+// debug.FreeOSMemory) so far.
+func forcedGCs() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+var sink [][]byte
+
+// TestReleaseAfterBurst: a burst of allocation followed by quiet makes the
+// releaser collect once; quiet alone does not.
+func TestReleaseAfterBurst(t *testing.T) {
+	ctx := t.Context()
+	go releaseAfterBursts(ctx, zerolog.New(io.Discard))
+	before := forcedGCs()
+	time.Sleep(3 * releaseTick)
+	if n := forcedGCs() - before; n != 0 {
+		t.Fatalf("%d collections forced without a burst", n)
+	}
+	for range 2 * releaseBurst / (4 << 10) {
+		sink = append(sink[:0], make([]byte, 4<<10)) // garbage, as a storm of connections leaves
+	}
+	sink = nil
+	deadline := time.Now().Add(5 * time.Second)
+	for forcedGCs() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("no collection forced within 5 s of a burst followed by quiet")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	after := forcedGCs()
+	time.Sleep(3 * releaseTick)
+	if n := forcedGCs() - after; n != 0 {
+		t.Errorf("%d more collections forced while quiet after the release", n)
+	}
+}
+
+func TestReleaseMemoryFlag(t *testing.T) {
+	for args, want := range map[string]bool{"": true, "--release-memory off": false, "--release-memory=on": true} {
+		all := []string{"--node", "a=http://127.0.0.1:1"}
+		if args != "" {
+			all = append(all, strings.Fields(args)...)
+		}
+		_, opts, err := parseFlags(all, io.Discard)
+		if err != nil || opts.releaseMemory != want {
+			t.Errorf("%q: release %v (%v), want %v", args, opts.releaseMemory, err, want)
+		}
+	}
+}
