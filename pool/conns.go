@@ -152,16 +152,15 @@ func (p *Pool) sweepLoop() {
 
 // open reports whether an idle connection is still usable: nothing to read
 // (a node sends nothing unasked, so readable means closed, reset or broken).
-// A zero-timeout poll: it neither blocks, consumes nor allocates. Only
-// called on idle connections the pool owns, so fd is still theirs.
+// A zero-timeout poll (pollNow): it neither blocks, consumes nor allocates.
+// Only called on idle connections the pool owns, so fd is still theirs.
 func (c *Conn) open() bool {
 	if c.fd < 0 {
 		return true
 	}
 	pfd := [1]unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
-	var zero unix.Timespec
 	for {
-		n, err := unix.Ppoll(pfd[:], &zero, nil)
+		n, err := pollNow(pfd[:])
 		if err == unix.EINTR {
 			continue
 		}

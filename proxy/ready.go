@@ -88,23 +88,22 @@ func readableNow(c net.Conn) bool {
 }
 
 // readyProbe reports whether fd is readable, without consuming anything and
-// without blocking: a zero-timeout ppoll for POLLIN. Data, end-of-stream, a
-// hang-up or a socket error all end the wait (true); nothing returns false so
-// the runtime poller parks the goroutine until the socket becomes readable,
-// then calls readyProbe again.
+// without blocking: a zero-timeout poll for POLLIN (pollNow: ppoll on Linux,
+// poll elsewhere). Data, end-of-stream, a hang-up or a socket error all end
+// the wait (true); nothing returns false so the runtime poller parks the
+// goroutine until the socket becomes readable, then calls readyProbe again.
 //
 // The probe is what makes the wait correct: syscall.RawConn.Read resets the
 // poller's readiness before its first call, so bytes queued before the wait
-// are only seen by looking at the socket. It is ppoll rather than a one-byte
+// are only seen by looking at the socket. It is a poll rather than a one-byte
 // recvfrom(MSG_PEEK|MSG_DONTWAIT) because a peek consumes a pending socket
 // error: a reset would then read as a plain EOF and be forwarded as a
 // half-close. readyProbe is a plain function (passing it allocates nothing)
 // and its arguments live on its own stack.
 func readyProbe(fd uintptr) bool {
 	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	var zero unix.Timespec
 	for {
-		n, err := unix.Ppoll(pfd[:], &zero, nil)
+		n, err := pollNow(pfd[:])
 		switch {
 		case err == unix.EINTR:
 			continue
