@@ -98,11 +98,11 @@ func RaiseFileLimit() (uint64, error) {
 		want := lim
 		want.Cur = lim.Max
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
-			return lim.Cur, fmt.Errorf("setrlimit %d: %w", want.Cur, err)
+			return uint64(lim.Cur), fmt.Errorf("setrlimit %d: %w", want.Cur, err)
 		}
 		lim = want
 	}
-	return lim.Cur, nil
+	return uint64(lim.Cur), nil
 }
 
 // fileLimit is this process's soft limit on open files; 0 if unknown.
@@ -111,7 +111,7 @@ func fileLimit() uint64 {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return 0
 	}
-	return lim.Cur
+	return uint64(lim.Cur)
 }
 
 // ephemeralPorts is the number of local ports the kernel hands out to

@@ -279,8 +279,15 @@ func (l *loop) nodeEnded(s *lsess) {
 	l.tell(s, code)
 }
 
+// testHookEvicted, set by tests only, runs on the loop once it has taken an
+// Evict command: bytes that reach the loop after it see the eviction.
+var testHookEvicted func(*lsess)
+
 // evict runs an Evict command on the loop.
 func (l *loop) evict(s *lsess) {
+	if h := testHookEvicted; h != nil {
+		defer h(s)
+	}
 	if s.flags&(flagAdded|flagEnded) != flagAdded || s.phase != phaseRun || s.st[dirDown]&dirDone != 0 {
 		return // not added yet (add comes back here), over, or already told
 	}

@@ -230,7 +230,17 @@ func TestLoopSplicePrefixMidFrame(t *testing.T) {
 		r, e := startWSOn(t, ls, reg, func(s *Session) { s.NodeBuf = frame[:10] })
 		r.client.SetReadDeadline(time.Now().Add(spliceBound))
 		expectRead(t, r.client, string(frame[:10]))
+		// The node's next bytes must reach the loop after the eviction
+		// (bytes it moved before would rightly pass).
+		evicted := make(chan struct{}, 1)
+		testHookEvicted = func(*lsess) { evicted <- struct{}{} }
+		defer func() { testHookEvicted = nil }()
 		e.Evict(pool.CloseServiceRestart)
+		select {
+		case <-evicted:
+		case <-time.After(spliceBound):
+			t.Fatal("the loop did not take the Evict command")
+		}
 		r.node.Write(frame[10:])
 		r.node.Write(wsFrame(true, 0x1, []byte("late"), false))
 		if got := readAll(t, r.client); !bytes.Equal(got, append(frame[10:], closeRestart...)) {
