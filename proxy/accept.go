@@ -84,9 +84,14 @@ func (c *conn) serve() {
 		c.c.SetReadDeadline(time.Now().Add(wait))
 		c.idle.Store(true)
 		var err error
-		if s.isClosing() {
+		switch {
+		case s.isClosing():
 			err = errShutdown
-		} else {
+		case c.secure && c.served == 0:
+			// Just after the handshake: the first request may already sit
+			// in the TLS connection above its socket (TLS 1.3 clients send
+			// it with their Finished), so it is read, not waited for.
+		default:
 			err = waitReadable(c.c)
 		}
 		c.idle.Store(false)

@@ -19,7 +19,9 @@ import (
 // wakes the wait with net.ErrClosed. End-of-stream and socket errors
 // (a reset) are not returned: waitReadable returns nil and the caller's next
 // Read reports them. A caller with a buffered reader in front of c must check
-// that reader's Buffered() first: waitReadable sees only the socket.
+// that reader's Buffered() first: waitReadable sees only the socket. For a
+// *tls.Conn, wait only after a Read on it failed on its deadline (crypto/tls
+// may hold whole records above the socket otherwise; see tlsterm.Raw).
 //
 // It allocates nothing for *net.TCPConn and *net.UnixConn, so an idle
 // keep-alive connection or spliced session can wait in it for free. Only one
@@ -29,9 +31,9 @@ func waitReadable(c net.Conn) error {
 	case *net.TCPConn:
 		return waitTCP(c)
 	case *tls.Conn:
-		// A TLS connection from tlsterm's Handshaker holds nothing above
-		// its socket once a Read returned less than asked (buffers here are
-		// larger than a record): its socket's readability is its own.
+		// Callers come here after a Read failed on its deadline: the TLS
+		// connection then holds no whole record above its socket (see
+		// tlsterm.Raw), and the socket's readability is its own.
 		if raw := tlsterm.Raw(c); raw != net.Conn(c) {
 			return waitReadable(raw)
 		}

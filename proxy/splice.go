@@ -411,7 +411,11 @@ func (s *splice) tellClient(code uint16) error {
 // the stacks of the goroutines parked in it.
 func (s *splice) pump(h *half) error {
 	down := h == &s.down
-	hot := false // bytes just moved: read again at once, holding the buffer
+	// hot: bytes just moved, so read again at once, holding the buffer. A
+	// session starts hot: a TLS connection may hold whole records above its
+	// socket (the client's first frames, read with its upgrade request),
+	// which a readiness wait on the socket would not see.
+	hot := true
 	for {
 		if down && s.evict.Load() != 0 {
 			return errEvicting

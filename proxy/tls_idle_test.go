@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +41,107 @@ func startEchoNode(t *testing.T) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// startTLSServer starts tether with a self-signed TLS listener in front of
+// the echo node and returns the listener's address.
+func startTLSServer(t *testing.T) string {
+	t.Helper()
+	node := startEchoNode(t)
+	cfg := Config{
+		TLS:  tlsterm.Config{Listen: "127.0.0.1:0", SelfSigned: true},
+		Pool: pool.Config{Nodes: []pool.NodeConfig{{Name: "CB_Server_1", URL: "http://" + node}}},
+	}
+	s, err := New(cfg, zerolog.Nop(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeTLS(ln)
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	return ln.Addr().String()
+}
+
+// coalescingConn holds what is written until Flush or the next Read, so that
+// several TLS records reach tether in one segment.
+type coalescingConn struct {
+	net.Conn
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (c *coalescingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.buf = append(c.buf, p...)
+	c.mu.Unlock()
+	return len(p), nil
+}
+
+func (c *coalescingConn) Flush() error {
+	c.mu.Lock()
+	b := c.buf
+	c.buf = nil
+	c.mu.Unlock()
+	if len(b) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(b)
+	return err
+}
+
+func (c *coalescingConn) Read(p []byte) (int, error) {
+	if err := c.Flush(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+// TestTLSRecordsArrivingTogether: a TLS 1.3 client's Finished, its upgrade
+// request and its first WebSocket bytes, each its own record, reach tether
+// in one segment (crypto/tls reads them in one go). The request is answered
+// and the bytes reach the node at once: neither waits on a socket that has
+// nothing more to say.
+func TestTLSRecordsArrivingTogether(t *testing.T) {
+	addr := startTLSServer(t)
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	cc := &coalescingConn{Conn: raw}
+	c := tls.Client(cc, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	c.SetDeadline(time.Now().Add(3 * time.Second)) // well before tether's 10 s header timeout
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	io.WriteString(c, "first bytes")
+	if err := cc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 101") {
+		t.Fatalf("upgrade: %q %v", line, err)
+	}
+	if err := skipHead(br); err != nil {
+		t.Fatal("101 head:", err)
+	}
+	got := make([]byte, len("first bytes"))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "first bytes" {
+		t.Fatalf("the bytes sent with the upgrade request: %q %v", got, err)
+	}
+	// Two more records in one segment, mid-session.
+	io.WriteString(c, "one,")
+	io.WriteString(c, "two")
+	cc.Flush()
+	got = make([]byte, len("one,two"))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "one,two" {
+		t.Fatalf("two records in one segment: %q %v", got, err)
+	}
 }
 
 // TestIdleWSSHoldsNoBuffer: a wss session through tether's TLS listener

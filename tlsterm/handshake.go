@@ -227,20 +227,15 @@ func readFirstRecord(raw net.Conn) ([]byte, error) {
 // crypto/tls calls from the handshake's goroutine and later under its input
 // lock, and by Handshake after the handshake; pending is nil once replayed,
 // so the record's memory goes with it.
+//
+// Reads from raw go straight through: crypto/tls reads as much as the
+// socket holds, so several records that arrived together cost one system
+// call. It may then hold whole records above the socket; see Raw for when
+// the socket's readability is the connection's.
 type replayConn struct {
 	net.Conn
 	pending []byte
 	slot    *Handshaker // holding one of its slots; nil once given back
-
-	// The raw socket is read one TLS record at a time, never past the end
-	// of the current one, so crypto/tls never holds bytes of a record it has
-	// not been asked for: once (*tls.Conn).Read returns less than asked,
-	// nothing is left above the socket and a readiness wait on the raw
-	// socket (see Raw) cannot miss data. hdr collects the current record's
-	// header (hn bytes so far); remain counts its body bytes still to come.
-	hdr    [recordHeaderLen]byte
-	hn     int
-	remain int
 }
 
 var _ net.Conn = (*replayConn)(nil)
@@ -248,7 +243,6 @@ var _ net.Conn = (*replayConn)(nil)
 func (c *replayConn) Read(p []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
-		c.track(c.pending[:n])
 		c.pending = c.pending[n:]
 		if len(c.pending) == 0 {
 			c.pending = nil
@@ -256,42 +250,17 @@ func (c *replayConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	c.releaseSlot()
-	want := c.remain
-	if want == 0 {
-		want = recordHeaderLen - c.hn
-	}
-	if len(p) > want {
-		p = p[:want]
-	}
-	n, err := c.Conn.Read(p)
-	c.track(p[:n])
-	return n, err
+	return c.Conn.Read(p)
 }
 
-// track moves the record tracker over bytes handed to crypto/tls.
-func (c *replayConn) track(b []byte) {
-	for len(b) > 0 {
-		if c.remain > 0 {
-			k := min(len(b), c.remain)
-			c.remain -= k
-			b = b[k:]
-			continue
-		}
-		k := copy(c.hdr[c.hn:], b)
-		c.hn += k
-		b = b[k:]
-		if c.hn == recordHeaderLen {
-			c.remain = int(c.hdr[3])<<8 | int(c.hdr[4])
-			c.hn = 0
-		}
-	}
-}
-
-// Raw returns the socket under a connection Handshaker made, for
-// readiness waits: when the last (*tls.Conn).Read returned fewer bytes than
-// asked (any buffer larger than a record's 16 KiB), the TLS connection holds
-// nothing unread and the socket's readability is the connection's. For
-// other connections it returns c itself.
+// Raw returns the socket under a TLS connection, for readiness waits. The
+// socket's readability is the connection's only once a (*tls.Conn).Read
+// failed on the socket's read deadline: crypto/tls reads the socket only
+// when the records it holds are used up, so it then holds at most part of a
+// record, whose rest is still to come over the socket. After a Read that
+// returned data, or right after the handshake, whole records may wait above
+// the socket: read (with a short deadline) before waiting on Raw. For other
+// connections it returns c itself.
 func Raw(c net.Conn) net.Conn {
 	tc, ok := c.(*tls.Conn)
 	if !ok {
