@@ -38,7 +38,9 @@ const (
 
 // Defaults of CompareConfig.
 var (
-	DefaultComparePeers     = []string{PeerTether, PeerNginx, PeerHAProxy, PeerDirect}
+	DefaultComparePeers = []string{PeerTether, PeerNginx, PeerHAProxy, PeerDirect}
+	// KnownPeers are the peers --peers may name.
+	KnownPeers              = []string{PeerTether, PeerTetherGo, PeerNginx, PeerHAProxy, PeerDirect}
 	DefaultCompareScenarios = []string{CompareHTTP, CompareWS, CompareWSS, CompareTLSRSA, CompareTLSECDSA, CompareIdle}
 )
 
@@ -157,8 +159,8 @@ func (c CompareConfig) Validate() error {
 	c = c.withDefaults()
 	seen := map[string]bool{}
 	for _, p := range c.Peers {
-		if !slices.Contains(DefaultComparePeers, p) {
-			return fmt.Errorf("--peers %q: want some of tether, nginx, haproxy, direct", p)
+		if !slices.Contains(KnownPeers, p) {
+			return fmt.Errorf("--peers %q: want some of %s", p, strings.Join(KnownPeers, ", "))
 		}
 		if seen[p] {
 			return fmt.Errorf("--peers: %s twice", p)
@@ -360,6 +362,7 @@ func (c CompareConfig) peerEnv(plan pinPlan) (*peerEnv, error) {
 	for _, p := range c.Peers {
 		need[p] = true
 	}
+	need[PeerTether] = need[PeerTether] || need[PeerTetherGo]
 	var err error
 	if e.benchBin = c.BenchBin; e.benchBin == "" {
 		if e.benchBin, err = os.Executable(); err != nil {

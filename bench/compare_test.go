@@ -445,6 +445,7 @@ func TestCompareConfigValidate(t *testing.T) {
 		{"defaults", CompareConfig{}, ""},
 		{"unknown peer", CompareConfig{Peers: []string{"envoy"}}, "--peers"},
 		{"peer twice", CompareConfig{Peers: []string{"nginx", "nginx"}}, "--peers"},
+		{"both tether engines", CompareConfig{Peers: []string{PeerTether, PeerTetherGo, PeerHAProxy}}, ""},
 		{"unknown scenario", CompareConfig{Scenarios: []string{"ws"}}, "--scenarios"},
 		{"TLS scenarios", CompareConfig{Scenarios: []string{CompareTLSECDSA, CompareWSS, CompareTLSRSA}}, ""},
 		{"rounds", CompareConfig{Rounds: -1}, "--rounds"},

@@ -25,6 +25,10 @@ const (
 	PeerNginx   = "nginx"
 	PeerHAProxy = "haproxy"
 	PeerDirect  = "direct"
+	// PeerTetherGo is tether with its splice loops off (--splice-loops -1):
+	// every WebSocket session on two goroutines, the engine TLS sessions
+	// use, beside the loops.
+	PeerTetherGo = "tether-goroutines"
 )
 
 // Bounds of the processes a comparison starts.
@@ -89,7 +93,7 @@ func newPeerConfig(listen string, nodes []PeerNode, cookie string, workers int, 
 		Workers:      workers,
 		Dir:          dir,
 		FileLimit:    peerFileLimit,
-		WorkerConns:  peerFileLimit / 2,
+		WorkerConns:  peerFileLimit - 200,       // a session takes two: client and node; a margin for files and listeners
 		MaxConns:     (peerFileLimit - 200) / 2, // two sockets a connection, and a margin
 		UpstreamIdle: 128,                       // tether's --pool-max-idle
 	}
