@@ -184,6 +184,51 @@ func TestLongPollHeldPastFiveSeconds(t *testing.T) {
 	}
 }
 
+// TestLongPollClientHangsUp: a client that hangs up while its long poll
+// waits for the node is noticed at once: tether closes the node connection
+// and logs 499, long before the node would have answered (8 s here).
+func TestLongPollClientHangsUp(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, node1, 8*time.Second)
+	tt := startTether(t, []*testNode{n}, healthOff...)
+	const path = "/cobrowse/poll?session=gone&role=agent"
+	poll := dialRaw(t, tt.addr)
+	poll.write(t, get(path, "Cookie: gcbSessionServer=CB_Server_1\r\n"))
+	time.Sleep(300 * time.Millisecond) // past the hot window: the poll waits holding nothing
+	poll.Close()
+	lines := tt.waitAccess(t, 1, 3*time.Second, func(l map[string]any) bool { return l["path"] == path })
+	if l := lines[0]; l["status"] != 499.0 || l["node"] != node1 {
+		t.Fatalf("access line %v, want status 499 from %s", l, node1)
+	}
+}
+
+// TestLongPollWithPipelinedRequest: a client that sends its next request
+// while its long poll waits is not taken for one that left: the poll is
+// answered when the node answers, then the next request.
+func TestLongPollWithPipelinedRequest(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, node1, 8*time.Second)
+	tt := startTether(t, []*testNode{n}, healthOff...)
+	const cookie = "Cookie: gcbSessionServer=CB_Server_1\r\n"
+	poll := dialRaw(t, tt.addr).withDeadline(10 * time.Second)
+	poll.write(t, get("/cobrowse/poll?session=piped&role=agent", cookie))
+	time.Sleep(300 * time.Millisecond)
+	poll.write(t, get("/cobrowse/resource?bytes=10", cookie))
+	time.Sleep(300 * time.Millisecond)
+	const msg = "the poll's answer"
+	send := dialRaw(t, tt.addr).withDeadline(5 * time.Second)
+	if r := send.do(t, "POST /cobrowse/send?session=piped&role=customer HTTP/1.1\r\nHost: example.test\r\n"+cookie+
+		"Content-Type: text/plain\r\nContent-Length: "+strconv.Itoa(len(msg))+"\r\n\r\n"+msg); r.status != 202 {
+		t.Fatalf("send: status %d %q", r.status, r.body)
+	}
+	if r := poll.readResponse(t, false); r.status != 200 || string(r.body) != msg {
+		t.Fatalf("poll: %d %q, want 200 %q", r.status, r.body, msg)
+	}
+	if r := poll.readResponse(t, false); r.status != 200 || len(r.body) != 10 {
+		t.Fatalf("pipelined request: %d, %d bytes, want 200 and 10", r.status, len(r.body))
+	}
+}
+
 // readResponseNoFatal reads one answer (Content-Length bodies only) and
 // returns nil on any error; it is safe to call off the test goroutine.
 func readResponseNoFatal(c *rawConn) *response {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -209,8 +210,12 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 			x.br = nil
 		}
 		pc.SetReadDeadline(asked.Add(s.cfg().UpstreamTimeout))
-		if err := waitReadable(pc.Conn); err != nil {
+		if err := x.awaitAnswer(pc, asked.Add(s.cfg().UpstreamTimeout)); err != nil {
 			pc.Close()
+			if err == errClientGone {
+				s.record(x, statusClientGone, err)
+				return false, false
+			}
 			return x.nodeFailed(pc, err, false), false
 		}
 		nbr = s.getReader(&x.nr)
@@ -328,6 +333,50 @@ func isTimeout(err error) bool {
 
 // errClientBody marks a failure to read the request body from the client.
 var errClientBody = errors.New("proxy: request body")
+
+// errClientGone ends an exchange whose client hung up while the node had
+// not begun to answer; it is logged with statusClientGone (nginx's 499) and
+// nothing is written.
+var errClientGone = errors.New("proxy: client closed the connection before the answer")
+
+// statusClientGone is the access log's status for errClientGone.
+const statusClientGone = 499
+
+// awaitAnswer waits, under pc's read deadline, until the node's answer
+// begins. It runs for answers slower than the hot window (long polls):
+// meanwhile a goroutine watches the client, and a client that hangs up ends
+// the wait with errClientGone, so the node connection is closed at once
+// instead of when the node answers (as nginx does; HAProxy only with option
+// abortonclose). A client that sent more bytes (its next request) is not
+// watched further. The watcher has ended when awaitAnswer returns, and the
+// client's read deadline, which ended it, is set afresh by the next read.
+func (x *exchange) awaitAnswer(pc *pool.Conn, until time.Time) error {
+	if x.br != nil {
+		// The client's next bytes are already here: it is not leaving.
+		return waitReadable(pc.Conn)
+	}
+	client := x.c.c
+	if err := client.SetReadDeadline(until); err != nil {
+		return waitReadable(pc.Conn)
+	}
+	var gone atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if waitHangup(client) {
+			gone.Store(true)
+			pc.Conn.SetReadDeadline(time.Unix(1, 0)) // wake the wait below
+		}
+	}()
+	err := waitReadable(pc.Conn)
+	client.SetReadDeadline(time.Unix(1, 0)) // end the watch
+	<-done
+	x.cr.readSet = 0 // the sliding read deadline is set again on the next read
+	if gone.Load() {
+		return errClientGone
+	}
+	return err
+}
 
 // sendRequest writes the request head and streams its body to the node.
 // sentBody reports whether any body byte went out (the request can no

@@ -115,3 +115,37 @@ func readyProbe(fd uintptr) bool {
 		return n > 0
 	}
 }
+
+// waitHangup blocks until c's peer hangs up (true: end of stream, reset) or
+// sends bytes (false), without consuming anything, honouring c's read
+// deadline (false when it passes or c is closed). For a *tls.Conn it
+// watches the socket under it: a TLS client that closes sends an alert, then
+// hangs up. A conn without a descriptor reports false at once.
+func waitHangup(c net.Conn) bool {
+	sc, ok := tlsterm.Raw(c).(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	hup := false
+	err = rc.Read(func(fd uintptr) bool {
+		pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | hangupEvents}}
+		for {
+			n, err := pollNow(pfd[:])
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err != nil:
+				return true
+			case n == 0:
+				return false // nothing yet: park until the socket is readable
+			}
+			hup = pfd[0].Revents&hangupEvents != 0
+			return true
+		}
+	})
+	return err == nil && hup
+}

@@ -130,3 +130,45 @@ func TestWaitReadableNoDescriptor(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestWaitHangup(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	lb := newPairMaker(t)
+	for _, tc := range []struct {
+		name string
+		peer func(t *testing.T, peer *net.TCPConn)
+		want bool
+	}{
+		{"bytes", peerWritesByte, false},
+		{"end of stream", func(t *testing.T, p *net.TCPConn) { p.CloseWrite() }, true},
+		{"bytes then close", func(t *testing.T, p *net.TCPConn) { peerWritesByte(t, p); p.Close() }, true},
+		{"reset", func(t *testing.T, p *net.TCPConn) { p.SetLinger(0); p.Close() }, true},
+		{"nothing before the deadline", func(*testing.T, *net.TCPConn) {}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			peer, c := lb.pair(t)
+			defer peer.Close()
+			defer c.Close()
+			tc.peer(t, peer)
+			c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			if got := waitHangup(c); got != tc.want {
+				t.Fatalf("waitHangup = %v, want %v", got, tc.want)
+			}
+			if tc.name == "bytes" { // nothing was consumed
+				c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				if n, err := c.Read(make([]byte, 8)); n != 1 || err != nil {
+					t.Fatalf("Read after the wait = %d, %v; want the byte", n, err)
+				}
+			}
+		})
+	}
+	// A hang-up that comes while it waits wakes it.
+	peer, c := lb.pair(t)
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	time.AfterFunc(50*time.Millisecond, func() { peer.Close() })
+	start := time.Now()
+	if !waitHangup(c) || time.Since(start) > 2*time.Second {
+		t.Fatalf("a hang-up during the wait was not seen at once (%v)", time.Since(start))
+	}
+}
