@@ -56,6 +56,19 @@ func chunked(body []byte, seed uint64) []byte {
 // writing while it waits for the answer, and checks the node's checksum.
 func upload(t *testing.T, addr string, body []byte, want string, useChunked bool) {
 	t.Helper()
+	r, werr := post(t, addr, body, useChunked)
+	if werr != nil {
+		t.Fatalf("write upload: %v", werr)
+	}
+	if r.status != 200 || string(r.body) != want {
+		t.Fatalf("upload of %d bytes (chunked %v): status %d body %q, want 200 %q", len(body), useChunked, r.status, r.body, want)
+	}
+}
+
+// post sends body to /cobrowse/upload and returns the answer and how the
+// writing of the request ended.
+func post(t *testing.T, addr string, body []byte, useChunked bool) (*response, error) {
+	t.Helper()
 	c := dialRaw(t, addr).withDeadline(30 * time.Second)
 	head := "POST /cobrowse/upload HTTP/1.1\r\nHost: example.test\r\nContent-Type: application/octet-stream\r\n"
 	payload := body
@@ -71,11 +84,44 @@ func upload(t *testing.T, addr string, body []byte, want string, useChunked bool
 		werr <- err
 	}()
 	r := c.readResponse(t, false)
-	if err := <-werr; err != nil {
-		t.Fatalf("write upload: %v", err)
+	c.Close() // ends a write still going on
+	return r, <-werr
+}
+
+// TestMaxBodyBytes: with --max-body-bytes, bodies up to the limit pass; a
+// Content-Length past it is answered 413 before any node is asked; a chunked
+// body is cut at the chunk that passes it and answered 413, so the node
+// never gets a complete upload.
+func TestMaxBodyBytes(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, node1, 0)
+	const limit = 300_000
+	tt := startTether(t, []*testNode{n}, append(healthOff, "--max-body-bytes", strconv.Itoa(limit))...)
+	body, want := randomBody(limit, 7)
+	upload(t, tt.addr, body, want, false)
+	upload(t, tt.addr, body, want, true)
+	big, _ := randomBody(3*limit, 8)
+	for _, useChunked := range []bool{false, true} {
+		r, _ := post(t, tt.addr, big, useChunked) // tether may close before it is all written
+		if r.status != 413 {
+			t.Fatalf("%d bytes (chunked %v) over a limit of %d: status %d %q, want 413", len(big), useChunked, limit, r.status, r.body)
+		}
 	}
-	if r.status != 200 || string(r.body) != want {
-		t.Fatalf("upload of %d bytes (chunked %v): status %d body %q, want 200 %q", len(body), useChunked, r.status, r.body, want)
+	lines := tt.waitAccess(t, 2, 3*time.Second, func(l map[string]any) bool { return l["status"] == 413.0 })
+	routed := 0
+	for _, l := range lines {
+		if _, ok := l["node"]; ok {
+			routed++
+			if l["bytes_in"].(float64) > limit {
+				t.Errorf("a refused body reached its node past the limit: %v", l)
+			}
+		}
+	}
+	if routed != 1 {
+		t.Errorf("%d of the 413s reached a node, want 1 (the chunked one, cut short): %v", routed, lines)
+	}
+	if got := tt.accessLines(t); len(got) != 4 {
+		t.Errorf("%d access lines, want 4 (two uploads, two refusals)", len(got))
 	}
 }
 

@@ -52,7 +52,7 @@ func copyBody(dst *bufio.Writer, src *bufio.Reader, fr framing, buf []byte, isRe
 	case fr.noBody:
 		return 0, nil
 	case fr.chunked:
-		n, err = copyChunked(dst, src, buf)
+		n, err = copyChunked(dst, src, buf, fr.max)
 	case fr.length > 0:
 		n, err = copyExactly(dst, src, fr.length, buf)
 	case fr.length < 0 && !isRequest:
@@ -63,6 +63,8 @@ func copyBody(dst *bufio.Writer, src *bufio.Reader, fr framing, buf []byte, isRe
 	switch err {
 	case nil:
 		return n, nil
+	case errBodyTooLarge:
+		return n, fmt.Errorf("%w: more than %d bytes", err, fr.max)
 	case io.ErrUnexpectedEOF:
 		return n, fmt.Errorf("body cut short after %d bytes: %w", n, err)
 	}
@@ -128,7 +130,9 @@ func copyUpTo(dst *bufio.Writer, src *bufio.Reader, n int64, buf []byte, eofEnds
 }
 
 // copyChunked checks and re-emits a chunked body, trailer section included.
-func copyChunked(dst *bufio.Writer, src *bufio.Reader, buf []byte) (int64, error) {
+// With max above zero, a chunk that would take the body past max is not
+// copied: errBodyTooLarge.
+func copyChunked(dst *bufio.Writer, src *bufio.Reader, buf []byte, max int64) (int64, error) {
 	var total int64
 	for {
 		line, err := chunkLine(dst, src, min(maxChunkLine, src.Size()), faultChunkLine)
@@ -142,6 +146,9 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, buf []byte) (int64, error
 		src.Discard(len(line) + 2)
 		if size == 0 {
 			break
+		}
+		if max > 0 && size > max-total {
+			return total, errBodyTooLarge
 		}
 		if err := writeChunkSize(dst, size); err != nil {
 			return total, err

@@ -213,3 +213,19 @@ func TestChunkSizeWriter(t *testing.T) {
 		}
 	}
 }
+
+// TestChunkedBodyLimit: a chunk that would take a chunked body past its
+// limit is not copied; one that reaches it exactly is.
+func TestChunkedBodyLimit(t *testing.T) {
+	t.Parallel()
+	in := "3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n"
+	fr := framing{chunked: true, length: -1, max: 5}
+	out, n, err := bodyResult(strings.NewReader(in), fr, 16, true)
+	if !errors.Is(err, errBodyTooLarge) || n != 3 || out != "3\r\nabc\r\n" {
+		t.Fatalf("limit 5: %q, %d, %v; want the first chunk only and errBodyTooLarge", out, n, err)
+	}
+	fr.max = 6
+	if out, n, err := bodyResult(strings.NewReader(in), fr, 16, true); err != nil || n != 6 || out != in {
+		t.Fatalf("limit 6: %q, %d, %v; want the whole body", out, n, err)
+	}
+}

@@ -63,6 +63,11 @@ type Config struct {
 	// MaxHeaderBytes bounds a request or answer head (431 for a client's,
 	// 502 for a node's). Zero means 64 KiB.
 	MaxHeaderBytes int
+	// MaxBodyBytes bounds a request body: a Content-Length past it is
+	// answered 413 before any node is asked; a chunked body that grows past
+	// it is cut (the node connection closed) and answered 413. Zero means no
+	// limit.
+	MaxBodyBytes int64
 	// MaxConns bounds concurrent client connections; past it, new
 	// connections are closed at once. Zero means half the process's
 	// descriptor limit less a reserve (each connection may hold a node
@@ -140,6 +145,9 @@ func (c *Config) Validate() error {
 		if d.v < 0 {
 			return fmt.Errorf("%s %s: must not be negative", d.flag, d.v)
 		}
+	}
+	if c.MaxBodyBytes < 0 {
+		return fmt.Errorf("--max-body-bytes %d: must not be negative (0: no limit)", c.MaxBodyBytes)
 	}
 	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 1<<20 {
 		return fmt.Errorf("--max-header-bytes %d: must be between 1024 and 1048576", c.MaxHeaderBytes)

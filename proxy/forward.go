@@ -110,6 +110,10 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 	upgrade := isUpgrade(x.req)
 	keep := clientKeepAlive(x.req) && !upgrade && !s.draining.Load()
 	x.prepareRequest(upgrade)
+	if max := s.cfg().MaxBodyBytes; max > 0 && !fr.chunked && fr.length > max {
+		x.refuseBody(fmt.Errorf("%w: Content-Length %d, --max-body-bytes %d", errBodyTooLarge, fr.length, max))
+		return false
+	}
 
 	var tried *pool.Node
 	fresh := false
@@ -172,6 +176,8 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 			// a client that is gone gets nothing.
 			var ne net.Error
 			switch {
+			case errors.Is(err, errBodyTooLarge):
+				x.refuseBody(err)
 			case errors.Is(err, errBadRequest):
 				x.writeError(400, err)
 				s.record(x, 400, err)
@@ -396,6 +402,7 @@ func (x *exchange) sendRequest(nbw *bufio.Writer, fr framing) (sentBody bool, er
 		}
 	}
 	x.cr.setReadTimeout(x.s.cfg().BodyTimeout)
+	fr.max = x.s.cfg().MaxBodyBytes
 	bufp := x.s.bufs.Get().(*[]byte)
 	n, err := copyBody(nbw, x.br, fr, *bufp, true)
 	x.s.bufs.Put(bufp)
@@ -404,12 +411,21 @@ func (x *exchange) sendRequest(nbw *bufio.Writer, fr framing) (sentBody bool, er
 		err = nbw.Flush()
 	}
 	if err != nil {
-		if errors.Is(err, errBadRequest) || isClientSide(err, &x.cr) {
+		if errors.Is(err, errBadRequest) || errors.Is(err, errBodyTooLarge) || isClientSide(err, &x.cr) {
 			return true, fmt.Errorf("%w: %w", errClientBody, err)
 		}
 		return true, err
 	}
 	return true, nil
+}
+
+// refuseBody answers 413 to a request whose body passes --max-body-bytes and
+// reads what the client still sends for a moment before the connection
+// closes, so the answer is not lost to a reset.
+func (x *exchange) refuseBody(err error) {
+	x.writeError(413, err)
+	x.s.record(x, 413, err)
+	lingerClose(x.c.c)
 }
 
 // isClientSide guesses whether a body copy failed on the client's side:

@@ -31,6 +31,10 @@ type framing struct {
 	// noBody is set on responses only: to a HEAD request, 1xx, 204 and 304
 	// carry no body whatever their header says.
 	noBody bool
+	// max, when above zero, bounds a chunked body: copyBody fails with
+	// errBodyTooLarge before it copies a chunk that would pass it. The
+	// caller sets it (requests under --max-body-bytes).
+	max int64
 	// closeAfter: the connection must carry no further message after this
 	// one. Set when the peer asked for it (Connection: close, or HTTP/1.0
 	// without keep-alive), and on responses delimited by close or sent with
@@ -41,6 +45,7 @@ type framing struct {
 var (
 	errHeadTooLarge = errors.New("proxy: request head too large") // → 431
 	errBadRequest   = errors.New("proxy: bad request")            // → 400
+	errBodyTooLarge = errors.New("proxy: request body too large") // → 413
 	errBadResponse  = errors.New("proxy: bad response from node") // → 502
 )
 
