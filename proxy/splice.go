@@ -105,6 +105,10 @@ const (
 	defaultSpliceWriteTimeout = 30 * time.Second
 )
 
+// errGoIdle is pump's word that its hot window passed: the copier hands its
+// direction to a fresh goroutine, which waits with a minimal stack.
+var errGoIdle = errors.New("proxy: copier going idle")
+
 // errSpliceIdle ends a session in which no byte moved for Session.IdleTimeout.
 var errSpliceIdle = errors.New("proxy: splice idle timeout")
 
@@ -231,8 +235,8 @@ func (g *goSplicer) Start(sess *Session, done Ender) {
 		s.registry.Register(s)
 	}
 	s.running.Store(2)
-	go s.toNode()
-	go s.toClient()
+	go s.toNode(true)
+	go s.toClient(true)
 }
 
 // finish is the last step of each copier: the second to get here closes
@@ -313,8 +317,12 @@ type half struct {
 // toNode copies client→node on its own goroutine. Once tether has told the
 // client its session is over, it only drains the client until the client
 // hangs up or closeLinger passes.
-func (s *splice) toNode() {
-	err := s.pump(&s.up)
+func (s *splice) toNode(hot bool) {
+	err := s.pump(&s.up, hot)
+	if err == errGoIdle {
+		go s.toNode(false)
+		return
+	}
 	if err == io.EOF {
 		closeWrite(s.node)
 		err = nil
@@ -331,8 +339,12 @@ func (s *splice) toNode() {
 // the client's side with a Close frame of tether's own, at a frame boundary,
 // when the session is evicted (node down, shutdown) and when the node's
 // stream ends without the node having sent a Close (the node died).
-func (s *splice) toClient() {
-	err := s.pump(&s.down)
+func (s *splice) toClient(hot bool) {
+	err := s.pump(&s.down, hot)
+	if err == errGoIdle {
+		go s.toClient(false)
+		return
+	}
 	var code uint16
 	switch {
 	case !s.ws:
@@ -409,13 +421,12 @@ func (s *splice) tellClient(code uint16) error {
 // returns nil after EOF (having half-closed h.dst) and the error otherwise.
 // The loop stays flat and its frame small: an idle session's cost is mostly
 // the stacks of the goroutines parked in it.
-func (s *splice) pump(h *half) error {
+func (s *splice) pump(h *half, hot bool) error {
 	down := h == &s.down
 	// hot: bytes just moved, so read again at once, holding the buffer. A
 	// session starts hot: a TLS connection may hold whole records above its
 	// socket (the client's first frames, read with its upgrade request),
 	// which a readiness wait on the socket would not see.
-	hot := true
 	for {
 		if down && s.evict.Load() != 0 {
 			return errEvicting
@@ -447,12 +458,14 @@ func (s *splice) pump(h *half) error {
 		}
 		s.g.putBuf(bp)
 		if hot && n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-			// Quiet now: back to the idle clock's deadline, and to waiting.
-			hot = false
+			// Quiet now: back to the idle clock's deadline, and to waiting,
+			// on a fresh goroutine (errGoIdle): this one's stack grew in
+			// the TLS code and would stay that size for as long as the
+			// session idles.
 			if err := h.src.SetReadDeadline(s.idleDeadline()); err != nil {
 				return err
 			}
-			continue
+			return errGoIdle
 		}
 		hot = n > 0 && err == nil && s.told.Load() == 0
 		switch {
