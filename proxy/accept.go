@@ -72,37 +72,44 @@ type conn struct {
 func (c *conn) serve() {
 	s := c.s
 	defer s.wg.Done()
-	if c.secure && !c.handshake() {
-		c.close()
-		return
-	}
-	for {
-		wait := s.cfg().IdleTimeout
-		if c.served == 0 {
-			wait = s.cfg().HeaderTimeout
-		}
-		c.c.SetReadDeadline(time.Now().Add(wait))
-		c.idle.Store(true)
-		var err error
-		switch {
-		case s.isClosing():
-			err = errShutdown
-		case c.secure && c.served == 0:
-			// Just after the handshake: the first request may already sit
-			// in the TLS connection above its socket (TLS 1.3 clients send
-			// it with their Finished), so it is read, not waited for.
-		default:
-			err = waitReadable(c.c)
-		}
-		c.idle.Store(false)
-		// While tether drains, a request that has already arrived is still
-		// answered (with Connection: close); only a silent connection closes.
-		if err != nil && !(s.isClosing() && readableNow(c.c)) {
+	// hot: read for a moment before waiting. Just after a TLS handshake the
+	// first request may already sit in the TLS connection above its socket
+	// (TLS 1.3 clients send it with their Finished), where a readiness wait
+	// on the socket would not see it.
+	hot := false
+	if c.secure {
+		if !c.handshake() {
 			c.close()
 			return
 		}
+		hot = true
+	}
+	for {
+		if !hot {
+			wait := s.cfg().IdleTimeout
+			if c.served == 0 {
+				wait = s.cfg().HeaderTimeout
+			}
+			c.c.SetReadDeadline(time.Now().Add(wait))
+			c.idle.Store(true)
+			var err error
+			if s.isClosing() {
+				err = errShutdown
+			} else {
+				err = waitReadable(c.c)
+			}
+			c.idle.Store(false)
+			// While tether drains, a request that has already arrived is
+			// still answered (with Connection: close); only a silent
+			// connection closes.
+			if err != nil && !(s.isClosing() && readableNow(c.c)) {
+				c.close()
+				return
+			}
+		}
 		x := s.exchanges.Get().(*exchange)
-		keep := x.serveBurst(c)
+		keep := x.serveBurst(c, hot)
+		hot = false
 		up, sess := x.pending, x.session
 		x.pending, x.session = nil, nil
 		x.release()
@@ -127,7 +134,9 @@ func (c *conn) handshake() bool {
 	tc, err := s.hs.Handshake(context.Background(), c.c)
 	switch {
 	case err == nil:
+		s.mu.Lock() // Shutdown reads c.c under s.mu
 		c.c = tc
+		s.mu.Unlock()
 		return true
 	case errors.Is(err, tlsterm.ErrPlainHTTP):
 		c.c.SetDeadline(time.Now().Add(time.Second))
@@ -177,13 +186,22 @@ func (c *conn) untrack() {
 }
 
 // serveBurst reads and answers requests on c while bytes keep arriving. It
-// reports whether the connection stays open for more.
-func (x *exchange) serveBurst(c *conn) bool {
+// reports whether the connection stays open for more. With hot, the first
+// request is read for at most hotWindow (a quiet connection stays open).
+func (x *exchange) serveBurst(c *conn, hot bool) bool {
 	s := c.s
 	x.c = c
 	x.cr.reset(c.c, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
 	x.br = s.getReader(&x.cr)
 	x.bw = s.getWriter(&x.cr)
+	if hot {
+		// A request comes at once or the connection goes back to waiting
+		// (a quiet one then holds nothing, and Shutdown can close it).
+		x.cr.setReadLimit(hotWindow)
+		if _, err := x.br.Peek(1); err != nil {
+			return isTimeout(err)
+		}
+	}
 	for {
 		x.cr.setReadLimit(s.cfg().HeaderTimeout)
 		fr, err := readRequestHead(x.br, x.req, s.maxHead)

@@ -41,7 +41,9 @@ const (
 
 // lsess is one session on a loop: 160 bytes on amd64, all an idle session
 // holds besides its two descriptors. After Start only its loop's goroutine
-// touches it, except evict (atomic) and the immutable l.
+// touches it, except evict (atomic), the immutable l, and Registered's slot
+// (under its node's lock, by whichever goroutine registers or unregisters a
+// session of that node).
 type lsess struct {
 	pool.Registered
 	evict    atomic.Uint32

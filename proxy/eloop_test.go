@@ -672,6 +672,33 @@ func TestLoopNodeEnds(t *testing.T) {
 				t.Fatalf("session result %v after %v, want told after the linger", res.err, time.Since(start))
 			}
 		})
+		t.Run("a told client that keeps sending", func(t *testing.T) {
+			r, _ := startWSOn(t, sp, newTestRegistry(), nil)
+			r.node.Close()
+			r.client.SetReadDeadline(time.Now().Add(spliceBound))
+			if got := readAll(t, r.client); !bytes.Equal(got, closeRestart) {
+				t.Fatalf("client got % x", got)
+			}
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				for i := 0; i < 1000; i++ { // 10 s at most
+					select {
+					case <-stop:
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+					if _, err := r.client.Write([]byte("still here")); err != nil {
+						return
+					}
+				}
+			}()
+			start := time.Now()
+			var told *toldError
+			if res := r.wait(t); !errors.As(res.err, &told) || time.Since(start) > closeLinger+time.Second {
+				t.Fatalf("session result %v after %v, want told once the linger (%v) ends", res.err, time.Since(start), closeLinger)
+			}
+		})
 	})
 }
 

@@ -350,12 +350,15 @@ const statusClientGone = 499
 
 // awaitAnswer waits, under pc's read deadline, until the node's answer
 // begins. It runs for answers slower than the hot window (long polls):
-// meanwhile a goroutine watches the client, and a client that hangs up ends
-// the wait with errClientGone, so the node connection is closed at once
-// instead of when the node answers (as nginx does; HAProxy only with option
-// abortonclose). A client that sent more bytes (its next request) is not
-// watched further. The watcher has ended when awaitAnswer returns, and the
-// client's read deadline, which ended it, is set afresh by the next read.
+// meanwhile a goroutine watches the client, and a client that hangs up (or
+// whose connection Shutdown closed) ends the wait with errClientGone, so the
+// node connection is closed at once instead of when the node answers (as
+// nginx does; HAProxy only with option abortonclose). A client whose next
+// request is already buffered is not watched. The watcher has ended when
+// awaitAnswer returns. Its stop signal is a past read deadline on the
+// client, which stays: every later read of the client is preceded by
+// setReadLimit (serveBurst) or, for a sliding deadline, re-arms it
+// (readSet is cleared here).
 func (x *exchange) awaitAnswer(pc *pool.Conn, until time.Time) error {
 	if x.br != nil {
 		// The client's next bytes are already here: it is not leaving.
@@ -369,7 +372,9 @@ func (x *exchange) awaitAnswer(pc *pool.Conn, until time.Time) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if waitHangup(client) {
+		// A hang-up, or the client's connection closed under it (Shutdown
+		// past its time): either way no answer can reach the client.
+		if hup, err := waitHangup(client); hup || errors.Is(err, net.ErrClosed) {
 			gone.Store(true)
 			pc.Conn.SetReadDeadline(time.Unix(1, 0)) // wake the wait below
 		}

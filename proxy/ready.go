@@ -116,19 +116,21 @@ func readyProbe(fd uintptr) bool {
 	}
 }
 
-// waitHangup blocks until c's peer hangs up (true: end of stream, reset) or
-// sends bytes (false), without consuming anything, honouring c's read
-// deadline (false when it passes or c is closed). For a *tls.Conn it
-// watches the socket under it: a TLS client that closes sends an alert, then
-// hangs up. A conn without a descriptor reports false at once.
-func waitHangup(c net.Conn) bool {
+// waitHangup blocks until c's peer hangs up (true: end of stream, reset),
+// without consuming anything, honouring c's read deadline: it returns false
+// with the deadline error when the deadline passes, and with net.ErrClosed
+// when c is closed. Bytes the peer sends meanwhile (a pipelined request, a
+// TLS client's close_notify alert before its FIN) do not end the wait. For
+// a *tls.Conn it watches the socket under it. A conn without a descriptor
+// returns false and nil at once.
+func waitHangup(c net.Conn) (bool, error) {
 	sc, ok := tlsterm.Raw(c).(syscall.Conn)
 	if !ok {
-		return false
+		return false, nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return false, err
 	}
 	hup := false
 	err = rc.Read(func(fd uintptr) bool {
@@ -141,11 +143,13 @@ func waitHangup(c net.Conn) bool {
 			case err != nil:
 				return true
 			case n == 0:
-				return false // nothing yet: park until the socket is readable
+				return false // nothing yet: park until the socket's next event
 			}
+			// Bytes alone: park again; the poller is edge-triggered, so the
+			// hang-up that may follow wakes this wait.
 			hup = pfd[0].Revents&hangupEvents != 0
-			return true
+			return hup
 		}
 	})
-	return err == nil && hup
+	return hup, err
 }

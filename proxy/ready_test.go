@@ -135,15 +135,16 @@ func TestWaitHangup(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	lb := newPairMaker(t)
 	for _, tc := range []struct {
-		name string
-		peer func(t *testing.T, peer *net.TCPConn)
-		want bool
+		name    string
+		peer    func(t *testing.T, peer *net.TCPConn)
+		want    bool
+		wantErr error
 	}{
-		{"bytes", peerWritesByte, false},
-		{"end of stream", func(t *testing.T, p *net.TCPConn) { p.CloseWrite() }, true},
-		{"bytes then close", func(t *testing.T, p *net.TCPConn) { peerWritesByte(t, p); p.Close() }, true},
-		{"reset", func(t *testing.T, p *net.TCPConn) { p.SetLinger(0); p.Close() }, true},
-		{"nothing before the deadline", func(*testing.T, *net.TCPConn) {}, false},
+		{"bytes only", peerWritesByte, false, os.ErrDeadlineExceeded},
+		{"end of stream", func(t *testing.T, p *net.TCPConn) { p.CloseWrite() }, true, nil},
+		{"bytes then close", func(t *testing.T, p *net.TCPConn) { peerWritesByte(t, p); p.Close() }, true, nil},
+		{"reset", func(t *testing.T, p *net.TCPConn) { p.SetLinger(0); p.Close() }, true, nil},
+		{"nothing before the deadline", func(*testing.T, *net.TCPConn) {}, false, os.ErrDeadlineExceeded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			peer, c := lb.pair(t)
@@ -151,10 +152,11 @@ func TestWaitHangup(t *testing.T) {
 			defer c.Close()
 			tc.peer(t, peer)
 			c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			if got := waitHangup(c); got != tc.want {
-				t.Fatalf("waitHangup = %v, want %v", got, tc.want)
+			got, err := waitHangup(c)
+			if got != tc.want || !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+				t.Fatalf("waitHangup = %v, %v; want %v, %v", got, err, tc.want, tc.wantErr)
 			}
-			if tc.name == "bytes" { // nothing was consumed
+			if tc.name == "bytes only" { // nothing was consumed
 				c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 				if n, err := c.Read(make([]byte, 8)); n != 1 || err != nil {
 					t.Fatalf("Read after the wait = %d, %v; want the byte", n, err)
@@ -162,13 +164,22 @@ func TestWaitHangup(t *testing.T) {
 			}
 		})
 	}
-	// A hang-up that comes while it waits wakes it.
+	// Bytes and then a hang-up while it waits: the hang-up wakes it.
 	peer, c := lb.pair(t)
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	time.AfterFunc(50*time.Millisecond, func() { peer.Close() })
+	time.AfterFunc(50*time.Millisecond, func() { peer.Write([]byte("x")) })
+	time.AfterFunc(100*time.Millisecond, func() { peer.Close() })
 	start := time.Now()
-	if !waitHangup(c) || time.Since(start) > 2*time.Second {
-		t.Fatalf("a hang-up during the wait was not seen at once (%v)", time.Since(start))
+	if hup, err := waitHangup(c); !hup || err != nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("a hang-up after bytes, during the wait: %v, %v after %v", hup, err, time.Since(start))
+	}
+	// Closing the conn ends the wait with net.ErrClosed.
+	peer2, c2 := lb.pair(t)
+	defer peer2.Close()
+	c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	time.AfterFunc(50*time.Millisecond, func() { c2.Close() })
+	if hup, err := waitHangup(c2); hup || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("closed during the wait: %v, %v; want false, net.ErrClosed", hup, err)
 	}
 }

@@ -299,9 +299,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	for c := range s.active {
-		if c.c != nil {
-			c.wakeIfIdle()
-		}
+		c.wakeIfIdle()
 	}
 	s.mu.Unlock()
 
@@ -318,13 +316,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		s.mu.Lock()
-		for c := range s.active {
-			if c.c != nil { // nil: a session on a loop, closed just below
-				c.c.Close()
-			}
+		for c := range s.active { // sessions on loops left the set at their start
+			c.c.Close()
 		}
 		s.mu.Unlock()
-		s.loops.Close() // sessions on loops left Go's conns behind at their start
+		s.loops.Close() // they are closed here
 		<-done
 	}
 	s.mu.Lock()

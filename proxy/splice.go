@@ -435,8 +435,13 @@ func (s *splice) pump(h *half, hot bool) error {
 			// A busy session's next message usually follows within
 			// milliseconds: a direct read with a short deadline costs one
 			// system call where a readiness wait costs two. Past the hot
-			// window the copier goes back to waiting with no buffer.
-			if err := h.src.SetReadDeadline(time.Now().Add(hotWindow)); err != nil {
+			// window the copier goes back to waiting with no buffer. A
+			// told client's linger ends the window early.
+			dl := time.Now().Add(hotWindow)
+			if l := s.linger.Load(); l != 0 && l < dl.UnixNano() {
+				dl = time.Unix(0, l)
+			}
+			if err := h.src.SetReadDeadline(dl); err != nil {
 				return err
 			}
 		} else if err := waitReadable(h.src); err != nil {
@@ -467,7 +472,10 @@ func (s *splice) pump(h *half, hot bool) error {
 			}
 			return errGoIdle
 		}
-		hot = n > 0 && err == nil && s.told.Load() == 0
+		// Hot after any read that moved bytes (a told client's too, until
+		// its linger ends): a TLS source is waited on only after a read
+		// timed out.
+		hot = n > 0 && err == nil
 		switch {
 		case err == nil:
 		case err == io.EOF:

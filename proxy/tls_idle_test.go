@@ -46,8 +46,18 @@ func startEchoNode(t *testing.T) string {
 // startTLSServer starts tether with a self-signed TLS listener in front of
 // the echo node and returns the listener's address.
 func startTLSServer(t *testing.T) string {
+	_, addr := startTLSServerS(t)
+	return addr
+}
+
+// startTLSServerS is startTLSServer that also returns the server.
+func startTLSServerS(t *testing.T) (*Server, string) {
+	return startTLSServerOn(t, startEchoNode(t))
+}
+
+// startTLSServerOn is startTLSServerS in front of the node at addr.
+func startTLSServerOn(t *testing.T, node string) (*Server, string) {
 	t.Helper()
-	node := startEchoNode(t)
 	cfg := Config{
 		TLS:  tlsterm.Config{Listen: "127.0.0.1:0", SelfSigned: true},
 		Pool: pool.Config{Nodes: []pool.NodeConfig{{Name: "CB_Server_1", URL: "http://" + node}}},
@@ -62,7 +72,36 @@ func startTLSServer(t *testing.T) string {
 	}
 	go s.ServeTLS(ln)
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	return ln.Addr().String()
+	return s, ln.Addr().String()
+}
+
+// TestShutdownClosesFreshTLSConnections: a client that completed its TLS
+// handshake and sent nothing holds no reader past a moment, and Shutdown
+// closes its connection at once instead of waiting out its time.
+func TestShutdownClosesFreshTLSConnections(t *testing.T) {
+	s, addr := startTLSServerS(t)
+	var conns []*tls.Conn
+	for range 5 {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	time.Sleep(100 * time.Millisecond) // past the hot window: they wait holding nothing
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := s.Shutdown(ctx); err != nil || time.Since(start) > time.Second {
+		t.Fatalf("Shutdown = %v after %v, want nil within a second", err, time.Since(start))
+	}
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("a fresh connection still open after Shutdown (read %d)", n)
+		}
+	}
 }
 
 // coalescingConn holds what is written until Flush or the next Read, so that

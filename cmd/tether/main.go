@@ -273,8 +273,12 @@ func run(args []string) int {
 	}
 	if opts.releaseMemory {
 		ctx, stop := context.WithCancel(context.Background())
-		defer stop()
-		go releaseAfterBursts(ctx, log)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			releaseAfterBursts(ctx, log)
+		}()
+		defer func() { stop(); <-done }()
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)

@@ -15,19 +15,20 @@ import (
 // twice what is live before it collects, and an idle proxy allocates
 // nothing, so no collection comes to free that garbage until the runtime's
 // two-minute forced one, and the scavenger returns pages only slowly. The
-// releaser watches the allocation rate: once a burst (releaseBurst bytes
-// since the last release) is followed by a quiet tick (less than
-// releaseQuiet bytes), it collects and returns the free pages to the OS at
-// once, so tens of thousands of idle sessions hold about what they use. The
-// cost is one collection per burst, at a quiet moment.
-const (
-	releaseTick  = 500 * time.Millisecond
-	releaseBurst = 16 << 20
-	releaseQuiet = 256 << 10
-)
+// releaser watches the allocation rate: a burst is a run of busy ticks (at
+// least releaseQuiet bytes each); when one that allocated releaseBurst bytes
+// or more is followed by a quiet tick, it collects and returns the free
+// pages to the OS at once, so tens of thousands of idle sessions hold about
+// what they use. The cost is one collection per burst, at a quiet moment;
+// steady light traffic (every tick quiet) never triggers it.
+const releaseTick = 500 * time.Millisecond
+
+// releaseBurst and releaseQuiet are in bytes; tests lower them.
+var releaseBurst, releaseQuiet uint64 = 16 << 20, 256 << 10
 
 // releaseAfterBursts runs the releaser until ctx ends.
 func releaseAfterBursts(ctx context.Context, log zerolog.Logger) {
+	burstMin, quiet := releaseBurst, releaseQuiet
 	t := time.NewTicker(releaseTick)
 	defer t.Stop()
 	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
@@ -46,8 +47,12 @@ func releaseAfterBursts(ctx context.Context, log zerolog.Logger) {
 		now := read()
 		step := now - last
 		last = now
-		burst += step
-		if step >= releaseQuiet || burst < releaseBurst {
+		if step >= quiet {
+			burst += step
+			continue
+		}
+		if burst < burstMin {
+			burst = 0 // a short burst, or none: forget it
 			continue
 		}
 		start := time.Now()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"runtime/metrics"
 	"strings"
@@ -45,6 +46,32 @@ func TestReleaseAfterBurst(t *testing.T) {
 	time.Sleep(3 * releaseTick)
 	if n := forcedGCs() - after; n != 0 {
 		t.Errorf("%d more collections forced while quiet after the release", n)
+	}
+}
+
+// TestNoReleaseUnderSteadyLightLoad: allocation that never makes a busy
+// tick adds up to no burst, however long it goes on.
+func TestNoReleaseUnderSteadyLightLoad(t *testing.T) {
+	burst, quiet := releaseBurst, releaseQuiet
+	releaseBurst, releaseQuiet = 512<<10, 256<<10
+	defer func() { releaseBurst, releaseQuiet = burst, quiet }()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		releaseAfterBursts(ctx, zerolog.New(io.Discard))
+	}()
+	defer func() { cancel(); <-done }()
+	before := forcedGCs()
+	// 16 KiB every 50 ms: 160 KiB a tick, under the quiet mark; 1.9 MiB
+	// in all, past the burst mark.
+	for range 120 {
+		sink = append(sink[:0], make([]byte, 16<<10))
+		time.Sleep(50 * time.Millisecond)
+	}
+	sink = nil
+	if n := forcedGCs() - before; n != 0 {
+		t.Errorf("%d collections forced under steady light allocation", n)
 	}
 }
 

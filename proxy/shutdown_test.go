@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/pool"
+)
+
+// startSilentNode accepts connections, reads what comes and never answers.
+func startSilentNode(t *testing.T) string {
+	addr, _ := startSilentNodeClosed(t)
+	return addr
+}
+
+// startSilentNodeClosed is startSilentNode that also reports each
+// connection tether closes.
+func startSilentNodeClosed(t *testing.T) (string, <-chan struct{}) {
+	closed := make(chan struct{}, 16)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(io.Discard, c)
+				select {
+				case closed <- struct{}{}:
+				default:
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), closed
+}
+
+// TestTLSClientHangsUpDuringLongPoll: a TLS client that closes (a
+// close_notify alert, then its FIN) while its request waits for the node is
+// noticed: the node connection is closed at once.
+func TestTLSClientHangsUpDuringLongPoll(t *testing.T) {
+	for i := range 5 { // the alert and the FIN may wake the watcher apart or together
+		node, closed := startSilentNodeClosed(t)
+		_, addr := startTLSServerOn(t, node)
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET /cobrowse/poll HTTP/1.1\r\nHost: a\r\n\r\n")
+		time.Sleep(150 * time.Millisecond) // past the hot window: the answer is awaited
+		c.Close()
+		select {
+		case <-closed:
+		case <-time.After(3 * time.Second):
+			t.Fatalf("round %d: the node connection stayed open after the TLS client left", i)
+		}
+	}
+}
+
+// TestShutdownEndsAwaitedAnswers: when Shutdown's time runs out while a
+// request waits for a slow answer (a long poll), closing the client's
+// connection ends the wait: Shutdown returns when its context ends, not
+// when the node would have answered.
+func TestShutdownEndsAwaitedAnswers(t *testing.T) {
+	node := startSilentNode(t)
+	cfg := Config{
+		UpstreamTimeout: 20 * time.Second,
+		Pool:            pool.Config{Nodes: []pool.NodeConfig{{Name: "CB_Server_1", URL: "http://" + node}}},
+	}
+	s, err := New(cfg, zerolog.Nop(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /cobrowse/poll HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(200 * time.Millisecond) // past the hot window: the answer is awaited
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Fatalf("Shutdown = %v after %v, want its context's end within 2 s", err, time.Since(start))
+	}
+}
