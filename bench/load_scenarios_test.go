@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"net"
 	"net/http"
@@ -190,7 +191,12 @@ func TestRunLoadTLS(t *testing.T) {
 }
 
 // TestRunLoadNewScenariosAlternatingProxy runs the scenarios through a
-// router that ignores the cookie: each reports the violations.
+// router that ignores the cookie: each reports the violations. Which node a
+// request lands on depends on how the session's requests interleave with
+// the others' (a long poll's customer and agent may each stay on one node
+// for a whole short run; an upload may fail first), so a scenario gets up to
+// three runs to show them; a router that keeps sessions sticky shows none
+// in any.
 func TestRunLoadNewScenariosAlternatingProxy(t *testing.T) {
 	t.Parallel()
 	a := startNode(t, NodeConfig{Name: "CB_1"})
@@ -198,15 +204,20 @@ func TestRunLoadNewScenariosAlternatingProxy(t *testing.T) {
 	proxy := alternatingProxy(t, a, b)
 	for _, scenario := range []string{ScenarioLongPoll, ScenarioWSEcho, ScenarioBig} {
 		t.Run(scenario, func(t *testing.T) {
-			rep, err := RunLoad(context.Background(), LoadConfig{
-				Target: proxy.URL, Scenario: scenario, Duration: 300 * time.Millisecond, Conns: 1, Sessions: 1, BigMB: 1,
-			}, zerolog.Nop())
-			if err != nil {
-				t.Fatal(err)
+			var last string
+			for range 3 {
+				rep, err := RunLoad(context.Background(), LoadConfig{
+					Target: proxy.URL, Scenario: scenario, Duration: 300 * time.Millisecond, Conns: 1, Sessions: 1, BigMB: 1,
+				}, zerolog.Nop())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep.StickyViolations > 0 && rep.SessionsEnded > 0 && rep.Failed() {
+					return
+				}
+				last = fmt.Sprintf("violations %d, ended %d, errors %v", rep.StickyViolations, rep.SessionsEnded, rep.Errors)
 			}
-			if rep.StickyViolations == 0 || rep.SessionsEnded == 0 || !rep.Failed() {
-				t.Fatalf("violations %d, ended %d, errors %v; want a failed run", rep.StickyViolations, rep.SessionsEnded, rep.Errors)
-			}
+			t.Fatalf("three runs showed no failed run with violations; the last: %s", last)
 		})
 	}
 }
