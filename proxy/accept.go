@@ -39,7 +39,7 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 			nc.Close()
 			continue
 		}
-		c := &conn{s: s, c: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure}
+		c := &conn{s: s, c: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure, born: time.Now()}
 		s.track(c, true)
 		s.conns.Add(1)
 		go c.serve()
@@ -63,6 +63,7 @@ type conn struct {
 	idle     atomic.Bool // waiting for a next request: Shutdown may close it
 	served   int         // requests answered on this connection
 	secure   bool        // accepted on the TLS listener: c becomes a *tls.Conn
+	born     time.Time   // when it was accepted
 }
 
 // serve runs the connection: wait for the next request without holding a
@@ -99,6 +100,16 @@ func (c *conn) serve() {
 				err = waitReadable(c.c)
 			}
 			c.idle.Store(false)
+			if grace := c.born.Add(firstRequestGrace); err != nil && c.served == 0 && s.isClosing() && time.Now().Before(grace) {
+				// Accepted just before the listeners closed: its client is
+				// sending its first request (later ones reach the new
+				// process). Wait for it until a moment after the accept
+				// rather than drop it.
+				c.c.SetReadDeadline(grace)
+				if waitReadable(c.c) == nil {
+					err = nil
+				}
+			}
 			// While tether drains, a request that has already arrived is
 			// still answered (with Connection: close); only a silent
 			// connection closes.
@@ -124,6 +135,10 @@ func (c *conn) serve() {
 		}
 	}
 }
+
+// firstRequestGrace is how long after its accept a connection may take to
+// send its first request once Shutdown has begun.
+const firstRequestGrace = time.Second
 
 // handshake runs the TLS handshake in the connection's goroutine, under
 // the handshake timeout and the cap on concurrent handshakes, and replaces

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +101,41 @@ func TestShutdownEndsAwaitedAnswers(t *testing.T) {
 	start := time.Now()
 	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
 		t.Fatalf("Shutdown = %v after %v, want its context's end within 2 s", err, time.Since(start))
+	}
+}
+
+// TestShutdownServesAFreshConnection: a connection accepted just before
+// Shutdown whose first request arrives a moment later is answered (with
+// Connection: close), not dropped: during a hitless restart its client
+// chose this process, and the listeners closed behind it.
+func TestShutdownServesAFreshConnection(t *testing.T) {
+	node := startRawNode(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	cfg := Config{Pool: pool.Config{Nodes: []pool.NodeConfig{{Name: "CB_Server_1", URL: "http://" + node.ln.Addr().String()}}}}
+	s, err := New(cfg, zerolog.Nop(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond) // accepted, idle
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(t.Context()) }()
+	time.Sleep(200 * time.Millisecond)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	got, err := io.ReadAll(c)
+	if !strings.HasPrefix(string(got), "HTTP/1.1 200") || !strings.Contains(string(got), "Connection: close") {
+		t.Fatalf("first request after Shutdown began: %q, %v; want a 200 with Connection: close", got, err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown = %v", err)
 	}
 }
