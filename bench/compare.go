@@ -26,7 +26,13 @@ const (
 	CompareTLSRSA   = "tls-rsa"
 	CompareTLSECDSA = "tls-ecdsa"
 	CompareIdle     = ScenarioIdle // memory and descriptors per idle WebSocket session
+	// CompareIdleWSS is CompareIdle through the peers' TLS listeners (ECDSA
+	// P-256 certificate): what an idle wss session costs.
+	CompareIdleWSS = "idle-wss"
 )
+
+// isIdle reports the idle scenarios: memory per session, not a rate.
+func isIdle(scenario string) bool { return scenario == CompareIdle || scenario == CompareIdleWSS }
 
 // Bounds of a comparison.
 const (
@@ -41,7 +47,7 @@ var (
 	DefaultComparePeers = []string{PeerTether, PeerNginx, PeerHAProxy, PeerDirect}
 	// KnownPeers are the peers --peers may name.
 	KnownPeers              = []string{PeerTether, PeerTetherGo, PeerNginx, PeerHAProxy, PeerDirect}
-	DefaultCompareScenarios = []string{CompareHTTP, CompareWS, CompareWSS, CompareTLSRSA, CompareTLSECDSA, CompareIdle}
+	DefaultCompareScenarios = []string{CompareHTTP, CompareWS, CompareWSS, CompareTLSRSA, CompareTLSECDSA, CompareIdle, CompareIdleWSS}
 )
 
 // ratioPeers are the peers whose best figure the others are measured
@@ -220,7 +226,8 @@ func (c CompareConfig) loadConfig(addr, scenario string) LoadConfig {
 	case CompareTLSRSA, CompareTLSECDSA:
 		l.Scenario = ScenarioTLSHandshake
 		l.Conns = c.TLSConns
-	case CompareIdle:
+	case CompareIdle, CompareIdleWSS:
+		l.Scenario = ScenarioIdle
 		l.Sessions, l.Hold, l.Settle = c.IdleSessions, c.IdleHold, min(compareIdleSettle, c.IdleHold)
 	}
 	return l
@@ -332,7 +339,7 @@ func RunCompare(ctx context.Context, cfg CompareConfig, log zerolog.Logger) (*Co
 			return nil, ctx.Err()
 		}
 		workers := plan.workers
-		if s.scenario == CompareIdle {
+		if isIdle(s.scenario) {
 			workers = 1 // one process holds every session: nginx's one worker
 		}
 		pdir := filepath.Join(dir, fmt.Sprintf("r%d-%s-%s", s.round, s.peer, s.scenario))
@@ -404,7 +411,7 @@ func runSlot(ctx context.Context, cfg CompareConfig, s slot, pr *peerRun, log ze
 	}
 	lc := cfg.loadConfig(addr, s.scenario)
 	quiet := log.Level(max(log.GetLevel(), zerolog.WarnLevel))
-	if s.scenario == CompareIdle {
+	if isIdle(s.scenario) {
 		lc.PID = pr.measured[0] // nginx: its one worker
 		rep, err := RunLoad(ctx, lc, quiet)
 		if err != nil {
@@ -449,7 +456,7 @@ func (c CompareConfig) estimate(order []slot) time.Duration {
 	var d time.Duration
 	for _, s := range order {
 		d += peerStartCost
-		if s.scenario == CompareIdle {
+		if isIdle(s.scenario) {
 			d += c.IdleHold + idleOpenCost
 		} else {
 			d += c.Duration

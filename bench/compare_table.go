@@ -30,7 +30,7 @@ type Sample struct {
 
 // line is s for a progress line.
 func (s Sample) line(scenario string) string {
-	if scenario == CompareIdle {
+	if isIdle(scenario) {
 		return fmt.Sprintf("%.1f KiB/session, %.2f fds/session, %d errors", s.KiBPerSession, s.FDsPerSession, s.Errors)
 	}
 	return fmt.Sprintf("%.0f/s p50 %s p99 %s cpu %.2f, %d errors", s.PerSecond, fmtLatency(s.P50), fmtLatency(s.P99), s.CPU, s.Errors)
@@ -244,15 +244,16 @@ func (c *Comparison) WriteMarkdown(w io.Writer) error {
 			"negotiated: certificate key, TLS version, cipher suite, key exchange, as the client saw them.\n",
 			cfg.TLSConns, cfg.Duration)
 	}
-	if slices.Contains(c.Scenarios, CompareIdle) {
+	if slices.ContainsFunc(c.Scenarios, isIdle) {
 		b.WriteString("\n| idle | peer | RSS per session | × best peer | fds per session | errors |\n")
 		b.WriteString("|---|---|---:|---:|---:|---:|\n")
-		writeRows(&b, rows, func(s string) bool { return s == CompareIdle }, func(r Row) string {
-			return fmt.Sprintf("| idle | %s | %.1f KiB | %s | %.2f | %d |\n",
-				r.Peer, r.KiBPerSession, fmtRatio(r.XKiBPerSession), r.FDsPerSession, r.Errors)
+		writeRows(&b, rows, isIdle, func(r Row) string {
+			return fmt.Sprintf("| %s | %s | %.1f KiB | %s | %.2f | %d |\n",
+				r.Scenario, r.Peer, r.KiBPerSession, fmtRatio(r.XKiBPerSession), r.FDsPerSession, r.Errors)
 		})
 		fmt.Fprintf(&b, "\nidle: %d echo WebSockets held %v, each peer with 1 worker; growth of RSS and descriptors "+
-			"from before the first session to %v after the last, ÷ sessions. nginx: its one worker process (the master holds no session).\n",
+			"from before the first session to %v after the last, ÷ sessions. nginx: its one worker process (the master holds no session). "+
+			"idle-wss: the same through the peer's TLS listener (ECDSA P-256 certificate); direct has no TLS.\n",
 			cfg.IdleSessions, cfg.IdleHold, min(compareIdleSettle, cfg.IdleHold))
 	}
 	_, err := io.WriteString(w, b.String())

@@ -391,6 +391,16 @@ func TestCompareOrder(t *testing.T) {
 	if want := 3*peerStartCost + 2*4*time.Second + 5*time.Second + idleOpenCost; est != want {
 		t.Errorf("estimate %v, want %v", est, want)
 	}
+	// idle-wss is an idle run over the peer's TLS listener; direct skips it.
+	for _, s := range compareOrder([]string{PeerDirect}, []string{CompareIdle, CompareIdleWSS}, 1) {
+		if s.scenario == CompareIdleWSS {
+			t.Errorf("direct runs %s", s.scenario)
+		}
+	}
+	lc := CompareConfig{IdleSessions: 100, IdleHold: time.Second}.loadConfig("127.0.0.1:1", CompareIdleWSS)
+	if lc.Scenario != ScenarioIdle || lc.Target != "https://127.0.0.1:1" || !lc.Insecure || lc.Sessions != 100 {
+		t.Errorf("idle-wss load %+v, want idle over https with 100 sessions", lc)
+	}
 	// One scenario: exactly A B C D A B C D.
 	var one []string
 	for _, s := range compareOrder([]string{"A", "B", "C", "D"}, []string{"http"}, 2) {

@@ -12,7 +12,7 @@ import (
 // listeners.
 func compareTLS(scenario string) bool {
 	switch scenario {
-	case CompareWSS, CompareTLSRSA, CompareTLSECDSA:
+	case CompareWSS, CompareTLSRSA, CompareTLSECDSA, CompareIdleWSS:
 		return true
 	}
 	return false
@@ -26,7 +26,7 @@ type certPair struct {
 
 // writeCompareCerts writes a self-signed RSA-2048 and an ECDSA P-256
 // certificate for localhost and 127.0.0.1 into dir and returns the
-// certificate of each TLS scenario: wss-echo uses the ECDSA one.
+// certificate of each TLS scenario: wss-echo and idle-wss use the ECDSA one.
 func writeCompareCerts(dir string) (map[string]*certPair, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
@@ -58,5 +58,5 @@ func writeCompareCerts(dir string) (map[string]*certPair, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]*certPair{CompareTLSRSA: rsa, CompareTLSECDSA: ec, CompareWSS: ec}, nil
+	return map[string]*certPair{CompareTLSRSA: rsa, CompareTLSECDSA: ec, CompareWSS: ec, CompareIdleWSS: ec}, nil
 }

@@ -3,7 +3,7 @@
 # nothing in front) on loopback. Installs nginx and HAProxy from Debian's
 # packages when missing, then runs `tether-bench compare`, which starts two
 # fake nodes and each peer in turn on ports chosen at run time, runs the
-# http, ws-echo, wss-echo, tls-rsa, tls-ecdsa and idle scenarios round after
+# http, ws-echo, wss-echo, tls-rsa, tls-ecdsa, idle and idle-wss scenarios round after
 # round (TLS with an RSA-2048 and an ECDSA P-256 certificate it generates,
 # the same for every peer), stops everything it started by PID and prints
 # Markdown tables of medians (BENCHMARKS.md). It first prints an estimate of

@@ -324,7 +324,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	tetherFlags := c.fs.String("tether-flags", "", "more flags for tether, space-separated (e.g. \"--admin 127.0.0.1:9191 --pprof\")")
 	peers := c.fs.String("peers", strings.Join(bench.DefaultComparePeers, ","), "peers, in the order of each round: "+strings.Join(bench.KnownPeers, ", ")+" (tether-goroutines: tether with --splice-loops -1)")
 	scenarios := c.fs.String("scenarios", strings.Join(bench.DefaultCompareScenarios, ","),
-		"scenarios run against each peer (wss-echo, tls-rsa and tls-ecdsa go through the peers' TLS listeners; direct skips them)")
+		"scenarios run against each peer (wss-echo, tls-rsa, tls-ecdsa and idle-wss go through the peers' TLS listeners; direct skips them)")
 	c.fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds: every peer runs every scenario once per round")
 	c.fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of each http, ws-echo, wss-echo and tls-* run")
 	c.fs.IntVar(&cfg.Conns, "conns", 32, "http: keep-alive connections")
