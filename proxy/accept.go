@@ -66,13 +66,8 @@ type conn struct {
 	born     time.Time   // when it was accepted
 }
 
-// serve runs the connection: wait for the next request without holding a
-// buffer, read and answer requests while they keep coming (pipelining), go
-// back to waiting. It ends on the idle timeout, on close, on an error or
-// when a response ends the connection.
+// serve runs the connection: the TLS handshake if any, then run.
 func (c *conn) serve() {
-	s := c.s
-	defer s.wg.Done()
 	// hot: read for a moment before waiting. Just after a TLS handshake the
 	// first request may already sit in the TLS connection above its socket
 	// (TLS 1.3 clients send it with their Finished), where a readiness wait
@@ -81,58 +76,71 @@ func (c *conn) serve() {
 	if c.secure {
 		if !c.handshake() {
 			c.close()
+			c.s.wg.Done()
 			return
 		}
 		hot = true
 	}
-	for {
-		if !hot {
-			wait := s.cfg().IdleTimeout
-			if c.served == 0 {
-				wait = s.cfg().HeaderTimeout
-			}
-			c.c.SetReadDeadline(time.Now().Add(wait))
-			c.idle.Store(true)
-			var err error
-			if s.isClosing() {
-				err = errShutdown
-			} else {
-				err = waitReadable(c.c)
-			}
-			c.idle.Store(false)
-			if grace := c.born.Add(firstRequestGrace); err != nil && c.served == 0 && s.isClosing() && time.Now().Before(grace) {
-				// Accepted just before the listeners closed: its client is
-				// sending its first request (later ones reach the new
-				// process). Wait for it until a moment after the accept
-				// rather than drop it.
-				c.c.SetReadDeadline(grace)
-				if waitReadable(c.c) == nil {
-					err = nil
-				}
-			}
-			// While tether drains, a request that has already arrived is
-			// still answered (with Connection: close); only a silent
-			// connection closes.
-			if err != nil && !(s.isClosing() && readableNow(c.c)) {
-				c.close()
-				return
+	c.run(hot)
+}
+
+// run waits for the next request without holding a buffer, then reads and
+// answers requests while they keep coming (pipelining). When they stop, the
+// connection goes back to waiting on a fresh goroutine (run again): this
+// one's stack grew while it parsed and forwarded, and an idle keep-alive
+// connection then keeps only a minimal one. The connection ends on the idle
+// timeout, on close, on an error or when a response ends it; run then calls
+// the server's wg.Done.
+func (c *conn) run(hot bool) {
+	s := c.s
+	if !hot {
+		wait := s.cfg().IdleTimeout
+		if c.served == 0 {
+			wait = s.cfg().HeaderTimeout
+		}
+		c.c.SetReadDeadline(time.Now().Add(wait))
+		c.idle.Store(true)
+		var err error
+		if s.isClosing() {
+			err = errShutdown
+		} else {
+			err = waitReadable(c.c)
+		}
+		c.idle.Store(false)
+		if grace := c.born.Add(firstRequestGrace); err != nil && c.served == 0 && s.isClosing() && time.Now().Before(grace) {
+			// Accepted just before the listeners closed: its client is
+			// sending its first request (later ones reach the new
+			// process). Wait for it until a moment after the accept
+			// rather than drop it.
+			c.c.SetReadDeadline(grace)
+			if waitReadable(c.c) == nil {
+				err = nil
 			}
 		}
-		x := s.exchanges.Get().(*exchange)
-		keep := x.serveBurst(c, hot)
-		hot = false
-		up, sess := x.pending, x.session
-		x.pending, x.session = nil, nil
-		x.release()
-		s.exchanges.Put(x)
-		if up != nil {
-			c.startSession(up, sess)
-			return
-		}
-		if !keep || s.isClosing() {
+		// While tether drains, a request that has already arrived is still
+		// answered (with Connection: close); only a silent connection
+		// closes.
+		if err != nil && !(s.isClosing() && readableNow(c.c)) {
 			c.close()
+			s.wg.Done()
 			return
 		}
+	}
+	x := s.exchanges.Get().(*exchange)
+	keep := x.serveBurst(c, hot)
+	up, sess := x.pending, x.session
+	x.pending, x.session = nil, nil
+	x.release()
+	s.exchanges.Put(x)
+	switch {
+	case up != nil:
+		c.startSession(up, sess)
+		s.wg.Done()
+	case !keep || s.isClosing():
+		c.close()
+		s.wg.Done()
+	default:
+		go c.run(false)
 	}
 }
 
