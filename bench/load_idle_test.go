@@ -152,12 +152,12 @@ func TestRunIdleDirect(t *testing.T) {
 }
 
 // TestRunIdleNonStickyProxy runs the idle scenario through a proxy that
-// ignores the cookie: sessions land on the node that does not own them.
+// misroutes by the cookie: sessions land on the node that does not own them.
 func TestRunIdleNonStickyProxy(t *testing.T) {
 	t.Parallel()
 	a := startNode(t, NodeConfig{Name: "CB_1"})
 	b := startNode(t, NodeConfig{Name: "CB_2"})
-	proxy := alternatingProxy(t, a, b)
+	proxy := contraryProxy(t, a, b)
 	rep, err := RunLoad(context.Background(), LoadConfig{
 		Target: proxy.URL, Scenario: ScenarioIdle, Sessions: 8, PID: os.Getpid(), Hold: 100 * time.Millisecond,
 	}, zerolog.Nop())

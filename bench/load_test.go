@@ -277,6 +277,45 @@ func alternatingProxy(t *testing.T, nodes ...*testNode) *httptest.Server {
 	return srv
 }
 
+// contraryProxy is a router that always misroutes a session: a request
+// whose cookie names one of the nodes goes to another, a request without
+// one to the first. Unlike alternatingProxy, the violation does not depend
+// on how concurrent sessions' requests interleave.
+func contraryProxy(t *testing.T, nodes ...*testNode) *httptest.Server {
+	t.Helper()
+	var targets []*url.URL
+	for _, n := range nodes {
+		u, err := url.Parse(n.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets = append(targets, u)
+	}
+	tr := &http.Transport{}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			i := 0
+			if c, err := pr.In.Cookie(DefaultCookie); err == nil {
+				for k, n := range nodes {
+					if strings.HasSuffix(c.Value, n.name) {
+						i = (k + 1) % len(targets)
+					}
+				}
+			}
+			pr.SetURL(targets[i])
+		},
+		Transport: tr,
+		ErrorLog:  log.New(io.Discard, "", 0),
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		tr.CloseIdleConnections()
+	})
+	return srv
+}
+
 func TestRunLoadAlternatingProxyViolatesStickiness(t *testing.T) {
 	t.Parallel()
 	a := startNode(t, NodeConfig{Name: "CB_1"})
