@@ -118,17 +118,18 @@ func trimOWS(b []byte) []byte {
 
 // queryParam returns the value of the first parameter called name in the
 // query of a request target, percent-decoded into scratch when it holds
-// escapes ('+' stays '+': node names never hold spaces). ok is false when
+// escapes ('+' stays '+': node names never hold spaces). A '#' ends the
+// query (a fragment: clients do not send one; nginx reads it so too). ok is false when
 // the parameter is absent, or its decoded value does not fit scratch.
 func queryParam(uri, name, scratch []byte) (v []byte, ok bool) {
+	if f := bytes.IndexByte(uri, '#'); f >= 0 {
+		uri = uri[:f]
+	}
 	q := bytes.IndexByte(uri, '?')
 	if q < 0 {
 		return nil, false
 	}
 	query := uri[q+1:]
-	if f := bytes.IndexByte(query, '#'); f >= 0 {
-		query = query[:f]
-	}
 	for len(query) > 0 {
 		var pair []byte
 		if i := bytes.IndexByte(query, '&'); i >= 0 {

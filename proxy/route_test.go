@@ -99,6 +99,7 @@ func TestQueryParam(t *testing.T) {
 		{"/a?pp=v", "", false},
 		{"/a#p=v", "", false},
 		{"/a?q#p=v", "", false},
+		{"/a#f?p=v", "", false},
 		{"/a", "", false},
 	} {
 		v, ok := queryParam([]byte(tc.uri), []byte("p"), scratch[:])
@@ -110,7 +111,10 @@ func TestQueryParam(t *testing.T) {
 
 // FuzzStickyCookie checks the cookie scanner against net/http's cookie
 // parser: whenever net/http parses the header and finds the stickiness
-// cookie with a plain value, tether finds the same value first.
+// cookie with a plain value, tether finds the same value first. Values with
+// control characters other than HTAB are left out: tether's head check
+// refuses such a field before any routing (net/http trims CR and LF as
+// spaces).
 func FuzzStickyCookie(f *testing.F) {
 	for _, s := range []string{
 		"gcbSessionServer=CB_Server_1",
@@ -127,6 +131,9 @@ func FuzzStickyCookie(f *testing.F) {
 		v, rest, ok := nextCookie([]byte(header), name)
 		if ok && (len(rest) > len(header) || len(v) > len(header)) {
 			t.Fatalf("slices longer than the input")
+		}
+		if strings.ContainsFunc(header, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+			return
 		}
 		cookies, err := http.ParseCookie(header)
 		if err != nil {
@@ -155,7 +162,10 @@ func isPlainValue(v string) bool {
 }
 
 // FuzzStickyParam checks the query parameter scanner against net/url: for a
-// query without escapes or '+', tether's first value is net/url's.
+// query without escapes or '+', tether's first value is net/url's. A '#'
+// ends the query for tether (a fragment, which clients do not send, as
+// nginx reads it); net/url's ParseRequestURI keeps it, so the oracle gets
+// the target cut there.
 func FuzzStickyParam(f *testing.F) {
 	for _, s := range []string{
 		"/x?co-browse-node-id=CB_Server_1",
@@ -163,6 +173,7 @@ func FuzzStickyParam(f *testing.F) {
 		"/x?co-browse-node-id=%zz",
 		"/x?co-browse-node-id",
 		"/x#co-browse-node-id=a",
+		"/?co-browse-node-id=#",
 	} {
 		f.Add(s)
 	}
@@ -173,7 +184,8 @@ func FuzzStickyParam(f *testing.F) {
 		if ok && len(v) > len(uri) {
 			t.Fatal("value longer than the input")
 		}
-		u, err := url.ParseRequestURI(uri)
+		target, _, _ := strings.Cut(uri, "#")
+		u, err := url.ParseRequestURI(target)
 		if err != nil || strings.ContainsAny(u.RawQuery, "%+;") {
 			return
 		}
