@@ -247,9 +247,9 @@ func TestRunLoadDirect(t *testing.T) {
 	}
 }
 
-// alternatingProxy is a reverse proxy that ignores stickiness: request i
-// goes to node i mod 2. WebSocket upgrades go through too.
-func alternatingProxy(t *testing.T, nodes ...*testNode) *httptest.Server {
+// routingProxy is a reverse proxy in front of nodes that sends each request
+// to nodes[pick(request)]. WebSocket upgrades go through too.
+func routingProxy(t *testing.T, nodes []*testNode, pick func(*http.Request) int) *httptest.Server {
 	t.Helper()
 	var targets []*url.URL
 	for _, n := range nodes {
@@ -259,12 +259,9 @@ func alternatingProxy(t *testing.T, nodes ...*testNode) *httptest.Server {
 		}
 		targets = append(targets, u)
 	}
-	var next atomic.Uint64
 	tr := &http.Transport{}
 	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(targets[(next.Add(1)-1)%uint64(len(targets))])
-		},
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(targets[pick(pr.In)]) },
 		Transport: tr,
 		ErrorLog:  log.New(io.Discard, "", 0),
 	}
@@ -277,43 +274,28 @@ func alternatingProxy(t *testing.T, nodes ...*testNode) *httptest.Server {
 	return srv
 }
 
+// alternatingProxy is a reverse proxy that ignores stickiness: request i
+// goes to node i mod len(nodes).
+func alternatingProxy(t *testing.T, nodes ...*testNode) *httptest.Server {
+	var next atomic.Uint64
+	return routingProxy(t, nodes, func(*http.Request) int { return int((next.Add(1) - 1) % uint64(len(nodes))) })
+}
+
 // contraryProxy is a router that always misroutes a session: a request
 // whose cookie names one of the nodes goes to another, a request without
 // one to the first. Unlike alternatingProxy, the violation does not depend
 // on how concurrent sessions' requests interleave.
 func contraryProxy(t *testing.T, nodes ...*testNode) *httptest.Server {
-	t.Helper()
-	var targets []*url.URL
-	for _, n := range nodes {
-		u, err := url.Parse(n.url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		targets = append(targets, u)
-	}
-	tr := &http.Transport{}
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			i := 0
-			if c, err := pr.In.Cookie(DefaultCookie); err == nil {
-				for k, n := range nodes {
-					if strings.HasSuffix(c.Value, n.name) {
-						i = (k + 1) % len(targets)
-					}
+	return routingProxy(t, nodes, func(r *http.Request) int {
+		if c, err := r.Cookie(DefaultCookie); err == nil {
+			for k, n := range nodes {
+				if strings.HasSuffix(c.Value, n.name) {
+					return (k + 1) % len(nodes)
 				}
 			}
-			pr.SetURL(targets[i])
-		},
-		Transport: tr,
-		ErrorLog:  log.New(io.Discard, "", 0),
-	}
-	srv := httptest.NewServer(rp)
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		tr.CloseIdleConnections()
+		}
+		return 0
 	})
-	return srv
 }
 
 func TestRunLoadAlternatingProxyViolatesStickiness(t *testing.T) {

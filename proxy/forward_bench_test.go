@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/tlsterm"
 )
 
 // rawNode answers every request head it reads with the same fixed answer,
@@ -86,10 +88,24 @@ const benchRequest = "GET /cobrowse/resource?session=abc HTTP/1.1\r\n" +
 // startBenchProxy runs a Server in front of one raw node and returns its
 // address.
 func startBenchProxy(tb testing.TB, nodeAddr string) string {
-	cfg := Config{Pool: pool.Config{
-		Nodes:          []pool.NodeConfig{{Name: "CB_Server_1", URL: "http://" + nodeAddr}},
-		HealthInterval: 0,
-	}}
+	_, addr := startServer(tb, oneNode(nodeAddr), false)
+	return addr
+}
+
+// oneNode is the Config of a Server in front of CB_Server_1 at addr, with
+// no health checks.
+func oneNode(addr string) Config {
+	return Config{Pool: pool.Config{Nodes: []pool.NodeConfig{{Name: "CB_Server_1", URL: "http://" + addr}}}}
+}
+
+// startServer runs a Server with cfg on a loopback listener (its TLS one,
+// with a self-signed certificate, when tlsOn) and returns it and the
+// listener's address. Cleanup shuts it down (a test may do so first).
+func startServer(tb testing.TB, cfg Config, tlsOn bool) (*Server, string) {
+	tb.Helper()
+	if tlsOn {
+		cfg.TLS = tlsterm.Config{Listen: "127.0.0.1:0", SelfSigned: true}
+	}
 	s, err := New(cfg, zerolog.Nop(), zerolog.Nop())
 	if err != nil {
 		tb.Fatal(err)
@@ -98,8 +114,33 @@ func startBenchProxy(tb testing.TB, nodeAddr string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	go s.Serve(ln)
-	tb.Cleanup(func() { s.Shutdown(tb.Context()) })
+	if tlsOn {
+		go s.ServeTLS(ln)
+	} else {
+		go s.Serve(ln)
+	}
+	tb.Cleanup(func() { s.Shutdown(context.Background()) })
+	return s, ln.Addr().String()
+}
+
+// serveConns accepts connections on a loopback port and runs handle on each
+// (handle closes it); it returns the address. Cleanup closes the listener.
+func serveConns(tb testing.TB, handle func(net.Conn)) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
 	return ln.Addr().String()
 }
 

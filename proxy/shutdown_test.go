@@ -9,43 +9,21 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
-	"github.com/tether-lb/tether/pool"
 )
 
-// startSilentNode accepts connections, reads what comes and never answers.
-func startSilentNode(t *testing.T) string {
-	addr, _ := startSilentNodeClosed(t)
-	return addr
-}
-
-// startSilentNodeClosed is startSilentNode that also reports each
-// connection tether closes.
-func startSilentNodeClosed(t *testing.T) (string, <-chan struct{}) {
+// startSilentNode accepts connections, reads what comes and never answers;
+// it reports each connection tether closes on the channel.
+func startSilentNode(t *testing.T) (string, <-chan struct{}) {
 	closed := make(chan struct{}, 16)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(io.Discard, c)
-				select {
-				case closed <- struct{}{}:
-				default:
-				}
-			}()
+	addr := serveConns(t, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(io.Discard, c)
+		select {
+		case closed <- struct{}{}:
+		default:
 		}
-	}()
-	return ln.Addr().String(), closed
+	})
+	return addr, closed
 }
 
 // TestTLSClientHangsUpDuringLongPoll: a TLS client that closes (a
@@ -53,8 +31,8 @@ func startSilentNodeClosed(t *testing.T) (string, <-chan struct{}) {
 // noticed: the node connection is closed at once.
 func TestTLSClientHangsUpDuringLongPoll(t *testing.T) {
 	for i := range 5 { // the alert and the FIN may wake the watcher apart or together
-		node, closed := startSilentNodeClosed(t)
-		_, addr := startTLSServerOn(t, node)
+		node, closed := startSilentNode(t)
+		_, addr := startTLSServer(t, node)
 		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
 		if err != nil {
 			t.Fatal(err)
@@ -75,21 +53,11 @@ func TestTLSClientHangsUpDuringLongPoll(t *testing.T) {
 // connection ends the wait: Shutdown returns when its context ends, not
 // when the node would have answered.
 func TestShutdownEndsAwaitedAnswers(t *testing.T) {
-	node := startSilentNode(t)
-	cfg := Config{
-		UpstreamTimeout: 20 * time.Second,
-		Pool:            pool.Config{Nodes: []pool.NodeConfig{{Name: "CB_Server_1", URL: "http://" + node}}},
-	}
-	s, err := New(cfg, zerolog.Nop(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	c, err := net.Dial("tcp", ln.Addr().String())
+	node, _ := startSilentNode(t)
+	cfg := oneNode(node)
+	cfg.UpstreamTimeout = 20 * time.Second
+	s, addr := startServer(t, cfg, false)
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,17 +78,8 @@ func TestShutdownEndsAwaitedAnswers(t *testing.T) {
 // chose this process, and the listeners closed behind it.
 func TestShutdownServesAFreshConnection(t *testing.T) {
 	node := startRawNode(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-	cfg := Config{Pool: pool.Config{Nodes: []pool.NodeConfig{{Name: "CB_Server_1", URL: "http://" + node.ln.Addr().String()}}}}
-	s, err := New(cfg, zerolog.Nop(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	c, err := net.Dial("tcp", ln.Addr().String())
+	s, addr := startServer(t, oneNode(node.ln.Addr().String()), false)
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

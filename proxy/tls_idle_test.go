@@ -10,76 +10,32 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
-	"github.com/tether-lb/tether/pool"
-	"github.com/tether-lb/tether/tlsterm"
 )
 
-// echoNode answers any head with a 101 and then echoes bytes.
+// startEchoNode answers any head with a 101 and then echoes bytes.
 func startEchoNode(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				if skipHead(br) != nil {
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-				io.Copy(c, br)
-			}()
+	return serveConns(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if skipHead(br) != nil {
+			return
 		}
-	}()
-	return ln.Addr().String()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		io.Copy(c, br)
+	})
 }
 
 // startTLSServer starts tether with a self-signed TLS listener in front of
-// the echo node and returns the listener's address.
-func startTLSServer(t *testing.T) string {
-	_, addr := startTLSServerS(t)
-	return addr
-}
-
-// startTLSServerS is startTLSServer that also returns the server.
-func startTLSServerS(t *testing.T) (*Server, string) {
-	return startTLSServerOn(t, startEchoNode(t))
-}
-
-// startTLSServerOn is startTLSServerS in front of the node at addr.
-func startTLSServerOn(t *testing.T, node string) (*Server, string) {
-	t.Helper()
-	cfg := Config{
-		TLS:  tlsterm.Config{Listen: "127.0.0.1:0", SelfSigned: true},
-		Pool: pool.Config{Nodes: []pool.NodeConfig{{Name: "CB_Server_1", URL: "http://" + node}}},
-	}
-	s, err := New(cfg, zerolog.Nop(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeTLS(ln)
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	return s, ln.Addr().String()
+// the node at node and returns it and the listener's address.
+func startTLSServer(t *testing.T, node string) (*Server, string) {
+	return startServer(t, oneNode(node), true)
 }
 
 // TestShutdownClosesFreshTLSConnections: a client that completed its TLS
 // handshake and sent nothing holds no reader past a moment, and Shutdown
 // closes its connection at once instead of waiting out its time.
 func TestShutdownClosesFreshTLSConnections(t *testing.T) {
-	s, addr := startTLSServerS(t)
+	s, addr := startTLSServer(t, startEchoNode(t))
 	var conns []*tls.Conn
 	for range 5 {
 		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
@@ -146,7 +102,7 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 // and the bytes reach the node at once: neither waits on a socket that has
 // nothing more to say.
 func TestTLSRecordsArrivingTogether(t *testing.T) {
-	addr := startTLSServer(t)
+	_, addr := startTLSServer(t, startEchoNode(t))
 	raw, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -189,26 +145,12 @@ func TestTLSRecordsArrivingTogether(t *testing.T) {
 // waits for readability on the socket under the TLS connection, so an idle
 // one holds no copy buffer.
 func TestIdleWSSHoldsNoBuffer(t *testing.T) {
-	node := startEchoNode(t)
-	cfg := Config{
-		TLS:  tlsterm.Config{Listen: "127.0.0.1:0", SelfSigned: true},
-		Pool: pool.Config{Nodes: []pool.NodeConfig{{Name: "CB_Server_1", URL: "http://" + node}}},
-	}
-	s, err := New(cfg, zerolog.Nop(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeTLS(ln)
-	defer s.Shutdown(t.Context())
+	_, addr := startTLSServer(t, startEchoNode(t))
 
 	const sessions = 20
 	var conns []*tls.Conn
 	for range sessions {
-		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
 		if err != nil {
 			t.Fatal(err)
 		}
