@@ -27,7 +27,7 @@ type Config struct {
 	ReusePort bool
 	// SpliceLoops is the number of epoll loops that splice plain WebSocket
 	// sessions (an idle one then costs a few hundred bytes and no
-	// goroutine). Zero means one per two CPUs (at least one); negative means goroutines only.
+	// goroutine). Zero means one per CPU (GOMAXPROCS); negative means goroutines only.
 	// TLS sessions always run on goroutines.
 	SpliceLoops int
 	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.

@@ -96,14 +96,13 @@ func (ls *LoopSplicer) Start(sess *Session, done Ender) {
 	ls.startLoop(client, node, sess, done)
 }
 
-// defaultLoops is one loop per two usable CPUs (GOMAXPROCS), at least one.
-// The loops share the CPUs with the connection goroutines and wake through
-// Go's poller: with a loop per CPU, two loops woken at once cost a hand-off
-// between threads. On 2 CPUs, 256-byte WebSocket echoes through one loop had
-// a p99 of 0.97× HAProxy's, through two 1.26–1.33×, at the same throughput
-// (tether-bench compare, ws-echo, 4 rounds); 64 KiB messages moved as fast.
+// defaultLoops is one loop per usable CPU (GOMAXPROCS). The loops' reads
+// and writes are raw system calls (readFD), so a loop's thread keeps its P
+// and a loop woken while the other runs costs no hand-off between threads:
+// on 2 CPUs two loops moved 256-byte WebSocket echoes 4–10% faster than one
+// (tether-bench compare, ws-echo).
 func defaultLoops() int {
-	return max(1, runtime.GOMAXPROCS(0)/2)
+	return max(1, runtime.GOMAXPROCS(0))
 }
 
 // Close stops the loops: each ends its sessions (done gets errLoopClosed, or
@@ -416,7 +415,7 @@ func (l *loop) wait() (int, error) {
 // poll is epoll_wait without waiting. It reports whether there is anything
 // to handle; false parks the goroutine in Go's poller until epfd is readable.
 func (l *loop) poll(fd uintptr) bool {
-	n, err := unix.EpollWait(int(fd), l.events, 0)
+	n, err := epollNow(int(fd), l.events)
 	switch {
 	case err == unix.EINTR:
 		return false

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/tether-lb/tether/pool"
 	"golang.org/x/sys/unix"
@@ -423,21 +424,51 @@ func (ls *LoopSplicer) result(s *lsess, err error, d int) error {
 	return nil
 }
 
+// readFD and writeFD are read(2) and write(2) on a non-blocking socket,
+// made as raw system calls: they never block, so the loop's goroutine keeps
+// its P through them. Through syscall.Syscall each call would mark the P as
+// in a system call; on a loaded machine a thread descheduled there has its P
+// handed to another thread by sysmon, a wake-up and a hand-off back per
+// event, and sysmon keeps polling every 20 µs while it finds such Ps.
 func readFD(fd int32, p []byte) (int, error) {
 	for {
-		n, err := unix.Read(int(fd), p)
-		if err != unix.EINTR {
-			return n, err
+		r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), bufPtr(p), uintptr(len(p)))
+		switch e {
+		case 0:
+			return int(r), nil
+		case unix.EINTR:
+			continue
 		}
+		return 0, e
 	}
 }
 
 func writeFD(fd int32, p []byte) (int, error) {
 	for {
-		n, err := unix.Write(int(fd), p)
-		if err == unix.EINTR {
+		r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), bufPtr(p), uintptr(len(p)))
+		switch e {
+		case 0:
+			return int(r), nil
+		case unix.EINTR:
 			continue
 		}
-		return max(n, 0), err
+		return 0, e
 	}
+}
+
+// epollNow is epoll_wait(2) with a zero timeout, a raw system call as
+// readFD's.
+func epollNow(epfd int, events []unix.EpollEvent) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+func bufPtr(p []byte) uintptr {
+	if len(p) == 0 {
+		return 0
+	}
+	return uintptr(unsafe.Pointer(&p[0]))
 }
