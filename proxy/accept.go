@@ -154,7 +154,7 @@ const firstRequestGrace = time.Second
 // plain text. It reports whether the connection goes on.
 func (c *conn) handshake() bool {
 	s := c.s
-	tc, err := s.hs.Handshake(context.Background(), c.c)
+	tc, err := s.hs.Handshake(context.Background(), withRawIO(c.c))
 	switch {
 	case err == nil:
 		s.mu.Lock() // Shutdown reads c.c under s.mu

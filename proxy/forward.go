@@ -65,6 +65,8 @@ func (x *exchange) release() {
 		x.bw = nil
 	}
 	x.cr.Conn, x.nr.Conn, x.c, x.node = nil, nil, nil, nil
+	x.cr.raw.set(nil)
+	x.nr.raw.set(nil)
 }
 
 var (

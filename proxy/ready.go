@@ -30,6 +30,8 @@ func waitReadable(c net.Conn) error {
 	switch c := c.(type) {
 	case *net.TCPConn:
 		return waitTCP(c)
+	case *rawTCP:
+		return waitTCP(c.TCPConn)
 	case *tls.Conn:
 		// Callers come here after a Read failed on its deadline: the TLS
 		// connection then holds no whole record above its socket (see

@@ -427,6 +427,7 @@ func (s *Server) putWriter(bw *bufio.Writer) {
 // cannot hold it open).
 type deadlineConn struct {
 	net.Conn
+	raw                       rawIO // set for a TCP conn: its reads and writes as raw system calls
 	readTimeout, writeTimeout time.Duration
 	readSet, writeSet         int64  // unix nanos of the deadline last set
 	readFixed                 bool   // the read deadline does not slide
@@ -435,6 +436,7 @@ type deadlineConn struct {
 
 func (d *deadlineConn) reset(c net.Conn, read, write time.Duration) {
 	d.Conn, d.readTimeout, d.writeTimeout, d.readSet, d.writeSet, d.readFixed, d.prefix = c, read, write, 0, 0, false, nil
+	d.raw.set(c)
 }
 
 // setReadTimeout makes reads slide a deadline of t, starting now.
@@ -458,12 +460,14 @@ func (d *deadlineConn) Read(p []byte) (int, error) {
 		d.prefix = d.prefix[n:]
 		return n, nil
 	}
-	if d.readFixed {
-		return d.Conn.Read(p)
+	if !d.readFixed {
+		if now := time.Now(); now.UnixNano()-d.readSet > int64(d.readTimeout/8) {
+			d.readSet = now.UnixNano()
+			d.Conn.SetReadDeadline(now.Add(d.readTimeout))
+		}
 	}
-	if now := time.Now(); now.UnixNano()-d.readSet > int64(d.readTimeout/8) {
-		d.readSet = now.UnixNano()
-		d.Conn.SetReadDeadline(now.Add(d.readTimeout))
+	if d.raw.use() {
+		return d.raw.read(p)
 	}
 	return d.Conn.Read(p)
 }
@@ -472,6 +476,9 @@ func (d *deadlineConn) Write(p []byte) (int, error) {
 	if now := time.Now(); now.UnixNano()-d.writeSet > int64(d.writeTimeout/8) {
 		d.writeSet = now.UnixNano()
 		d.Conn.SetWriteDeadline(now.Add(d.writeTimeout))
+	}
+	if d.raw.use() {
+		return d.raw.write(p)
 	}
 	return d.Conn.Write(p)
 }

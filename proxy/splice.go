@@ -186,8 +186,8 @@ func (g *goSplicer) putBuf(bp *[]byte) {
 func (g *goSplicer) Start(sess *Session, done Ender) {
 	s := &splice{
 		g:        g,
-		client:   sess.Client,
-		node:     sess.Node,
+		client:   withRawIO(sess.Client),
+		node:     withRawIO(sess.Node),
 		idle:     sess.IdleTimeout,
 		wt:       sess.WriteTimeout,
 		start:    time.Now(),

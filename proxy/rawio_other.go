@@ -1,0 +1,18 @@
+//go:build !linux
+
+package proxy
+
+import "net"
+
+// rawIO is never set off Linux: conns are read and written through net.Conn.
+type rawIO struct{}
+
+func (r *rawIO) set(net.Conn)              {}
+func (r *rawIO) use() bool                 { return false }
+func (r *rawIO) read([]byte) (int, error)  { panic("proxy: rawIO off Linux") }
+func (r *rawIO) write([]byte) (int, error) { panic("proxy: rawIO off Linux") }
+
+// rawTCP is never made off Linux.
+type rawTCP struct{ *net.TCPConn }
+
+func withRawIO(c net.Conn) net.Conn { return c }
