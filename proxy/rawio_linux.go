@@ -69,6 +69,9 @@ func (o *rawOp) writeAll(fd uintptr) bool {
 		case err != nil:
 			o.err = err
 			return true
+		case n == 0: // write(2) on a socket moves a byte or fails; never spin
+			o.err = io.ErrShortWrite
+			return true
 		}
 	}
 	return true
