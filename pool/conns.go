@@ -18,6 +18,11 @@ type Conn struct {
 	// the request may be retried on a fresh one if nothing of it was lost.
 	Reused bool
 
+	// Raw is the socket's RawConn for a plain TCP connection (nil for TLS
+	// ones), got once at dial: callers read and write through it without
+	// allocating one per use.
+	Raw syscall.RawConn
+
 	idleAt int64 // unix nanos when it was put back
 	fd     int   // the socket, for the liveness check; -1 for TLS connections
 }
@@ -169,16 +174,16 @@ func (c *Conn) open() bool {
 }
 
 // socketFD returns the descriptor under a plain TCP connection, or -1.
-func socketFD(nc net.Conn) int {
+func socketFD(nc net.Conn) (int, syscall.RawConn) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
-		return -1
+		return -1, nil
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return -1
+		return -1, nil
 	}
 	fd := -1
 	raw.Control(func(f uintptr) { fd = int(f) })
-	return fd
+	return fd, raw
 }

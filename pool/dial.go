@@ -29,7 +29,8 @@ func (n *Node) dialConn() (*Conn, error) {
 		n.Fail(err)
 		return nil, err
 	}
-	return &Conn{Conn: nc, Node: n, fd: socketFD(nc)}, nil
+	fd, raw := socketFD(nc)
+	return &Conn{Conn: nc, Node: n, Raw: raw, fd: fd}, nil
 }
 
 // dialRaw dials n's address, with TLS for https nodes.

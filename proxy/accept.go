@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tether-lb/tether/tlsterm"
@@ -60,10 +61,11 @@ type conn struct {
 	s        *Server
 	c        net.Conn
 	remoteIP string
-	idle     atomic.Bool // waiting for a next request: Shutdown may close it
-	served   int         // requests answered on this connection
-	secure   bool        // accepted on the TLS listener: c becomes a *tls.Conn
-	born     time.Time   // when it was accepted
+	idle     atomic.Bool     // waiting for a next request: Shutdown may close it
+	served   int             // requests answered on this connection
+	secure   bool            // accepted on the TLS listener: c becomes a *tls.Conn
+	born     time.Time       // when it was accepted
+	raw      syscall.RawConn // c's, for raw reads and writes while c is a plain TCP conn; nil once TLS
 }
 
 // serve runs the connection: the TLS handshake if any, then run.
@@ -73,6 +75,9 @@ func (c *conn) serve() {
 	// (TLS 1.3 clients send it with their Finished), where a readiness wait
 	// on the socket would not see it.
 	hot := false
+	if !c.secure {
+		c.raw = rawConnOf(c.c)
+	}
 	if c.secure {
 		if !c.handshake() {
 			c.close()
@@ -214,7 +219,7 @@ func (c *conn) untrack() {
 func (x *exchange) serveBurst(c *conn, hot bool) bool {
 	s := c.s
 	x.c = c
-	x.cr.reset(c.c, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
+	x.cr.reset(c.c, c.raw, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
 	x.br = s.getReader(&x.cr)
 	x.bw = s.getWriter(&x.cr)
 	if hot {

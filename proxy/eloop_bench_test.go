@@ -208,10 +208,10 @@ func footprint(t *testing.T, sp Splicer, sessions int) {
 
 	var ended atomic.Int64
 	done := EndFunc(func(int64, int64, error) { ended.Add(1) })
+	fds0, _ := settledFDs(t)
 	runtime.GC()
 	debug.FreeOSMemory()
 	rss0, ms0, g0 := rssBytes(t), memStats(), runtime.NumGoroutine()
-	fds0, _ := countFDs(t)
 	for range sessions {
 		pc, err := ln.AcceptTCP()
 		if err != nil {

@@ -432,7 +432,7 @@ func (ls *LoopSplicer) result(s *lsess, err error, d int) error {
 // event, and sysmon keeps polling every 20 µs while it finds such Ps.
 func readFD(fd int32, p []byte) (int, error) {
 	for {
-		r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), bufPtr(p), uintptr(len(p)))
+		r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)))
 		switch e {
 		case 0:
 			return int(r), nil
@@ -445,7 +445,7 @@ func readFD(fd int32, p []byte) (int, error) {
 
 func writeFD(fd int32, p []byte) (int, error) {
 	for {
-		r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), bufPtr(p), uintptr(len(p)))
+		r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)))
 		switch e {
 		case 0:
 			return int(r), nil
@@ -466,9 +466,13 @@ func epollNow(epfd int, events []unix.EpollEvent) (int, error) {
 	return int(r), nil
 }
 
-func bufPtr(p []byte) uintptr {
+// bufPtr is p's first byte (a placeholder when p is empty), for a system
+// call's argument: the conversion to uintptr stays in the call expression.
+func bufPtr(p []byte) unsafe.Pointer {
 	if len(p) == 0 {
-		return 0
+		return unsafe.Pointer(&zeroByte)
 	}
-	return uintptr(unsafe.Pointer(&p[0]))
+	return unsafe.Pointer(&p[0])
 }
+
+var zeroByte byte

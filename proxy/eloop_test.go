@@ -788,7 +788,7 @@ func TestLoopIdleHoldsNothing(t *testing.T) {
 	const sessions = 50
 	withLoops(t, func(ls *LoopSplicer) {
 		lb := newPairMaker(t)
-		fds0, pipes0 := countFDs(t)
+		fds0, pipes0 := settledFDs(t)
 		g0 := runtime.NumGoroutine()
 		rigs := openIdleRigs(t, lb, ls, sessions)
 		waitNoBufs(t)
@@ -801,9 +801,7 @@ func TestLoopIdleHoldsNothing(t *testing.T) {
 			t.Errorf("pipes grew from %d to %d", pipes0, pipes1)
 		}
 		closeRigs(t, rigs)
-		if fds2, _ := countFDs(t); fds2 != fds0 {
-			t.Errorf("descriptors %d after all sessions ended, want %d", fds2, fds0)
-		}
+		checkFDsBack(t, fds0)
 	})
 }
 

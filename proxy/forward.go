@@ -65,8 +65,8 @@ func (x *exchange) release() {
 		x.bw = nil
 	}
 	x.cr.Conn, x.nr.Conn, x.c, x.node = nil, nil, nil, nil
-	x.cr.raw.set(nil)
-	x.nr.raw.set(nil)
+	x.cr.raw.set(nil, nil)
+	x.nr.raw.set(nil, nil)
 }
 
 var (
@@ -167,7 +167,7 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 // of the request could have been processed (nothing of a body was sent).
 func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (ok, retry bool) {
 	s := x.s
-	x.nr.reset(pc.Conn, s.cfg().UpstreamTimeout, s.cfg().WriteTimeout)
+	x.nr.reset(pc.Conn, pc.Raw, s.cfg().UpstreamTimeout, s.cfg().WriteTimeout)
 	nbw := s.getWriter(&x.nr)
 	sentBody, err := x.sendRequest(nbw, fr)
 	s.putWriter(nbw)

@@ -34,21 +34,32 @@ type rawOp struct {
 	fn  func(uintptr) bool // readOnce or writeAll, bound once
 }
 
-// set takes c's RawConn when c is a *net.TCPConn, and is unset otherwise.
-func (r *rawIO) set(c net.Conn) {
+// set makes r read and write c through rc, c's RawConn (rawConnOf), or
+// unsets r when rc is nil. Getting a RawConn allocates: callers keep one per
+// socket.
+func (r *rawIO) set(c net.Conn, rc syscall.RawConn) {
 	r.rc, r.c = nil, nil
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
+	if rc == nil {
 		return
 	}
 	if r.r.fn == nil {
 		r.r.fn, r.w.fn = r.r.readOnce, r.w.writeAll
 	}
 	r.rc, r.c = rc, c
+}
+
+// rawConnOf is the RawConn rawIO uses for c: c's own for a *net.TCPConn,
+// else nil.
+func rawConnOf(c net.Conn) syscall.RawConn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }
 
 func (r *rawIO) use() bool { return r.rc != nil }
@@ -115,7 +126,14 @@ func (r *rawIO) write(p []byte) (int, error) {
 	return n, nil
 }
 
+// opError wraps err as net.Conn's Read and Write do. An error of the
+// RawConn itself (deadline, closed) is a *net.OpError already: its cause is
+// rewrapped under op, so messages read as Read's ("read tcp A->B: i/o
+// timeout").
 func (r *rawIO) opError(op string, err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		err = oe.Err
+	}
 	return &net.OpError{Op: op, Net: "tcp", Source: r.c.LocalAddr(), Addr: r.c.RemoteAddr(), Err: err}
 }
 
@@ -136,9 +154,11 @@ func withRawIO(c net.Conn) net.Conn {
 	if !ok {
 		return c
 	}
-	r := &rawTCP{TCPConn: tc}
-	if r.io.set(tc); !r.io.use() {
+	rc := rawConnOf(tc)
+	if rc == nil {
 		return c
 	}
+	r := &rawTCP{TCPConn: tc}
+	r.io.set(tc, rc)
 	return r
 }

@@ -2,12 +2,18 @@
 
 package proxy
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 // rawIO is never set off Linux: conns are read and written through net.Conn.
 type rawIO struct{}
 
-func (r *rawIO) set(net.Conn)              {}
+func (r *rawIO) set(net.Conn, syscall.RawConn) {}
+
+func rawConnOf(net.Conn) syscall.RawConn { return nil }
+
 func (r *rawIO) use() bool                 { return false }
 func (r *rawIO) read([]byte) (int, error)  { panic("proxy: rawIO off Linux") }
 func (r *rawIO) write([]byte) (int, error) { panic("proxy: rawIO off Linux") }

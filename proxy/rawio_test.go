@@ -22,7 +22,7 @@ func TestDeadlineConnRawIO(t *testing.T) {
 	defer a.Close()
 	defer b.Close()
 	var d deadlineConn
-	d.reset(a, 2*time.Second, 2*time.Second)
+	d.reset(a, rawConnOf(a), 2*time.Second, 2*time.Second)
 	if got := d.raw.use(); got != (runtime.GOOS == "linux") {
 		t.Fatalf("raw I/O in use: %v on %s", got, runtime.GOOS)
 	}
@@ -69,6 +69,9 @@ func TestDeadlineConnRawIO(t *testing.T) {
 	if !errors.As(err, &oe) || oe.Op != "read" || oe.Addr == nil {
 		t.Fatalf("Read error %#v is not a *net.OpError naming the peer", err)
 	}
+	if want := "read tcp " + a.LocalAddr().String() + "->" + a.RemoteAddr().String() + ": i/o timeout"; err.Error() != want {
+		t.Fatalf("Read error says %q, want %q (as net.Conn's)", err, want)
+	}
 	d.setReadTimeout(2 * time.Second)
 
 	b.CloseWrite()
@@ -93,7 +96,7 @@ func TestDeadlineConnRawIO(t *testing.T) {
 	// Closed under a blocked Read: net.ErrClosed.
 	c, e := lb.pair(t)
 	defer e.Close()
-	d.reset(c, 5*time.Second, 5*time.Second)
+	d.reset(c, rawConnOf(c), 5*time.Second, 5*time.Second)
 	done := make(chan error, 1)
 	go func() {
 		_, err := d.Read(p)

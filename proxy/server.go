@@ -434,9 +434,11 @@ type deadlineConn struct {
 	prefix                    []byte // served before the conn's own bytes (grow)
 }
 
-func (d *deadlineConn) reset(c net.Conn, read, write time.Duration) {
+// reset points d at c. rc is c's RawConn for raw reads and writes
+// (rawConnOf, kept per socket), or nil.
+func (d *deadlineConn) reset(c net.Conn, rc syscall.RawConn, read, write time.Duration) {
 	d.Conn, d.readTimeout, d.writeTimeout, d.readSet, d.writeSet, d.readFixed, d.prefix = c, read, write, 0, 0, false, nil
-	d.raw.set(c)
+	d.raw.set(c, rc)
 }
 
 // setReadTimeout makes reads slide a deadline of t, starting now.
