@@ -173,7 +173,8 @@ func (c *Conn) open() bool {
 	}
 }
 
-// socketFD returns the descriptor under a plain TCP connection, or -1.
+// socketFD returns the descriptor under a plain TCP connection and its
+// RawConn, or -1 and nil.
 func socketFD(nc net.Conn) (int, syscall.RawConn) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {

@@ -65,7 +65,7 @@ type conn struct {
 	served   int             // requests answered on this connection
 	secure   bool            // accepted on the TLS listener: c becomes a *tls.Conn
 	born     time.Time       // when it was accepted
-	raw      syscall.RawConn // c's, for raw reads and writes while c is a plain TCP conn; nil once TLS
+	raw      syscall.RawConn // c's, for raw reads and writes; nil on the TLS listener
 }
 
 // serve runs the connection: the TLS handshake if any, then run.
@@ -75,9 +75,6 @@ func (c *conn) serve() {
 	// (TLS 1.3 clients send it with their Finished), where a readiness wait
 	// on the socket would not see it.
 	hot := false
-	if !c.secure {
-		c.raw = rawConnOf(c.c)
-	}
 	if c.secure {
 		if !c.handshake() {
 			c.close()
@@ -85,6 +82,8 @@ func (c *conn) serve() {
 			return
 		}
 		hot = true
+	} else {
+		c.raw = rawConnOf(c.c)
 	}
 	c.run(hot)
 }

@@ -121,16 +121,7 @@ func TestLoopEchoAllocs(t *testing.T) {
 	withLoops(t, func(ls *LoopSplicer) {
 		client, stop := echoThrough(t, newPairMaker(t), ls)
 		defer stop()
-		msg := make([]byte, 256)
-		got := make([]byte, 256)
-		roundTrip := func() {
-			if _, err := client.Write(msg); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := io.ReadFull(client, got); err != nil {
-				t.Fatal(err)
-			}
-		}
+		roundTrip := echoRoundTrip(t, client, 256)
 		for range 100 {
 			roundTrip()
 		}

@@ -430,22 +430,14 @@ func (ls *LoopSplicer) result(s *lsess, err error, d int) error {
 // in a system call; on a loaded machine a thread descheduled there has its P
 // handed to another thread by sysmon, a wake-up and a hand-off back per
 // event, and sysmon keeps polling every 20 µs while it finds such Ps.
-func readFD(fd int32, p []byte) (int, error) {
-	for {
-		r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)))
-		switch e {
-		case 0:
-			return int(r), nil
-		case unix.EINTR:
-			continue
-		}
-		return 0, e
-	}
-}
+func readFD(fd int32, p []byte) (int, error) { return rawRW(unix.SYS_READ, fd, p) }
 
-func writeFD(fd int32, p []byte) (int, error) {
+func writeFD(fd int32, p []byte) (int, error) { return rawRW(unix.SYS_WRITE, fd, p) }
+
+// rawRW is readFD and writeFD: trap is SYS_READ or SYS_WRITE.
+func rawRW(trap uintptr, fd int32, p []byte) (int, error) {
 	for {
-		r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)))
+		r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)))
 		switch e {
 		case 0:
 			return int(r), nil

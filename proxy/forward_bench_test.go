@@ -152,19 +152,28 @@ func roundTrips(b *testing.B, addr string) {
 		b.Fatal(err)
 	}
 	defer c.Close()
+	roundTrip := benchRoundTrip(b, c)
+	b.ReportAllocs()
+	for b.Loop() {
+		roundTrip()
+	}
+}
+
+// benchRoundTrip returns a function that sends benchRequest on c and reads
+// the answer (benchAnswer's head and 13-byte body), failing tb on an error.
+func benchRoundTrip(tb testing.TB, c net.Conn) func() {
 	req := []byte(benchRequest)
 	br := bufio.NewReaderSize(c, 16<<10)
 	body := make([]byte, 13)
-	b.ReportAllocs()
-	for b.Loop() {
+	return func() {
 		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		if err := skipHead(br); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		if _, err := io.ReadFull(br, body); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 }

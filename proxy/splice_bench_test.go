@@ -3,7 +3,6 @@
 package proxy
 
 import (
-	"bufio"
 	"io"
 	"net"
 	"runtime"
@@ -42,16 +41,7 @@ func TestSpliceEchoAllocs(t *testing.T) {
 		s.WriteTimeout = time.Minute
 	})
 	defer stop()
-	msg := make([]byte, 256)
-	got := make([]byte, 256)
-	roundTrip := func() {
-		if _, err := client.Write(msg); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(client, got); err != nil {
-			t.Fatal(err)
-		}
-	}
+	roundTrip := echoRoundTrip(t, client, 256)
 	for range 100 { // fill the buffer pool
 		roundTrip()
 	}
@@ -71,25 +61,26 @@ func TestForwardKeepAliveAllocs(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Minute))
-	req := []byte(benchRequest)
-	br := bufio.NewReaderSize(c, 16<<10)
-	body := make([]byte, 13)
-	roundTrip := func() {
-		if _, err := c.Write(req); err != nil {
-			t.Fatal(err)
-		}
-		if err := skipHead(br); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(br, body); err != nil {
-			t.Fatal(err)
-		}
-	}
+	roundTrip := benchRoundTrip(t, c)
 	for range 100 { // pools filled, node connection pooled
 		roundTrip()
 	}
 	if n := testing.AllocsPerRun(500, roundTrip); n != 0 {
 		t.Errorf("a keep-alive request through tether allocates %v times, want 0", n)
+	}
+}
+
+// echoRoundTrip returns a function that writes one size-byte message to c
+// and reads its echo, failing t on an error.
+func echoRoundTrip(t testing.TB, c net.Conn, size int) func() {
+	msg, got := make([]byte, size), make([]byte, size)
+	return func() {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
