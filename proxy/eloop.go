@@ -279,9 +279,9 @@ type loop struct {
 
 	// Only run touches the fields below.
 	events    []unix.EpollEvent
-	n         int                // events from the last poll
-	perr      error              // poll's epoll_wait error
-	pollFn    func(uintptr) bool // poll, bound once: passing it allocates nothing
+	perr      error              // what ended turn: epoll_wait's or arm's error
+	stop      bool               // turn ran a stop command
+	turnFn    func(uintptr) bool // turn, bound once: passing it allocates nothing
 	deadline  int64              // loop clock of epfile's read deadline
 	spare     []loopCmd
 	sessions  []*lsess // by slot; nil = free
@@ -326,7 +326,7 @@ func newLoop(ls *LoopSplicer) (*loop, error) {
 		return nil, err
 	}
 	l.events = make([]unix.EpollEvent, 256)
-	l.pollFn = l.poll
+	l.turnFn = l.turn
 	l.buf = ls.bufs.Get().(*pendBuf)
 	l.nextSweep = l.tick
 	return l, nil
@@ -356,17 +356,46 @@ func (l *loop) post(c loopCmd) bool {
 
 func (l *loop) clock() int64 { return int64(time.Since(l.base)) }
 
-// run is the loop's goroutine: wait for readiness, move bytes, run queued
-// commands, sweep timeouts; until a stop command.
+// run is the loop's goroutine. It lives inside one RawConn.Read of epfile
+// (turn), so Go's poller keeps epfile's readiness between wake-ups: a
+// wake-up costs one epoll_wait, not a second one before parking. Read
+// returns for a stop, an error, or the read deadline (a sweep is due).
 func (l *loop) run() {
 	for {
-		n, err := l.wait()
-		l.now = l.clock()
+		err := l.rc.Read(l.turnFn)
+		if l.stop {
+			l.shutdown(errLoopClosed)
+			return
+		}
+		if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			err = l.perr
+		}
+		if err == nil {
+			l.now = l.clock()
+			l.timers()
+			l.deadline = -1 // it passed: set it again even if unchanged
+			err = l.arm()
+		}
 		if err != nil {
 			l.ls.log.Error().Err(err).Msg("splice loop: waiting for events failed; its sessions end")
 			l.shutdown(err)
 			return
 		}
+	}
+}
+
+// turn handles what epfd has, again while sessions are still ready, then
+// parks the goroutine in Go's poller until epfd is readable or the read
+// deadline passes. It returns true (ending Read) only for a stop or an
+// error.
+func (l *loop) turn(fd uintptr) bool {
+	for {
+		n, err := epollNow(int(fd), l.events)
+		if err != nil && err != unix.EINTR {
+			l.perr = os.NewSyscallError("epoll_wait", err)
+			return true
+		}
+		l.now = l.clock()
 		woken := false
 		for i := range n {
 			ev := &l.events[i]
@@ -378,53 +407,39 @@ func (l *loop) run() {
 		}
 		l.runReady()
 		if woken && l.commands() {
-			l.shutdown(errLoopClosed)
-			return
+			l.stop = true
+			return true
 		}
-		if l.now >= l.nextSweep || (l.wakeAt != 0 && l.now >= l.wakeAt) {
-			l.sweep()
+		l.timers()
+		if len(l.ready) > 0 || n == len(l.events) || err != nil {
+			continue
 		}
+		if l.perr = l.arm(); l.perr != nil {
+			return true
+		}
+		return false
 	}
 }
 
-// wait returns the number of events in l.events: at once when sessions are
-// ready, else once there are events or the next sweep or deadline is due
-// (then 0).
-func (l *loop) wait() (int, error) {
-	if len(l.ready) > 0 {
-		l.poll(uintptr(l.epfd))
-		return l.n, l.perr
+// timers runs the sweep when it or a grace or linger end is due.
+func (l *loop) timers() {
+	if l.now >= l.nextSweep || (l.wakeAt != 0 && l.now >= l.wakeAt) {
+		l.sweep()
 	}
+}
+
+// arm sets epfile's read deadline to the next sweep or wake-up; it moves
+// once per sweep, not per wake-up.
+func (l *loop) arm() error {
 	at := l.nextSweep
 	if l.wakeAt != 0 {
 		at = min(at, l.wakeAt)
 	}
-	if at != l.deadline { // moves once per sweep, not per wake
-		if err := l.epfile.SetReadDeadline(l.base.Add(time.Duration(at))); err != nil {
-			return 0, err
-		}
-		l.deadline = at
+	if at == l.deadline {
+		return nil
 	}
-	l.n, l.perr = 0, nil
-	if err := l.rc.Read(l.pollFn); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		return 0, err
-	}
-	return l.n, l.perr
-}
-
-// poll is epoll_wait without waiting. It reports whether there is anything
-// to handle; false parks the goroutine in Go's poller until epfd is readable.
-func (l *loop) poll(fd uintptr) bool {
-	n, err := epollNow(int(fd), l.events)
-	switch {
-	case err == unix.EINTR:
-		return false
-	case err != nil:
-		l.n, l.perr = 0, os.NewSyscallError("epoll_wait", err)
-		return true
-	}
-	l.n = n
-	return n > 0
+	l.deadline = at
+	return l.epfile.SetReadDeadline(l.base.Add(time.Duration(at)))
 }
 
 // commands runs what other goroutines queued. It reports a stop.
