@@ -281,6 +281,7 @@ type loop struct {
 	events    []unix.EpollEvent
 	perr      error              // what ended turn: epoll_wait's or arm's error
 	stop      bool               // turn ran a stop command
+	polls     atomic.Uint64      // epoll_wait calls, for the benchmarks' polls/op
 	turnFn    func(uintptr) bool // turn, bound once: passing it allocates nothing
 	deadline  int64              // loop clock of epfile's read deadline
 	spare     []loopCmd
@@ -391,6 +392,7 @@ func (l *loop) run() {
 func (l *loop) turn(fd uintptr) bool {
 	for {
 		n, err := epollNow(int(fd), l.events)
+		l.polls.Add(1)
 		if err != nil && err != unix.EINTR {
 			l.perr = os.NewSyscallError("epoll_wait", err)
 			return true

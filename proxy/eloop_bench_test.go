@@ -65,6 +65,8 @@ func BenchmarkLoopSpliceEcho256(b *testing.B) {
 			defer stop()
 			msg := make([]byte, 256)
 			got := make([]byte, 256)
+			ls, _ := tc.sp.(*LoopSplicer)
+			polls0 := loopPolls(ls)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(msg)))
 			for b.Loop() {
@@ -75,8 +77,24 @@ func BenchmarkLoopSpliceEcho256(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			if ls != nil {
+				// Two wake-ups per echo (client, then node, readable): 2 is
+				// one epoll_wait per wake-up.
+				b.ReportMetric(float64(loopPolls(ls)-polls0)/float64(b.N), "polls/op")
+			}
 		})
 	}
+}
+
+// loopPolls is the epoll_wait calls of ls's loops so far; 0 for nil.
+func loopPolls(ls *LoopSplicer) uint64 {
+	var n uint64
+	if ls != nil {
+		for _, l := range ls.loops {
+			n += l.polls.Load()
+		}
+	}
+	return n
 }
 
 func BenchmarkLoopSpliceThroughput64K(b *testing.B) {
