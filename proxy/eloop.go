@@ -241,6 +241,8 @@ const (
 	// loop's sessions, within these bounds.
 	minSweep = 10 * time.Millisecond
 	maxSweep = time.Second
+	// minArm is the earliest a loop's timer is set from now.
+	minArm = time.Millisecond
 	// wakeSlot marks the eventfd's epoll events; session slots are >= 0.
 	wakeSlot = -1
 )
@@ -292,7 +294,7 @@ type loop struct {
 	ready     []*lsess // sessions that used their turn with bytes still to read
 	later     []*lsess // ready's spare
 	base      time.Time
-	now       int64 // loop clock: nanoseconds since base, read once per wake
+	now       int64 // loop clock: nanoseconds since base, read once per turn
 	tick      int64 // sweep period
 	nextSweep int64
 	wakeAt    int64 // earliest grace or linger end; 0 = none
@@ -360,7 +362,9 @@ func (l *loop) clock() int64 { return int64(time.Since(l.base)) }
 // run is the loop's goroutine. It lives inside one RawConn.Read of epfile
 // (turn), so Go's poller keeps epfile's readiness between wake-ups: a
 // wake-up costs one epoll_wait, not a second one before parking. Read
-// returns for a stop, an error, or the read deadline (a sweep is due).
+// returns for a stop, an error, or the read deadline (a sweep is due). An
+// event handled in the turn whose arrival also readied epfile costs one
+// more, empty, epoll_wait at the next park.
 func (l *loop) run() {
 	for {
 		err := l.rc.Read(l.turnFn)
@@ -378,17 +382,17 @@ func (l *loop) run() {
 			err = l.arm()
 		}
 		if err != nil {
-			l.ls.log.Error().Err(err).Msg("splice loop: waiting for events failed; its sessions end")
+			l.ls.log.Error().Err(err).Msg("splice loop: waiting for events or setting its timer failed; its sessions end")
 			l.shutdown(err)
 			return
 		}
 	}
 }
 
-// turn handles what epfd has, again while sessions are still ready, then
-// parks the goroutine in Go's poller until epfd is readable or the read
-// deadline passes. It returns true (ending Read) only for a stop or an
-// error.
+// turn handles what epfd has, again while sessions are still ready or
+// events may be left, then returns false: Read parks the goroutine in Go's
+// poller until epfd is readable or the read deadline passes, and calls turn
+// again. It returns true (ending Read) only for a stop or an error.
 func (l *loop) turn(fd uintptr) bool {
 	for {
 		n, err := epollNow(int(fd), l.events)
@@ -430,8 +434,11 @@ func (l *loop) timers() {
 	}
 }
 
-// arm sets epfile's read deadline to the next sweep or wake-up; it moves
-// once per sweep, not per wake-up.
+// arm sets epfile's read deadline to the next sweep or grace or linger
+// end; it changes when those do, not per wake-up. A target already due
+// (a sweep that took longer than its period) is set minArm from now: a
+// deadline in the past would end every Read before turn could run, and
+// the loop would sweep without ever handling events or commands.
 func (l *loop) arm() error {
 	at := l.nextSweep
 	if l.wakeAt != 0 {
@@ -441,7 +448,7 @@ func (l *loop) arm() error {
 		return nil
 	}
 	l.deadline = at
-	return l.epfile.SetReadDeadline(l.base.Add(time.Duration(at)))
+	return l.epfile.SetReadDeadline(l.base.Add(time.Duration(max(at, l.clock()+int64(minArm)))))
 }
 
 // commands runs what other goroutines queued. It reports a stop.

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 // The loop splicer's tests run the goroutine splicer's checks against both
@@ -852,5 +853,36 @@ func TestLoopSessionSize(t *testing.T) {
 		t.Errorf("lsess is %d bytes, want at most 160 (a malloc size class)", n)
 	} else {
 		t.Logf("lsess: %d bytes", n)
+	}
+}
+
+// TestLoopArmNeverInThePast: when the loop parks with its sweep already due
+// (a sweep that took longer than its period), turn still runs before the
+// read deadline ends Read; a deadline set in the past would end every Read
+// before turn, and the loop would sweep forever without handling events.
+func TestLoopArmNeverInThePast(t *testing.T) {
+	ls := newTestLoops(t)
+	defer ls.Close()
+	l, err := newLoop(ls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		l.epfile.Close()
+		unix.Close(l.evfd)
+	}()
+	l.now = l.clock()
+	l.nextSweep = l.now - int64(time.Second)
+	if err := l.arm(); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	start := time.Now()
+	err = l.rc.Read(func(uintptr) bool { calls++; return false })
+	if !errors.Is(err, os.ErrDeadlineExceeded) || calls == 0 {
+		t.Errorf("Read = %v after %d calls; want the deadline after at least one", err, calls)
+	}
+	if d := time.Since(start); d > spliceBound {
+		t.Errorf("the deadline came after %v", d)
 	}
 }
