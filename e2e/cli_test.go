@@ -48,6 +48,12 @@ func TestBadFlags(t *testing.T) {
 		{"max-header-bytes too small", []string{"--node", "A=http://127.0.0.1:1", "--max-header-bytes", "10"}, []string{"max-header-bytes", "10"}},
 		{"negative timeout", []string{"--node", "A=http://127.0.0.1:1", "--header-timeout", "-1s"}, []string{"header-timeout"}},
 		{"unknown flag", []string{"--no-such-flag"}, []string{"no-such-flag"}},
+		{"listen port not a number", []string{"--node", "A=http://127.0.0.1:1", "--listen", "127.0.0.1:notaport"}, []string{"--listen", "notaport"}},
+		{"tls-listen port out of range", []string{"--node", "A=http://127.0.0.1:1", "--tls-listen", "127.0.0.1:70000", "--tls-self-signed"}, []string{"--tls-listen", "70000"}},
+		{"admin port not a number", []string{"--node", "A=http://127.0.0.1:1", "--admin", "127.0.0.1:http"}, []string{"--admin", "http"}},
+		{"node port out of range", []string{"--node", "A=http://127.0.0.1:99999"}, []string{"node", "99999"}},
+		{"node port 0", []string{"--node", "A=http://127.0.0.1:0"}, []string{"node", `"0"`}},
+		{"backend-ca missing, no https node", []string{"--node", "A=http://127.0.0.1:1", "--backend-ca", "/nonexistent/ca.pem"}, []string{"--backend-ca", "/nonexistent/ca.pem"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,11 +197,14 @@ func parseNodeURL(raw string) (scheme, addr string, err error) {
 		return "", "", errors.New("URL must be scheme://host:port only")
 	}
 	port := u.Port()
-	if port == "" {
+	switch n, err := strconv.Atoi(port); {
+	case port == "":
 		port = "80"
 		if u.Scheme == "https" {
 			port = "443"
 		}
+	case err != nil || n < 1 || n > 65535:
+		return "", "", fmt.Errorf("port %q: must be a number from 1 to 65535", port)
 	}
 	return u.Scheme, net.JoinHostPort(u.Hostname(), port), nil
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -121,14 +122,11 @@ func (c *Config) SetDefaults() {
 
 // Validate reports the first bad value, naming its flag.
 func (c *Config) Validate() error {
-	if c.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-			return fmt.Errorf("--listen %q: %w", c.Listen, err)
-		}
-	}
-	if c.Admin != "" {
-		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
-			return fmt.Errorf("--admin %q: %w", c.Admin, err)
+	for _, a := range []struct{ flag, addr string }{
+		{"--listen", c.Listen}, {"--tls-listen", c.TLS.Listen}, {"--admin", c.Admin},
+	} {
+		if err := checkListenAddr(a.addr); a.addr != "" && err != nil {
+			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
 		}
 	}
 	for _, d := range []struct {
@@ -162,6 +160,20 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return c.Pool.Validate()
+}
+
+// checkListenAddr checks a listen address as host:port with a numeric port
+// (0 lets the system choose), so a typo is a configuration error at start
+// and not a listener that fails after it.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || port[0] == '+' || port[0] == '-' {
+		return fmt.Errorf("port %q: must be a number from 0 to 65535", port)
+	}
+	return nil
 }
 
 // fdReserve is kept out of --max-conns for listeners, the admin side, health

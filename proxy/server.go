@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,21 +119,22 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 }
 
 // backendTLS sets the client TLS configuration for https nodes from the
-// TLS settings (--backend-ca, --backend-insecure) when any node is https.
+// TLS settings (--backend-ca, --backend-insecure) when any node is https or
+// --backend-ca is given: a bad CA file is a configuration error at start
+// even before a reload brings the first https node.
 func backendTLS(cfg *Config, log zerolog.Logger) error {
-	for _, n := range cfg.Pool.Nodes {
-		if strings.HasPrefix(n.URL, "https:") {
-			tc, err := tlsterm.ClientConfig(&cfg.TLS)
-			if err != nil {
-				return err
-			}
-			if cfg.TLS.BackendInsecure {
-				log.Warn().Msg("--backend-insecure: https nodes' certificates are not verified")
-			}
-			cfg.Pool.TLS = tc
-			return nil
-		}
+	https := slices.ContainsFunc(cfg.Pool.Nodes, func(n pool.NodeConfig) bool { return strings.HasPrefix(n.URL, "https:") })
+	if !https && cfg.TLS.BackendCA == "" {
+		return nil
 	}
+	tc, err := tlsterm.ClientConfig(&cfg.TLS)
+	if err != nil {
+		return err
+	}
+	if https && cfg.TLS.BackendInsecure {
+		log.Warn().Msg("--backend-insecure: https nodes' certificates are not verified")
+	}
+	cfg.Pool.TLS = tc
 	return nil
 }
 

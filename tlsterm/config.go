@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"runtime"
 	"time"
@@ -93,13 +92,9 @@ func (c *Config) SetDefaults() {
 }
 
 // Validate reports the first bad value, naming its flag. It reads no file:
-// LoadCerts and ClientConfig do, and report a *FileError.
+// LoadCerts and ClientConfig do, and report a *FileError. The listen
+// address is the caller's to check, with its other listeners.
 func (c *Config) Validate() error {
-	if c.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-			return fmt.Errorf("--tls-listen %q: %w", c.Listen, err)
-		}
-	}
 	for i, p := range c.Certs {
 		switch {
 		case p.Cert == "":

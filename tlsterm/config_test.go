@@ -25,7 +25,6 @@ func TestValidate(t *testing.T) {
 		{"listener self-signed", Config{Listen: ":8443", SelfSigned: true}, ""},
 		{"bridging only", Config{BackendCA: "ca.pem"}, ""},
 		{"min 1.3", Config{Listen: ":8443", Certs: pair, MinVersion: "1.3"}, ""},
-		{"bad listen", Config{Listen: "8443", Certs: pair}, "--tls-listen"},
 		{"no certificate", Config{Listen: ":8443"}, "--tls-listen: needs --cert"},
 		{"cert without key", Config{Listen: ":8443", Certs: []CertFile{{Cert: "a.crt"}}}, "--cert a.crt: no --key"},
 		{"key without cert", Config{Listen: ":8443", Certs: []CertFile{{Key: "a.key"}}}, "--key a.key: no --cert"},
