@@ -243,7 +243,7 @@ func (l *loop) flush(s *lsess, d int) bool {
 // have. A WebSocket node stream that ends without a Close tells the client.
 func (l *loop) eof(s *lsess, d int) {
 	s.st[d] &^= dirReadable
-	if d == dirDown && s.flags&flagWS != 0 && (s.phase == phaseFinish || !s.track.sawClose) {
+	if d == dirDown && s.flags&flagWS != 0 && (s.phase == phaseFinish || !s.track.sawClose && !s.clientShut()) {
 		l.nodeEnded(s)
 		return
 	}
@@ -256,9 +256,13 @@ func (l *loop) eof(s *lsess, d int) {
 	}
 }
 
+// clientShut reports whether the client's stream ended (EOF) before the
+// node's: the node's end then answers it, and is no node failure.
+func (s *lsess) clientShut() bool { return s.st[dirUp]&dirDone != 0 }
+
 // readErr handles a failed read on direction d's source.
 func (l *loop) readErr(s *lsess, d int, err error) {
-	if d == dirDown && s.flags&flagWS != 0 && (s.phase == phaseFinish || err == unix.ECONNRESET && !s.track.sawClose) {
+	if d == dirDown && s.flags&flagWS != 0 && (s.phase == phaseFinish || err == unix.ECONNRESET && !s.track.sawClose && !s.clientShut()) {
 		l.nodeEnded(s)
 		return
 	}

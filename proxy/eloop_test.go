@@ -660,6 +660,27 @@ func TestLoopNodeEnds(t *testing.T) {
 				t.Fatalf("a normal close ended with %v", res.err)
 			}
 		})
+		t.Run("a client that ended its side first is not told", func(t *testing.T) {
+			// The client half-closes without a Close frame; the node, seeing
+			// the end of its stream, hangs up without one too: an ordinary
+			// end, not a node failure.
+			r, _ := startWSOn(t, sp, newTestRegistry(), nil)
+			r.client.SetDeadline(time.Now().Add(spliceBound))
+			r.node.SetDeadline(time.Now().Add(spliceBound))
+			frame := wsFrame(true, 0x1, []byte("bye"), true)
+			r.client.Write(frame)
+			r.client.CloseWrite()
+			if got := readAll(t, r.node); !bytes.Equal(got, frame) {
+				t.Fatalf("node got % x, want the client's frame then EOF", got)
+			}
+			r.node.Close()
+			if got := readAll(t, r.client); len(got) != 0 {
+				t.Fatalf("client got % x, want EOF and no Close frame", got)
+			}
+			if res := r.wait(t); res.err != nil {
+				t.Fatalf("session result %v, want a normal end", res.err)
+			}
+		})
 		t.Run("a told client that never hangs up", func(t *testing.T) {
 			r, _ := startWSOn(t, sp, newTestRegistry(), nil)
 			r.node.Close()

@@ -294,6 +294,9 @@ type splice struct {
 	// told is the Close code tether wrote to the client; once set, the node
 	// side is closed and toNode discards what the client still sends.
 	told atomic.Uint32
+	// clientShut is set when the client's stream ended (EOF) before the
+	// node's: the node's end then answers it and tells the client nothing.
+	clientShut atomic.Bool
 	// linger is when a told client's linger ends (unix nanos); 0 before.
 	linger atomic.Int64
 	// track follows frame boundaries of node→client bytes when ws is set;
@@ -324,6 +327,7 @@ func (s *splice) toNode(hot bool) {
 		return
 	}
 	if err == io.EOF {
+		s.clientShut.Store(true) // before the node can see it
 		closeWrite(s.node)
 		err = nil
 	}
@@ -358,6 +362,12 @@ func (s *splice) toClient(hot bool) {
 	case err == io.EOF && s.track.sawClose:
 		closeWrite(s.client) // the node closed the WebSocket itself
 		err = nil
+	case err == io.EOF && s.clientShut.Load():
+		// The client ended its side first (no Close frame): the node's end
+		// answers that, it is no node failure.
+		closeWrite(s.client)
+		err = nil
+	case errors.Is(err, syscall.ECONNRESET) && s.clientShut.Load():
 	case (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) && !s.track.sawClose:
 		code, err = pool.CloseServiceRestart, nil
 		if !s.track.atBoundary() {
