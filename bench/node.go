@@ -284,8 +284,6 @@ func (n *Node) connState(c net.Conn, st fasthttp.ConnState) {
 	}
 }
 
-// handle is the node's request handler: X-Node, then the health endpoints,
-// then the cookie rule, then the co-browse endpoints.
 // pageHTML is a small co-browse page for browser tests: it opens an echo
 // WebSocket on the same origin (wss under https), which carries the
 // stickiness cookie the page's answer set, sends one message and shows the
@@ -310,11 +308,19 @@ func (n *Node) servePage(ctx *fasthttp.RequestCtx) {
 	ctx.SetBodyString(fmt.Sprintf(pageHTML, n.name))
 }
 
+// handle is the node's request handler: X-Node, and this node's cookie for
+// a request without one (every answer, the health endpoints' included),
+// then the health endpoints, then the rest of the cookie rule, then the
+// co-browse endpoints.
 func (n *Node) handle(ctx *fasthttp.RequestCtx) {
 	n.stats.requests.Add(1)
 	ctx.Response.Header.SetBytesV(HeaderNode, n.nameBytes)
 	if e := n.log.Debug(); e.Enabled() {
 		e.Bytes("method", ctx.Method()).Bytes("path", ctx.Path()).Str("remote", ctx.RemoteAddr().String()).Msg("request")
+	}
+	cookie := ctx.Request.Header.Cookie(n.cookie)
+	if len(cookie) == 0 {
+		ctx.Response.Header.Set("Set-Cookie", n.setCookie)
 	}
 
 	switch string(ctx.Path()) {
@@ -325,7 +331,7 @@ func (n *Node) handle(ctx *fasthttp.RequestCtx) {
 		n.serveCtlHealth(ctx)
 		return
 	}
-	if !n.checkCookie(ctx) {
+	if !n.checkCookie(ctx, cookie) {
 		return
 	}
 	switch string(ctx.Path()) {
@@ -349,17 +355,13 @@ func (n *Node) handle(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// checkCookie applies the stickiness rule. With no cookie the node claims
-// the session (Set-Cookie); a cookie naming this node passes; a cookie
-// naming another node is a session this node does not own: 409 with
-// X-Session-Ended and this node's cookie. It reports whether to go on.
-func (n *Node) checkCookie(ctx *fasthttp.RequestCtx) bool {
-	v := ctx.Request.Header.Cookie(n.cookie)
-	if len(v) == 0 {
-		ctx.Response.Header.Set("Set-Cookie", n.setCookie)
-		return true
-	}
-	if n.owns(v) {
+// checkCookie applies the stickiness rule to the request's cookie value v.
+// With none the node claims the session (handle set its cookie); a cookie
+// naming this node passes; a cookie naming another node is a session this
+// node does not own: 409 with X-Session-Ended and this node's cookie. It
+// reports whether to go on.
+func (n *Node) checkCookie(ctx *fasthttp.RequestCtx, v []byte) bool {
+	if len(v) == 0 || n.owns(v) {
 		return true
 	}
 	n.stats.sessions409.Add(1)

@@ -138,8 +138,8 @@ func TestNodeHealth(t *testing.T) {
 		if got := resp.Header.Get(HeaderNode); got != "CB_1" {
 			t.Errorf("health: X-Node %q", got)
 		}
-		if sc := resp.Header.Get("Set-Cookie"); sc != "" {
-			t.Errorf("health sets a cookie: %q", sc)
+		if sc := resp.Header.Get("Set-Cookie"); sc != "gcbSessionServer=CB_1; Path=/" {
+			t.Errorf("health without a cookie: Set-Cookie %q, want the node's", sc)
 		}
 	}
 	check(200)
