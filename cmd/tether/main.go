@@ -276,7 +276,7 @@ func run(args []string) int {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			releaseAfterBursts(ctx, log)
+			proxy.ReleaseAfterBursts(ctx, log)
 		}()
 		defer func() { stop(); <-done }()
 	}

@@ -119,3 +119,16 @@ func TestBadConfigFile(t *testing.T) {
 		t.Fatalf("flag over file: %v %v", cfg.HeaderTimeout, err)
 	}
 }
+
+func TestReleaseMemoryFlag(t *testing.T) {
+	for args, want := range map[string]bool{"": true, "--release-memory off": false, "--release-memory=on": true} {
+		all := []string{"--node", "a=http://127.0.0.1:1"}
+		if args != "" {
+			all = append(all, strings.Fields(args)...)
+		}
+		_, opts, err := parseFlags(all, io.Discard)
+		if err != nil || opts.releaseMemory != want {
+			t.Errorf("%q: release %v (%v), want %v", args, opts.releaseMemory, err, want)
+		}
+	}
+}

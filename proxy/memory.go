@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"context"
@@ -26,8 +26,9 @@ const releaseTick = 500 * time.Millisecond
 // releaseBurst and releaseQuiet are in bytes; tests lower them.
 var releaseBurst, releaseQuiet uint64 = 16 << 20, 256 << 10
 
-// releaseAfterBursts runs the releaser until ctx ends.
-func releaseAfterBursts(ctx context.Context, log zerolog.Logger) {
+// ReleaseAfterBursts runs the releaser until ctx ends (tether runs it with
+// --release-memory, the default).
+func ReleaseAfterBursts(ctx context.Context, log zerolog.Logger) {
 	burstMin, quiet := releaseBurst, releaseQuiet
 	t := time.NewTicker(releaseTick)
 	defer t.Stop()

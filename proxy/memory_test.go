@@ -1,10 +1,9 @@
-package main
+package proxy
 
 import (
 	"context"
 	"io"
 	"runtime/metrics"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +24,7 @@ var sink [][]byte
 // releaser collect once; quiet alone does not.
 func TestReleaseAfterBurst(t *testing.T) {
 	ctx := t.Context()
-	go releaseAfterBursts(ctx, zerolog.New(io.Discard))
+	go ReleaseAfterBursts(ctx, zerolog.New(io.Discard))
 	before := forcedGCs()
 	time.Sleep(3 * releaseTick)
 	if n := forcedGCs() - before; n != 0 {
@@ -59,7 +58,7 @@ func TestNoReleaseUnderSteadyLightLoad(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		releaseAfterBursts(ctx, zerolog.New(io.Discard))
+		ReleaseAfterBursts(ctx, zerolog.New(io.Discard))
 	}()
 	defer func() { cancel(); <-done }()
 	before := forcedGCs()
@@ -72,18 +71,5 @@ func TestNoReleaseUnderSteadyLightLoad(t *testing.T) {
 	sink = nil
 	if n := forcedGCs() - before; n != 0 {
 		t.Errorf("%d collections forced under steady light allocation", n)
-	}
-}
-
-func TestReleaseMemoryFlag(t *testing.T) {
-	for args, want := range map[string]bool{"": true, "--release-memory off": false, "--release-memory=on": true} {
-		all := []string{"--node", "a=http://127.0.0.1:1"}
-		if args != "" {
-			all = append(all, strings.Fields(args)...)
-		}
-		_, opts, err := parseFlags(all, io.Discard)
-		if err != nil || opts.releaseMemory != want {
-			t.Errorf("%q: release %v (%v), want %v", args, opts.releaseMemory, err, want)
-		}
 	}
 }
