@@ -5,7 +5,7 @@ BIN := bin
 FUZZTIME ?= 3s
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
-.PHONY: help build test unit e2e fuzz-short fuzz bench compare lint cover ci demo clean
+.PHONY: help build test unit e2e fuzz-short fuzz bench compare soak lint cover ci demo clean
 
 #? help: list the targets
 help:
@@ -46,6 +46,11 @@ bench:
 #? compare: tether beside nginx and HAProxy (and a node alone) on loopback; prints the Markdown table of BENCHMARKS.md
 compare: build
 	bash scripts/compare.sh
+
+#? soak: a long mixed load through tether with a node failing and coming back (SOAK=10m, FLIP=60s); fails on leaked sessions, descriptors, goroutines or RSS growth
+SOAK ?= 10m
+soak: build
+	bash scripts/soak.sh $(SOAK)
 
 #? lint: go vet and staticcheck
 lint:
