@@ -168,9 +168,23 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (ok, retry bool) {
 	s := x.s
 	x.nr.reset(pc.Conn, pc.Raw, s.cfg().UpstreamTimeout, s.cfg().WriteTimeout)
-	nbw := s.getWriter(&x.nr)
-	sentBody, err := x.sendRequest(nbw, fr)
-	s.putWriter(nbw)
+	// A request without a body goes out inside the first read of its
+	// answer (sendBeforeRead): one write, then the wait, and no read that
+	// finds nothing. Others are written first, their bodies streamed.
+	early := !fr.chunked && fr.length <= 0 && x.nr.raw.use()
+	var sentBody bool
+	var err error
+	if early {
+		x.head = x.req.AppendBytes(x.head[:0])
+		x.nr.raw.sendBeforeRead(x.head)
+		if h := testHookSendEarly; h != nil {
+			h(pc.Conn)
+		}
+	} else {
+		nbw := s.getWriter(&x.nr)
+		sentBody, err = x.sendRequest(nbw, fr)
+		s.putWriter(nbw)
+	}
 	if err != nil {
 		pc.Close()
 		if errors.Is(err, errClientBody) {
@@ -204,7 +218,16 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	nbr := s.getReader(&x.nr)
 	asked := time.Now()
 	x.nr.setReadLimit(hotWindow)
-	if _, err := nbr.Peek(1); err != nil {
+	_, err = nbr.Peek(1)
+	if rest := x.nr.raw.unsent(); early && rest != nil {
+		// The head did not all go out with the read (a full socket buffer,
+		// or the read ended before trying): write the rest, then wait.
+		if _, err = x.nr.Write(rest); err == nil {
+			x.nr.setReadLimit(hotWindow)
+			_, err = nbr.Peek(1)
+		}
+	}
+	if err != nil {
 		s.putReader(nbr)
 		if !isTimeout(err) {
 			pc.Close()
@@ -332,6 +355,10 @@ const hotWindow = 50 * time.Millisecond
 
 // maxInterim bounds the 1xx answers relayed before a final one.
 const maxInterim = 8
+
+// testHookSendEarly, set by tests only, sees the node conn a request head
+// is about to go out on inside the answer's first read.
+var testHookSendEarly func(net.Conn)
 
 // isTimeout reports a deadline that passed.
 func isTimeout(err error) bool {

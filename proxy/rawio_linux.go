@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -32,6 +33,9 @@ type rawOp struct {
 	n   int
 	err error
 	fn  func(uintptr) bool // readOnce or writeAll, bound once
+	pre []byte             // reads: bytes the next read writes first (sendBeforeRead)
+	// preFailed: writing pre failed; err is the write's
+	preFailed bool
 }
 
 // set makes r read and write c through rc, c's RawConn (rawConnOf), or
@@ -65,8 +69,52 @@ func rawConnOf(c net.Conn) syscall.RawConn {
 func (r *rawIO) use() bool { return r.rc != nil }
 
 func (o *rawOp) readOnce(fd uintptr) bool {
+	if o.pre != nil {
+		return o.writePre(fd)
+	}
 	o.n, o.err = readFD(int32(fd), o.p)
 	return o.err != unix.EAGAIN
+}
+
+// writePre writes o.pre at the start of a read. RawConn.Read has reset the
+// socket's readiness before calling it, so readiness from now on, an answer
+// to these bytes included, wakes the wait that follows: when all of pre
+// goes out, the read waits at once instead of first reading nothing (an
+// answer cannot be there yet). After a short write the rest stays in o.pre
+// and the read ends with errPreUnsent; a failed write ends it with the
+// write's error.
+func (o *rawOp) writePre(fd uintptr) bool {
+	n, err := writeFD(int32(fd), o.pre)
+	o.pre = o.pre[n:]
+	switch {
+	case len(o.pre) == 0:
+		o.pre = nil
+		return false
+	case err != nil && err != unix.EAGAIN:
+		o.pre, o.err, o.preFailed = nil, err, true
+	default:
+		o.err = errPreUnsent
+	}
+	return true
+}
+
+// errPreUnsent ends a read whose bytes to send first did not all go out
+// (unsent has the rest).
+var errPreUnsent = errors.New("proxy: bytes to send before the read did not all go out")
+
+// sendBeforeRead makes the next read write b first (writePre), in the same
+// RawConn.Read: a request and the wait for its answer cost one write, the
+// wait and one read. After that read, unsent returns what did not go out.
+func (r *rawIO) sendBeforeRead(b []byte) { r.r.pre = b }
+
+// unsent returns and forgets what the last read did not write of
+// sendBeforeRead's bytes (all of them when the read ended before trying:
+// a deadline already passed, a closed conn); nil when all went out or the
+// write failed (the read's error).
+func (r *rawIO) unsent() []byte {
+	b := r.r.pre
+	r.r.pre = nil
+	return b
 }
 
 func (o *rawOp) writeAll(fd uintptr) bool {
@@ -95,13 +143,17 @@ func (r *rawIO) read(p []byte) (int, error) {
 		return 0, nil
 	}
 	o := &r.r
-	o.p, o.n, o.err = p, 0, nil
+	o.p, o.n, o.err, o.preFailed = p, 0, nil, false
 	err := r.rc.Read(o.fn)
-	n, rerr := o.n, o.err
+	n, rerr, wfail := o.n, o.err, o.preFailed
 	o.p, o.err = nil, nil
 	switch {
 	case err != nil:
 		return 0, r.opError("read", err)
+	case rerr == errPreUnsent:
+		return 0, rerr
+	case rerr != nil && wfail:
+		return 0, r.opError("write", os.NewSyscallError("write", rerr))
 	case rerr != nil:
 		return 0, r.opError("read", os.NewSyscallError("read", rerr))
 	case n == 0:

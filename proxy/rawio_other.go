@@ -17,6 +17,8 @@ func rawConnOf(net.Conn) syscall.RawConn { return nil }
 func (r *rawIO) use() bool                 { return false }
 func (r *rawIO) read([]byte) (int, error)  { panic("proxy: rawIO off Linux") }
 func (r *rawIO) write([]byte) (int, error) { panic("proxy: rawIO off Linux") }
+func (r *rawIO) sendBeforeRead([]byte)     { panic("proxy: rawIO off Linux") }
+func (r *rawIO) unsent() []byte            { return nil }
 
 // rawTCP is never made off Linux.
 type rawTCP struct{ *net.TCPConn }
