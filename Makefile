@@ -47,7 +47,7 @@ bench:
 compare: build
 	bash scripts/compare.sh
 
-#? soak: a long mixed load through tether with a node failing and coming back (SOAK=10m, FLIP=60s); fails on leaked sessions, descriptors, goroutines or RSS growth
+#? soak: a long mixed load through tether with the nodes failing and coming back in turn (SOAK=10m, FLIP=60s); fails on leaked sessions, descriptors, goroutines or RSS growth
 SOAK ?= 10m
 soak: build
 	bash scripts/soak.sh $(SOAK)

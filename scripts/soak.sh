@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/soak.sh [DURATION]: a long mixed load through tether (default
-# 10m): keep-alive GETs and co-browse WebSocket sessions at once, with
-# CB_Server_1's health switched off and on again every FLIP (default 60s,
-# 0 = never) so that sessions are evicted and fail over all along. Two fake
+# 10m): keep-alive GETs and co-browse WebSocket sessions at once, with a
+# node's health switched off or on every FLIP (default 60s, 0 = never):
+# CB_Server_1 off, on, CB_Server_2 off, on, and again, so that sessions are
+# evicted and fail over from each node in turn all along. Two fake
 # co-browse nodes and tether run on loopback ports chosen now. Every SAMPLE
 # (default 10s) it prints tether's RSS, descriptors, goroutines, client
 # connections and WebSocket sessions (from /proc and tether's /metrics).
@@ -71,7 +72,8 @@ idle_pooled() {
   curl -s --max-time 2 "http://127.0.0.1:$ap/status" |
     python3 -c 'import json,sys; print(sum(n.get("idle_conns", 0) for n in json.load(sys.stdin)["nodes"]))'
 }
-flip() { curl -s --max-time 2 -X POST "http://127.0.0.1:$n1/cobrowse/_ctl/health?up=$1" >/dev/null || true; }
+# flip PORT 0|1: a node's health off or on.
+flip() { curl -s --max-time 2 -X POST "http://127.0.0.1:$1/cobrowse/_ctl/health?up=$2" >/dev/null || true; }
 
 base_fds=$(fds); base_gor=$(metric go_goroutines)
 echo "tether (pid $tether_pid) on 127.0.0.1:$tp, admin 127.0.0.1:$ap; soak for $DURATION, node flip every $FLIP, logs in $logdir"
@@ -81,25 +83,28 @@ echo "before the load: $(rss_kib) KiB RSS, $base_fds descriptors, $base_gor goro
 load_pid=$!; pids+=($load_pid)
 
 printf '%8s %10s %6s %10s %8s %9s\n' elapsed rss_kib fds goroutines clients ws
-status=0; start=$SECONDS; next_flip=$flip_s; down=0
+status=0; start=$SECONDS; next_flip=$flip_s; step=0
 first_peak=0; second_peak=0
 while kill -0 "$load_pid" 2>/dev/null && ((SECONDS - start < run_s + 60)); do
   sleep "$sample_s"
   kill -0 "$tether_pid" 2>/dev/null || { echo "tether exited during the soak; its log: $logdir/tether.log" >&2; status=1; break; }
   t=$((SECONDS - start))
   if ((flip_s > 0 && t >= next_flip && t < run_s - 10)); then
-    down=$((1 - down)); flip $((1 - down)); next_flip=$((next_flip + flip_s))
-    echo "  CB_Server_1 health $([[ $down == 1 ]] && echo off || echo on)"
+    node=$((step / 2 % 2 + 1)); up=$((step % 2)); port=$([[ $node == 1 ]] && echo "$n1" || echo "$n2")
+    flip "$port" "$up"; step=$((step + 1)); next_flip=$((next_flip + flip_s))
+    echo "  CB_Server_$node health $([[ $up == 1 ]] && echo on || echo off)"
   fi
   r=$(rss_kib)
   if ((t <= run_s / 2)); then ((r > first_peak)) && first_peak=$r; elif ((t <= run_s)); then ((r > second_peak)) && second_peak=$r; fi
   printf '%8s %10s %6s %10s %8s %9s\n' "${t}s" "$r" "$(fds)" "$(metric go_goroutines)" \
     "$(metric tether_client_connections)" "$(metric tether_node_websocket_sessions)"
 done
-flip 1
+flip "$n1" 1; flip "$n2" 1
 wait "$load_pid" || true
 echo
 sed -e '/^FAILED/d' "$logdir/load.out" # errors here are the evictions' (reported, not judged)
+echo "(expected with FLIP: each node failure tells its sessions 1012 and ends them on the"
+echo " next request; a client failed over back to a node it left counts as a sticky violation)"
 sleep "$settle_s"
 if ! kill -0 "$tether_pid" 2>/dev/null; then
   echo "FAIL: tether exited; its log: $logdir/tether.log"
