@@ -25,11 +25,7 @@ func TestSendBeforeRead(t *testing.T) {
 	lb := newPairMaker(t)
 
 	t.Run("request and answer", func(t *testing.T) {
-		a, b := lb.pair(t)
-		defer a.Close()
-		defer b.Close()
-		var d deadlineConn
-		d.reset(a, rawConnOf(a), 5*time.Second, 5*time.Second)
+		d, b := rawPair(t, lb)
 		for i := range 50 { // the node answers after the request, each time
 			req := []byte("GET /" + string(rune('a'+i%26)) + " HTTP/1.1\r\n\r\n")
 			go func() {
@@ -52,12 +48,8 @@ func TestSendBeforeRead(t *testing.T) {
 	})
 
 	t.Run("more than the socket takes", func(t *testing.T) {
-		a, b := lb.pair(t)
-		defer a.Close()
-		defer b.Close()
-		a.SetWriteBuffer(16 << 10)
-		var d deadlineConn
-		d.reset(a, rawConnOf(a), 5*time.Second, 5*time.Second)
+		d, b := rawPair(t, lb)
+		d.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10)
 		big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 		d.raw.sendBeforeRead(big)
 		_, err := d.Read(make([]byte, 64))
@@ -80,13 +72,10 @@ func TestSendBeforeRead(t *testing.T) {
 	})
 
 	t.Run("the peer is gone", func(t *testing.T) {
-		a, b := lb.pair(t)
-		defer a.Close()
+		d, b := rawPair(t, lb)
 		b.SetLinger(0)
 		b.Close() // a reset
 		time.Sleep(20 * time.Millisecond)
-		var d deadlineConn
-		d.reset(a, rawConnOf(a), 5*time.Second, 5*time.Second)
 		d.raw.sendBeforeRead([]byte("GET / HTTP/1.1\r\n\r\n"))
 		_, err := d.Read(make([]byte, 64))
 		if rest := d.raw.unsent(); rest != nil {
@@ -102,11 +91,7 @@ func TestSendBeforeRead(t *testing.T) {
 	})
 
 	t.Run("deadline passed before the read", func(t *testing.T) {
-		a, b := lb.pair(t)
-		defer a.Close()
-		defer b.Close()
-		var d deadlineConn
-		d.reset(a, rawConnOf(a), 5*time.Second, 5*time.Second)
+		d, _ := rawPair(t, lb)
 		d.setReadLimit(-time.Second)
 		req := []byte("GET / HTTP/1.1\r\n\r\n")
 		d.raw.sendBeforeRead(req)
@@ -118,6 +103,16 @@ func TestSendBeforeRead(t *testing.T) {
 			t.Fatalf("unsent %q; want all of %q", rest, req)
 		}
 	})
+}
+
+// rawPair is a loopback pair: its first side in a deadlineConn with raw I/O,
+// the other as is. Cleanup closes both.
+func rawPair(t *testing.T, lb *pairMaker) (*deadlineConn, *net.TCPConn) {
+	a, b := lb.pair(t)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	d := new(deadlineConn)
+	d.reset(a, rawConnOf(a), 5*time.Second, 5*time.Second)
+	return d, b
 }
 
 // TestForwardHeadPastSocketBuffers: a request head that does not fit the

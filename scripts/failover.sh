@@ -29,16 +29,10 @@ fi
 # Every process started below inherits the hard limit as its soft limit.
 ulimit -Sn "$(ulimit -Hn)"
 
-tp=$(free_port); ap=$(free_port)
 logdir=$(mktemp -d)
 start_nodes "$logdir"
 # shellcheck disable=SC2086 # TETHER_FLAGS is a list of flags
-"$BIN/tether" --listen "127.0.0.1:$tp" \
-  --node "CB_Server_1=http://127.0.0.1:$n1" \
-  --node "CB_Server_2=http://127.0.0.1:$n2" \
-  --admin "127.0.0.1:$ap" --access-log=false --health-interval 1s --health-timeout 500ms \
-  $TETHER_FLAGS >"$logdir/tether.out" 2>"$logdir/tether.log" & pids+=($!)
-tether_pid=$!
+start_tether "$logdir" $TETHER_FLAGS
 
 # Wait (bounded) until tether and its admin listener answer.
 wait_port "$tp" || true

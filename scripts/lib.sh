@@ -35,3 +35,20 @@ wait_port() {
   done
   return 1
 }
+
+# start_tether LOGDIR [FLAG...]: tether in front of both nodes (start_nodes
+# first) on 127.0.0.1:$tp, its admin on 127.0.0.1:$ap (both picked now),
+# health checked every second, access log off; its PID in tether_pid.
+start_tether() {
+  local dir=$1
+  shift
+  tp=$(free_port)
+  ap=$(free_port)
+  "$BIN/tether" --listen "127.0.0.1:$tp" \
+    --node "CB_Server_1=http://127.0.0.1:$n1" \
+    --node "CB_Server_2=http://127.0.0.1:$n2" \
+    --admin "127.0.0.1:$ap" --access-log=false --health-interval 1s --health-timeout 500ms \
+    "$@" >"$dir/tether.out" 2>"$dir/tether.log" &
+  pids+=($!)
+  tether_pid=$!
+}

@@ -49,15 +49,10 @@ run_s=$(seconds "$DURATION"); flip_s=$(seconds "$FLIP"); sample_s=$(seconds "$SA
 [[ "$RSS_GROWTH" =~ ^[0-9]+$ ]] || { echo "RSS_GROWTH must be a whole percentage" >&2; exit 2; }
 
 ulimit -Sn "$(ulimit -Hn)"
-tp=$(free_port); ap=$(free_port)
 logdir=$(mktemp -d)
 start_nodes "$logdir"
-"$BIN/tether" --listen "127.0.0.1:$tp" \
-  --node "CB_Server_1=http://127.0.0.1:$n1" \
-  --node "CB_Server_2=http://127.0.0.1:$n2" \
-  --admin "127.0.0.1:$ap" --access-log=false --health-interval 1s --health-timeout 500ms \
-  ${TETHER_FLAGS:-} >"$logdir/tether.out" 2>"$logdir/tether.log" & pids+=($!)
-tether_pid=$!
+# shellcheck disable=SC2086 # TETHER_FLAGS is a list of flags
+start_tether "$logdir" ${TETHER_FLAGS:-}
 wait_port "$tp" && wait_port "$ap" && wait_port "$n1" && wait_port "$n2" ||
   { echo "tether or a node did not start; logs in $logdir" >&2; exit 1; }
 

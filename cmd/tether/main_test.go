@@ -83,11 +83,7 @@ func TestAccessLogOnOff(t *testing.T) {
 		"-access-log=0":      false,
 		"--access-log=on":    true,
 	} {
-		all := []string{"--node", "a=http://127.0.0.1:1"}
-		if args != "" {
-			all = append(all, strings.Fields(args)...)
-		}
-		cfg, _, err := parseFlags(all, io.Discard)
+		cfg, _, err := parseWithNode(args)
 		if err != nil || cfg.AccessLog != want {
 			t.Errorf("%q: access log %v (%v), want %v", args, cfg.AccessLog, err, want)
 		}
@@ -122,13 +118,14 @@ func TestBadConfigFile(t *testing.T) {
 
 func TestReleaseMemoryFlag(t *testing.T) {
 	for args, want := range map[string]bool{"": true, "--release-memory off": false, "--release-memory=on": true} {
-		all := []string{"--node", "a=http://127.0.0.1:1"}
-		if args != "" {
-			all = append(all, strings.Fields(args)...)
-		}
-		_, opts, err := parseFlags(all, io.Discard)
+		_, opts, err := parseWithNode(args)
 		if err != nil || opts.releaseMemory != want {
 			t.Errorf("%q: release %v (%v), want %v", args, opts.releaseMemory, err, want)
 		}
 	}
+}
+
+// parseWithNode parses args (split on spaces) after one --node.
+func parseWithNode(args string) (proxy.Config, options, error) {
+	return parseFlags(append([]string{"--node", "a=http://127.0.0.1:1"}, strings.Fields(args)...), io.Discard)
 }
