@@ -163,11 +163,11 @@ func (c *Config) Validate() error {
 }
 
 // checkListenAddr checks a listen address as host:port with a numeric port
-// (0 lets the system choose), so a typo is a configuration error at start
+// (0 or none lets the system choose), so a typo is a configuration error at start
 // and not a listener that fails after it.
 func checkListenAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
+	if err != nil || port == "" { // "host:" is port 0, as for net.Listen
 		return err
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || port[0] == '+' || port[0] == '-' {

@@ -221,11 +221,18 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	_, err = nbr.Peek(1)
 	if rest := x.nr.raw.unsent(); early && rest != nil {
 		// The head did not all go out with the read (a full socket buffer,
-		// or the read ended before trying): write the rest, then wait.
-		if _, err = x.nr.Write(rest); err == nil {
-			x.nr.setReadLimit(hotWindow)
-			_, err = nbr.Peek(1)
+		// or the read ended before trying): write the rest, then wait. A
+		// failed write is the request's, never a wait for an answer.
+		if _, err := x.nr.Write(rest); err != nil {
+			s.putReader(nbr)
+			pc.Close()
+			if pc.Reused && isConnGone(err) {
+				return false, true
+			}
+			return x.nodeFailed(pc, err, false), false
 		}
+		x.nr.setReadLimit(hotWindow)
+		_, err = nbr.Peek(1)
 	}
 	if err != nil {
 		s.putReader(nbr)

@@ -82,7 +82,11 @@ func (o *rawOp) readOnce(fd uintptr) bool {
 // goes out, the read waits at once instead of first reading nothing (an
 // answer cannot be there yet). After a short write the rest stays in o.pre
 // and the read ends with errPreUnsent; a failed write ends it with the
-// write's error.
+// write's error. The readiness a FIN brought before the read began is lost
+// with the reset: a node that closed a pooled connection answers the write
+// with a reset, which wakes the wait, but one that only half-closed it and
+// still reads is noticed when the hot window ends (awaitAnswer looks again),
+// not at once.
 func (o *rawOp) writePre(fd uintptr) bool {
 	n, err := writeFD(int32(fd), o.pre)
 	o.pre = o.pre[n:]

@@ -121,18 +121,10 @@ func rawPair(t *testing.T, lb *pairMaker) (*deadlineConn, *net.TCPConn) {
 // reads late through a small receive buffer) goes out whole after the read
 // that was to carry it hands the rest back, and the answer comes through.
 func TestForwardHeadPastSocketBuffers(t *testing.T) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		return errors.Join(err, serr)
-	}}
-	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	ln, err := smallBufListener(t)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
 	pad := strings.Repeat("p", 200<<10)
 	heads := make(chan string, 1)
 	go func() {
@@ -174,4 +166,67 @@ func TestForwardHeadPastSocketBuffers(t *testing.T) {
 	if got := <-heads; got != pad {
 		t.Fatalf("the node read X-Pad of %d bytes (%.60q), want %d", len(got), got, len(pad))
 	}
+}
+
+// TestForwardHeadWriteTimeout: a head that a node never takes fails as a
+// write, after --write-timeout (504), not as an answer awaited for the
+// upstream timeout.
+func TestForwardHeadWriteTimeout(t *testing.T) {
+	ln, err := smallBufListener(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c // never read
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case c := <-accepted:
+			c.Close()
+		default:
+		}
+	})
+	testHookSendEarly = func(c net.Conn) { c.(*net.TCPConn).SetWriteBuffer(4096) }
+	t.Cleanup(func() { testHookSendEarly = nil })
+	cfg := oneNode(ln.Addr().String())
+	cfg.MaxHeaderBytes = 1 << 20
+	cfg.WriteTimeout = 300 * time.Millisecond
+	cfg.UpstreamTimeout = 20 * time.Second
+	_, addr := startServer(t, cfg, false)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	start := time.Now()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: "+strings.Repeat("p", 900<<10)+"\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if d := time.Since(start); resp.StatusCode != 504 || d > 10*time.Second {
+		t.Fatalf("answer %d after %v; want 504 after the write timeout, well before the upstream one", resp.StatusCode, d)
+	}
+}
+
+// smallBufListener listens on loopback with a 4 KiB receive buffer for its
+// connections: a node that reads late or never soon stops taking bytes.
+func smallBufListener(t *testing.T) (net.Listener, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		return errors.Join(err, serr)
+	}}
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err == nil {
+		t.Cleanup(func() { ln.Close() })
+	}
+	return ln, err
 }

@@ -149,9 +149,6 @@ func (s *Server) cfg() *Config { return s.conf.Load() }
 // ignored. A configuration that does not validate changes nothing.
 func (s *Server) Reload(cfg Config) error {
 	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
 	old := s.cfg()
 	for _, f := range []struct {
 		flag     string
@@ -173,6 +170,9 @@ func (s *Server) Reload(cfg Config) error {
 	cfg.Listen, cfg.Admin, cfg.ReusePort, cfg.Pprof, cfg.MaxHeaderBytes = old.Listen, old.Admin, old.ReusePort, old.Pprof, old.MaxHeaderBytes
 	cfg.SpliceLoops = old.SpliceLoops
 	cfg.TLS.Listen, cfg.TLS.MinVersion = old.TLS.Listen, old.TLS.MinVersion
+	if err := cfg.Validate(); err != nil { // after the kept settings: a bad one there is ignored as its change is
+		return err
+	}
 	if err := backendTLS(&cfg, s.log); err != nil {
 		return err
 	}
