@@ -143,22 +143,7 @@ func TestForwardHeadPastSocketBuffers(t *testing.T) {
 		heads <- req.Header.Get("X-Pad")
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	}()
-	testHookSendEarly = func(c net.Conn) { c.(*net.TCPConn).SetWriteBuffer(4096) }
-	t.Cleanup(func() { testHookSendEarly = nil }) // after the server's Shutdown (cleanups run last first)
-	cfg := oneNode(ln.Addr().String())
-	cfg.MaxHeaderBytes = 1 << 20
-	_, addr := startServer(t, cfg, false)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: "+pad+"\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, _ := bigHead(t, ln.Addr().String(), pad, nil)
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || string(body) != "ok" {
 		t.Fatalf("answer %d %q", resp.StatusCode, body)
@@ -189,29 +174,42 @@ func TestForwardHeadWriteTimeout(t *testing.T) {
 		default:
 		}
 	})
+	resp, d := bigHead(t, ln.Addr().String(), strings.Repeat("p", 900<<10), func(cfg *Config) {
+		cfg.WriteTimeout = 300 * time.Millisecond
+		cfg.UpstreamTimeout = 20 * time.Second
+	})
+	resp.Body.Close()
+	if resp.StatusCode != 504 || d > 10*time.Second {
+		t.Fatalf("answer %d after %v; want 504 after the write timeout, well before the upstream one", resp.StatusCode, d)
+	}
+}
+
+// bigHead sends one GET with an X-Pad header of pad through a Server in front
+// of node (cfg changed by set when set), whose node connections get a 4 KiB
+// send buffer (testHookSendEarly), and returns the answer and how long it
+// took.
+func bigHead(t *testing.T, node, pad string, set func(*Config)) (*http.Response, time.Duration) {
 	testHookSendEarly = func(c net.Conn) { c.(*net.TCPConn).SetWriteBuffer(4096) }
-	t.Cleanup(func() { testHookSendEarly = nil })
-	cfg := oneNode(ln.Addr().String())
+	t.Cleanup(func() { testHookSendEarly = nil }) // after the server's Shutdown (cleanups run last first)
+	cfg := oneNode(node)
 	cfg.MaxHeaderBytes = 1 << 20
-	cfg.WriteTimeout = 300 * time.Millisecond
-	cfg.UpstreamTimeout = 20 * time.Second
+	if set != nil {
+		set(&cfg)
+	}
 	_, addr := startServer(t, cfg, false)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(15 * time.Second))
 	start := time.Now()
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: "+strings.Repeat("p", 900<<10)+"\r\n\r\n")
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: "+pad+"\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if d := time.Since(start); resp.StatusCode != 504 || d > 10*time.Second {
-		t.Fatalf("answer %d after %v; want 504 after the write timeout, well before the upstream one", resp.StatusCode, d)
-	}
+	return resp, time.Since(start)
 }
 
 // smallBufListener listens on loopback with a 4 KiB receive buffer for its
