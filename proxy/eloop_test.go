@@ -682,12 +682,7 @@ func TestLoopNodeEnds(t *testing.T) {
 			}
 		})
 		t.Run("a told client that never hangs up", func(t *testing.T) {
-			r, _ := startWSOn(t, sp, newTestRegistry(), nil)
-			r.node.Close()
-			r.client.SetReadDeadline(time.Now().Add(spliceBound))
-			if got := readAll(t, r.client); !bytes.Equal(got, closeRestart) {
-				t.Fatalf("client got % x", got)
-			}
+			r := toldClient(t, sp)
 			start := time.Now()
 			var told *toldError
 			if res := r.wait(t); !errors.As(res.err, &told) || time.Since(start) < closeLinger/2 {
@@ -695,12 +690,7 @@ func TestLoopNodeEnds(t *testing.T) {
 			}
 		})
 		t.Run("a told client that keeps sending", func(t *testing.T) {
-			r, _ := startWSOn(t, sp, newTestRegistry(), nil)
-			r.node.Close()
-			r.client.SetReadDeadline(time.Now().Add(spliceBound))
-			if got := readAll(t, r.client); !bytes.Equal(got, closeRestart) {
-				t.Fatalf("client got % x", got)
-			}
+			r := toldClient(t, sp)
 			stop := make(chan struct{})
 			defer close(stop)
 			go func() {
@@ -722,6 +712,18 @@ func TestLoopNodeEnds(t *testing.T) {
 			}
 		})
 	})
+}
+
+// toldClient starts a WebSocket session on sp whose node vanishes, and
+// returns it once its client has read the 1012 Close.
+func toldClient(t *testing.T, sp Splicer) *rig {
+	r, _ := startWSOn(t, sp, newTestRegistry(), nil)
+	r.node.Close()
+	r.client.SetReadDeadline(time.Now().Add(spliceBound))
+	if got := readAll(t, r.client); !bytes.Equal(got, closeRestart) {
+		t.Fatalf("client got % x", got)
+	}
+	return r
 }
 
 // countingRegistry counts registered sessions and keeps them for evicting.
