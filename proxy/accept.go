@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tether-lb/tether/tlsterm"
+	"github.com/valyala/fasthttp"
 )
 
 // acceptLoop accepts connections on ln and starts one goroutine per
@@ -230,6 +231,7 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 		}
 	}
 	for {
+		x.begin()
 		x.cr.setReadLimit(s.cfg().HeaderTimeout)
 		fr, err := readRequestHead(x.br, x.req, s.maxHead)
 		if errors.Is(err, errHeadTooLarge) {
@@ -285,12 +287,33 @@ func (x *exchange) headError(err error) {
 	}
 }
 
-// refuse answers a head tether could not accept and logs it as a request.
-func (x *exchange) refuse(status int, err error) {
+// begin starts a request on x. Its clock runs from now: the first byte of
+// its head is at hand (buffered, or the socket is readable), so a head that
+// trickles in counts from its start. Nothing of an earlier request stays in
+// the per-request fields, whether it came on this connection or on another
+// that borrowed x before.
+func (x *exchange) begin() {
 	x.start = time.Now()
-	x.node, x.bytesIn, x.bytesOut, x.upgraded = nil, 0, 0, false
+	x.node, x.why, x.bytesIn, x.bytesOut, x.upgraded = nil, viaBalance, 0, 0, false
+}
+
+// refuse answers a head tether could not accept and logs it as a request.
+// The head was not parsed: x.req still holds whatever request x read last
+// (maybe another client's), so it is emptied and the line names no method
+// or path.
+func (x *exchange) refuse(status int, err error) {
+	forgetRequest(x.req)
 	x.writeError(status, err)
-	x.s.record(x, status, err)
+	x.s.recordRefused(x, status, err)
+}
+
+// forgetRequest empties h, keeping the settings of newRequestHeader.
+// readRequestHead fills h only once a whole head has passed the checks, so
+// after a refused head h would otherwise hold the request it read before.
+func forgetRequest(h *fasthttp.RequestHeader) {
+	h.Reset()
+	h.DisableSpecialHeader()
+	h.SetNoDefaultContentType(true)
 }
 
 // writeError sends one of tether's own short answers and logs why. The
