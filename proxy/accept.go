@@ -37,8 +37,7 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 		}
 		backoff = 0
 		if m := s.cfg().MaxConns; m > 0 && s.conns.Load() >= int64(m) {
-			s.errLog.Warn().Str("remote", nc.RemoteAddr().String()).Int("max_conns", m).Msg("connection refused: --max-conns reached")
-			nc.Close()
+			s.refuseConn(nc, m)
 			continue
 		}
 		c := &conn{s: s, c: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure, born: time.Now()}
@@ -46,6 +45,38 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 		s.conns.Add(1)
 		go c.serve()
 	}
+}
+
+// refuseConn closes a connection accepted past --max-conns. It is counted
+// (tether_refused_connections_total{reason="max_conns"}), and one line a
+// second at most is logged, saying how many refusals it left out since the
+// one before: a flood of them must not flood the log.
+func (s *Server) refuseConn(nc net.Conn, max int) {
+	s.maxConnsRefused.Add(1)
+	if n, ok := s.maxConnsLog.allow(time.Now(), time.Second); ok {
+		s.log.Warn().Str("remote", remoteIP(nc.RemoteAddr())).Int("max_conns", max).Uint64("suppressed", n).
+			Msg("connection refused at --max-conns")
+	}
+	nc.Close()
+}
+
+// logSampler lets one event a period through and counts the others. Safe
+// for concurrent use; the zero value is ready.
+type logSampler struct {
+	next       atomic.Int64 // unix nanoseconds before which events are only counted
+	suppressed atomic.Uint64
+}
+
+// allow reports whether the event at now is logged and, if so, how many
+// were left out since the last one logged.
+func (l *logSampler) allow(now time.Time, period time.Duration) (suppressed uint64, ok bool) {
+	t := now.UnixNano()
+	next := l.next.Load()
+	if t < next || !l.next.CompareAndSwap(next, t+int64(period)) {
+		l.suppressed.Add(1)
+		return 0, false
+	}
+	return l.suppressed.Swap(0), true
 }
 
 // isTemporary reports accept errors worth retrying: descriptor exhaustion

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -205,4 +207,93 @@ func TestAccessLogRefusedHead(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestLogSampler: one event a period is let through, and it tells how many
+// were left out since the last one.
+func TestLogSampler(t *testing.T) {
+	var l logSampler
+	t0 := time.Unix(1000, 0)
+	steps := []struct {
+		at         time.Duration
+		ok         bool
+		suppressed uint64
+	}{
+		{0, true, 0},
+		{100 * time.Millisecond, false, 0},
+		{500 * time.Millisecond, false, 0},
+		{999 * time.Millisecond, false, 0},
+		{time.Second, true, 3},
+		{1500 * time.Millisecond, false, 0},
+		{5 * time.Second, true, 1},
+		{5 * time.Second, false, 0},
+	}
+	for i, st := range steps {
+		n, ok := l.allow(t0.Add(st.at), time.Second)
+		if ok != st.ok || n != st.suppressed {
+			t.Fatalf("step %d at %v: allow = %d, %v; want %d, %v", i, st.at, n, ok, st.suppressed, st.ok)
+		}
+	}
+}
+
+// TestMaxConnsRefusals: connections past --max-conns are closed at once,
+// counted in tether_refused_connections_total{reason="max_conns"}, and
+// logged one line a second at most, with the count it left out.
+func TestMaxConnsRefusals(t *testing.T) {
+	s, addr, _, log := startLoggedServer(t, Config{MaxConns: 1})
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	// The held connection is counted before the next accept.
+	if !waitCond(2*time.Second, func() bool { return s.Conns() == 1 }) {
+		t.Fatalf("%d connections open, want 1", s.Conns())
+	}
+	const refusals = 6
+	began := time.Now()
+	for range refusals {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("connection past --max-conns: read %d, %v; want it closed", n, err)
+		}
+		c.Close()
+	}
+	seconds := int(time.Since(began)/time.Second) + 1
+
+	rec := httptest.NewRecorder()
+	s.metricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	want := fmt.Sprintf(`tether_refused_connections_total{reason="max_conns"} %d`, refusals)
+	if !strings.Contains(rec.Body.String(), want+"\n") {
+		t.Errorf("/metrics has no %q", want)
+	}
+
+	var lines []map[string]any
+	for _, l := range log.lines(t) {
+		if l["message"] == "connection refused at --max-conns" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 || len(lines) > seconds {
+		t.Fatalf("%d refusal lines in %d s, want 1 to %d:\n%s", len(lines), seconds, seconds, log.b.String())
+	}
+	if l := lines[0]; l["level"] != "warn" || l["suppressed"] != 0.0 || l["max_conns"] != 1.0 || l["remote"] != "127.0.0.1" {
+		t.Errorf("first refusal line %s, want warn, suppressed 0, max_conns 1, remote 127.0.0.1", l["_raw"])
+	}
+}
+
+// waitCond checks cond every 5ms until it holds or d has passed.
+func waitCond(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }

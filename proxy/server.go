@@ -50,6 +50,9 @@ type Server struct {
 	refused [len(refusedStatuses)]atomic.Uint64
 	started time.Time
 
+	maxConnsRefused atomic.Uint64 // connections closed at accept by --max-conns
+	maxConnsLog     logSampler    // their log lines, one a second
+
 	mu        sync.Mutex // guards listeners, active and closing
 	listeners []net.Listener
 	admins    []*http.Server
