@@ -95,9 +95,9 @@ func nodeStatus(n *pool.Node) NodeStatus {
 }
 
 // AdminHandler serves /metrics (Prometheus), /status (JSON, or HTML for a
-// browser), /healthz,
-// POST /nodes/NAME/drain and /nodes/NAME/enable, and with Config.Pprof the
-// Go profiler under /debug/pprof/.
+// browser), /healthz, POST /nodes/NAME/drain and /nodes/NAME/enable, and
+// with Config.Pprof the Go profiler under /debug/pprof/, behind the Host,
+// token and cross-site checks of adminGuard.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", s.serveStatus)
@@ -110,7 +110,7 @@ func (s *Server) AdminHandler() http.Handler {
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	}
-	return mux
+	return s.adminGuard(mux)
 }
 
 // ServeAdmin serves the admin endpoints on ln until Shutdown.
@@ -131,7 +131,7 @@ func (s *Server) ServeAdmin(ln net.Listener) error {
 	}
 	s.admins = append(s.admins, srv)
 	s.mu.Unlock()
-	s.log.Info().Str("addr", ln.Addr().String()).Msg("admin listening")
+	s.log.Info().Str("addr", ln.Addr().String()).Bool("token", s.adminToken.Load() != nil).Msg("admin listening")
 	if s.cfg().Pprof {
 		srv.WriteTimeout = 0 // profiles stream for their duration
 	}
