@@ -242,8 +242,9 @@ Flags:
 	fmt.Fprint(w, `
 Signals: SIGTERM or SIGINT stop accepting, let requests in flight finish
 (up to --drain-timeout), tell WebSocket clients 1001 and exit 0. SIGHUP
-re-reads --config and applies nodes, timeouts and limits without dropping
-connections; a bad file keeps the running configuration.
+re-reads --config (and --admin-token-file) and applies nodes, timeouts and
+limits without dropping connections; a bad file keeps the running
+configuration.
 Exit status: 0 after a clean shutdown, 1 when serving fails, 2 for a bad flag.
 `)
 }
