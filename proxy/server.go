@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -50,6 +51,8 @@ type Server struct {
 	refused [len(refusedStatuses)]atomic.Uint64
 	started time.Time
 
+	adminToken atomic.Pointer[[sha256.Size]byte] // SHA-256 of the admin token; nil: none (adminguard.go)
+
 	mu        sync.Mutex // guards listeners, active and closing
 	listeners []net.Listener
 	admins    []*http.Server
@@ -69,6 +72,10 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	if err := backendTLS(&cfg, log); err != nil {
+		return nil, err
+	}
+	adminToken, err := loadAdminToken(cfg.AdminTokenFile)
+	if err != nil {
 		return nil, err
 	}
 	var certs *tlsterm.Certs
@@ -98,6 +105,7 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 		active:  make(map[*conn]struct{}),
 		started: time.Now(),
 	}
+	s.adminToken.Store(adminToken)
 	s.splicer = NewGoSplicer(copyBufSize, log)
 	if cfg.SpliceLoops >= 0 {
 		if ls, err := NewLoopSplicer(cfg.SpliceLoops, copyBufSize, log); err != nil {
@@ -176,6 +184,10 @@ func (s *Server) Reload(cfg Config) error {
 	if err := backendTLS(&cfg, s.log); err != nil {
 		return err
 	}
+	adminToken, err := loadAdminToken(cfg.AdminTokenFile) // re-read: tokens rotate
+	if err != nil {
+		return err
+	}
 	if s.certs != nil {
 		if err := s.certs.Reload(&cfg.TLS); err != nil {
 			return err
@@ -187,6 +199,7 @@ func (s *Server) Reload(cfg Config) error {
 	r := newRouter(&cfg)
 	s.router.Store(&r)
 	s.conf.Store(&cfg)
+	s.adminToken.Store(adminToken)
 	s.log.Info().Int("nodes", len(cfg.Pool.Nodes)).Msg("configuration reloaded")
 	return nil
 }
