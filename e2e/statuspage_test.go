@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,6 +46,14 @@ func chromium(t *testing.T, args ...string) string {
 // sampled at the load event.
 func browse(t *testing.T, url, ready string, flags ...chromedp.ExecAllocatorOption) string {
 	t.Helper()
+	ctx := openPage(t, url, flags...)
+	return waitPage(t, ctx, url, ready)
+}
+
+// openPage starts headless Chromium (stopped at the test's end) and loads
+// url; the returned context drives that page for 60 s at most.
+func openPage(t *testing.T, url string, flags ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatal("chromium not found: install Debian's chromium package (.ci/run does)")
@@ -53,14 +62,20 @@ func browse(t *testing.T, url, ready string, flags ...chromedp.ExecAllocatorOpti
 		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-quic", true))
 	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), append(opts, flags...)...)
-	defer cancelAlloc()
 	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
 	ctx, cancelTime := context.WithTimeout(ctx, 60*time.Second)
-	defer cancelTime()
+	t.Cleanup(func() { cancelTime(); cancel(); cancelAlloc() })
 	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
 		t.Fatalf("chromium: load %s: %v", url, err)
 	}
+	return ctx
+}
+
+// waitPage waits up to 30 s until the JavaScript expression ready holds on
+// the page ctx drives, and returns the page's HTML (failing the test with
+// it if ready never held).
+func waitPage(t *testing.T, ctx context.Context, url, ready string) string {
+	t.Helper()
 	_, waitErr := chromedp.Run(ctx, chromedp.Poll[bool](ready,
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second)))
 	html, err := chromedp.Run(ctx, chromedp.Evaluate[string]("document.documentElement.outerHTML"))
@@ -183,4 +198,34 @@ func TestBrowserWSSThroughTether(t *testing.T) {
 	if l := lines[0]; l["node"] != m[1] || l["why"] != "cookie" {
 		t.Fatalf("wss went to %v (why %v), want the page's node %s by cookie", l["node"], l["why"], m[1])
 	}
+}
+
+// TestStatusPageAfterReload keeps the HTML status page open in headless
+// Chromium across a reload that changes a node's URL: the live script gives
+// the draining copy and its successor a row each (ids NAME and NAME@1), and
+// writes each copy's figures into its own row.
+func TestStatusPageAfterReload(t *testing.T) {
+	n1, n2, n2new := startNode(t, node1, 0), startNode(t, node2, 0), startNode(t, node2, 0)
+	path := filepath.Join(t.TempDir(), "tether.yaml")
+	writeConfig(t, path, []*testNode{n1, n2}, "drain-timeout: 30s\nhealth-interval: 1h\n")
+	tt := startTether(t, nil, "--config", path)
+	page := "http://" + tt.adminAddr(t) + "/status?format=html"
+	ctx := openPage(t, page)
+	row := func(id, cell string) string {
+		return fmt.Sprintf(`document.getElementById(%q)?.%s`, "node-"+id, cell)
+	}
+	waitPage(t, ctx, page, row(node2, `cells[1].textContent === "`+n2.addr+`"`))
+
+	writeConfig(t, path, []*testNode{n1, n2new}, "drain-timeout: 30s\nhealth-interval: 1h\n")
+	if err := tt.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, ctx, page, strings.Join([]string{
+		row(node2+"@1", `cells[1].textContent === "`+n2new.addr+`"`),
+		row(node2+"@1", `querySelector(".state").textContent === "up"`),
+		row(node2, `cells[1].textContent === "`+n2.addr+`"`),
+		row(node2, `querySelector(".state").textContent === "draining (removed)"`),
+		row(node1, `querySelector(".state").textContent === "up"`),
+		`document.querySelectorAll("#nodes tr").length === 3`,
+	}, " && "))
 }

@@ -57,7 +57,7 @@ func (n *Node) dialRaw(ctx context.Context) (net.Conn, error) {
 // cooldown when active checks are off).
 func (n *Node) Fail(err error) {
 	msg := err.Error()
-	n.lastError.Store(&msg)
+	n.noteError(msg)
 	if n.pool.ctx.Err() != nil {
 		return
 	}

@@ -48,7 +48,7 @@ func (n *Node) healthLoop() {
 			ok = 0
 			bad++
 			msg := err.Error()
-			n.lastError.Store(&msg)
+			n.noteError(msg)
 			if n.State() != StateDown {
 				// Counting toward --fall; once down, the state change was
 				// logged and further failed probes are Debug only.

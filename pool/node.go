@@ -261,7 +261,8 @@ type Node struct {
 	state     atomic.Int32 // State
 	drained   atomic.Bool  // set by the operator; survives down/up
 	since     atomic.Int64 // unix nanos of the last state change
-	lastError atomic.Pointer[string]
+	lastError atomic.Pointer[nodeError]
+	gen       uint64        // the reload that built n (0: the first configuration); fixed
 	kick      chan struct{} // a passive failure wakes the health loop
 	evict     chan struct{} // going down wakes the evict loop
 	retire    chan struct{} // removal by a reload wakes the evict loop
@@ -285,9 +286,35 @@ func (n *Node) State() State { return State(n.state.Load()) }
 func (n *Node) Since() time.Time { return time.Unix(0, n.since.Load()) }
 
 // LastError returns the error of the last failed probe or connection, or "".
+// It stays after the node recovers; LastErrorAt says when it happened.
 func (n *Node) LastError() string {
 	if p := n.lastError.Load(); p != nil {
-		return *p
+		return p.msg
 	}
 	return ""
+}
+
+// LastErrorAt returns when LastError happened; the zero time if never.
+func (n *Node) LastErrorAt() time.Time {
+	if p := n.lastError.Load(); p != nil {
+		return p.at
+	}
+	return time.Time{}
+}
+
+// Generation returns the reload that built n: 0 for the nodes of the first
+// configuration, k for those the k-th reload added (or re-added with a new
+// URL). Two nodes of one name in a table, the one a reload removed and its
+// successor, always differ in it.
+func (n *Node) Generation() uint64 { return n.gen }
+
+// nodeError is a node's last failure and its time.
+type nodeError struct {
+	msg string
+	at  time.Time
+}
+
+// noteError records msg as n's last error, now.
+func (n *Node) noteError(msg string) {
+	n.lastError.Store(&nodeError{msg: msg, at: time.Now()})
 }

@@ -90,6 +90,7 @@ type Pool struct {
 	mu    sync.Mutex // writer-only: guards table rebuilds and closed
 	nodes []*Node
 	close bool
+	gen   uint64 // reloads applied (Update); guarded by mu
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -128,6 +129,7 @@ func (p *Pool) newNode(nc NodeConfig, cfg *Config) *Node {
 		URL:    nc.URL,
 		Addr:   addr,
 		Scheme: scheme,
+		gen:    p.gen, // newNode runs under p.mu
 		pool:   p,
 		log:    p.log.With().Str("node", nc.Name).Str("addr", addr).Logger(),
 		kick:   make(chan struct{}, 1),

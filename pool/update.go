@@ -29,6 +29,7 @@ func (p *Pool) Update(cfg Config) error {
 		}
 	}
 	p.conf.Store(&cfg)
+	p.gen++
 	var added, retired []*Node
 	for _, nc := range cfg.Nodes {
 		if old := keep[nc.Name]; old != nil && old.URL == nc.URL {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,20 +19,29 @@ import (
 
 // NodeStatus is one node's row of /status.
 type NodeStatus struct {
-	Name      string    `json:"name"`
-	Addr      string    `json:"addr"`
-	State     string    `json:"state"`
-	Since     time.Time `json:"since"`
-	LastError string    `json:"last_error,omitempty"`
-	Sessions  int64     `json:"ws_sessions"`
-	InFlight  int64     `json:"in_flight"`
-	Served    uint64    `json:"served"`
-	Answers   uint64    `json:"answers"`    // answers relayed (all status classes)
-	Errors    uint64    `json:"errors_5xx"` // of which 5xx (the node's or tether's 502/504)
-	Removed   bool      `json:"removed,omitempty"`
-	IdleConns int       `json:"idle_conns"`
-	Dials     uint64    `json:"dials"`
-	Reuses    uint64    `json:"reuses"`
+	// ID tells apart two copies of one name: a node a reload removed, still
+	// draining, and its successor. It is the name for a node of the first
+	// configuration and "NAME@GENERATION" for one a later reload built; it
+	// never changes for one copy.
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Generation uint64    `json:"generation"` // the reload that built this copy (0: the first configuration)
+	Addr       string    `json:"addr"`
+	State      string    `json:"state"`
+	Since      time.Time `json:"since"`
+	// LastError is the last failed probe or connection; it stays after the
+	// node recovers, and LastErrorAt says when it happened.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	Sessions    int64     `json:"ws_sessions"`
+	InFlight    int64     `json:"in_flight"`
+	Served      uint64    `json:"served"`
+	Answers     uint64    `json:"answers"`    // answers relayed (all status classes)
+	Errors      uint64    `json:"errors_5xx"` // of which 5xx (the node's or tether's 502/504)
+	Removed     bool      `json:"removed,omitempty"`
+	IdleConns   int       `json:"idle_conns"`
+	Dials       uint64    `json:"dials"`
+	Reuses      uint64    `json:"reuses"`
 }
 
 // Status is the body of /status.
@@ -55,28 +65,39 @@ func nodeStatus(n *pool.Node) NodeStatus {
 	for i := range n.Stats.ByClass {
 		answers += n.Stats.ByClass[i].Load()
 	}
+	id := n.Name
+	if g := n.Generation(); g > 0 {
+		id += "@" + strconv.FormatUint(g, 10)
+	}
+	var errAt time.Time
+	if at := n.LastErrorAt(); !at.IsZero() {
+		errAt = at.UTC()
+	}
 	return NodeStatus{
-		Answers:   answers,
-		Errors:    n.Stats.ByClass[5].Load(),
-		Removed:   n.Removed(),
-		Name:      n.Name,
-		Addr:      n.Addr,
-		State:     n.State().String(),
-		Since:     n.Since().UTC(),
-		LastError: n.LastError(),
-		Sessions:  n.Sessions.Load(),
-		InFlight:  n.InFlight.Load(),
-		Served:    n.Served.Load(),
-		IdleConns: n.IdleConns(),
-		Dials:     n.Dials.Load(),
-		Reuses:    n.Reuses.Load(),
+		ID:          id,
+		Generation:  n.Generation(),
+		Answers:     answers,
+		Errors:      n.Stats.ByClass[5].Load(),
+		Removed:     n.Removed(),
+		Name:        n.Name,
+		Addr:        n.Addr,
+		State:       n.State().String(),
+		Since:       n.Since().UTC(),
+		LastError:   n.LastError(),
+		LastErrorAt: errAt,
+		Sessions:    n.Sessions.Load(),
+		InFlight:    n.InFlight.Load(),
+		Served:      n.Served.Load(),
+		IdleConns:   n.IdleConns(),
+		Dials:       n.Dials.Load(),
+		Reuses:      n.Reuses.Load(),
 	}
 }
 
 // AdminHandler serves /metrics (Prometheus), /status (JSON, or HTML for a
-// browser), /healthz,
-// POST /nodes/NAME/drain and /nodes/NAME/enable, and with Config.Pprof the
-// Go profiler under /debug/pprof/.
+// browser), /healthz, POST /nodes/NAME/drain and /nodes/NAME/enable, and
+// with Config.Pprof the Go profiler under /debug/pprof/, behind the Host,
+// token and cross-site checks of adminGuard.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", s.serveStatus)
@@ -89,7 +110,7 @@ func (s *Server) AdminHandler() http.Handler {
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	}
-	return mux
+	return s.adminGuard(mux)
 }
 
 // ServeAdmin serves the admin endpoints on ln until Shutdown.
@@ -110,7 +131,7 @@ func (s *Server) ServeAdmin(ln net.Listener) error {
 	}
 	s.admins = append(s.admins, srv)
 	s.mu.Unlock()
-	s.log.Info().Str("addr", ln.Addr().String()).Msg("admin listening")
+	s.log.Info().Str("addr", ln.Addr().String()).Bool("token", s.adminToken.Load() != nil).Msg("admin listening")
 	if s.cfg().Pprof {
 		srv.WriteTimeout = 0 // profiles stream for their duration
 	}
@@ -199,7 +220,7 @@ th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 <h1>tether</h1>
 <p>up since {{.Started.Format "2006-01-02 15:04:05 MST"}} · <span id="conns">{{.Conns}}</span> client connections · live, every 2s <span id="stale">(status unreachable)</span></p>
 <table><thead><tr><th>node</th><th>address</th><th>state</th><th>for</th><th>WebSocket sessions</th><th>in flight</th><th>req/s</th><th>errors</th><th>served</th><th>last error</th></tr></thead><tbody id="nodes">
-{{range .Nodes}}<tr id="node-{{.Name}}" data-state="{{.State}}"><td>{{.Name}}</td><td>{{.Addr}}</td><td class="state {{.State}}">{{.State}}</td><td class="since">{{ago .Since}}</td><td class="num sessions">{{.Sessions}}</td><td class="num inflight">{{.InFlight}}</td><td class="num rps">–</td><td class="num errs">–</td><td class="num served">{{.Served}}</td><td class="lasterr">{{.LastError}}</td></tr>
+{{range .Nodes}}<tr id="node-{{.ID}}" data-state="{{.State}}"><td>{{.Name}}</td><td>{{.Addr}}</td><td class="state {{.State}}">{{.State}}{{if .Removed}} (removed){{end}}</td><td class="since">{{ago .Since}}</td><td class="num sessions">{{.Sessions}}</td><td class="num inflight">{{.InFlight}}</td><td class="num rps">–</td><td class="num errs">–</td><td class="num served">{{.Served}}</td><td class="lasterr">{{if .LastError}}{{.LastError}} ({{ago .LastErrorAt}} ago){{end}}</td></tr>
 {{end}}</tbody></table>
 <script>
 "use strict";
@@ -214,24 +235,25 @@ async function refresh() {
   document.getElementById("conns").textContent = st.client_conns;
   const now = Date.now(), body = document.getElementById("nodes");
   for (const n of st.nodes) {
-    let tr = document.getElementById("node-" + n.name);
+    let tr = document.getElementById("node-" + n.id);
     if (!tr) {
-      tr = body.rows[0].cloneNode(true); tr.id = "node-" + n.name; body.appendChild(tr);
+      if (!body.rows.length) continue;
+      tr = body.rows[0].cloneNode(true); tr.id = "node-" + n.id; body.appendChild(tr);
       tr.cells[0].textContent = n.name; tr.cells[1].textContent = n.addr;
     }
     tr.dataset.state = n.state;
     const s = tr.querySelector(".state"); s.textContent = n.state + (n.removed ? " (removed)" : ""); s.className = "state " + n.state;
     cell(tr, "since", ago(n.since)); cell(tr, "sessions", n.ws_sessions); cell(tr, "inflight", n.in_flight);
-    cell(tr, "served", n.served); cell(tr, "lasterr", n.last_error || "");
-    const p = last && last.nodes[n.name];
+    cell(tr, "served", n.served); cell(tr, "lasterr", n.last_error ? n.last_error + " (" + ago(n.last_error_at) + " ago)" : "");
+    const p = last && last.nodes[n.id];
     if (p) {
       const dt = (now - last.at) / 1000, da = n.answers - p.answers, de = n.errors_5xx - p.errors_5xx;
       cell(tr, "rps", (da / dt).toFixed(1));
       cell(tr, "errs", da > 0 ? (100 * de / da).toFixed(1) + "%" : "0%");
     }
   }
-  for (const tr of [...body.rows]) { if (!st.nodes.some(n => "node-" + n.name === tr.id)) tr.remove(); }
-  last = {at: now, nodes: Object.fromEntries(st.nodes.map(n => [n.name, n]))};
+  for (const tr of [...body.rows]) { if (!st.nodes.some(n => "node-" + n.id === tr.id)) tr.remove(); }
+  last = {at: now, nodes: Object.fromEntries(st.nodes.map(n => [n.id, n]))};
 }
 refresh(); setInterval(refresh, 2000);
 </script>

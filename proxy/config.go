@@ -20,10 +20,19 @@ type Config struct {
 	// means no plain listener.
 	Listen string
 
-	// Admin is the listen address of the admin endpoints (/status,
-	// /healthz, node drain and enable). Empty means none. Keep it on
-	// loopback or a management network: it has no authentication.
+	// Admin is the listen address of the admin endpoints (/metrics,
+	// /status, /healthz, node drain and enable). Empty means none. An
+	// address that is not loopback needs AdminTokenFile.
 	Admin string
+	// AdminTokenFile holds a bearer token every admin request but /healthz
+	// must carry. Empty means none (then Admin must be loopback). A reload
+	// re-reads it; a file that cannot be read fails the reload and keeps
+	// the running token.
+	AdminTokenFile string
+	// AdminHosts are the names (no port) the admin listener answers to in
+	// Host, beside IP literals and localhost; any other Host gets 421.
+	// Empty means none.
+	AdminHosts []string
 	// ReusePort opens listeners with SO_REUSEPORT, so that a new tether can
 	// start on the same ports before the old one is told to stop.
 	ReusePort bool
@@ -154,6 +163,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--max-header-bytes %d: must be between 1024 and 1048576", c.MaxHeaderBytes)
 	}
 	if err := c.checkCounts(); err != nil {
+		return err
+	}
+	if err := c.checkAdmin(); err != nil {
 		return err
 	}
 	if !isConfigToken(c.StickyCookie) {

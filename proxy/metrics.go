@@ -33,32 +33,64 @@ var refusedConnsDesc = prometheus.NewDesc("tether_refused_connections_total",
 	"Client connections closed at accept without a request read, by reason (max_conns: --max-conns reached).", []string{"reason"}, nil)
 
 // collector exposes a Server's counters to Prometheus.
+//
+// A reload that removes a node, or changes its URL, leaves the old copy in
+// the table while it drains, beside its successor of the same name. The live
+// copy keeps the node's series as they were ({node="CB_Server_2"}), so they
+// go on without a gap; a removed copy is reported with one more label,
+// generation, the reload that had built it (pool.Node.Generation), so its
+// series are distinct from its successor's and from any other removed copy
+// of the name. Metrics of one name then differ in their label names, which
+// the exposition format and Prometheus allow; the collector is unchecked
+// (Describe sends nothing) because client_golang's registration insists on
+// one set of label names per metric name.
 type collector struct {
 	s *Server
 
+	live, removed nodeDescs // per-node metrics of live nodes and of removed copies
+
+	clientConns, refused      *prometheus.Desc
+	handshakes, handshakesNow *prometheus.Desc
+}
+
+// nodeDescs are the per-node metric descriptions.
+type nodeDescs struct {
 	requests, bytes, sessions, inFlight, state        *prometheus.Desc
 	connect, head, failovers, evictions, hits, misses *prometheus.Desc
-	clientConns, refused                              *prometheus.Desc
-	handshakes, handshakesNow                         *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
 
+// newNodeDescs describes the per-node metrics; with removed set, each has
+// the generation label last.
+func newNodeDescs(removed bool) nodeDescs {
+	labels := func(extra ...string) []string {
+		l := append([]string{"node"}, extra...)
+		if removed {
+			l = append(l, "generation")
+		}
+		return l
+	}
+	return nodeDescs{
+		requests:  prometheus.NewDesc("tether_node_requests_total", "Answers relayed from each node (WebSocket sessions count once, as 1xx), by status class.", labels("code"), nil),
+		bytes:     prometheus.NewDesc("tether_node_bytes_total", "Body and WebSocket bytes to (in) and from (out) each node.", labels("dir"), nil),
+		sessions:  prometheus.NewDesc("tether_node_websocket_sessions", "WebSocket sessions spliced to each node now.", labels(), nil),
+		inFlight:  prometheus.NewDesc("tether_node_requests_in_flight", "HTTP requests waiting for or receiving an answer from each node now.", labels(), nil),
+		state:     prometheus.NewDesc("tether_node_state", "1 for the state each node is in (up, down, draining), 0 for the others.", labels("state"), nil),
+		connect:   prometheus.NewDesc("tether_node_connect_seconds", "Time to open a connection to each node.", labels(), nil),
+		head:      prometheus.NewDesc("tether_node_response_head_seconds", "Time from a request sent to its answer head read.", labels(), nil),
+		failovers: prometheus.NewDesc("tether_node_failovers_total", "Requests sticky to each node that went to another node.", labels(), nil),
+		evictions: prometheus.NewDesc("tether_node_evictions_total", "WebSocket sessions ended because their node went down.", labels(), nil),
+		hits:      prometheus.NewDesc("tether_pool_hits_total", "Requests sent on a pooled keep-alive connection.", labels(), nil),
+		misses:    prometheus.NewDesc("tether_pool_misses_total", "Requests that needed a new connection.", labels(), nil),
+	}
+}
+
 func newCollector(s *Server) *collector {
-	node := []string{"node"}
 	return &collector{
 		s:           s,
-		requests:    prometheus.NewDesc("tether_node_requests_total", "Answers relayed from each node (WebSocket sessions count once, as 1xx), by status class.", []string{"node", "code"}, nil),
-		bytes:       prometheus.NewDesc("tether_node_bytes_total", "Body and WebSocket bytes to (in) and from (out) each node.", []string{"node", "dir"}, nil),
-		sessions:    prometheus.NewDesc("tether_node_websocket_sessions", "WebSocket sessions spliced to each node now.", node, nil),
-		inFlight:    prometheus.NewDesc("tether_node_requests_in_flight", "HTTP requests waiting for or receiving an answer from each node now.", node, nil),
-		state:       prometheus.NewDesc("tether_node_state", "1 for the state each node is in (up, down, draining), 0 for the others.", []string{"node", "state"}, nil),
-		connect:     prometheus.NewDesc("tether_node_connect_seconds", "Time to open a connection to each node.", node, nil),
-		head:        prometheus.NewDesc("tether_node_response_head_seconds", "Time from a request sent to its answer head read.", node, nil),
-		failovers:   prometheus.NewDesc("tether_node_failovers_total", "Requests sticky to each node that went to another node.", node, nil),
-		evictions:   prometheus.NewDesc("tether_node_evictions_total", "WebSocket sessions ended because their node went down.", node, nil),
-		hits:        prometheus.NewDesc("tether_pool_hits_total", "Requests sent on a pooled keep-alive connection.", node, nil),
-		misses:      prometheus.NewDesc("tether_pool_misses_total", "Requests that needed a new connection.", node, nil),
+		live:        newNodeDescs(false),
+		removed:     newNodeDescs(true),
 		clientConns: prometheus.NewDesc("tether_client_connections", "Open client connections.", nil, nil),
 		refused:     prometheus.NewDesc("tether_refused_total", "Requests tether answered itself with an error, by status.", []string{"reason"}, nil),
 		handshakes: prometheus.NewDesc("tether_tls_handshakes_total", "TLS handshakes by result: done (resumed included), resumed, failed, busy (no slot in time), plain_http.",
@@ -67,9 +99,8 @@ func newCollector(s *Server) *collector {
 	}
 }
 
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	prometheus.DescribeByCollect(c, ch)
-}
+// Describe sends nothing: the collector is unchecked (see collector).
+func (c *collector) Describe(chan<- *prometheus.Desc) {}
 
 var (
 	classNames = [...]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
@@ -77,33 +108,10 @@ var (
 )
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
 	for _, n := range c.s.pool.Table().Nodes() {
-		st := &n.Stats
-		for i, name := range classNames {
-			ch <- prometheus.MustNewConstMetric(c.requests, counter, float64(st.ByClass[i].Load()), n.Name, name)
-		}
-		ch <- prometheus.MustNewConstMetric(c.bytes, counter, float64(st.BytesIn.Load()), n.Name, "in")
-		ch <- prometheus.MustNewConstMetric(c.bytes, counter, float64(st.BytesOut.Load()), n.Name, "out")
-		ch <- prometheus.MustNewConstMetric(c.sessions, gauge, float64(n.Sessions.Load()), n.Name)
-		ch <- prometheus.MustNewConstMetric(c.inFlight, gauge, float64(n.InFlight.Load()), n.Name)
-		now := n.State()
-		for _, state := range stateNames {
-			v := 0.0
-			if state == now {
-				v = 1
-			}
-			ch <- prometheus.MustNewConstMetric(c.state, gauge, v, n.Name, state.String())
-		}
-		for desc, h := range map[*prometheus.Desc]*pool.Histogram{c.connect: &st.Connect, c.head: &st.Head} {
-			count, sum, buckets := h.Snapshot()
-			ch <- prometheus.MustNewConstHistogram(desc, count, sum, buckets, n.Name)
-		}
-		ch <- prometheus.MustNewConstMetric(c.failovers, counter, float64(st.Failovers.Load()), n.Name)
-		ch <- prometheus.MustNewConstMetric(c.evictions, counter, float64(st.Evictions.Load()), n.Name)
-		ch <- prometheus.MustNewConstMetric(c.hits, counter, float64(n.Reuses.Load()), n.Name)
-		ch <- prometheus.MustNewConstMetric(c.misses, counter, float64(n.Dials.Load()), n.Name)
+		c.collectNode(ch, n)
 	}
+	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
 	ch <- prometheus.MustNewConstMetric(c.clientConns, gauge, float64(c.s.conns.Load()))
 	ch <- prometheus.MustNewConstMetric(refusedConnsDesc, counter, float64(c.s.maxConnsRefused.Load()), "max_conns")
 	for i, status := range refusedStatuses {
@@ -117,6 +125,48 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.handshakesNow, gauge, float64(hs.InFlight), "computing")
 		ch <- prometheus.MustNewConstMetric(c.handshakesNow, gauge, float64(hs.Waiting), "waiting")
 	}
+}
+
+// collectNode sends one node's metrics: labelled {node} for a live node,
+// {node, generation} for a copy a reload removed.
+func (c *collector) collectNode(ch chan<- prometheus.Metric, n *pool.Node) {
+	d, gen := &c.live, ""
+	if n.Removed() {
+		d, gen = &c.removed, strconv.FormatUint(n.Generation(), 10)
+	}
+	// values returns the label values in the descriptions' order.
+	values := func(extra ...string) []string {
+		v := append([]string{n.Name}, extra...)
+		if gen != "" {
+			v = append(v, gen)
+		}
+		return v
+	}
+	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
+	st := &n.Stats
+	for i, name := range classNames {
+		ch <- prometheus.MustNewConstMetric(d.requests, counter, float64(st.ByClass[i].Load()), values(name)...)
+	}
+	ch <- prometheus.MustNewConstMetric(d.bytes, counter, float64(st.BytesIn.Load()), values("in")...)
+	ch <- prometheus.MustNewConstMetric(d.bytes, counter, float64(st.BytesOut.Load()), values("out")...)
+	ch <- prometheus.MustNewConstMetric(d.sessions, gauge, float64(n.Sessions.Load()), values()...)
+	ch <- prometheus.MustNewConstMetric(d.inFlight, gauge, float64(n.InFlight.Load()), values()...)
+	now := n.State()
+	for _, state := range stateNames {
+		v := 0.0
+		if state == now {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(d.state, gauge, v, values(state.String())...)
+	}
+	for desc, h := range map[*prometheus.Desc]*pool.Histogram{d.connect: &st.Connect, d.head: &st.Head} {
+		count, sum, buckets := h.Snapshot()
+		ch <- prometheus.MustNewConstHistogram(desc, count, sum, buckets, values()...)
+	}
+	ch <- prometheus.MustNewConstMetric(d.failovers, counter, float64(st.Failovers.Load()), values()...)
+	ch <- prometheus.MustNewConstMetric(d.evictions, counter, float64(st.Evictions.Load()), values()...)
+	ch <- prometheus.MustNewConstMetric(d.hits, counter, float64(n.Reuses.Load()), values()...)
+	ch <- prometheus.MustNewConstMetric(d.misses, counter, float64(n.Dials.Load()), values()...)
 }
 
 // metricsHandler serves /metrics: tether's collector plus the Go runtime's

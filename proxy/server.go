@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -53,6 +54,8 @@ type Server struct {
 	maxConnsRefused atomic.Uint64 // connections closed at accept by --max-conns
 	maxConnsLog     logSampler    // their log lines, one a second
 
+	adminToken atomic.Pointer[[sha256.Size]byte] // SHA-256 of the admin token; nil: none (adminguard.go)
+
 	mu        sync.Mutex // guards listeners, active and closing
 	listeners []net.Listener
 	admins    []*http.Server
@@ -72,6 +75,10 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	if err := backendTLS(&cfg, log); err != nil {
+		return nil, err
+	}
+	adminToken, err := loadAdminToken(cfg.AdminTokenFile)
+	if err != nil {
 		return nil, err
 	}
 	var certs *tlsterm.Certs
@@ -101,6 +108,7 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 		active:  make(map[*conn]struct{}),
 		started: time.Now(),
 	}
+	s.adminToken.Store(adminToken)
 	s.splicer = NewGoSplicer(copyBufSize, log)
 	if cfg.SpliceLoops >= 0 {
 		if ls, err := NewLoopSplicer(cfg.SpliceLoops, copyBufSize, log); err != nil {
@@ -179,6 +187,10 @@ func (s *Server) Reload(cfg Config) error {
 	if err := backendTLS(&cfg, s.log); err != nil {
 		return err
 	}
+	adminToken, err := loadAdminToken(cfg.AdminTokenFile) // re-read: tokens rotate
+	if err != nil {
+		return err
+	}
 	if s.certs != nil {
 		if err := s.certs.Reload(&cfg.TLS); err != nil {
 			return err
@@ -190,6 +202,7 @@ func (s *Server) Reload(cfg Config) error {
 	r := newRouter(&cfg)
 	s.router.Store(&r)
 	s.conf.Store(&cfg)
+	s.adminToken.Store(adminToken)
 	s.log.Info().Int("nodes", len(cfg.Pool.Nodes)).Msg("configuration reloaded")
 	return nil
 }

@@ -67,9 +67,9 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 }
 
 // isRepeated reports whether a flag may be given more than once (node,
-// cert, key): its value is a list. The flag package's own values (string,
-// int, duration, bool...) are flag.Getters holding one value, and so are
-// tether's scalar ones (onOff); the repeated ones are not.
+// cert, key, admin-hosts): its value is a list. The flag package's own
+// values (string, int, duration, bool...) are flag.Getters holding one
+// value, and so are tether's scalar ones (onOff); the repeated ones are not.
 func isRepeated(f *flag.Flag) bool {
 	_, one := f.Value.(flag.Getter)
 	return !one

@@ -118,9 +118,10 @@ func TestConfigBadValueNamed(t *testing.T) {
 }
 
 // TestConfigScalarKeyList: a list (or a map) for a key that takes one value
-// is refused, not read as its last item. Only node, cert and key repeat.
+// is refused, not read as its last item. Only the flags that repeat take a
+// list (a new one goes in repeated).
 func TestConfigScalarKeyList(t *testing.T) {
-	repeated := map[string]bool{"config": true, "node": true, "cert": true, "key": true}
+	repeated := map[string]bool{"config": true, "node": true, "cert": true, "key": true, "admin-hosts": true}
 	for _, name := range flagNames(t) {
 		if repeated[name] {
 			continue

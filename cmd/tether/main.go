@@ -90,6 +90,21 @@ type fileList []string
 func (f *fileList) String() string     { return strings.Join(*f, ",") }
 func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }
 
+// hostList collects comma-separated host names (--admin-hosts); the flag
+// may repeat.
+type hostList []string
+
+func (h *hostList) String() string { return strings.Join(*h, ",") }
+
+func (h *hostList) Set(v string) error {
+	for name := range strings.SplitSeq(v, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			*h = append(*h, name)
+		}
+	}
+	return nil
+}
+
 // options is everything the command line sets beyond proxy.Config.
 type options struct {
 	configFile    string
@@ -109,7 +124,9 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.SetOutput(io.Discard)
 
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "plain-HTTP listen `address`")
-	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin `address` for /status, /healthz and node drain/enable (empty: none; no authentication, keep it on loopback)")
+	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin `address` for /metrics, /status, /healthz and node drain/enable (empty: none); an address that is not loopback needs --admin-token-file")
+	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "`file` holding a bearer token every admin request must carry (Authorization: Bearer TOKEN), except GET /healthz so health checkers need none; SIGHUP re-reads it (empty: no token, loopback --admin only)")
+	fs.Var((*hostList)(&cfg.AdminHosts), "admin-hosts", "host `names` (comma-separated) the admin listener answers to, beside IP addresses and localhost; any other Host header gets 421 (DNS rebinding)")
 	fs.BoolVar(&cfg.ReusePort, "reuseport", true, "listen with SO_REUSEPORT: a new tether can start on the same ports before the old one gets SIGTERM")
 	fs.IntVar(&cfg.SpliceLoops, "splice-loops", 0, "epoll loops that splice plain WebSocket sessions (0: one per CPU; -1: goroutines only; TLS sessions always use goroutines)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on the admin listener")
@@ -229,8 +246,9 @@ Flags:
 	fmt.Fprint(w, `
 Signals: SIGTERM or SIGINT stop accepting, let requests in flight finish
 (up to --drain-timeout), tell WebSocket clients 1001 and exit 0. SIGHUP
-re-reads --config and applies nodes, timeouts and limits without dropping
-connections; a bad file keeps the running configuration.
+re-reads --config (and --admin-token-file) and applies nodes, timeouts and
+limits without dropping connections; a bad file keeps the running
+configuration.
 Exit status: 0 after a clean shutdown, 1 when serving fails, 2 for a bad flag.
 `)
 }
