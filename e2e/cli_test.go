@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -116,5 +120,119 @@ func TestHelp(t *testing.T) {
 	}
 	if checked < 20 {
 		t.Fatalf("only %d of the contract's flags are accepted", checked)
+	}
+}
+
+// TestBadConfigExits: bad values from flags and from the config file exit 2
+// with one line that names the key and the value, and a node URL's password
+// never reaches the output.
+func TestBadConfigExits(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const node = "--node=A=http://127.0.0.1:1"
+	cases := []struct {
+		name  string
+		args  []string
+		yaml  string // written to a file given with --config, when set
+		words []string
+		never []string
+	}{
+		{name: "negative drain-timeout", args: []string{node, "--drain-timeout", "-1s"}, words: []string{"--drain-timeout", "-1s"}},
+		{name: "negative drain-timeout in file", yaml: "drain-timeout: -1s\n", words: []string{"drain-timeout", "-1s"}},
+		{name: "max-conns below -1", args: []string{node, "--max-conns", "-7"}, words: []string{"--max-conns", "-7"}},
+		{name: "tls-max-handshakes below -1 in file", yaml: "tls-max-handshakes: -3\n", words: []string{"tls-max-handshakes", "-3"}},
+		{name: "splice-loops below -1", args: []string{node, "--splice-loops", "-100"}, words: []string{"--splice-loops", "-100"}},
+		{name: "pool-max-idle below -1 in file", yaml: "pool-max-idle: -5\n", words: []string{"pool-max-idle", "-5"}},
+		{name: "count that is not a number", args: []string{node, "--max-conns", "lots"}, words: []string{"--max-conns", `"lots" is not a whole number`}},
+		{name: "count that is not a number in file", yaml: "max-conns: lots\n", words: []string{"--config", "max-conns", `"lots" is not a whole number`}},
+		{name: "duration without a unit in file", yaml: "header-timeout: 10\n", words: []string{"header-timeout", `"10" is not a duration`}},
+		{name: "listen given a list", yaml: "listen: [127.0.0.1:0, 127.0.0.1:0]\n", words: []string{"listen: expected one address, got a list"}},
+		{name: "node URL with a password", args: []string{"--node", "A=http://admin:s3cret@127.0.0.1:1"}, words: []string{"--node", "credentials"}, never: []string{"s3cret"}},
+		{name: "node URL with a password in file", yaml: "node: [A=http://admin:s3cret@127.0.0.1:1]\n", words: []string{"--node", "credentials"}, never: []string{"s3cret"}},
+		{name: "node URL with a password, no name", args: []string{"--node", "http://admin:s3cret@127.0.0.1:1"}, words: []string{"--node", "NAME=URL"}, never: []string{"s3cret"}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := tc.args
+			if tc.yaml != "" {
+				body := tc.yaml
+				if !strings.Contains(body, "node:") {
+					body = "node: [A=http://127.0.0.1:1]\n" + body
+				}
+				p := filepath.Join(dir, fmt.Sprintf("tether%d.yaml", i))
+				if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				args = append([]string{"--config", p}, args...)
+			}
+			// Should the value be accepted, tether listens on ports of its
+			// own choosing and stops within runTether's bound.
+			args = append(args, "--admin=")
+			if !strings.Contains(tc.yaml, "listen:") {
+				args = append(args, "--listen=127.0.0.1:0")
+			}
+			code, stdout, stderr := runTether(t, args...)
+			if code != 2 {
+				t.Fatalf("exit status %d, want 2; stderr %q", code, stderr)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+			line := strings.TrimSuffix(stderr, "\n")
+			if line == "" || strings.Contains(line, "\n") {
+				t.Fatalf("stderr %q, want exactly one line", stderr)
+			}
+			for _, w := range tc.words {
+				if !strings.Contains(line, w) {
+					t.Errorf("stderr %q does not name %q", line, w)
+				}
+			}
+			for _, w := range tc.never {
+				if strings.Contains(line, w) {
+					t.Errorf("stderr %q shows %q", line, w)
+				}
+			}
+		})
+	}
+}
+
+// TestReloadBadConfigKeepsRunning: SIGHUP with a file that names a node URL
+// with a password, or a negative drain timeout, keeps the running
+// configuration and logs why, without the password. startTether sets
+// --listen and --admin as flags, which win over the file, so the list case
+// uses another key.
+func TestReloadBadConfigKeepsRunning(t *testing.T) {
+	n1 := startNode(t, node1, 0)
+	path := filepath.Join(t.TempDir(), "tether.yaml")
+	writeConfig(t, path, []*testNode{n1}, "health-interval: 1h\n")
+	tt := startTether(t, nil, "--config", path)
+
+	for i, bad := range []struct{ body, why string }{
+		{fmt.Sprintf("node:\n  - %s=http://admin:s3cret@%s\n", node2, n1.addr), "credentials"},
+		{fmt.Sprintf("node:\n  - %s=http://%s\ndrain-timeout: -1s\n", node2, n1.addr), "--drain-timeout -1s"},
+		{fmt.Sprintf("node:\n  - %s=http://%s\nsticky-cookie: [a, b]\n", node2, n1.addr), "sticky-cookie: expected one name, got a list"},
+	} {
+		if err := os.WriteFile(path, []byte(bad.body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := tt.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if !waitFor(3*time.Second, func() bool { return strings.Count(tt.stderr.String(), "reload failed") == i+1 }) {
+			t.Fatalf("bad file %d: no reload failure logged:\n%s", i, tail(tt.stderr.String(), 2000))
+		}
+		logged := tt.stderr.String()
+		if strings.Contains(logged, "s3cret") {
+			t.Fatalf("the password reached the log:\n%s", tail(logged, 2000))
+		}
+		if last := logged[strings.LastIndex(logged, "reload failed")-300:]; !strings.Contains(last, bad.why) {
+			t.Errorf("bad file %d: the failure does not say %q:\n%s", i, bad.why, tail(logged, 1000))
+		}
+		// The running configuration still routes to the first node.
+		c := dialRaw(t, tt.addr)
+		if r := c.do(t, get("/cobrowse/x", "")); r.status != 200 || r.get("X-Node") != node1 {
+			t.Fatalf("after bad file %d: %d from %q, want 200 from %s", i, r.status, r.get("X-Node"), node1)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tether-lb/tether/tlsterm"
+	"github.com/valyala/fasthttp"
 )
 
 // acceptLoop accepts connections on ln and starts one goroutine per
@@ -36,8 +37,7 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 		}
 		backoff = 0
 		if m := s.cfg().MaxConns; m > 0 && s.conns.Load() >= int64(m) {
-			s.errLog.Warn().Str("remote", nc.RemoteAddr().String()).Int("max_conns", m).Msg("connection refused: --max-conns reached")
-			nc.Close()
+			s.refuseConn(nc, m)
 			continue
 		}
 		c := &conn{s: s, c: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure, born: time.Now()}
@@ -45,6 +45,38 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 		s.conns.Add(1)
 		go c.serve()
 	}
+}
+
+// refuseConn closes a connection accepted past --max-conns. It is counted
+// (tether_refused_connections_total{reason="max_conns"}), and one line a
+// second at most is logged, saying how many refusals it left out since the
+// one before: a flood of them must not flood the log.
+func (s *Server) refuseConn(nc net.Conn, max int) {
+	s.maxConnsRefused.Add(1)
+	if n, ok := s.maxConnsLog.allow(time.Now(), time.Second); ok {
+		s.log.Warn().Str("remote", remoteIP(nc.RemoteAddr())).Int("max_conns", max).Uint64("suppressed", n).
+			Msg("connection refused at --max-conns")
+	}
+	nc.Close()
+}
+
+// logSampler lets one event a period through and counts the others. Safe
+// for concurrent use; the zero value is ready.
+type logSampler struct {
+	next       atomic.Int64 // unix nanoseconds before which events are only counted
+	suppressed atomic.Uint64
+}
+
+// allow reports whether the event at now is logged and, if so, how many
+// were left out since the last one logged.
+func (l *logSampler) allow(now time.Time, period time.Duration) (suppressed uint64, ok bool) {
+	t := now.UnixNano()
+	next := l.next.Load()
+	if t < next || !l.next.CompareAndSwap(next, t+int64(period)) {
+		l.suppressed.Add(1)
+		return 0, false
+	}
+	return l.suppressed.Swap(0), true
 }
 
 // isTemporary reports accept errors worth retrying: descriptor exhaustion
@@ -230,6 +262,7 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 		}
 	}
 	for {
+		x.begin()
 		x.cr.setReadLimit(s.cfg().HeaderTimeout)
 		fr, err := readRequestHead(x.br, x.req, s.maxHead)
 		if errors.Is(err, errHeadTooLarge) {
@@ -285,12 +318,33 @@ func (x *exchange) headError(err error) {
 	}
 }
 
-// refuse answers a head tether could not accept and logs it as a request.
-func (x *exchange) refuse(status int, err error) {
+// begin starts a request on x. Its clock runs from now: the first byte of
+// its head is at hand (buffered, or the socket is readable), so a head that
+// trickles in counts from its start. Nothing of an earlier request stays in
+// the per-request fields, whether it came on this connection or on another
+// that borrowed x before.
+func (x *exchange) begin() {
 	x.start = time.Now()
-	x.node, x.bytesIn, x.bytesOut, x.upgraded = nil, 0, 0, false
+	x.node, x.why, x.bytesIn, x.bytesOut, x.upgraded = nil, viaBalance, 0, 0, false
+}
+
+// refuse answers a head tether could not accept and logs it as a request.
+// The head was not parsed: x.req still holds whatever request x read last
+// (maybe another client's), so it is emptied and the line names no method
+// or path.
+func (x *exchange) refuse(status int, err error) {
+	forgetRequest(x.req)
 	x.writeError(status, err)
-	x.s.record(x, status, err)
+	x.s.recordRefused(x, status, err)
+}
+
+// forgetRequest empties h, keeping the settings of newRequestHeader.
+// readRequestHead fills h only once a whole head has passed the checks, so
+// after a refused head h would otherwise hold the request it read before.
+func forgetRequest(h *fasthttp.RequestHeader) {
+	h.Reset()
+	h.DisableSpecialHeader()
+	h.SetNoDefaultContentType(true)
 }
 
 // writeError sends one of tether's own short answers and logs why. The

@@ -78,9 +78,18 @@ func (w *LogWriter) flushLoop() {
 const maxLoggedPath = 512
 
 // record counts one finished exchange for /metrics and writes its access
-// log line. Fields follow the keys of STYLE.md; "why" says how the node was
-// chosen.
-func (s *Server) record(x *exchange, status int, err error) {
+// log line. "why" says how the node was chosen; dur runs from the first byte
+// of the head.
+func (s *Server) record(x *exchange, status int, err error) { s.recordLine(x, status, err, true) }
+
+// recordRefused is record for a head that was never parsed (400, 408, 431
+// at the head): its line has no method or path, only what was read.
+func (s *Server) recordRefused(x *exchange, status int, err error) {
+	s.recordLine(x, status, err, false)
+}
+
+// recordLine is record; head says whether x.req holds this request's head.
+func (s *Server) recordLine(x *exchange, status int, err error, head bool) {
 	if n := x.node; n != nil {
 		n.Stats.CountStatus(status)
 		n.Stats.BytesIn.Add(uint64(x.bytesIn))
@@ -93,14 +102,15 @@ func (s *Server) record(x *exchange, status int, err error) {
 	if !e.Enabled() {
 		return
 	}
-	path := x.req.RequestURI()
-	if len(path) > maxLoggedPath {
-		path = path[:maxLoggedPath]
+	e = e.Str("remote", x.c.remoteIP)
+	if head {
+		path := x.req.RequestURI()
+		if len(path) > maxLoggedPath {
+			path = path[:maxLoggedPath]
+		}
+		e = e.Bytes("method", x.req.Method()).Bytes("path", path)
 	}
-	e = e.Str("remote", x.c.remoteIP).
-		Bytes("method", x.req.Method()).
-		Bytes("path", path).
-		Int("status", status).
+	e = e.Int("status", status).
 		Int64("bytes_in", x.bytesIn).
 		Int64("bytes_out", x.bytesOut).
 		Dur("dur", time.Since(x.start))

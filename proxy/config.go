@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,8 +38,8 @@ type Config struct {
 	ReusePort bool
 	// SpliceLoops is the number of epoll loops that splice plain WebSocket
 	// sessions (an idle one then costs a few hundred bytes and no
-	// goroutine). Zero means one per CPU (GOMAXPROCS); negative means goroutines only.
-	// TLS sessions always run on goroutines.
+	// goroutine). Zero means one per CPU (GOMAXPROCS); -1 means goroutines
+	// only (below -1 is invalid). TLS sessions always run on goroutines.
 	SpliceLoops int
 	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
 	Pprof bool
@@ -82,7 +83,9 @@ type Config struct {
 	// connections are closed at once. Zero means half the process's
 	// descriptor limit less a reserve (each connection may hold a node
 	// connection too), so tether never runs out of descriptors mid-request.
-	// Negative means no limit.
+	// -1 means no limit (below -1 is invalid). A refused connection is
+	// counted (tether_refused_connections_total) and logged, one line a
+	// second at most.
 	MaxConns int
 
 	// AccessLog writes one line per request and per WebSocket session.
@@ -159,6 +162,9 @@ func (c *Config) Validate() error {
 	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 1<<20 {
 		return fmt.Errorf("--max-header-bytes %d: must be between 1024 and 1048576", c.MaxHeaderBytes)
 	}
+	if err := c.checkCounts(); err != nil {
+		return err
+	}
 	if err := c.checkAdmin(); err != nil {
 		return err
 	}
@@ -171,7 +177,91 @@ func (c *Config) Validate() error {
 	if err := c.TLS.Validate(); err != nil {
 		return err
 	}
+	if err := checkNodeURLs(c.Pool.Nodes); err != nil {
+		return err
+	}
 	return c.Pool.Validate()
+}
+
+// checkCounts checks the counts whose -1 has a meaning (and nothing below
+// it does) and --drain-timeout.
+func (c *Config) checkCounts() error {
+	for _, n := range []struct {
+		flag, minusOne string
+		v              int
+	}{
+		{"--max-conns", "no limit", c.MaxConns},
+		{"--splice-loops", "goroutines only", c.SpliceLoops},
+		{"--tls-max-handshakes", "no cap", c.TLS.MaxHandshakes},
+		{"--pool-max-idle", "keep none", c.Pool.MaxIdle},
+	} {
+		if n.v < -1 {
+			return fmt.Errorf("%s %d: must be 0 or more, or -1 (%s)", n.flag, n.v, n.minusOne)
+		}
+	}
+	if c.Pool.DrainTimeout < 0 {
+		return fmt.Errorf("--drain-timeout %s: must not be negative", c.Pool.DrainTimeout)
+	}
+	return nil
+}
+
+// checkNodeURLs refuses a node URL with user info (user:password@): tether
+// sends no credentials to nodes, and the error, which reaches stderr and on
+// a reload the journal, must not carry the password. It runs before
+// pool.Config.Validate, whose errors print the URL whole.
+func checkNodeURLs(nodes []pool.NodeConfig) error {
+	for _, n := range nodes {
+		if strings.Contains(n.URL, "@") {
+			return fmt.Errorf("--node %s=%s: a node URL must not carry credentials (user:password@)", n.Name, redactUserinfo(n.URL))
+		}
+	}
+	return nil
+}
+
+// RedactURLs returns text with the user info of every URL in it
+// ("scheme://user:password@host") replaced as url.URL.Redacted does
+// ("user:xxxxx@"); a user alone, which may be a token, becomes "xxxxx". A
+// URL ends at white space or a quote; its user info runs to its last '@',
+// so a URL that does not parse is redacted too. Errors that may quote a
+// node URL pass through it before they are printed.
+func RedactURLs(text string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(text, "://")
+		if i < 0 {
+			break
+		}
+		end := i + 3 + strings.IndexFunc(text[i+3:], func(r rune) bool { return r <= ' ' || r == '"' || r == '\'' || r == '`' })
+		if end < i+3 {
+			end = len(text)
+		}
+		b.WriteString(text[:i+3])
+		b.WriteString(redactUserinfo(text[i+3 : end]))
+		text = text[end:]
+	}
+	if b.Len() == 0 {
+		return text
+	}
+	b.WriteString(text)
+	return b.String()
+}
+
+// redactUserinfo redacts the user info of one URL, or of what follows its
+// "scheme://": everything before its last '@'.
+func redactUserinfo(u string) string {
+	prefix := ""
+	if i := strings.Index(u, "://"); i >= 0 {
+		prefix, u = u[:i+3], u[i+3:]
+	}
+	at := strings.LastIndexByte(u, '@')
+	if at < 0 {
+		return prefix + u
+	}
+	info := "xxxxx"
+	if user, _, ok := strings.Cut(u[:at], ":"); ok {
+		info = user + ":xxxxx"
+	}
+	return prefix + info + u[at:]
 }
 
 // checkListenAddr checks a listen address as host:port with a numeric port

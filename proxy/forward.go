@@ -37,7 +37,7 @@ type exchange struct {
 	xff     []byte    // X-Forwarded-For value scratch
 	connTok [][]byte  // header names listed in Connection
 
-	// per request
+	// per request (begin resets them)
 	node     *pool.Node
 	why      reason
 	start    time.Time
@@ -104,8 +104,6 @@ var (
 // an upgraded connection). It reports whether the client connection can
 // carry another request.
 func (s *Server) handle(x *exchange, fr framing) bool {
-	x.start = time.Now()
-	x.bytesIn, x.bytesOut, x.upgraded, x.node = 0, 0, false, nil
 	t := s.pool.Table()
 	node, why := s.router.Load().route(t, x.req, x.param[:])
 	x.why = why

@@ -28,6 +28,10 @@ func refusedIndex(status int) int {
 	return len(refusedStatuses) - 1
 }
 
+// refusedConnsDesc counts connections tether closed at accept, by reason.
+var refusedConnsDesc = prometheus.NewDesc("tether_refused_connections_total",
+	"Client connections closed at accept without a request read, by reason (max_conns: --max-conns reached).", []string{"reason"}, nil)
+
 // collector exposes a Server's counters to Prometheus.
 //
 // A reload that removes a node, or changes its URL, leaves the old copy in
@@ -109,6 +113,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
 	ch <- prometheus.MustNewConstMetric(c.clientConns, gauge, float64(c.s.conns.Load()))
+	ch <- prometheus.MustNewConstMetric(refusedConnsDesc, counter, float64(c.s.maxConnsRefused.Load()), "max_conns")
 	for i, status := range refusedStatuses {
 		ch <- prometheus.MustNewConstMetric(c.refused, counter, float64(c.s.refused[i].Load()), strconv.Itoa(status))
 	}

@@ -51,6 +51,9 @@ type Server struct {
 	refused [len(refusedStatuses)]atomic.Uint64
 	started time.Time
 
+	maxConnsRefused atomic.Uint64 // connections closed at accept by --max-conns
+	maxConnsLog     logSampler    // their log lines, one a second
+
 	adminToken atomic.Pointer[[sha256.Size]byte] // SHA-256 of the admin token; nil: none (adminguard.go)
 
 	mu        sync.Mutex // guards listeners, active and closing

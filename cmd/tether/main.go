@@ -61,6 +61,9 @@ func (o *onOff) Set(v string) error {
 
 func (o *onOff) IsBoolFlag() bool { return true }
 
+// Get makes onOff a flag.Getter: a flag of one value (see isRepeated).
+func (o *onOff) Get() any { return bool(*o) }
+
 // joinOnOff turns "--access-log off" into "--access-log=off": a switch flag
 // alone means on, so its value must otherwise be joined with "=".
 func joinOnOff(args []string, names ...string) []string {
@@ -111,10 +114,10 @@ type options struct {
 }
 
 // parseFlags binds every flag into cfg and opts. It returns flag.ErrHelp
-// after printing help.
-func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) {
-	var cfg proxy.Config
-	var opts options
+// after printing help. Its errors name the flag and the bad value, with the
+// password of any URL in them redacted.
+func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options, err error) {
+	defer func() { err = redacted(err) }()
 	var nodes nodeFlags
 	var certs, keys fileList
 	fs := flag.NewFlagSet("tether", flag.ContinueOnError)
@@ -178,8 +181,9 @@ func parseFlags(args []string, stderr io.Writer) (proxy.Config, options, error) 
 	if err := fs.Parse(joinOnOff(args, switches...)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stderr, fs)
+			return cfg, opts, err
 		}
-		return cfg, opts, err
+		return cfg, opts, flagError(fs, err)
 	}
 	if fs.NArg() > 0 {
 		return cfg, opts, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
@@ -286,7 +290,7 @@ func run(args []string) int {
 
 	srv, err := proxy.New(cfg, log, access)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "tether: %v\n", err)
+		fmt.Fprintf(os.Stderr, "tether: %v\n", redacted(err))
 		return 2
 	}
 	if opts.releaseMemory {
@@ -341,7 +345,7 @@ func reload(srv *proxy.Server, args []string, log zerolog.Logger) {
 		err = srv.Reload(cfg)
 	}
 	if err != nil {
-		log.Error().Err(err).Msg("reload failed: configuration unchanged")
+		log.Error().Err(redacted(err)).Msg("reload failed: configuration unchanged")
 	}
 }
 
