@@ -1,7 +1,9 @@
 package pool
 
 import (
+	"fmt"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,8 +25,9 @@ type Conn struct {
 	// allocating one per use.
 	Raw syscall.RawConn
 
-	idleAt int64 // unix nanos when it was put back
-	fd     int   // the socket, for the liveness check; -1 for TLS connections
+	idleAt  int64       // unix nanos when it was put back
+	fd      int         // the socket, for the liveness check; -1 for TLS connections
+	evicted atomic.Bool // closed by its node's eviction (see Evicted)
 }
 
 // probeAfter is how long a pooled connection may sit idle before Get checks
@@ -34,8 +37,13 @@ const probeAfter = 250 * time.Millisecond
 // Get lends a connection to n: the warmest idle one that is still open, or a
 // new one dialed under the connect timeout (always a new one when fresh is
 // set: a retry after a pooled connection failed). A failed dial marks the node
-// failing (passive health) and returns an error naming the node.
+// failing (passive health) and returns an error naming the node. A node that
+// is down, or gone after its removal, lends nothing and is not dialled: the
+// error is ErrNodeDown.
 func (n *Node) Get(fresh bool) (*Conn, error) {
+	if n.unusable() {
+		return nil, n.downError()
+	}
 	now := time.Now().UnixNano()
 	deadline := now - int64(n.pool.cfg().IdleTimeout)
 	for !fresh {
@@ -50,9 +58,12 @@ func (n *Node) Get(fresh bool) (*Conn, error) {
 			c.Conn.Close() // never lent
 			continue
 		}
+		if !n.lend(c) {
+			c.Conn.Close()
+			return nil, n.downError()
+		}
 		c.Reused = true
 		n.Reuses.Add(1)
-		n.lend(c)
 		return c, nil
 	}
 	c, err := n.dialConn()
@@ -60,24 +71,34 @@ func (n *Node) Get(fresh bool) (*Conn, error) {
 		return nil, err
 	}
 	n.Dials.Add(1)
-	n.lend(c)
+	if !n.lend(c) { // went down during the dial
+		c.Conn.Close()
+		return nil, n.downError()
+	}
 	return c, nil
 }
 
+// downError is Get's error on a node that is down or gone.
+func (n *Node) downError() error {
+	return fmt.Errorf("node %s: %w", n.Name, ErrNodeDown)
+}
+
 // Put gives c back to its node's idle pool, or closes it when the pool is
-// full, the node is down or the pool is closed. The caller must have read
-// the whole answer and sent nothing more.
+// full, the node is down or gone, or the pool is closed. The caller must
+// have read the whole answer and sent nothing more.
 func (c *Conn) Put() {
 	n := c.Node
 	n.unlend(c)
-	if n.State() == StateDown || n.pool.cfg().MaxIdle < 0 {
+	if n.pool.cfg().MaxIdle < 0 || c.evicted.Load() {
 		c.Conn.Close()
 		return
 	}
 	c.Conn.SetDeadline(time.Time{})
 	c.idleAt = time.Now().UnixNano()
 	n.mu.Lock()
-	if len(n.idle) >= n.pool.cfg().MaxIdle || n.pool.ctx.Err() != nil {
+	// Checked under mu: a node going down (or gone) changes its facts, then
+	// empties idle under mu, so either it sees c or c sees the change.
+	if n.unusable() || len(n.idle) >= n.pool.cfg().MaxIdle || n.pool.ctx.Err() != nil {
 		n.mu.Unlock()
 		c.Conn.Close()
 		return
@@ -148,7 +169,7 @@ func (p *Pool) sweepLoop() {
 		case <-p.ctx.Done():
 			return
 		case now := <-t.C:
-			for _, n := range p.nodes {
+			for _, n := range p.Table().Nodes() {
 				n.sweepIdle(now)
 			}
 		}

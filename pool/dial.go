@@ -61,7 +61,7 @@ func (n *Node) Fail(err error) {
 	if n.pool.ctx.Err() != nil {
 		return
 	}
-	if n.setState(StateDown, msg) {
+	if n.setHealth(false, msg) {
 		select {
 		case n.kick <- struct{}{}:
 		default:

@@ -36,16 +36,29 @@ func (r *Registered) registered() *Registered { return r }
 
 // Register records a spliced session of n so that n going down ends it.
 // Unregister removes it when the session ends. A session registers with one
-// node at a time.
+// node at a time. A session of a node that is down already is told 1012 at
+// once, and one of a node gone after its removal 1001.
 func (n *Node) Register(e Evictor) {
 	n.smu.Lock()
 	n.sessions = append(n.sessions, e)
 	e.registered().slot = int32(len(n.sessions))
 	n.smu.Unlock()
-	if n.State() == StateDown {
+	// The facts are read after the session is in the registry: an eviction
+	// that took the registry before it set them first, so one of the two
+	// tells the session.
+	switch f := n.facts.Load(); {
+	case f&factGone != 0:
+		e.Evict(CloseGoingAway)
+	case f&factDown != 0:
 		e.Evict(CloseServiceRestart)
 	}
 }
+
+// CountEviction counts one WebSocket session of n that ended because n
+// failed: told 1012, or cut mid-frame by the node's death. The session's
+// splice calls it, at most once per session, whether the health loop's
+// eviction or the node's own end of the stream came first.
+func (n *Node) CountEviction() { n.Stats.Evictions.Add(1) }
 
 // Unregister forgets a session registered with Register: the last session
 // takes its place. The registry's array shrinks when three quarters of it
@@ -79,11 +92,29 @@ func (n *Node) sessionList() []Evictor {
 	return append([]Evictor(nil), n.sessions...)
 }
 
-// lend records c as carrying a request now; an eviction closes it.
-func (n *Node) lend(c *Conn) {
+// lend records c as carrying a request now; an eviction closes it. On a
+// node that is down or gone it records nothing and reports false: the
+// caller closes c. The facts are read under smu, after which an eviction
+// takes busy: either it sees c or lend sees the node down.
+func (n *Node) lend(c *Conn) bool {
 	n.smu.Lock()
+	defer n.smu.Unlock()
+	if n.unusable() {
+		return false
+	}
 	n.busy[c] = struct{}{}
-	n.smu.Unlock()
+	return true
+}
+
+// inUse returns copies of n's lent connections and registered sessions.
+func (n *Node) inUse() ([]*Conn, []Evictor) {
+	n.smu.Lock()
+	defer n.smu.Unlock()
+	conns := make([]*Conn, 0, len(n.busy))
+	for c := range n.busy {
+		conns = append(conns, c)
+	}
+	return conns, append([]Evictor(nil), n.sessions...)
 }
 
 // unlend forgets c as carrying a request.
@@ -92,6 +123,18 @@ func (n *Node) unlend(c *Conn) {
 	delete(n.busy, c)
 	n.smu.Unlock()
 }
+
+// evict closes a lent connection because its node went down or is gone: the
+// request on it fails, and Evicted tells its borrower why.
+func (c *Conn) evict() {
+	c.evicted.Store(true)
+	c.Conn.Close()
+}
+
+// Evicted reports whether the connection was closed by its node's eviction
+// (the node went down, or its drain after a reload ended): a request on it
+// is answered at once, not retried.
+func (c *Conn) Evicted() bool { return c.evicted.Load() }
 
 // Close closes a lent connection instead of giving it back.
 func (c *Conn) Close() error {
@@ -123,18 +166,13 @@ func (n *Node) evictLoop() {
 		if n.State() != StateDown {
 			continue
 		}
-		n.smu.Lock()
-		conns := make([]*Conn, 0, len(n.busy))
-		for c := range n.busy {
-			conns = append(conns, c)
-		}
-		sessions := append([]Evictor(nil), n.sessions...)
-		n.smu.Unlock()
+		conns, sessions := n.inUse()
 		for _, c := range conns {
-			c.Conn.Close()
+			c.evict()
 		}
+		// Each session counts itself (CountEviction) when it acts on the
+		// 1012, unless its node's end reached it first and it counted then.
 		start := time.Now()
-		n.Stats.Evictions.Add(uint64(len(sessions)))
 		n.pool.evictSpread(ctx, sessions, CloseServiceRestart, n.pool.cfg().EvictSpread, n.isDown)
 		if len(conns) > 0 || len(sessions) > 0 {
 			n.log.Warn().Int("requests", len(conns)).Int("sessions", len(sessions)).
@@ -182,7 +220,7 @@ func (p *Pool) evictSpread(ctx context.Context, sessions []Evictor, code uint16,
 // all were told, or when ctx ends.
 func (p *Pool) EvictAll(ctx context.Context, code uint16, spread time.Duration) {
 	var sessions []Evictor
-	for _, n := range p.nodes {
+	for _, n := range p.nodeList() {
 		sessions = append(sessions, n.sessionList()...)
 	}
 	if len(sessions) > 0 {

@@ -31,9 +31,7 @@ func (n *Node) healthLoop() {
 		case <-timer.C:
 		}
 		if cfg.HealthInterval == 0 {
-			if n.State() == StateDown {
-				n.setState(n.upState(), "")
-			}
+			n.setHealth(true, "")
 			timer.Reset(n.nextProbe())
 			continue
 		}
@@ -57,26 +55,17 @@ func (n *Node) healthLoop() {
 				n.log.Debug().Err(err).Msg("health probe failed")
 			}
 			if bad >= cfg.Fall {
-				n.setState(StateDown, msg)
+				n.setHealth(false, msg)
 			}
 		} else {
 			bad = 0
 			ok++
-			if n.State() == StateDown && ok >= cfg.Rise {
-				n.setState(n.upState(), "")
+			if ok >= cfg.Rise {
+				n.setHealth(true, "")
 			}
 		}
 		timer.Reset(n.nextProbe())
 	}
-}
-
-// upState is the state a healthy node takes: draining if the operator
-// drained it, up otherwise.
-func (n *Node) upState() State {
-	if n.drained.Load() {
-		return StateDraining
-	}
-	return StateUp
 }
 
 // nextProbe is the jittered wait before the next probe, or the cooldown when

@@ -26,6 +26,10 @@ var (
 	// ErrLocalLimit means a dial failed on tether's own limits (open
 	// descriptors, ephemeral ports): the node is not marked failing.
 	ErrLocalLimit = errors.New("pool: out of local resources")
+	// ErrNodeDown means a node is down (or gone after a reload removed it):
+	// Get lends nothing and dials nothing there, and a request whose
+	// connection its eviction closed is answered 502 at once.
+	ErrNodeDown = errors.New("pool: node down")
 )
 
 // Config is the backend side of tether's configuration. The proxy nests it
@@ -212,8 +216,10 @@ func parseNodeURL(raw string) (scheme, addr string, err error) {
 // State is a node's place in the routing table.
 type State int32
 
-// The states of a node. Only the node's health loop and the admin actions
-// change them; the table is rebuilt after every change.
+// The states of a node, derived from its facts (see factDown): down while
+// its health verdict is failing, else draining while the operator drained
+// it or a reload removed it, else up. The table is rebuilt after every
+// change.
 const (
 	StateUp       State = iota // takes new and sticky sessions
 	StateDown                  // failed: takes nothing; its sticky sessions fail over
@@ -230,6 +236,29 @@ func (s State) String() string {
 		return "draining"
 	}
 	return "unknown"
+}
+
+// The facts behind a node's state, one bit each in Node.facts. The health
+// verdict and the operator's drain are separate facts, each changed by its
+// own writer in one compare-and-swap, so no writer overwrites another's: a
+// drained node that goes down and comes back is still drained, and a node
+// that failed stays down whatever the operator does meanwhile.
+const (
+	factDown    uint32 = 1 << iota // the health loop or a failed connection: failing
+	factDrained                    // the operator's drain: survives down and up
+	factRemoved                    // a reload removed the node: it drains until gone
+	factGone                       // the drain after its removal ended: nothing is lent or dialled
+)
+
+// stateOf is the routing state that facts give.
+func stateOf(facts uint32) State {
+	switch {
+	case facts&(factDown|factGone) != 0:
+		return StateDown
+	case facts&(factDrained|factRemoved) != 0:
+		return StateDraining
+	}
+	return StateUp
 }
 
 // Node is one backend: its address, its idle connections and its counters.
@@ -258,15 +287,13 @@ type Node struct {
 	// Stats are the traffic counters behind /metrics.
 	Stats Stats
 
-	state     atomic.Int32 // State
-	drained   atomic.Bool  // set by the operator; survives down/up
-	since     atomic.Int64 // unix nanos of the last state change
+	facts     atomic.Uint32 // factDown, factDrained, factRemoved, factGone; changed only by change
+	since     atomic.Int64  // unix nanos of the last state change
 	lastError atomic.Pointer[nodeError]
 	gen       uint64        // the reload that built n (0: the first configuration); fixed
 	kick      chan struct{} // a passive failure wakes the health loop
 	evict     chan struct{} // going down wakes the evict loop
 	retire    chan struct{} // removal by a reload wakes the evict loop
-	removed   atomic.Bool   // removed by a reload: draining, then gone
 
 	ctx    context.Context // ends the node's loops; a child of the pool's
 	cancel context.CancelFunc
@@ -280,7 +307,23 @@ type Node struct {
 }
 
 // State returns the node's current state.
-func (n *Node) State() State { return State(n.state.Load()) }
+func (n *Node) State() State { return stateOf(n.facts.Load()) }
+
+// change sets and clears facts of n in one step: a compare-and-swap loop,
+// so changes made at the same time by the health loop, the operator and a
+// reload compose and none is lost. It returns the facts before and after.
+func (n *Node) change(set, clear uint32) (old, now uint32) {
+	for {
+		old = n.facts.Load()
+		now = old&^clear | set
+		if old == now || n.facts.CompareAndSwap(old, now) {
+			return old, now
+		}
+	}
+}
+
+// unusable reports whether n lends and dials nothing: down, or gone.
+func (n *Node) unusable() bool { return n.facts.Load()&(factDown|factGone) != 0 }
 
 // Since returns when the node entered its current state.
 func (n *Node) Since() time.Time { return time.Unix(0, n.since.Load()) }

@@ -54,7 +54,10 @@ type Stats struct {
 	// Failovers counts requests that stickiness sent to this node but that
 	// went to another because it was down or refused them.
 	Failovers atomic.Uint64
-	// Evictions counts WebSocket sessions ended because the node went down.
+	// Evictions counts WebSocket sessions ended because the node failed:
+	// evicted when it was marked down, or ended by the node's stream
+	// ending without a Close. Each session counts once (CountEviction),
+	// whichever came first.
 	Evictions atomic.Uint64
 }
 

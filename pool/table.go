@@ -170,7 +170,9 @@ func (p *Pool) Table() *Table { return p.table.Load() }
 // Node returns the node with the given name, or nil.
 func (p *Pool) Node(name string) *Node { return p.Table().byName[name] }
 
-// publish rebuilds the table from the nodes' states and stores it.
+// publish rebuilds the table from the nodes' states and stores it. Every
+// change of a node's facts is followed by a publish, and publish reads the
+// facts under mu: the last table stored sees every change.
 func (p *Pool) publish() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -181,64 +183,88 @@ func (p *Pool) publish() {
 	}
 	lens := map[int]bool{}
 	for _, n := range p.nodes {
-		if old, ok := t.byName[n.Name]; !ok || old.removed.Load() {
+		if old, ok := t.byName[n.Name]; !ok || old.Removed() {
 			t.byName[n.Name] = n // a node being removed yields its name to its successor
 		}
 		if !lens[len(n.Name)] {
 			lens[len(n.Name)] = true
 			t.nameLens = append(t.nameLens, len(n.Name))
 		}
-		if n.State() == StateUp && !n.drained.Load() && !n.removed.Load() {
+		if n.State() == StateUp {
 			t.open = append(t.open, n)
 		}
 	}
 	p.table.Store(t)
 }
 
-// setState moves n to s, records why, logs the change once and republishes
-// the table. It reports whether the state changed.
-func (n *Node) setState(s State, reason string) bool {
-	old := State(n.state.Swap(int32(s)))
-	if old == s {
-		return false
-	}
-	n.since.Store(time.Now().UnixNano())
-	if s == StateDown {
-		n.closeIdle()
-		n.signalEvict()
-		n.log.Warn().Str("state", s.String()).Str("was", old.String()).Str("error", reason).Msg("node down")
+// nodeList returns a copy of the pool's nodes, taken under mu.
+func (p *Pool) nodeList() []*Node {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.nodes)
+}
+
+// setHealth records the health verdict on n: down (ok false, with the
+// reason) or healthy. It reports whether the verdict changed.
+func (n *Node) setHealth(ok bool, reason string) bool {
+	var old, now uint32
+	if ok {
+		old, now = n.change(0, factDown)
 	} else {
-		n.log.Warn().Str("state", s.String()).Str("was", old.String()).Msg("node state")
+		old, now = n.change(factDown, 0)
+	}
+	n.changed(old, now, reason)
+	return old != now
+}
+
+// changed follows a change of n's facts from old to now: when the state
+// changed it records when and logs it, and a node gone down has its idle
+// connections closed and its evict loop woken; the table is republished.
+// Concurrent changes may run it out of order: what it does holds for any
+// order (the evict loop looks at the state itself, publish reads the facts
+// as they are by then).
+func (n *Node) changed(old, now uint32, reason string) {
+	if old == now {
+		return
+	}
+	was, s := stateOf(old), stateOf(now)
+	if was != s {
+		n.since.Store(time.Now().UnixNano())
+		if s == StateDown {
+			n.closeIdle()
+			n.signalEvict()
+			n.log.Warn().Str("state", s.String()).Str("was", was.String()).Str("error", reason).Msg("node down")
+		} else {
+			n.log.Warn().Str("state", s.String()).Str("was", was.String()).Msg("node state")
+		}
 	}
 	n.pool.publish()
-	return true
 }
 
 // Removed reports whether a reload removed n: it drains until it is gone.
-func (n *Node) Removed() bool { return n.removed.Load() }
+func (n *Node) Removed() bool { return n.facts.Load()&factRemoved != 0 }
 
 // Drain stops new sessions to n; its sticky sessions stay. Enable undoes it.
+// The drain is a fact of its own: it holds while n is down and after n
+// comes back.
 func (n *Node) Drain() {
-	if !n.drained.Swap(true) {
+	old, now := n.change(factDrained, 0)
+	if old&factDrained == 0 {
 		n.log.Warn().Msg("node draining")
-		if n.State() == StateUp {
-			n.state.Store(int32(StateDraining))
-		}
-		n.pool.publish()
+		n.changed(old, now, "")
 	}
 }
 
-// Enable returns a drained node to rotation (if it is healthy).
+// Enable returns a drained node to rotation (once it is healthy; a node
+// that is down stays down).
 func (n *Node) Enable() {
-	if n.removed.Load() {
+	if n.Removed() {
 		return // removed by a reload: it drains until it is gone
 	}
-	if n.drained.Swap(false) {
+	old, now := n.change(0, factDrained)
+	if old&factDrained != 0 {
 		n.log.Warn().Msg("node enabled")
-		if n.State() == StateDraining {
-			n.state.Store(int32(StateUp))
-		}
-		n.pool.publish()
+		n.changed(old, now, "")
 	}
 }
 

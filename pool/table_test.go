@@ -308,8 +308,8 @@ func TestTableRace(t *testing.T) {
 	deadline := time.Now().Add(300 * time.Millisecond)
 	for i := 0; time.Now().Before(deadline); i++ {
 		n := p.Table().Nodes()[i%3]
-		n.setState(StateDown, "flap")
-		n.setState(StateUp, "")
+		markDown(n)
+		markUp(n)
 	}
 	close(stop)
 	wg.Wait()

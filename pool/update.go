@@ -24,13 +24,18 @@ func (p *Pool) Update(cfg Config) error {
 	}
 	keep := make(map[string]*Node, len(p.nodes))
 	for _, n := range p.nodes {
-		if !n.removed.Load() {
+		if !n.Removed() {
 			keep[n.Name] = n
 		}
 	}
 	p.conf.Store(&cfg)
 	p.gen++
-	var added, retired []*Node
+	var added []*Node
+	type retiredNode struct {
+		n        *Node
+		old, now uint32
+	}
+	var retired []retiredNode
 	for _, nc := range cfg.Nodes {
 		if old := keep[nc.Name]; old != nil && old.URL == nc.URL {
 			delete(keep, nc.Name)
@@ -41,19 +46,21 @@ func (p *Pool) Update(cfg Config) error {
 		added = append(added, n)
 	}
 	for _, n := range keep { // configured before, not now (or a new URL)
-		n.removed.Store(true)
-		n.drained.Store(true)
-		if n.State() == StateUp {
-			n.state.Store(int32(StateDraining))
-		}
-		retired = append(retired, n)
+		// Removal is a fact of its own: the node drains whatever its
+		// health verdict says, and stays down while that fails.
+		old, now := n.change(factRemoved, 0)
+		retired = append(retired, retiredNode{n, old, now})
 	}
 	p.mu.Unlock()
+	for _, r := range retired {
+		r.n.changed(r.old, r.now, "") // publishes; not under mu
+	}
 	p.publish()
 	for _, n := range added {
 		n.log.Info().Msg("node added")
 	}
-	for _, n := range retired {
+	for _, r := range retired {
+		n := r.n
 		n.log.Warn().Dur("drain_timeout", cfg.DrainTimeout).Msg("node removed: draining")
 		select {
 		case n.retire <- struct{}{}:
@@ -75,18 +82,16 @@ func (n *Node) finishRemoval() {
 		return
 	case <-t.C:
 	}
-	n.smu.Lock()
-	sessions := append([]Evictor(nil), n.sessions...)
-	conns := make([]*Conn, 0, len(n.busy))
-	for c := range n.busy {
-		conns = append(conns, c)
-	}
-	n.smu.Unlock()
+	// Gone first: from here Get lends and dials nothing, Put pools nothing
+	// and a session that registers is told at once, so what is taken below
+	// is all there is.
+	n.change(factGone, 0)
+	conns, sessions := n.inUse()
 	for _, e := range sessions {
 		e.Evict(CloseGoingAway)
 	}
 	for _, c := range conns {
-		c.Conn.Close()
+		c.evict()
 	}
 	p.mu.Lock()
 	p.nodes = slices.DeleteFunc(p.nodes, func(m *Node) bool { return m == n })

@@ -275,6 +275,9 @@ func (l *loop) readErr(s *lsess, d int, err error) {
 // placed and the session ends with errMidFrame (not wrapping an EOF or a
 // reset, which would read as a normal end).
 func (l *loop) nodeEnded(s *lsess) {
+	if s.phase != phaseFinish {
+		l.countEviction(s) // the node died; an eviction's grace counted in evict
+	}
 	if !s.track.atBoundary() {
 		l.end(s, errMidFrame, dirDown)
 		return
@@ -298,6 +301,9 @@ func (l *loop) evict(s *lsess) {
 	if s.flags&(flagAdded|flagEnded) != flagAdded || s.phase != phaseRun || s.st[dirDown]&dirDone != 0 {
 		return // not added yet (add comes back here), over, or already told
 	}
+	if s.evict.Load() == uint32(pool.CloseServiceRestart) {
+		l.countEviction(s) // still running: the node's end did not tell it first
+	}
 	if s.flags&flagWS == 0 {
 		l.end(s, errEvicting, dirDown)
 		return
@@ -311,6 +317,17 @@ func (l *loop) evict(s *lsess) {
 	s.until = l.now + int64(evictGrace)
 	l.wakeBy(s.until)
 	l.pump(s, dirDown)
+}
+
+// countEviction counts s as ended because its node failed, once: evict
+// counts a 1012 eviction of a session still in phaseRun, nodeEnded a node
+// stream that ended outside an eviction's grace (phaseFinish comes from an
+// evict that counted). Either moves the session out of phaseRun (or ends
+// it), so the other does not count it again.
+func (l *loop) countEviction(s *lsess) {
+	if s.registry != nil {
+		s.registry.CountEviction()
+	}
 }
 
 // tell starts ending the client's side with a Close frame with code: the

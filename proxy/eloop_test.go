@@ -744,6 +744,8 @@ func (r *countingRegistry) Unregister(e pool.Evictor) {
 	r.mu.Unlock()
 }
 
+func (r *countingRegistry) CountEviction() {}
+
 func (r *countingRegistry) all() []pool.Evictor {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -32,6 +32,8 @@ func (r *testRegistry) Unregister(e pool.Evictor) {
 	r.mu.Unlock()
 }
 
+func (r *testRegistry) CountEviction() {}
+
 func (r *testRegistry) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -18,7 +18,8 @@ import (
 // TestRoutingWhileNodesFlap sends requests through a Server from several
 // clients while nodes fail, come back, drain and enable underneath them.
 // Under -race it checks the table swaps; always it checks that every request
-// gets an answer and that no node's counters leak.
+// gets an answer, that a drain outlives the node's failures, and that no
+// node's counters leak.
 func TestRoutingWhileNodesFlap(t *testing.T) {
 	answer := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 	nodes := []*rawNode{startRawNode(t, answer), startRawNode(t, answer), startRawNode(t, answer)}
@@ -46,20 +47,39 @@ func TestRoutingWhileNodesFlap(t *testing.T) {
 	}
 	deadline := time.Now().Add(time.Second)
 	r := rand.New(rand.NewPCG(3, 4))
+	var drained [3]bool // the operator's last word per node
 	for time.Now().Before(deadline) {
-		n := s.Pool().Table().Nodes()[r.IntN(3)]
+		i := r.IntN(3)
+		n := s.Pool().Table().Nodes()[i]
 		switch r.IntN(3) {
 		case 0:
 			n.Fail(errors.New("flap"))
 		case 1:
 			n.Drain()
+			drained[i] = true
 		default:
 			n.Enable()
+			drained[i] = false
 		}
 		time.Sleep(time.Millisecond)
 	}
 	close(stop)
 	wg.Wait()
+	// Once the failed nodes are back (after the cooldown), each is in the
+	// state the operator left it in: a drain holds through down and up.
+	for i, n := range s.Pool().Table().Nodes() {
+		deadline := time.Now().Add(2 * time.Second)
+		for n.State() == pool.StateDown && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		want := pool.StateUp
+		if drained[i] {
+			want = pool.StateDraining
+		}
+		if got := n.State(); got != want {
+			t.Errorf("%s is %s after the flapping, want %s (drained %v)", n.Name, got, want, drained[i])
+		}
+	}
 	total := 0
 	for _, c := range counts {
 		for status, k := range c {

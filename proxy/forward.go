@@ -147,7 +147,14 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 		node.Active.Add(-1)
 		if retry {
 			if attempt <= len(t.Nodes()) {
-				fresh = true // a reused connection the node had closed: same node, new connection
+				// A reused connection the node had closed: route again, as
+				// the node may have gone down or been replaced meanwhile (a
+				// node that is down is never dialled); the same node gets a
+				// new connection.
+				prev := node
+				t = s.pool.Table()
+				node, x.why = s.router.Load().route(t, x.req, x.param[:])
+				fresh = node == prev
 				continue
 			}
 			err := fmt.Errorf("node %s: pooled connections failed %d times", node.Name, attempt+1)
@@ -203,7 +210,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 			}
 			return false, false
 		}
-		if pc.Reused && !sentBody && isConnGone(err) {
+		if staleConn(pc, err, sentBody) {
 			return false, true
 		}
 		return x.nodeFailed(pc, err, false), false
@@ -224,7 +231,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 		if _, err := x.nr.Write(rest); err != nil {
 			s.putReader(nbr)
 			pc.Close()
-			if pc.Reused && isConnGone(err) {
+			if staleConn(pc, err, false) {
 				return false, true
 			}
 			return x.nodeFailed(pc, err, false), false
@@ -236,7 +243,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 		s.putReader(nbr)
 		if !isTimeout(err) {
 			pc.Close()
-			if pc.Reused && !sentBody && isConnGone(err) {
+			if staleConn(pc, err, sentBody) {
 				return false, true
 			}
 			return x.nodeFailed(pc, err, false), false
@@ -275,7 +282,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 		}
 		if err != nil {
 			pc.Close()
-			if pc.Reused && !sentBody && isConnGone(err) && nbr.Buffered() == 0 {
+			if staleConn(pc, err, sentBody) && nbr.Buffered() == 0 {
 				return false, true
 			}
 			return x.nodeFailed(pc, err, true), false
@@ -477,14 +484,26 @@ func isClientSide(err error, cr *deadlineConn) bool {
 	return errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// nodeFailed answers the client after a failure talking to the node: 504
-// when the node did not answer in time, 502 otherwise. A reset or refusal on
-// a new connection marks the node failing. It reports false: the client
-// connection closes.
+// staleConn reports whether a failure on pc before any answer byte is a
+// reused connection the node had closed: the request is routed and sent
+// again, as nothing of it was sent (sentBody false) or can have been
+// processed. A connection closed by its node's eviction is not stale: that
+// request ends at once (nodeFailed).
+func staleConn(pc *pool.Conn, err error, sentBody bool) bool {
+	return pc.Reused && !sentBody && isConnGone(err) && !pc.Evicted()
+}
+
+// nodeFailed answers the client after a failure talking to the node: 502
+// at once when the node's eviction (it went down) closed the connection,
+// 504 when the node did not answer in time, 502 otherwise. A reset or
+// refusal on a new connection marks the node failing. It reports false: the
+// client connection closes.
 func (x *exchange) nodeFailed(pc *pool.Conn, err error, readingHead bool) bool {
 	status := 502
 	var ne net.Error
 	switch {
+	case pc.Evicted():
+		err = fmt.Errorf("%w: %w", pool.ErrNodeDown, err)
 	case errors.As(err, &ne) && ne.Timeout():
 		status = 504
 	case !pc.Reused && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)):

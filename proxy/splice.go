@@ -93,7 +93,14 @@ type Session struct {
 type Registry interface {
 	Register(pool.Evictor)
 	Unregister(pool.Evictor)
+	// CountEviction counts a session that ended because its node failed:
+	// evicted with 1012 (the node was marked down), or its WebSocket
+	// stream from the node ended without a Close (the node died). A
+	// session counts itself once, whichever of the two came first.
+	CountEviction()
 }
+
+var _ Registry = (*pool.Node)(nil)
 
 const (
 	// defaultSpliceBuf is the copy buffer size when NewGoSplicer gets
@@ -350,6 +357,10 @@ func (s *splice) toClient(hot bool) {
 		return
 	}
 	var code uint16
+	// nodeFailed: the session ends because its node failed, seen here
+	// once: evicted with 1012, or the node's WebSocket stream ended
+	// without a Close.
+	nodeFailed := errors.Is(err, errEvicting) && s.evict.Load() == uint32(pool.CloseServiceRestart)
 	switch {
 	case !s.ws:
 		if err == io.EOF {
@@ -370,9 +381,13 @@ func (s *splice) toClient(hot bool) {
 	case errors.Is(err, syscall.ECONNRESET) && s.clientShut.Load():
 	case (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) && !s.track.sawClose:
 		code, err = pool.CloseServiceRestart, nil
+		nodeFailed = true
 		if !s.track.atBoundary() {
 			err = errMidFrame
 		}
+	}
+	if nodeFailed && s.registry != nil {
+		s.registry.CountEviction() // a later Evict finds toClient done: not counted again
 	}
 	if code != 0 && err == nil {
 		err = s.tellClient(code)
