@@ -23,7 +23,7 @@ func BenchmarkHeadReadRequest(b *testing.B) {
 	for b.Loop() {
 		r.Reset(browserHead)
 		br.Reset(r)
-		if _, err := readRequestHead(br, h, benchMaxHead); err != nil {
+		if _, err := readRequestHead(br, h, benchMaxHead, testMaxFields); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -81,7 +81,7 @@ func TestHeadBodyAllocs(t *testing.T) {
 		out.Reset()
 		bw.Reset(&out)
 		for range 3 {
-			fr, err := readRequestHead(br, req, benchMaxHead)
+			fr, err := readRequestHead(br, req, benchMaxHead, testMaxFields)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -79,7 +79,7 @@ func FuzzReadRequestHead(f *testing.F) {
 func fuzzRead(h *fasthttp.RequestHeader, data []byte) (fr framing, start, end int, err error) {
 	r := bytes.NewReader(data)
 	br := bufio.NewReaderSize(r, testMaxHead)
-	if fr, err = readRequestHead(br, h, testMaxHead); err != nil {
+	if fr, err = readRequestHead(br, h, testMaxHead, testMaxFields); err != nil {
 		return fr, 0, 0, err
 	}
 	end = len(data) - r.Len() - br.Buffered()

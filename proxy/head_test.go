@@ -29,6 +29,9 @@ type framingCase struct {
 
 const testMaxHead = 4096
 
+// testMaxFields is --max-header-fields in the head tests: the default.
+const testMaxFields = 100
+
 var framingCases = []framingCase{
 	{name: "plain GET", raw: "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"},
 	{name: "POST with Content-Length", raw: "POST /send HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"},
@@ -185,7 +188,7 @@ func tetherResult(c framingCase) string {
 	if c.response {
 		fr, err = readResponseHead(br, newResponseHeader(), testMaxHead, c.head)
 	} else {
-		fr, err = readRequestHead(br, newRequestHeader(), testMaxHead)
+		fr, err = readRequestHead(br, newRequestHeader(), testMaxHead, testMaxFields)
 	}
 	if err != nil {
 		return errorResult(err)
@@ -366,7 +369,7 @@ func TestHeadPipelined(t *testing.T) {
 		uri  string
 		body string
 	}{{"/a", ""}, {"/b", "xyz"}, {"/c", "3\r\nabc\r\n0\r\n\r\n"}, {"/d", ""}} {
-		fr, err := readRequestHead(br, h, testMaxHead)
+		fr, err := readRequestHead(br, h, testMaxHead, testMaxFields)
 		if err != nil {
 			t.Fatalf("%s: %v", want.uri, err)
 		}
@@ -382,7 +385,7 @@ func TestHeadPipelined(t *testing.T) {
 			t.Errorf("%s body %q, want %q", want.uri, out.String(), want.body)
 		}
 	}
-	if _, err := readRequestHead(br, h, testMaxHead); err != io.EOF {
+	if _, err := readRequestHead(br, h, testMaxHead, testMaxFields); err != io.EOF {
 		t.Fatalf("after the last head: %v, want io.EOF", err)
 	}
 }
@@ -399,7 +402,7 @@ func TestHeadSlowReader(t *testing.T) {
 			if c.response {
 				fr, err = readResponseHead(br, newResponseHeader(), testMaxHead, c.head)
 			} else {
-				fr, err = readRequestHead(br, newRequestHeader(), testMaxHead)
+				fr, err = readRequestHead(br, newRequestHeader(), testMaxHead, testMaxFields)
 			}
 			got := "ok, " + framingResult(fr, c.response)
 			if err != nil {
@@ -435,7 +438,7 @@ func TestHeadMaxSize(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			br := bufio.NewReaderSize(strings.NewReader(c.raw+"GET / HTTP/1.1\r\n"), maxHead)
-			_, err := readRequestHead(br, newRequestHeader(), maxHead)
+			_, err := readRequestHead(br, newRequestHeader(), maxHead, testMaxFields)
 			if err != c.want {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}
@@ -467,7 +470,7 @@ func TestHeadEnds(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			br := bufio.NewReaderSize(c.r, testMaxHead)
-			_, err := readRequestHead(br, newRequestHeader(), testMaxHead)
+			_, err := readRequestHead(br, newRequestHeader(), testMaxHead, testMaxFields)
 			if err != c.want {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}
@@ -503,7 +506,7 @@ func TestHeadRawMode(t *testing.T) {
 	t.Parallel()
 	wire := strings.Replace(browserHead, "Accept-Language:", "accept-LANGUAGE:", 1)
 	h := newRequestHeader()
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(wire), testMaxHead), h, testMaxHead); err != nil {
+	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(wire), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
 		t.Fatal(err)
 	}
 	if got := string(h.AppendBytes(nil)); got != browserHead {
@@ -528,7 +531,7 @@ func TestHeadRawMode(t *testing.T) {
 
 	// Reusing h for the next request keeps nothing of the first.
 	next := "POST /cobrowse/send HTTP/1.1\r\nHost: b\r\nContent-Length: 2\r\n\r\n"
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(next+"hi"), testMaxHead), h, testMaxHead); err != nil {
+	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(next+"hi"), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
 		t.Fatal(err)
 	}
 	if got := string(h.AppendBytes(nil)); got != next {
@@ -537,7 +540,7 @@ func TestHeadRawMode(t *testing.T) {
 
 	// Reset leaves raw mode; readRequestHead restores it.
 	h.Reset()
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(browserHead), testMaxHead), h, testMaxHead); err != nil {
+	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(browserHead), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
 		t.Fatal(err)
 	}
 	if got := string(h.AppendBytes(nil)); got != browserHead {
@@ -551,7 +554,7 @@ func TestHeadRawMode(t *testing.T) {
 func TestHeadCookieHazard(t *testing.T) {
 	t.Parallel()
 	h := newRequestHeader()
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(browserHead), testMaxHead), h, testMaxHead); err != nil {
+	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(browserHead), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
 		t.Fatal(err)
 	}
 	if v := h.Cookie("gcbSessionServer"); string(v) != "CB_Server_1" {
@@ -569,7 +572,7 @@ func TestHeadDuplicateContentLength(t *testing.T) {
 	raw := "POST / HTTP/1.1\r\nContent-Length: 5\r\nHost: a\r\ncontent-length: 5\r\nX: y\r\nContent-Length: 5\r\n\r\nhello"
 	br := bufio.NewReaderSize(strings.NewReader(raw), testMaxHead)
 	h := newRequestHeader()
-	fr, err := readRequestHead(br, h, testMaxHead)
+	fr, err := readRequestHead(br, h, testMaxHead, testMaxFields)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -584,7 +587,7 @@ func TestHeadDuplicateContentLength(t *testing.T) {
 		t.Fatalf("left %q after the head", rest)
 	}
 	many := "POST / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("Content-Length: 5\r\n", maxDupCL+2) + "\r\n"
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(many), testMaxHead), h, testMaxHead); !errors.Is(err, faultCLMany) {
+	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(many), testMaxHead), h, testMaxHead, testMaxFields); !errors.Is(err, faultCLMany) {
 		t.Fatalf("many lines: %v", err)
 	}
 }

@@ -26,7 +26,7 @@ func testTable(t testing.TB) *pool.Pool {
 
 func parseTestHead(t testing.TB, raw string) *fasthttp.RequestHeader {
 	h := newRequestHeader()
-	if _, err := readRequestHead(bufio.NewReader(strings.NewReader(raw)), h, 64<<10); err != nil {
+	if _, err := readRequestHead(bufio.NewReader(strings.NewReader(raw)), h, 64<<10, testMaxFields); err != nil {
 		t.Fatalf("head %q: %v", raw, err)
 	}
 	return h
