@@ -144,18 +144,16 @@ func (s *headScan) field(b []byte, start int, line []byte) error {
 	return nil
 }
 
-// wsKeyEncoding decodes a Sec-WebSocket-Key: standard base64, padded, with
-// the unused bits of its last character zero.
-var wsKeyEncoding = base64.StdEncoding.Strict()
-
 // validWebSocketKey reports a Sec-WebSocket-Key that is the base64 of 16
-// bytes (RFC 6455 section 4.1): 24 characters, the last two "==".
+// bytes (RFC 6455 section 4.1): 24 characters, the last two "=". Unused
+// bits in the last character are let pass, as base64 decoders mostly do:
+// the accept is computed from the key's text.
 func validWebSocketKey(v []byte) bool {
 	if len(v) != wsKeyLen {
 		return false
 	}
 	var raw [18]byte
-	n, err := wsKeyEncoding.Decode(raw[:], v)
+	n, err := base64.StdEncoding.Decode(raw[:], v)
 	return err == nil && n == 16
 }
 

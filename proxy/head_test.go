@@ -118,6 +118,23 @@ var framingCases = []framingCase{
 	{name: "Content_Length", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\nhello"},
 	{name: "Trailer: Content-Length", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: Content-Length\r\n\r\n"},
 	{name: "Trailer: X-Checksum", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"},
+	{name: "fragment in target", raw: "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n"},
+	{name: "fragment in absolute-form", raw: "GET http://a/#b HTTP/1.1\r\nHost: a\r\n\r\n"},
+	{name: "100 fields", raw: manyFields(testMaxFields - 1)},
+	{name: "101 fields", raw: manyFields(testMaxFields)},
+	{name: "WebSocket handshake", raw: wsHandshake("/ws")},
+	{name: "WebSocket, lower-case tokens", raw: "GET /ws HTTP/1.1\r\nHost: a\r\nconnection: keep-alive, upgrade\r\nupgrade: WebSocket\r\nsec-websocket-key: " + testWSKey + "\r\nsec-websocket-version: 13\r\n\r\n"},
+	{name: "WebSocket, key not base64", raw: strings.Replace(wsHandshake("/"), testWSKey, "dGhlIHNhbXBsZSBub25jZQ!!", 1)},
+	{name: "WebSocket, key of 17 bytes", raw: strings.Replace(wsHandshake("/"), testWSKey, "dGhlIHNhbXBsZSBub25jZQ==AA==", 1)},
+	{name: "WebSocket, key with nonzero padding bits", raw: strings.Replace(wsHandshake("/"), testWSKey, "dGhlIHNhbXBsZSBub25jZR==", 1)},
+	{name: "WebSocket, two keys", raw: strings.Replace(wsHandshake("/"), "\r\n\r\n", "\r\nSec-WebSocket-Key: "+testWSKey+"\r\n\r\n", 1)},
+	{name: "WebSocket, no key", raw: strings.Replace(wsHandshake("/"), "Sec-WebSocket-Key: "+testWSKey+"\r\n", "", 1)},
+	{name: "WebSocket, version 8", raw: strings.Replace(wsHandshake("/"), "Version: 13", "Version: 8", 1)},
+	{name: "WebSocket, versions 13 and 8", raw: strings.Replace(wsHandshake("/"), "Version: 13", "Version: 13, 8", 1)},
+	{name: "WebSocket, POST", raw: strings.Replace(wsHandshake("/"), "GET", "POST", 1)},
+	{name: "WebSocket in HTTP/1.0", raw: strings.Replace(wsHandshake("/"), "HTTP/1.1", "HTTP/1.0", 1)},
+	{name: "Upgrade: websocket without Connection: upgrade", raw: strings.Replace(wsHandshake("/"), "Connection: Upgrade", "Connection: keep-alive", 1)},
+	{name: "Upgrade: h2c", raw: "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"},
 
 	{response: true, name: "200 with CL", raw: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"},
 	{response: true, name: "200 without CL or TE", raw: "HTTP/1.1 200 OK\r\n\r\nuntil close"},
@@ -199,6 +216,8 @@ func tetherResult(c framingCase) string {
 func errorResult(err error) string {
 	status := "?"
 	switch {
+	case err == errTooManyFields:
+		return "431: " + string(faultFields)
 	case errors.Is(err, errHeadTooLarge):
 		return "431"
 	case errors.Is(err, errBadRequest):
@@ -231,6 +250,9 @@ func framingResult(fr framing, response bool) string {
 	}
 	if fr.closeAfter {
 		s += ", close"
+	}
+	if fr.upgrade {
+		s += ", WebSocket"
 	}
 	return s
 }
@@ -334,6 +356,13 @@ func TestHeadRequestFraming(t *testing.T) {
 		"CL list `5, 5`":              "400: " + string(faultCL),
 		"HTTP/2 preface":              "400: " + string(faultVersion),
 		"absolute-form with userinfo": "400: " + string(faultTarget),
+		"fragment in target":          "400: " + string(faultFragment),
+		"101 fields":                  "431: " + string(faultFields),
+		"WebSocket handshake":         "ok, no body, WebSocket",
+		"WebSocket, key not base64":   "400: " + string(faultWSKey),
+		"WebSocket, version 8":        "400: " + string(faultWSVersion),
+		"WebSocket, POST":             "400: " + string(faultWSRequest),
+		"Upgrade: h2c":                "ok, no body",
 	}
 	for _, c := range framingCases {
 		w, ok := want[c.name]
