@@ -98,6 +98,7 @@ type conn struct {
 	secure   bool            // accepted on the TLS listener: c becomes a *tls.Conn
 	born     time.Time       // when it was accepted
 	raw      syscall.RawConn // c's, for raw reads and writes; nil on the TLS listener
+	linger   bool            // an answer refused a request the client may still be sending: close lingering
 }
 
 // serve runs the connection: the TLS handshake if any, then run.
@@ -214,17 +215,6 @@ var plainHTTPToTLS = func() []byte {
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n" + body)
 }()
 
-// lingerClose half-closes c and reads what the client still sends (at most
-// a second, at most 64 KiB) before closing, so that closing with unread
-// bytes does not reset the connection and destroy the answer in flight.
-func lingerClose(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	}
-	c.SetReadDeadline(time.Now().Add(time.Second))
-	io.Copy(io.Discard, io.LimitReader(c, 64<<10))
-}
-
 // wakeIfIdle makes an idle connection's wait end now (Shutdown).
 func (c *conn) wakeIfIdle() {
 	if c.idle.Load() {
@@ -233,6 +223,9 @@ func (c *conn) wakeIfIdle() {
 }
 
 func (c *conn) close() {
+	if c.linger {
+		lingerClose(c.c)
+	}
 	c.c.Close()
 	c.untrack()
 }
@@ -264,11 +257,12 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 	for {
 		x.begin()
 		x.cr.setReadLimit(s.cfg().HeaderTimeout)
-		fr, err := readRequestHead(x.br, x.req, s.maxHead)
-		if errors.Is(err, errHeadTooLarge) {
+		maxFields := s.cfg().MaxHeaderFields
+		fr, err := readRequestHead(x.br, x.req, s.maxHead, maxFields)
+		if err == errHeadTooLarge {
 			if big := s.grow(x.br, &x.cr); big != nil {
 				x.br = big
-				fr, err = readRequestHead(x.br, x.req, s.maxHead)
+				fr, err = readRequestHead(x.br, x.req, s.maxHead, maxFields)
 			}
 		}
 		if err != nil {
@@ -357,6 +351,7 @@ func (x *exchange) writeError(status int, err error) {
 	}
 	x.bw.Write(resp)
 	x.bw.Flush()
+	x.c.linger = x.c.linger || lingers(status)
 	x.bytesOut += int64(len(resp))
 	s.refused[refusedIndex(status)].Add(1)
 	ev := s.errLog.Info()

@@ -67,6 +67,12 @@ type Config struct {
 	// BodyTimeout bounds the wait for each read of a body in flight (request
 	// body from a client, answer body from a node). Zero means 60s.
 	BodyTimeout time.Duration
+	// BodyMinRate is the least a request body must average, in bytes a
+	// second, once BodyTimeout has passed since it began: a read of it ends
+	// by BodyTimeout + bytes read / BodyMinRate after its start (408 and
+	// close, the node connection closed too). Zero means 1024; negative
+	// means no minimum (each wait is still bounded by BodyTimeout).
+	BodyMinRate int64
 	// WSIdleTimeout ends a spliced WebSocket session when no byte moved
 	// either way for this long. Zero means never.
 	WSIdleTimeout time.Duration
@@ -74,6 +80,10 @@ type Config struct {
 	// MaxHeaderBytes bounds a request or answer head (431 for a client's,
 	// 502 for a node's). Zero means 64 KiB.
 	MaxHeaderBytes int
+	// MaxHeaderFields bounds the number of field lines in a request head
+	// (431 and close). Zero means 100. Answers from nodes are bounded by
+	// MaxHeaderBytes only.
+	MaxHeaderFields int
 	// MaxBodyBytes bounds a request body: a Content-Length past it is
 	// answered 413 before any node is asked; a chunked body that grows past
 	// it is cut (the node connection closed) and answered 413. Zero means no
@@ -125,6 +135,12 @@ func (c *Config) SetDefaults() {
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = 64 << 10
 	}
+	if c.BodyMinRate == 0 {
+		c.BodyMinRate = 1024
+	}
+	if c.MaxHeaderFields == 0 {
+		c.MaxHeaderFields = 100
+	}
 	if c.MaxConns == 0 {
 		c.MaxConns = maxConnsForLimit()
 	}
@@ -167,6 +183,12 @@ func (c *Config) Validate() error {
 	}
 	if err := c.checkAdmin(); err != nil {
 		return err
+	}
+	if c.BodyMinRate < -1 || c.BodyMinRate > 1<<30 {
+		return fmt.Errorf("--body-min-rate %d: must be between 0 and 1073741824 bytes a second (-1: none)", c.BodyMinRate)
+	}
+	if c.MaxHeaderFields < 1 || c.MaxHeaderFields > 10000 {
+		return fmt.Errorf("--max-header-fields %d: must be between 1 and 10000", c.MaxHeaderFields)
 	}
 	if !isConfigToken(c.StickyCookie) {
 		return fmt.Errorf("--sticky-cookie %q: must be a cookie name (token characters)", c.StickyCookie)

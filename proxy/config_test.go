@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -43,5 +44,34 @@ func TestReloadKeepsRestartSettings(t *testing.T) {
 	bad := oneNode("127.0.0.1:99999")
 	if err := s.Reload(bad); err == nil {
 		t.Fatal("Reload accepted a node URL with port 99999")
+	}
+}
+
+// TestLimitDefaults: zero --max-header-fields and --body-min-rate take
+// their defaults; values out of range name their flag.
+func TestLimitDefaults(t *testing.T) {
+	t.Parallel()
+	cfg := oneNode("127.0.0.1:1")
+	cfg.SetDefaults()
+	if cfg.MaxHeaderFields != 100 || cfg.BodyMinRate != 1024 {
+		t.Fatalf("defaults: --max-header-fields %d, --body-min-rate %d; want 100, 1024", cfg.MaxHeaderFields, cfg.BodyMinRate)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for flag, set := range map[string]func(*Config){
+		"--max-header-fields": func(c *Config) { c.MaxHeaderFields = -1 },
+		"--body-min-rate":     func(c *Config) { c.BodyMinRate = 1 << 31 },
+	} {
+		c := cfg
+		set(&c)
+		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), flag+" ") {
+			t.Errorf("Validate = %v; want an error naming %s", err, flag)
+		}
+	}
+	c := cfg
+	c.BodyMinRate = -1
+	if err := c.Validate(); err != nil {
+		t.Errorf("--body-min-rate -1 (none): %v", err)
 	}
 }

@@ -5,6 +5,7 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
 	"strings"
 )
@@ -93,9 +94,16 @@ func (s *headScan) field(b []byte, start int, line []byte) error {
 				return faultHost
 			}
 		}
-	case len("trailer"):
-		if headEqualFold(name, "trailer") {
+	case len("trailer"): // and "upgrade"
+		switch {
+		case headEqualFold(name, "trailer"):
 			s.trailerBad = s.trailerBad || listHasFramingField(v)
+		case s.request && headEqualFold(name, "upgrade"):
+			for rest := v; len(rest) > 0; {
+				var e []byte
+				e, rest = nextElement(rest)
+				s.upgradeWS = s.upgradeWS || headEqualFold(e, "websocket")
+			}
 		}
 	case len("connection"):
 		if headEqualFold(name, "connection") {
@@ -104,6 +112,7 @@ func (s *headScan) field(b []byte, start int, line []byte) error {
 				e, rest = nextElement(rest)
 				s.connClose = s.connClose || headEqualFold(e, "close")
 				s.keepAlive = s.keepAlive || headEqualFold(e, "keep-alive")
+				s.connUpgrade = s.connUpgrade || headEqualFold(e, "upgrade")
 			}
 		}
 	case len("content-length"):
@@ -113,7 +122,7 @@ func (s *headScan) field(b []byte, start int, line []byte) error {
 		if headEqualFoldDash(name, "content-length") {
 			return faultUnderscore
 		}
-	case len("transfer-encoding"):
+	case len("transfer-encoding"): // and "sec-websocket-key"
 		if headEqualFold(name, "transfer-encoding") {
 			s.tes++
 			s.teChunked = headEqualFold(v, "chunked")
@@ -122,9 +131,34 @@ func (s *headScan) field(b []byte, start int, line []byte) error {
 		if headEqualFoldDash(name, "transfer-encoding") {
 			return faultUnderscore
 		}
+		if s.request && headEqualFold(name, "sec-websocket-key") {
+			s.wsKeys++
+			s.wsKeyOK = validWebSocketKey(v)
+		}
+	case len("sec-websocket-version"):
+		if s.request && headEqualFold(name, "sec-websocket-version") {
+			s.wsVersions++
+			s.wsVersionOK = string(v) == "13"
+		}
 	}
 	return nil
 }
+
+// validWebSocketKey reports a Sec-WebSocket-Key that is the base64 of 16
+// bytes (RFC 6455 section 4.1): 24 characters, the last two "=". Unused
+// bits in the last character are let pass, as base64 decoders mostly do:
+// the accept is computed from the key's text.
+func validWebSocketKey(v []byte) bool {
+	if len(v) != wsKeyLen {
+		return false
+	}
+	var raw [18]byte
+	n, err := base64.StdEncoding.Decode(raw[:], v)
+	return err == nil && n == 16
+}
+
+// wsKeyLen is the length of a Sec-WebSocket-Key: base64 of 16 bytes.
+const wsKeyLen = 24
 
 // contentLength notes one Content-Length value: 1 to 18 digits. A repeated
 // line must carry the very same value (as net/http compares them); it is
@@ -173,6 +207,30 @@ func (s *headScan) finish() error {
 	if s.request && !s.http10 && (s.hosts == 0 || s.hostEmpty) {
 		return faultNoHost
 	}
+	if s.request && s.connUpgrade && s.upgradeWS {
+		return s.checkUpgrade()
+	}
+	return nil
+}
+
+// checkUpgrade checks a request that asks for a WebSocket (Connection lists
+// upgrade, Upgrade lists websocket) as an opening handshake (RFC 6455
+// section 4.1): a GET in HTTP/1.1 with one Sec-WebSocket-Key, the base64 of
+// 16 bytes, and one Sec-WebSocket-Version, 13. A request that says
+// websocket and is not all of that is refused (400) rather than forwarded
+// without its upgrade: its client waits for a 101. A request naming another
+// protocol in Upgrade is not one: it is forwarded as a plain request, its
+// Upgrade dropped with the hop-by-hop fields.
+func (s *headScan) checkUpgrade() error {
+	switch {
+	case !s.get || s.http10:
+		return faultWSRequest
+	case s.wsKeys != 1 || !s.wsKeyOK:
+		return faultWSKey
+	case s.wsVersions != 1 || !s.wsVersionOK:
+		return faultWSVersion
+	}
+	s.upgrade = true
 	return nil
 }
 
@@ -244,7 +302,7 @@ const (
 	hcValue                     // field-vchar, SP, HTAB (no CTL, no DEL)
 	hcHost                      // Host value bytes, as net/http's ValidHostHeader
 	hcRegName                   // unreserved and sub-delims, no %
-	hcTarget                    // request-target bytes: visible ASCII
+	hcTarget                    // request-target bytes: visible ASCII but '#'
 	hcHex                       // HEXDIG
 )
 
@@ -264,7 +322,7 @@ var headChars = func() (t [256]uint8) {
 		if alnum || strings.IndexByte("!$&'()*+,-.;=_~", c) >= 0 {
 			t[i] |= hcRegName
 		}
-		if c > ' ' && c < 0x7f {
+		if c > ' ' && c < 0x7f && c != '#' {
 			t[i] |= hcTarget
 		}
 		if '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' {

@@ -44,9 +44,10 @@ type exchange struct {
 	bytesIn  int64 // request body bytes
 	bytesOut int64 // answer bytes written to the client
 	upgraded bool
-	expect   bool      // the client sent Expect: 100-continue
-	pending  *upgraded // a 101 was relayed: splice once the exchange is released
-	session  *Session  // with pending: what the splicer gets
+	expect   bool              // the client sent Expect: 100-continue
+	accept   [wsAcceptLen]byte // with an upgrade: the Sec-WebSocket-Accept its 101 must carry
+	pending  *upgraded         // a 101 was relayed: splice once the exchange is released
+	session  *Session          // with pending: what the splicer gets
 }
 
 func newExchange(s *Server) *exchange {
@@ -107,7 +108,10 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 	t := s.pool.Table()
 	node, why := s.router.Load().route(t, x.req, x.param[:])
 	x.why = why
-	upgrade := isUpgrade(x.req)
+	upgrade := fr.upgrade
+	if upgrade {
+		wsAccept(&x.accept, x.req.PeekBytes(strWSKey))
+	}
 	keep := clientKeepAlive(x.req) && !upgrade && !s.draining.Load()
 	x.prepareRequest(upgrade)
 	if max := s.cfg().MaxBodyBytes; max > 0 && !fr.chunked && fr.length > max {
@@ -303,11 +307,19 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 
 	status := x.resp.StatusCode()
 	if status == 101 {
+		// Only a 101 that completes the client's handshake makes the two
+		// connections a tunnel (RFC 6455 section 4.2.2); anything else
+		// ends both, and no byte the client sent after its head reaches
+		// the node.
+		err := errNoUpgrade
 		if upgrade {
-			return x.upgrade(pc, nbr, status), false
+			err = x.checkSwitch()
 		}
-		pc.Close()
-		return x.nodeFailed(pc, fmt.Errorf("%w: 101 to a request that asked for no upgrade", errBadResponse), true), false
+		if err != nil {
+			pc.Close()
+			return x.nodeFailed(pc, err, true), false
+		}
+		return x.upgrade(pc, nbr, status), false
 	}
 	keepNode := x.prepareResponse(&rfr)
 	if !rfr.noBody && rfr.length < 0 && !rfr.chunked || s.draining.Load() {
@@ -447,8 +459,9 @@ func (x *exchange) sendRequest(nbw *bufio.Writer, fr framing) (sentBody bool, er
 			return false, fmt.Errorf("%w: %w", errClientBody, err)
 		}
 	}
-	x.cr.setReadTimeout(x.s.cfg().BodyTimeout)
-	fr.max = x.s.cfg().MaxBodyBytes
+	cfg := x.s.cfg()
+	x.cr.setBodyRate(cfg.BodyTimeout, cfg.BodyTimeout, cfg.BodyMinRate)
+	fr.max = cfg.MaxBodyBytes
 	bufp := x.s.bufs.Get().(*[]byte)
 	n, err := copyBody(nbw, x.br, fr, *bufp, true)
 	x.s.bufs.Put(bufp)
@@ -465,13 +478,12 @@ func (x *exchange) sendRequest(nbw *bufio.Writer, fr framing) (sentBody bool, er
 	return true, nil
 }
 
-// refuseBody answers 413 to a request whose body passes --max-body-bytes and
-// reads what the client still sends for a moment before the connection
-// closes, so the answer is not lost to a reset.
+// refuseBody answers 413 to a request whose body passes --max-body-bytes;
+// the connection then closes lingering (lingerClose), so the answer is not
+// lost to a reset.
 func (x *exchange) refuseBody(err error) {
 	x.writeError(413, err)
 	x.s.record(x, 413, err)
-	lingerClose(x.c.c)
 }
 
 // isClientSide guesses whether a body copy failed on the client's side:
@@ -536,11 +548,6 @@ func (x *exchange) prepareRequest(upgrade bool) {
 	for _, k := range hopHeaders {
 		h.DelBytes(k)
 	}
-	upg := x.param[:0]
-	if upgrade {
-		// Keep the client's Upgrade value (e.g. "websocket").
-		upg = append(upg, h.PeekBytes(strUpgrade)...)
-	}
 	h.DelBytes(strUpgrade)
 	h.DelBytes(strExpect)
 
@@ -569,8 +576,10 @@ func (x *exchange) prepareRequest(upgrade bool) {
 	}
 	h.SetBytesK(strXRealIP, x.c.remoteIP)
 	if upgrade {
+		// WebSocket alone: the node must not switch to another protocol
+		// the client listed.
 		h.SetBytesKV(strConnection, strUpgradeTok)
-		h.SetBytesKV(strUpgrade, upg)
+		h.SetBytesKV(strUpgrade, strWebSocket)
 	}
 	// The protocol version stays the client's: a node answers an HTTP/1.0
 	// request with a body an HTTP/1.0 client can read (never chunked).
@@ -637,12 +646,6 @@ func hasToken(values [][]byte, tok []byte) bool {
 		}
 	}
 	return false
-}
-
-// isUpgrade reports a WebSocket upgrade request: Connection lists
-// "upgrade" and Upgrade names websocket.
-func isUpgrade(h *fasthttp.RequestHeader) bool {
-	return hasToken(h.PeekAll("Connection"), strUpgradeTok) && hasToken(h.PeekAll("Upgrade"), strWebSocket)
 }
 
 // clientKeepAlive reports whether the client wants its connection kept:

@@ -40,13 +40,20 @@ type framing struct {
 	// without keep-alive), and on responses delimited by close or sent with
 	// both Transfer-Encoding and Content-Length.
 	closeAfter bool
+	// upgrade is set on requests only: a WebSocket opening handshake (RFC
+	// 6455 section 4.1) that checkUpgrade found complete. Only such a
+	// request is forwarded as an upgrade.
+	upgrade bool
 }
 
 var (
 	errHeadTooLarge = errors.New("proxy: request head too large") // → 431
-	errBadRequest   = errors.New("proxy: bad request")            // → 400
-	errBodyTooLarge = errors.New("proxy: request body too large") // → 413
-	errBadResponse  = errors.New("proxy: bad response from node") // → 502
+	// errTooManyFields wraps errHeadTooLarge: more header fields than
+	// --max-header-fields (a larger reader would not help).
+	errTooManyFields = fmt.Errorf("%w: more header fields than --max-header-fields", errHeadTooLarge)
+	errBadRequest    = errors.New("proxy: bad request")            // → 400
+	errBodyTooLarge  = errors.New("proxy: request body too large") // → 413
+	errBadResponse   = errors.New("proxy: bad response from node") // → 502
 )
 
 // headFault names what was wrong with a head or a chunked body. Public
@@ -63,6 +70,7 @@ const (
 	faultMethod       headFault = "invalid method"
 	faultConnect      headFault = "CONNECT is not supported"
 	faultTarget       headFault = "invalid request target"
+	faultFragment     headFault = "fragment (#) in request target"
 	faultVersion      headFault = "unsupported HTTP version"
 	faultStatusLine   headFault = "malformed status line"
 	faultName         headFault = "invalid field name"
@@ -81,6 +89,10 @@ const (
 	faultTECL         headFault = "both Transfer-Encoding and Content-Length"
 	faultTrailerField headFault = "Trailer names a framing field"
 	faultTooLarge     headFault = "head too large"
+	faultFields       headFault = "too many header fields"
+	faultWSRequest    headFault = "WebSocket upgrade not a GET in HTTP/1.1"
+	faultWSKey        headFault = "invalid Sec-WebSocket-Key"
+	faultWSVersion    headFault = "Sec-WebSocket-Version other than 13"
 	faultParser       headFault = "head parser disagrees"
 
 	// errHeadIncomplete asks for more bytes; it never leaves this file.
@@ -129,25 +141,34 @@ func newResponseHeader() *fasthttp.ResponseHeader {
 // readRequestHead reads one request head from br into h, checking it
 // strictly first. maxHead is --max-header-bytes; br's buffer must hold at
 // least that many bytes. Empty lines (CRLF) before the request line are
-// skipped (RFC 9112 section 2.2) and count towards maxHead.
+// skipped (RFC 9112 section 2.2) and count towards maxHead. maxFields is
+// --max-header-fields (zero: no limit). An absolute-form target is
+// rewritten to origin form, its authority becoming Host (originForm).
 //
 // It returns io.EOF, unwrapped, when the connection ended cleanly before a
 // request (nothing, or only empty lines, was sent), io.ErrUnexpectedEOF when
-// it ended inside a head, errHeadTooLarge, an error wrapping errBadRequest,
-// or the read error as is (a timeout is a net.Error).
-func readRequestHead(br *bufio.Reader, h *fasthttp.RequestHeader, maxHead int) (framing, error) {
+// it ended inside a head, errHeadTooLarge, errTooManyFields (which wraps
+// it), an error wrapping errBadRequest, or the read error as is (a timeout
+// is a net.Error).
+func readRequestHead(br *bufio.Reader, h *fasthttp.RequestHeader, maxHead, maxFields int) (framing, error) {
 	h.DisableSpecialHeader()
-	s := headScan{request: true}
+	s := headScan{request: true, maxFields: maxFields}
 	if err := s.read(br, maxHead); err != nil {
-		if err == faultTooLarge {
+		switch err {
+		case faultTooLarge:
 			return framing{}, errHeadTooLarge
+		case faultFields:
+			return framing{}, errTooManyFields
 		}
 		return framing{}, wrapFault(err, errBadRequest)
 	}
 	if err := parseCheckedHead(h, br, &s); err != nil {
 		return framing{}, fmt.Errorf("%w: %w", errBadRequest, err)
 	}
-	fr := framing{length: -1, closeAfter: s.connClose || s.http10 && !s.keepAlive}
+	if s.absolute {
+		originForm(h)
+	}
+	fr := framing{length: -1, closeAfter: s.connClose || s.http10 && !s.keepAlive, upgrade: s.upgrade}
 	switch {
 	case s.tes > 0:
 		fr.chunked = true
@@ -251,8 +272,9 @@ func parseCheckedHeadCopy(h headParser, br *bufio.Reader, s *headScan) error {
 // first byte of the head (the reader's position), so they stay valid when
 // the reader's buffer moves its bytes.
 type headScan struct {
-	request bool
-	isHead  bool // response to a HEAD request
+	request   bool
+	isHead    bool // response to a HEAD request
+	maxFields int  // header fields allowed; zero: no limit
 
 	pos      int // start of the first line not checked yet
 	searched int // how far the line at pos was searched for its LF
@@ -260,6 +282,8 @@ type headScan struct {
 	end      int // head length, set at the empty line
 
 	http10    bool
+	get       bool // the method is GET
+	absolute  bool // absolute-form target
 	status    int
 	hosts     int
 	hostEmpty bool
@@ -275,6 +299,14 @@ type headScan struct {
 	tes        int  // Transfer-Encoding fields
 	teChunked  bool // the last one is "chunked"
 	trailerBad bool // Trailer lists a framing field
+
+	connUpgrade bool // Connection lists "upgrade"
+	upgradeWS   bool // Upgrade lists "websocket"
+	wsKeys      int  // Sec-WebSocket-Key fields
+	wsKeyOK     bool // the last one is base64 of 16 bytes
+	wsVersions  int  // Sec-WebSocket-Version fields
+	wsVersionOK bool // the last one is "13"
+	upgrade     bool // a complete WebSocket handshake (finish)
 }
 
 // read skips empty lines, then scans a head from br until it is complete,
@@ -368,6 +400,8 @@ func (s *headScan) scan(b []byte) error {
 		case len(line) == 0:
 			s.end = s.pos
 			return s.finish()
+		case s.maxFields > 0 && s.lines > s.maxFields:
+			return faultFields
 		default:
 			err = s.field(b, start, line)
 		}

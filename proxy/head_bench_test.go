@@ -23,7 +23,7 @@ func BenchmarkHeadReadRequest(b *testing.B) {
 	for b.Loop() {
 		r.Reset(browserHead)
 		br.Reset(r)
-		if _, err := readRequestHead(br, h, benchMaxHead); err != nil {
+		if _, err := readRequestHead(br, h, benchMaxHead, testMaxFields); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -62,9 +62,11 @@ func BenchmarkHeadReadRequestNetHTTP(b *testing.B) {
 }
 
 // TestHeadBodyAllocs requires readRequestHead, readResponseHead and
-// copyBody to allocate nothing in steady state.
+// copyBody to allocate nothing in steady state, for a WebSocket handshake
+// and an absolute-form target too.
 func TestHeadBodyAllocs(t *testing.T) {
-	request := []byte(browserHead +
+	request := []byte(browserHead + wsHandshake("/cobrowse/ws?session=1") +
+		"GET http://cobrowse.example.com?session=1 HTTP/1.1\r\nHost: x\r\n\r\n" +
 		"POST /cobrowse/send HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" +
 		"POST /cobrowse/send HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n")
 	response := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/css\r\nSet-Cookie: gcbSessionServer=CB_Server_1; Path=/\r\nTransfer-Encoding: chunked\r\n\r\n" +
@@ -80,8 +82,8 @@ func TestHeadBodyAllocs(t *testing.T) {
 		br.Reset(&r)
 		out.Reset()
 		bw.Reset(&out)
-		for range 3 {
-			fr, err := readRequestHead(br, req, benchMaxHead)
+		for range 5 {
+			fr, err := readRequestHead(br, req, benchMaxHead, testMaxFields)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,9 +3,11 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -16,7 +18,9 @@ import (
 // length, reading it again into the reused header gives the same result,
 // net/http reads it with the same length and body framing, and the head
 // tether forwards (AppendBytes) reads the same again, for tether and
-// net/http. tether may refuse what net/http accepts, never the reverse.
+// net/http, with an origin-form target. tether may refuse what net/http
+// accepts, never the reverse. A WebSocket handshake is found exactly when
+// net/http sees one complete by RFC 6455's rules (checkHandshake).
 func FuzzReadRequestHead(f *testing.F) {
 	for _, c := range framingCases {
 		if !c.response {
@@ -25,13 +29,15 @@ func FuzzReadRequestHead(f *testing.F) {
 	}
 	f.Add([]byte(browserHead))
 	f.Add([]byte("GET http://[::1]:8080/a?b HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"))
+	f.Add([]byte("GET https://a.test?b#c HTTP/1.1\r\nHost: b\r\n\r\n"))
+	f.Add([]byte("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
 	f.Add([]byte("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum, Content-Type\r\n\r\n0\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h := newRequestHeader()
 		fr, start, end, err := fuzzRead(h, data)
 		if err != nil {
 			switch {
-			case errors.Is(err, errBadRequest), err == errHeadTooLarge, err == io.EOF, err == io.ErrUnexpectedEOF:
+			case errors.Is(err, errBadRequest), err == errHeadTooLarge, err == errTooManyFields, err == io.EOF, err == io.ErrUnexpectedEOF:
 			default:
 				t.Fatalf("unexpected error class: %v", err)
 			}
@@ -60,8 +66,13 @@ func FuzzReadRequestHead(f *testing.F) {
 		}
 
 		checkNetHTTP(t, data[start:], len(head), fr)
+		checkHandshake(t, data[start:], fr)
 
-		// The forwarded head reads the same, for tether and net/http.
+		// The forwarded head reads the same, for tether and net/http, and
+		// its target is in origin form (or "*").
+		if target := bytes.Fields(out)[1]; target[0] != '/' && string(target) != "*" || bytes.IndexByte(target, '#') >= 0 {
+			t.Fatalf("forwarded target %q", target)
+		}
 		h3 := newRequestHeader()
 		fr3, start3, end3, err := fuzzRead(h3, out)
 		if err != nil || fr3 != fr || start3 != 0 || end3 != len(out) {
@@ -79,7 +90,7 @@ func FuzzReadRequestHead(f *testing.F) {
 func fuzzRead(h *fasthttp.RequestHeader, data []byte) (fr framing, start, end int, err error) {
 	r := bytes.NewReader(data)
 	br := bufio.NewReaderSize(r, testMaxHead)
-	if fr, err = readRequestHead(br, h, testMaxHead); err != nil {
+	if fr, err = readRequestHead(br, h, testMaxHead, testMaxFields); err != nil {
 		return fr, 0, 0, err
 	}
 	end = len(data) - r.Len() - br.Buffered()
@@ -116,4 +127,42 @@ func checkNetHTTP(t *testing.T, data []byte, headLen int, fr framing) {
 	if req.Close != fr.closeAfter {
 		t.Fatalf("net/http close=%v, tether %+v\n%q", req.Close, fr, data)
 	}
+}
+
+// checkHandshake requires tether's verdict on a WebSocket handshake to be
+// net/http's reading of the same head under RFC 6455 section 4.1: Connection
+// lists upgrade and Upgrade lists websocket, in a GET in HTTP/1.1 with one
+// Sec-WebSocket-Key decoding to 16 bytes and one Sec-WebSocket-Version, 13.
+// (A head that says websocket and is not all of that is refused, so an
+// accepted one is either a complete handshake or asks for no WebSocket.)
+func checkHandshake(t *testing.T, data []byte, fr framing) {
+	t.Helper()
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	asks := hasTokenHTTP(req.Header["Connection"], "upgrade") && hasTokenHTTP(req.Header["Upgrade"], "websocket")
+	keys, versions := req.Header["Sec-Websocket-Key"], req.Header["Sec-Websocket-Version"]
+	complete := asks && req.Method == "GET" && req.ProtoMajor == 1 && req.ProtoMinor == 1 &&
+		len(keys) == 1 && len(keys[0]) == 24 && len(versions) == 1 && versions[0] == "13"
+	if complete {
+		raw, err := base64.StdEncoding.DecodeString(keys[0])
+		complete = err == nil && len(raw) == 16
+	}
+	if fr.upgrade != complete || asks && !complete {
+		t.Fatalf("tether upgrade=%v; net/http: asks for a WebSocket %v, complete handshake %v\n%q", fr.upgrade, asks, complete, data)
+	}
+}
+
+// hasTokenHTTP reports whether a comma-separated list in values holds tok,
+// ignoring case.
+func hasTokenHTTP(values []string, tok string) bool {
+	for _, v := range values {
+		for e := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(e), tok) {
+				return true
+			}
+		}
+	}
+	return false
 }

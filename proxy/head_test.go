@@ -29,6 +29,9 @@ type framingCase struct {
 
 const testMaxHead = 4096
 
+// testMaxFields is --max-header-fields in the head tests: the default.
+const testMaxFields = 100
+
 var framingCases = []framingCase{
 	{name: "plain GET", raw: "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"},
 	{name: "POST with Content-Length", raw: "POST /send HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"},
@@ -115,6 +118,23 @@ var framingCases = []framingCase{
 	{name: "Content_Length", raw: "POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\nhello"},
 	{name: "Trailer: Content-Length", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: Content-Length\r\n\r\n"},
 	{name: "Trailer: X-Checksum", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"},
+	{name: "fragment in target", raw: "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n"},
+	{name: "fragment in absolute-form", raw: "GET http://a/#b HTTP/1.1\r\nHost: a\r\n\r\n"},
+	{name: "100 fields", raw: manyFields(testMaxFields - 1)},
+	{name: "101 fields", raw: manyFields(testMaxFields)},
+	{name: "WebSocket handshake", raw: wsHandshake("/ws")},
+	{name: "WebSocket, lower-case tokens", raw: "GET /ws HTTP/1.1\r\nHost: a\r\nconnection: keep-alive, upgrade\r\nupgrade: WebSocket\r\nsec-websocket-key: " + testWSKey + "\r\nsec-websocket-version: 13\r\n\r\n"},
+	{name: "WebSocket, key not base64", raw: strings.Replace(wsHandshake("/"), testWSKey, "dGhlIHNhbXBsZSBub25jZQ!!", 1)},
+	{name: "WebSocket, key of 17 bytes", raw: strings.Replace(wsHandshake("/"), testWSKey, "dGhlIHNhbXBsZSBub25jZQ==AA==", 1)},
+	{name: "WebSocket, key with nonzero padding bits", raw: strings.Replace(wsHandshake("/"), testWSKey, "dGhlIHNhbXBsZSBub25jZR==", 1)},
+	{name: "WebSocket, two keys", raw: strings.Replace(wsHandshake("/"), "\r\n\r\n", "\r\nSec-WebSocket-Key: "+testWSKey+"\r\n\r\n", 1)},
+	{name: "WebSocket, no key", raw: strings.Replace(wsHandshake("/"), "Sec-WebSocket-Key: "+testWSKey+"\r\n", "", 1)},
+	{name: "WebSocket, version 8", raw: strings.Replace(wsHandshake("/"), "Version: 13", "Version: 8", 1)},
+	{name: "WebSocket, versions 13 and 8", raw: strings.Replace(wsHandshake("/"), "Version: 13", "Version: 13, 8", 1)},
+	{name: "WebSocket, POST", raw: strings.Replace(wsHandshake("/"), "GET", "POST", 1)},
+	{name: "WebSocket in HTTP/1.0", raw: strings.Replace(wsHandshake("/"), "HTTP/1.1", "HTTP/1.0", 1)},
+	{name: "Upgrade: websocket without Connection: upgrade", raw: strings.Replace(wsHandshake("/"), "Connection: Upgrade", "Connection: keep-alive", 1)},
+	{name: "Upgrade: h2c", raw: "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"},
 
 	{response: true, name: "200 with CL", raw: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"},
 	{response: true, name: "200 without CL or TE", raw: "HTTP/1.1 200 OK\r\n\r\nuntil close"},
@@ -185,7 +205,7 @@ func tetherResult(c framingCase) string {
 	if c.response {
 		fr, err = readResponseHead(br, newResponseHeader(), testMaxHead, c.head)
 	} else {
-		fr, err = readRequestHead(br, newRequestHeader(), testMaxHead)
+		fr, err = readRequestHead(br, newRequestHeader(), testMaxHead, testMaxFields)
 	}
 	if err != nil {
 		return errorResult(err)
@@ -196,6 +216,8 @@ func tetherResult(c framingCase) string {
 func errorResult(err error) string {
 	status := "?"
 	switch {
+	case err == errTooManyFields:
+		return "431: " + string(faultFields)
 	case errors.Is(err, errHeadTooLarge):
 		return "431"
 	case errors.Is(err, errBadRequest):
@@ -228,6 +250,9 @@ func framingResult(fr framing, response bool) string {
 	}
 	if fr.closeAfter {
 		s += ", close"
+	}
+	if fr.upgrade {
+		s += ", WebSocket"
 	}
 	return s
 }
@@ -331,6 +356,13 @@ func TestHeadRequestFraming(t *testing.T) {
 		"CL list `5, 5`":              "400: " + string(faultCL),
 		"HTTP/2 preface":              "400: " + string(faultVersion),
 		"absolute-form with userinfo": "400: " + string(faultTarget),
+		"fragment in target":          "400: " + string(faultFragment),
+		"101 fields":                  "431: " + string(faultFields),
+		"WebSocket handshake":         "ok, no body, WebSocket",
+		"WebSocket, key not base64":   "400: " + string(faultWSKey),
+		"WebSocket, version 8":        "400: " + string(faultWSVersion),
+		"WebSocket, POST":             "400: " + string(faultWSRequest),
+		"Upgrade: h2c":                "ok, no body",
 	}
 	for _, c := range framingCases {
 		w, ok := want[c.name]
@@ -366,7 +398,7 @@ func TestHeadPipelined(t *testing.T) {
 		uri  string
 		body string
 	}{{"/a", ""}, {"/b", "xyz"}, {"/c", "3\r\nabc\r\n0\r\n\r\n"}, {"/d", ""}} {
-		fr, err := readRequestHead(br, h, testMaxHead)
+		fr, err := readRequestHead(br, h, testMaxHead, testMaxFields)
 		if err != nil {
 			t.Fatalf("%s: %v", want.uri, err)
 		}
@@ -382,7 +414,7 @@ func TestHeadPipelined(t *testing.T) {
 			t.Errorf("%s body %q, want %q", want.uri, out.String(), want.body)
 		}
 	}
-	if _, err := readRequestHead(br, h, testMaxHead); err != io.EOF {
+	if _, err := readRequestHead(br, h, testMaxHead, testMaxFields); err != io.EOF {
 		t.Fatalf("after the last head: %v, want io.EOF", err)
 	}
 }
@@ -399,7 +431,7 @@ func TestHeadSlowReader(t *testing.T) {
 			if c.response {
 				fr, err = readResponseHead(br, newResponseHeader(), testMaxHead, c.head)
 			} else {
-				fr, err = readRequestHead(br, newRequestHeader(), testMaxHead)
+				fr, err = readRequestHead(br, newRequestHeader(), testMaxHead, testMaxFields)
 			}
 			got := "ok, " + framingResult(fr, c.response)
 			if err != nil {
@@ -435,7 +467,7 @@ func TestHeadMaxSize(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			br := bufio.NewReaderSize(strings.NewReader(c.raw+"GET / HTTP/1.1\r\n"), maxHead)
-			_, err := readRequestHead(br, newRequestHeader(), maxHead)
+			_, err := readRequestHead(br, newRequestHeader(), maxHead, testMaxFields)
 			if err != c.want {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}
@@ -467,7 +499,7 @@ func TestHeadEnds(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			br := bufio.NewReaderSize(c.r, testMaxHead)
-			_, err := readRequestHead(br, newRequestHeader(), testMaxHead)
+			_, err := readRequestHead(br, newRequestHeader(), testMaxHead, testMaxFields)
 			if err != c.want {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}
@@ -503,7 +535,7 @@ func TestHeadRawMode(t *testing.T) {
 	t.Parallel()
 	wire := strings.Replace(browserHead, "Accept-Language:", "accept-LANGUAGE:", 1)
 	h := newRequestHeader()
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(wire), testMaxHead), h, testMaxHead); err != nil {
+	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(wire), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
 		t.Fatal(err)
 	}
 	if got := string(h.AppendBytes(nil)); got != browserHead {
@@ -528,7 +560,7 @@ func TestHeadRawMode(t *testing.T) {
 
 	// Reusing h for the next request keeps nothing of the first.
 	next := "POST /cobrowse/send HTTP/1.1\r\nHost: b\r\nContent-Length: 2\r\n\r\n"
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(next+"hi"), testMaxHead), h, testMaxHead); err != nil {
+	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(next+"hi"), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
 		t.Fatal(err)
 	}
 	if got := string(h.AppendBytes(nil)); got != next {
@@ -537,7 +569,7 @@ func TestHeadRawMode(t *testing.T) {
 
 	// Reset leaves raw mode; readRequestHead restores it.
 	h.Reset()
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(browserHead), testMaxHead), h, testMaxHead); err != nil {
+	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(browserHead), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
 		t.Fatal(err)
 	}
 	if got := string(h.AppendBytes(nil)); got != browserHead {
@@ -551,7 +583,7 @@ func TestHeadRawMode(t *testing.T) {
 func TestHeadCookieHazard(t *testing.T) {
 	t.Parallel()
 	h := newRequestHeader()
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(browserHead), testMaxHead), h, testMaxHead); err != nil {
+	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(browserHead), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
 		t.Fatal(err)
 	}
 	if v := h.Cookie("gcbSessionServer"); string(v) != "CB_Server_1" {
@@ -569,7 +601,7 @@ func TestHeadDuplicateContentLength(t *testing.T) {
 	raw := "POST / HTTP/1.1\r\nContent-Length: 5\r\nHost: a\r\ncontent-length: 5\r\nX: y\r\nContent-Length: 5\r\n\r\nhello"
 	br := bufio.NewReaderSize(strings.NewReader(raw), testMaxHead)
 	h := newRequestHeader()
-	fr, err := readRequestHead(br, h, testMaxHead)
+	fr, err := readRequestHead(br, h, testMaxHead, testMaxFields)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -584,7 +616,7 @@ func TestHeadDuplicateContentLength(t *testing.T) {
 		t.Fatalf("left %q after the head", rest)
 	}
 	many := "POST / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("Content-Length: 5\r\n", maxDupCL+2) + "\r\n"
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(many), testMaxHead), h, testMaxHead); !errors.Is(err, faultCLMany) {
+	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(many), testMaxHead), h, testMaxHead, testMaxFields); !errors.Is(err, faultCLMany) {
 		t.Fatalf("many lines: %v", err)
 	}
 }

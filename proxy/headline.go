@@ -6,6 +6,8 @@ package proxy
 import (
 	"bytes"
 	"net/netip"
+
+	"github.com/valyala/fasthttp"
 )
 
 // requestLine checks method SP request-target SP HTTP-version.
@@ -40,14 +42,21 @@ func (s *headScan) requestLine(line []byte) error {
 		// tether still read it as HTTP.
 		return faultConnect
 	}
+	s.get = string(method) == "GET"
+	s.absolute = target[0] != '/' && target[0] != '*'
 	return checkTarget(method, target)
 }
 
 // checkTarget accepts origin-form, absolute-form with an http or https
-// scheme, and "*" for OPTIONS (RFC 9112 section 3.2), in visible ASCII.
+// scheme, and "*" for OPTIONS (RFC 9112 section 3.2), in visible ASCII. A
+// '#' is refused: the grammar has no fragment, and a node or a routing rule
+// could read the target before or after it.
 func checkTarget(method, t []byte) error {
 	for _, c := range t {
 		if headChars[c]&hcTarget == 0 {
+			if c == '#' {
+				return faultFragment
+			}
 			return faultTarget
 		}
 	}
@@ -96,6 +105,27 @@ func checkPath(p []byte) error {
 	}
 	return nil
 }
+
+// originForm rewrites the absolute-form target checkTarget accepted
+// (scheme://authority[path][?query]) as a gateway forwards it (RFC 9112
+// section 3.2.2): Host becomes the authority, replacing any Host field, and
+// the target its path and query ("/" when the path is empty). The node
+// sees what it would from a client talking to it directly; the authority
+// never chooses where tether connects.
+func originForm(h *fasthttp.RequestHeader) {
+	uri := h.RequestURI()
+	rest := uri[bytes.Index(uri, strSchemeEnd)+len(strSchemeEnd):]
+	end := len(rest)
+	if i := bytes.IndexAny(rest, "/?"); i >= 0 {
+		end = i
+	}
+	h.SetBytesKV(strHost, rest[:end]) // a copy, before the target is overwritten
+	// RequestURI reads an empty path, or one starting with '?', with a '/'
+	// in front.
+	h.SetRequestURIBytes(rest[end:])
+}
+
+var strSchemeEnd = []byte("://")
 
 // validAuthority accepts host [":" port] without userinfo: a reg-name or
 // IPv4 address, or an IPv6 literal in brackets.

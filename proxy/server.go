@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -442,7 +443,9 @@ func (s *Server) putWriter(bw *bufio.Writer) {
 // pause, at most every eighth of its timeout, so each wait is bounded without
 // a deadline update per call. Reads of a head get a fixed deadline instead:
 // the whole head must arrive within its timeout (a client dribbling bytes
-// cannot hold it open).
+// cannot hold it open). Reads of a request body may also have to keep up a
+// minimum rate (setBodyRate): a client sending a byte now and then cannot
+// hold it open either.
 type deadlineConn struct {
 	net.Conn
 	raw                       rawIO // set for a TCP conn: its reads and writes as raw system calls
@@ -450,27 +453,60 @@ type deadlineConn struct {
 	readSet, writeSet         int64  // unix nanos of the deadline last set
 	readFixed                 bool   // the read deadline does not slide
 	prefix                    []byte // served before the conn's own bytes (grow)
+
+	// With minRate above zero, no read ends later than rateFrom plus a
+	// second per minRate bytes read since setBodyRate (rateRead).
+	minRate   int64 // bytes a second; 0: no minimum
+	rateFrom  int64 // unix nanos: when the body began, plus its grace
+	rateRead  int64
+	rateBound bool // the deadline last set was the rate's: reads move it each time
 }
 
 // reset points d at c. rc is c's RawConn for raw reads and writes
 // (rawConnOf, kept per socket), or nil.
 func (d *deadlineConn) reset(c net.Conn, rc syscall.RawConn, read, write time.Duration) {
 	d.Conn, d.readTimeout, d.writeTimeout, d.readSet, d.writeSet, d.readFixed, d.prefix = c, read, write, 0, 0, false, nil
+	d.minRate, d.rateBound = 0, false
 	d.raw.set(c, rc)
 }
 
 // setReadTimeout makes reads slide a deadline of t, starting now.
 func (d *deadlineConn) setReadTimeout(t time.Duration) {
-	d.readTimeout, d.readFixed = t, false
+	d.readTimeout, d.readFixed, d.minRate, d.rateBound = t, false, 0, false
 	now := time.Now()
 	d.readSet = now.UnixNano()
 	d.Conn.SetReadDeadline(now.Add(t))
 }
 
+// setBodyRate is setReadTimeout(t) for a request body that must also
+// average minRate bytes a second once grace has passed: a read ends by now
+// + grace + n/minRate at the latest, n being the bytes read from now on
+// (Apache's mod_reqtimeout MinRate reads a body so). minRate 0 or less is
+// setReadTimeout alone.
+func (d *deadlineConn) setBodyRate(t, grace time.Duration, minRate int64) {
+	d.setReadTimeout(t)
+	if minRate <= 0 {
+		return
+	}
+	d.minRate, d.rateRead = minRate, 0
+	d.rateFrom = d.readSet + int64(grace)
+	d.rateBound = d.rateFrom < d.readSet+int64(t)
+	if d.rateBound {
+		d.Conn.SetReadDeadline(time.Unix(0, d.rateFrom))
+	}
+}
+
+// rateDeadline is the latest a read may end under the minimum rate.
+func (d *deadlineConn) rateDeadline() int64 {
+	// A second per minRate bytes, without overflowing for huge bodies.
+	sec, rem := d.rateRead/d.minRate, d.rateRead%d.minRate
+	return d.rateFrom + sec*int64(time.Second) + rem*int64(time.Second)/d.minRate
+}
+
 // setReadLimit makes every read until the next setReadTimeout end by t from
 // now, however the bytes trickle in.
 func (d *deadlineConn) setReadLimit(t time.Duration) {
-	d.readFixed = true
+	d.readFixed, d.minRate, d.rateBound = true, 0, false
 	d.Conn.SetReadDeadline(time.Now().Add(t))
 }
 
@@ -481,15 +517,29 @@ func (d *deadlineConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	if !d.readFixed {
-		if now := time.Now(); now.UnixNano()-d.readSet > int64(d.readTimeout/8) {
+		if now := time.Now(); now.UnixNano()-d.readSet > int64(d.readTimeout/8) || d.rateBound {
 			d.readSet = now.UnixNano()
-			d.Conn.SetReadDeadline(now.Add(d.readTimeout))
+			dl := now.Add(d.readTimeout)
+			if d.minRate > 0 {
+				r := d.rateDeadline()
+				if d.rateBound = r < dl.UnixNano(); d.rateBound {
+					dl = time.Unix(0, r)
+				}
+			}
+			d.Conn.SetReadDeadline(dl)
 		}
 	}
+	var n int
+	var err error
 	if d.raw.use() {
-		return d.raw.read(p)
+		n, err = d.raw.read(p)
+	} else {
+		n, err = d.Conn.Read(p)
 	}
-	return d.Conn.Read(p)
+	if d.minRate > 0 {
+		d.rateRead += int64(n)
+	}
+	return n, err
 }
 
 func (d *deadlineConn) Write(p []byte) (int, error) {
@@ -501,6 +551,39 @@ func (d *deadlineConn) Write(p []byte) (int, error) {
 		return d.raw.write(p)
 	}
 	return d.Conn.Write(p)
+}
+
+// Lingering close. After tether refuses a request it has not read whole
+// (400, 408, 413, 431) the client may still be sending it; closing a socket
+// with unread bytes makes the kernel send a reset instead of a FIN, and a
+// reset can destroy the answer before the client reads it. So, as nginx's
+// lingering close does, the connection is half-closed once the answer is
+// out, and what the client still sends is read and dropped until it closes
+// its side, or for lingerTime or lingerBytes at most, before the close.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 256 << 10
+)
+
+// lingers reports the statuses whose answers close their connection
+// lingering: the client may be sending the rest of its request.
+func lingers(status int) bool {
+	switch status {
+	case 400, 408, 413, 431:
+		return true
+	}
+	return false
+}
+
+// lingerClose half-closes c and reads and drops what the client still
+// sends, until it ends its side or lingerTime or lingerBytes pass. The
+// caller closes c after.
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.SetReadDeadline(time.Now().Add(lingerTime))
+	io.Copy(io.Discard, io.LimitReader(c, lingerBytes))
 }
 
 // errShutdown ends idle connections during Shutdown.

@@ -6,21 +6,24 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-// startEchoNode answers any head with a 101 and then echoes bytes.
+// startEchoNode answers a WebSocket handshake with its 101 and then echoes
+// bytes.
 func startEchoNode(t *testing.T) string {
 	return serveConns(t, func(c net.Conn) {
 		defer c.Close()
 		br := bufio.NewReader(c)
-		if skipHead(br) != nil {
+		req, err := http.ReadRequest(br)
+		if err != nil {
 			return
 		}
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		io.WriteString(c, switched(req.Header.Get("Sec-WebSocket-Key")))
 		io.Copy(c, br)
 	})
 }
@@ -114,7 +117,7 @@ func TestTLSRecordsArrivingTogether(t *testing.T) {
 	if err := c.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	io.WriteString(c, wsHandshake("/ws"))
 	io.WriteString(c, "first bytes")
 	if err := cc.Flush(); err != nil {
 		t.Fatal(err)
@@ -156,7 +159,7 @@ func TestIdleWSSHoldsNoBuffer(t *testing.T) {
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		io.WriteString(c, wsHandshake("/ws"))
 		br := bufio.NewReader(c)
 		line, _ := br.ReadString('\n')
 		if !strings.HasPrefix(line, "HTTP/1.1 101") {
