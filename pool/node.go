@@ -44,7 +44,8 @@ type Config struct {
 	ConnectTimeout time.Duration
 
 	// MaxIdle is the number of idle keep-alive connections kept per node.
-	// Zero means 128; negative means keep none (every request dials).
+	// Zero means 128; -1 means keep none (every request dials); below -1 is
+	// invalid.
 	MaxIdle int
 
 	// IdleTimeout closes a pooled connection that has been idle this long, so

@@ -70,8 +70,9 @@ type Config struct {
 	// BodyMinRate is the least a request body must average, in bytes a
 	// second, once BodyTimeout has passed since it began: a read of it ends
 	// by BodyTimeout + bytes read / BodyMinRate after its start (408 and
-	// close, the node connection closed too). Zero means 1024; negative
-	// means no minimum (each wait is still bounded by BodyTimeout).
+	// close, the node connection closed too). Zero means 1024; -1
+	// means no minimum (each wait is still bounded by BodyTimeout); below -1
+	// is invalid.
 	BodyMinRate int64
 	// WSIdleTimeout ends a spliced WebSocket session when no byte moved
 	// either way for this long. Zero means never.

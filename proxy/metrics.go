@@ -80,7 +80,7 @@ func newNodeDescs(removed bool) nodeDescs {
 		connect:   prometheus.NewDesc("tether_node_connect_seconds", "Time to open a connection to each node.", labels(), nil),
 		head:      prometheus.NewDesc("tether_node_response_head_seconds", "Time from a request sent to its answer head read.", labels(), nil),
 		failovers: prometheus.NewDesc("tether_node_failovers_total", "Requests sticky to each node that went to another node.", labels(), nil),
-		evictions: prometheus.NewDesc("tether_node_evictions_total", "WebSocket sessions ended because their node went down.", labels(), nil),
+		evictions: prometheus.NewDesc("tether_node_evictions_total", "WebSocket sessions ended because their node failed: its stream ended without a Close, or it was marked down (each session counted once, by whichever noticed first).", labels(), nil),
 		hits:      prometheus.NewDesc("tether_pool_hits_total", "Requests sent on a pooled keep-alive connection.", labels(), nil),
 		misses:    prometheus.NewDesc("tether_pool_misses_total", "Requests that needed a new connection.", labels(), nil),
 	}

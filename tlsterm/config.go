@@ -45,7 +45,7 @@ type Config struct {
 	// for the client. A handshake waiting for a slot waits within its
 	// HandshakeTimeout (ErrBusy after). Zero means 2 × GOMAXPROCS: enough to
 	// keep every core busy with handshakes, not enough to queue many of them
-	// ahead of established sessions. Negative means no cap.
+	// ahead of established sessions. -1 means no cap; below -1 is invalid.
 	MaxHandshakes int
 
 	// BackendCA is --backend-ca: a PEM file of CA certificates that https
