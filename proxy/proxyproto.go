@@ -194,6 +194,9 @@ func peek(rc syscall.RawConn, b []byte) (int, error) {
 // error.
 func proxyHeaderLen(b []byte) (int, error) {
 	if k := min(len(b), len(proxyV2Sig)); bytes.Equal(b[:k], proxyV2Sig[:k]) {
+		if len(b) > 12 && b[12] != 0x20 && b[12] != 0x21 { // version 2, LOCAL or PROXY
+			return 0, fmt.Errorf("proxy protocol: v2 version and command %#x", b[12])
+		}
 		if len(b) < proxyV2Prefix {
 			return 0, nil
 		}
