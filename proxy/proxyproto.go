@@ -108,6 +108,12 @@ func readProxyHeader(c net.Conn, rc syscall.RawConn) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return p.parse(n)
+}
+
+// parse parses the header in p.buf[:n] with go-proxyproto and returns the
+// address as readProxyHeader does.
+func (p *proxyReader) parse(n int) (string, error) {
 	p.src.Reset(p.buf[:n])
 	p.br.Reset(&p.src)
 	h, err := proxyproto.Read(p.br)
