@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -570,4 +571,38 @@ func TestShutdownHealthzAtOnce(t *testing.T) {
 		t.Fatalf("/livez during the drain: %d, want 200", w.Code)
 	}
 	<-done
+}
+
+// FuzzProxyHeader: any bytes give a length or an error, never a panic or a
+// length past the bound; a header found is parsed without a panic, and an
+// address it yields is an IP address.
+func FuzzProxyHeader(f *testing.F) {
+	f.Add([]byte("PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\nGET / HTTP/1.1\r\n"))
+	f.Add([]byte("PROXY TCP6 2001:db8::7 2001:db8::1 56324 443\r\n"))
+	f.Add([]byte("PROXY UNKNOWN\r\n"))
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
+	f.Add(v2Header(f, "198.51.100.9", tlv(0xEA, 10)))
+	f.Add(v2Header(f, "2001:db8::9", nil))
+	f.Add(v2Header(f, "", nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := proxyHeaderLen(b)
+		if err != nil || n == 0 {
+			return
+		}
+		if n > proxyV2Prefix+maxProxyV2Length || (bytes.HasPrefix(b, proxyV1Sig) && n > proxyV1Max) {
+			t.Fatalf("length %d past the bound", n)
+		}
+		if n > len(b) {
+			return
+		}
+		p := proxyReaders.Get().(*proxyReader)
+		defer proxyReaders.Put(p)
+		copy(p.buf[:], b[:n])
+		addr, err := p.parse(n)
+		if err == nil && addr != "" {
+			if _, perr := netip.ParseAddr(addr); perr != nil {
+				t.Fatalf("address %q from %q is not an IP", addr, b[:n])
+			}
+		}
+	})
 }
