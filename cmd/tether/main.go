@@ -273,7 +273,7 @@ Flags:
 	fs.VisitAll(func(f *flag.Flag) {
 		name, u := flag.UnquoteUsage(f)
 		fmt.Fprintf(w, "  --%s %s\n    \t%s", f.Name, name, u)
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" || f.Name == "ws-idle-timeout" || f.Name == "max-conns" || f.Name == "evict-spread" {
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" || f.Name == "ws-idle-timeout" || f.Name == "max-conns" || f.Name == "evict-spread" || f.Name == "drain-delay" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
 		fmt.Fprintln(w)
