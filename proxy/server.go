@@ -54,6 +54,8 @@ type Server struct {
 
 	maxConnsRefused atomic.Uint64 // connections closed at accept by --max-conns
 	maxConnsLog     logSampler    // their log lines, one a second
+	proxyRefused    atomic.Uint64 // connections closed for their PROXY protocol header or source
+	proxyLog        logSampler    // their log lines, one a second
 
 	adminToken atomic.Pointer[[sha256.Size]byte] // SHA-256 of the admin token; nil: none (adminguard.go)
 
@@ -63,6 +65,7 @@ type Server struct {
 	active    map[*conn]struct{}
 	closing   bool
 	draining  atomic.Bool    // Shutdown has begun: answers close their connections
+	withdrawn atomic.Bool    // Withdraw was called: /healthz answers 503
 	wg        sync.WaitGroup // one per client connection and accept loop
 }
 
