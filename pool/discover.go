@@ -100,11 +100,33 @@ func parseSource(spec string, srv bool) (*source, error) {
 	if host == "" || len(host) > 253 {
 		return nil, errors.New("want a DNS name")
 	}
-	if _, ok := dns.IsDomainName(host); !ok || strings.ContainsAny(host, "\\ /:@") {
-		return nil, fmt.Errorf("%q is not a DNS name", host)
+	if _, ok := dns.IsDomainName(host); !ok || strings.ContainsFunc(host, notNameChar) || strings.Contains(host, "..") {
+		return nil, fmt.Errorf("%q is not a DNS name (letters, digits and -_. only)", host)
 	}
 	s.name = dns.Fqdn(host)
 	return s, nil
+}
+
+// HasHTTPS reports whether any node may be an https node: a configured
+// https URL, or a NodeSRV or NodeDNS value with the "https+" prefix.
+func (c *Config) HasHTTPS() bool {
+	for _, n := range c.Nodes {
+		if strings.HasPrefix(n.URL, "https:") {
+			return true
+		}
+	}
+	for _, v := range slices.Concat(c.NodeSRV, c.NodeDNS) {
+		if strings.HasPrefix(v, httpsPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// notNameChar reports a character that has no place in the DNS names
+// tether looks up: letters, digits, '-', '_' (SRV labels) and '.' only.
+func notNameChar(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
 }
 
 // validateDiscovery checks the discovery settings, naming their flags.
