@@ -131,14 +131,20 @@ func notNameChar(r rune) bool {
 
 // validateDiscovery checks the discovery settings, naming their flags.
 func (c *Config) validateDiscovery() error {
-	for _, v := range c.NodeSRV {
+	for i, v := range c.NodeSRV {
 		if _, err := parseSource(v, true); err != nil {
 			return fmt.Errorf("--node-srv %s: %w", v, err)
 		}
+		if slices.Contains(c.NodeSRV[:i], v) {
+			return fmt.Errorf("--node-srv %s: given twice", v)
+		}
 	}
-	for _, v := range c.NodeDNS {
+	for i, v := range c.NodeDNS {
 		if _, err := parseSource(v, false); err != nil {
 			return fmt.Errorf("--node-dns %s: %w", v, err)
+		}
+		if slices.Contains(c.NodeDNS[:i], v) {
+			return fmt.Errorf("--node-dns %s: given twice", v)
 		}
 	}
 	switch {

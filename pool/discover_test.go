@@ -368,17 +368,22 @@ func TestValidateDiscovery(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("SRV names alone: %v", err)
 	}
-	for flag, c := range map[string]Config{
-		"--node-srv":           {NodeSRV: []string{"bad name"}},
-		"--node-dns":           {NodeDNS: []string{"x.example"}},
-		"--dns-server":         {NodeSRV: []string{srvName}, DNSServer: "dns.example:53"},
-		"--node-dns-interval":  {NodeSRV: []string{srvName}, DNSInterval: -1},
-		"--dns-timeout":        {NodeSRV: []string{srvName}, DNSTimeout: -1},
-		"--node-dns-max-nodes": {NodeSRV: []string{srvName}, DNSMaxNodes: -1},
+	for _, tc := range []struct {
+		flag string
+		c    Config
+	}{
+		{"--node-srv", Config{NodeSRV: []string{"bad name"}}},
+		{"--node-srv", Config{NodeSRV: []string{srvName, srvName}}},
+		{"--node-dns", Config{NodeDNS: []string{"x.example"}}},
+		{"--dns-server", Config{NodeSRV: []string{srvName}, DNSServer: "dns.example:53"}},
+		{"--node-dns-interval", Config{NodeSRV: []string{srvName}, DNSInterval: -1}},
+		{"--dns-timeout", Config{NodeSRV: []string{srvName}, DNSTimeout: -1}},
+		{"--node-dns-max-nodes", Config{NodeSRV: []string{srvName}, DNSMaxNodes: -1}},
 	} {
+		c := tc.c
 		c.SetDefaults()
-		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), flag) {
-			t.Errorf("%s: Validate said %v", flag, err)
+		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), tc.flag+" ") {
+			t.Errorf("%s: Validate said %v", tc.flag, err)
 		}
 	}
 }
