@@ -75,7 +75,7 @@ func TestDiscoverSRVNodesJoinAndLeave(t *testing.T) {
 		SRV:   []string{srvRecord("cobrowse-0", portOf(n0))},
 		Hosts: []string{hostRecord("cobrowse-0", "127.0.0.1"), hostRecord("cobrowse-1", "127.0.0.1")},
 	})
-	p := newDiscoveryPool(t, dns, Config{DrainTimeout: 300 * time.Millisecond})
+	p := newDiscoveryPool(t, dns, Config{DrainTimeout: time.Second})
 
 	waitFor(t, 5*time.Second, "cobrowse-0 not discovered", func() bool { return p.Node("cobrowse-0") != nil })
 	c0 := p.Node("cobrowse-0")
@@ -165,7 +165,7 @@ func TestDiscoverKeepsNodesWhenDNSFails(t *testing.T) {
 	}
 }
 
-// TestDiscoverRespectsTTL: an answer with a TTL of 5s is not asked again
+// TestDiscoverRespectsTTL: an answer with a TTL of 60s is not asked again
 // within that time though the interval is 50ms, while a name that gets no
 // answer is asked again every interval.
 func TestDiscoverRespectsTTL(t *testing.T) {
@@ -173,12 +173,12 @@ func TestDiscoverRespectsTTL(t *testing.T) {
 	dns := dnstest.Start(t, dnstest.Records{
 		SRV:   []string{srvRecord("cobrowse-0", portOf(n0))},
 		Hosts: []string{hostRecord("cobrowse-0", "127.0.0.1")},
-		TTL:   5,
+		TTL:   60,
 	})
 	p := newDiscoveryPool(t, dns, Config{NodeSRV: []string{srvName, "_none._tcp.cobrowse.test"}})
 	waitFor(t, 5*time.Second, "cobrowse-0 not discovered", func() bool { return p.Node("cobrowse-0") != nil })
 	// The empty name is asked every 50ms: ten of its lookups span 500ms,
-	// in which the name with a TTL of 5s must not be asked again.
+	// in which the name with a TTL of 60s must not be asked again.
 	start := p.DNSLookups()
 	waitFor(t, 5*time.Second, "the empty name was not asked again", func() bool { return p.DNSLookups().Empty >= start.Empty+10 })
 	if got := p.DNSLookups().OK; got != 1 {
@@ -236,7 +236,11 @@ func TestDiscoverSurvivesReload(t *testing.T) {
 		SRV:   []string{srvRecord("cobrowse-0", portOf(n0)), srvRecord("cobrowse-1", portOf(n0))},
 		Hosts: []string{hostRecord("cobrowse-0", "127.0.0.1"), hostRecord("cobrowse-1", "127.0.0.1")},
 	})
-	cfg := Config{Nodes: []NodeConfig{{Name: "cobrowse-1", URL: static.URL}}}
+	cfg := Config{
+		Nodes:   []NodeConfig{{Name: "cobrowse-1", URL: static.URL}},
+		NodeSRV: []string{srvName}, DNSServer: dns.Addr(), DNSInterval: 50 * time.Millisecond,
+		HealthInterval: 20 * time.Millisecond,
+	}
 	p := newDiscoveryPool(t, dns, cfg)
 	waitFor(t, 5*time.Second, "cobrowse-0 not discovered", func() bool { return p.Node("cobrowse-0") != nil })
 	c0 := p.Node("cobrowse-0")
@@ -245,7 +249,6 @@ func TestDiscoverSurvivesReload(t *testing.T) {
 	}
 
 	cfg.Nodes = append(cfg.Nodes, NodeConfig{Name: "extra", URL: static.URL})
-	cfg.DNSServer = dns.Addr()
 	if err := p.Update(cfg); err != nil {
 		t.Fatal(err)
 	}
