@@ -398,3 +398,22 @@ func TestAddrName(t *testing.T) {
 		}
 	}
 }
+
+// TestDiscoveredHTTPSNode: a node whose URL keeps a host name and whose
+// address was resolved dials the address and verifies the name.
+func TestDiscoveredHTTPSNode(t *testing.T) {
+	p, err := New(Config{Nodes: []NodeConfig{{Name: "cobrowse-0", URL: "https://cobrowse-0.cobrowse.test:8443", Addr: "127.0.0.1:8443"}}}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	n := p.Node("cobrowse-0")
+	if n.Addr != "127.0.0.1:8443" || n.tls == nil || n.tls.ServerName != "cobrowse-0.cobrowse.test" {
+		t.Fatalf("address %s, TLS server name %v", n.Addr, n.tls)
+	}
+	bad := Config{Nodes: []NodeConfig{{Name: "a", URL: "http://a.test:80", Addr: "a.test:80"}}}
+	bad.SetDefaults()
+	if err := bad.Validate(); err == nil {
+		t.Fatal("an address that is not IP:PORT was accepted")
+	}
+}

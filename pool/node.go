@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -183,6 +184,9 @@ func (c *Config) Validate() error {
 		seen[n.Name] = true
 		if _, _, err := parseNodeURL(n.URL); err != nil {
 			return fmt.Errorf("--node %s=%s: %w", n.Name, n.URL, err)
+		}
+		if _, err := netip.ParseAddrPort(n.Addr); n.Addr != "" && err != nil {
+			return fmt.Errorf("--node %s=%s: address %q: want IP:PORT", n.Name, n.URL, n.Addr)
 		}
 	}
 	switch {
