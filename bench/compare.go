@@ -315,7 +315,7 @@ func RunCompare(ctx context.Context, cfg CompareConfig, log zerolog.Logger) (*Co
 	e.loadCPUs = plan.loadCPUs
 	if cfg.NoSyscalls {
 		e.perfErr = errors.New("--syscalls=false")
-	} else if e.perfErr = checkPerf(ctx); e.perfErr != nil {
+	} else if e.perfErr = checkSyscallCounting(); e.perfErr != nil {
 		log.Warn().Err(e.perfErr).Msg("compare: system calls not counted")
 	}
 	if e.perfErr != nil {
@@ -465,7 +465,7 @@ func runSlot(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, pr *pee
 	}
 	counter := startCounting(e, pr, log)
 	cpu0 := pr.cpuSeconds()
-	var res outsideResult
+	var res runFigures
 	var tlsInfo string
 	if s.gen == GeneratorWrk {
 		var err error
@@ -480,13 +480,14 @@ func runSlot(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, pr *pee
 			return Sample{}, err
 		}
 		op := rep.ops()[0]
-		res = outsideResult{op.Ops, rep.Elapsed, op.PerSecond, op.Latency.P50, op.Latency.P90, op.Latency.P99,
+		res = runFigures{op.Ops, rep.Elapsed, op.PerSecond, op.Latency.P50, op.Latency.P90, op.Latency.P99,
 			rep.ErrorCount() + rep.StickyViolations}
 		if rep.TLS != nil {
 			tlsInfo = rep.TLS.String()
 		}
 	}
 	cpu := pr.cpuSeconds() - cpu0
+	syscalls := finishCounting(counter, res.ops, log)
 	sample := Sample{
 		Round:         s.round,
 		PerSecond:     res.perSecond,
@@ -495,7 +496,7 @@ func runSlot(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, pr *pee
 		P99:           res.p99,
 		Ops:           res.ops,
 		CPUPerOp:      perOp(cpu, res.ops),
-		SyscallsPerOp: finishCounting(counter, res.ops, log),
+		SyscallsPerOp: syscalls,
 		Errors:        res.errors,
 		TLS:           tlsInfo,
 	}

@@ -103,8 +103,8 @@ func (e *peerEnv) cookiesFor(peer string) []string {
 	return out
 }
 
-// outsideResult is what an outside generator measured, as runSlot needs it.
-type outsideResult struct {
+// runFigures is what a generator measured of one run, as runSlot needs it.
+type runFigures struct {
 	ops           int64
 	elapsed       time.Duration
 	perSecond     float64
@@ -113,30 +113,29 @@ type outsideResult struct {
 }
 
 // runOutside runs the outside generator of s's scenario against addr.
-func runOutside(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, addr string) (outsideResult, error) {
+func runOutside(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, addr string) (runFigures, error) {
 	switch s.scenario {
 	case CompareHTTP:
 		r, err := wrkRun{Bin: e.wrkBin, Script: e.wrkScript, Addr: addr, Conns: cfg.Conns, Duration: cfg.Duration,
 			Bytes: cfg.ResourceBytes, Cookies: e.cookiesFor(s.peer), CPUs: e.loadCPUs}.run(ctx)
-		return outsideResult{r.Requests, r.Elapsed, r.PerSecond, r.P50, r.P90, r.P99, r.Errors()}, err
+		return runFigures{r.Requests, r.Elapsed, r.PerSecond, r.P50, r.P90, r.P99, r.Errors()}, err
 	case CompareWS:
 		r, err := wsgenRun{Bin: e.wsgenBin, Addr: addr, Sessions: cfg.Sessions, MsgBytes: cfg.MessageBytes,
 			Duration: cfg.Duration, Cookies: e.cookiesFor(s.peer), CPUs: e.loadCPUs}.run(ctx)
-		return outsideResult{r.Messages, r.Elapsed, r.PerSecond, r.P50, r.P90, r.P99, r.Errors()}, err
+		return runFigures{r.Messages, r.Elapsed, r.PerSecond, r.P50, r.P90, r.P99, r.Errors()}, err
 	}
-	return outsideResult{}, fmt.Errorf("no outside generator for %s", s.scenario)
+	return runFigures{}, fmt.Errorf("no outside generator for %s", s.scenario)
 }
 
 // startCounting starts counting the system calls of pr's processes; nil
-// when they are not counted (--syscalls=false, or perf unusable here).
+// when they are not counted (--syscalls=false, or no perf events here).
 func startCounting(e *peerEnv, pr *peerRun, log zerolog.Logger) *syscallCounter {
 	if e.perfErr != nil {
 		return nil
 	}
 	c, err := startSyscallCounter(pr.measured)
 	if err == nil {
-		err = c.enable()
-		if err != nil {
+		if err = c.enable(); err != nil {
 			_, _ = c.stop()
 		}
 	}
@@ -147,7 +146,8 @@ func startCounting(e *peerEnv, pr *peerRun, log zerolog.Logger) *syscallCounter 
 	return c
 }
 
-// finishCounting stops c and returns the count per op; 0 when not counted.
+// finishCounting stops c and returns the count per op; 0 when not
+// counted.
 func finishCounting(c *syscallCounter, ops int64, log zerolog.Logger) float64 {
 	if c == nil {
 		return 0
@@ -184,7 +184,9 @@ func (c *Comparison) generatorNote() string {
 	b.WriteString(". Every generator shares the machine's CPUs with the peer. ")
 	b.WriteString("CPU/op: the peer's CPU time (utime+stime of /proc/PID/stat) over the run ÷ requests or messages. ")
 	if c.SyscallsNote == "" {
-		fmt.Fprintf(&b, "syscalls/op: system calls the peer's processes entered (perf stat -e %s) over the run ÷ requests or messages.\n", syscallEvent)
+		fmt.Fprintf(&b, "syscalls/op: system calls the peer's processes entered over the run (perf events on the tracepoint %s, "+
+			"what perf stat -e %s counts, on every thread, inherited by threads created during the run) ÷ requests or messages.\n",
+			syscallEvent, syscallEvent)
 	} else {
 		fmt.Fprintf(&b, "syscalls/op: n/a (%s).\n", c.SyscallsNote)
 	}

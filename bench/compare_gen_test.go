@@ -152,7 +152,7 @@ func TestRunSlotOutside(t *testing.T) {
 		cookie:    DefaultCookie,
 		wrkBin:    wrk,
 		wsgenBin:  wsgen,
-		perfErr:   checkPerf(t.Context()),
+		perfErr:   checkSyscallCounting(),
 	}
 	e.haproxyBin = needBinary(t, "haproxy")
 	var err error
@@ -181,5 +181,47 @@ func TestRunSlotOutside(t *testing.T) {
 	// cookie: both nodes served.
 	if r1, r2 := n1.Stats(), n2.Stats(); r1.WSTotal == 0 || r2.WSTotal == 0 || r1.Requests <= r1.WSTotal || r2.Requests <= r2.WSTotal {
 		t.Errorf("nodes: %+v, %+v", r1, r2)
+	}
+}
+
+// TestOutsideToolsMissing runs with an empty PATH: without cc the wsgen
+// runs are dropped with a note; without wrk the comparison stops with the
+// package to install. Not parallel: it sets PATH.
+func TestOutsideToolsMissing(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	order := withGenerators(compareOrder([]string{PeerTether}, []string{CompareWS, CompareTLSRSA}, 1), GeneratorBoth)
+	e := &peerEnv{}
+	got, notes, err := e.outsideTools(t.Context(), order, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []string
+	for _, s := range got {
+		runs = append(runs, s.scenario+"/"+s.gen)
+	}
+	if want := []string{"ws-echo/go", "tls-rsa/go"}; !slices.Equal(runs, want) {
+		t.Errorf("runs %v, want %v", runs, want)
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "no C compiler") {
+		t.Errorf("notes %q", notes)
+	}
+	order = withGenerators(compareOrder([]string{PeerTether}, []string{CompareHTTP}, 1), GeneratorWrk)
+	if _, _, err := e.outsideTools(t.Context(), order, t.TempDir()); err == nil || !strings.Contains(err.Error(), "apt-get install -y wrk") {
+		t.Errorf("without wrk: %v", err)
+	}
+}
+
+func TestFmtSyscalls(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		x    float64
+		want string
+	}{
+		{5.234, "5.23"},
+		{0, "n/a"},
+	} {
+		if got := fmtSyscalls(tc.x); got != tc.want {
+			t.Errorf("fmtSyscalls(%v) = %q, want %q", tc.x, got, tc.want)
+		}
 	}
 }

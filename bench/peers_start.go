@@ -24,7 +24,8 @@ type peerEnv struct {
 	// wsgen's binary; "" when not needed.
 	wrkBin, wrkScript, wsgenBin string
 	loadCPUs                    string // taskset list of the load generators; "" for none
-	// perfErr says why system calls are not counted; nil when they are.
+	// perfErr says why system calls are not counted (syscallCounter); nil
+	// when they are.
 	perfErr error
 }
 

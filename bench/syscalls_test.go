@@ -1,54 +1,31 @@
 package bench
 
 import (
-	"bytes"
+	"io"
+	"os"
 	"os/exec"
 	"testing"
-	"time"
 )
 
-func TestParsePerfCount(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name, out string
-		want      int64
-		bad       bool
-	}{
-		// perf stat -x, -D -1 --control …, as captured.
-		{"counted", "Events disabled\nEvents enabled\nEvents disabled\n684827,,raw_syscalls:sys_enter,494037246,100.00,,\n", 684827, false},
-		{"not counted", "<not counted>,,raw_syscalls:sys_enter,0,100.00,,\n", 0, false},
-		{"not supported", "<not supported>,,raw_syscalls:sys_enter,0,100.00,,\n", 0, true},
-		{"another event", "12,,cycles,1000,100.00,,\n", 0, true},
-		{"nothing", "", 0, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := parsePerfCount([]byte(tc.out))
-			if got != tc.want || (err != nil) != tc.bad {
-				t.Errorf("got %d, %v; want %d, error %v", got, err, tc.want, tc.bad)
-			}
-		})
-	}
-}
-
-// TestSyscallCounter counts the system calls of a wsgen process echoing
-// through a node: some, and a few per message at most (only that process
-// is counted). Skipped where perf cannot count the tracepoint.
+// TestSyscallCounter counts the system calls of a shell that, once the
+// counter is on, starts dd copying 20,000 single bytes: dd is a process
+// created after the counter was opened, as a thread the peer starts under
+// load is, and its 40,000 reads and writes are counted. Skipped where perf
+// events are not allowed.
 func TestSyscallCounter(t *testing.T) {
 	t.Parallel()
-	if err := checkPerf(t.Context()); err != nil {
+	if err := checkSyscallCounting(); err != nil {
 		t.Skipf("system calls not countable here: %v", err)
 	}
-	bin := buildWSGen(t)
-	n := startNode(t, NodeConfig{Name: "CB_Server_1"})
-	cmd := exec.Command(bin, "-a", n.addr, "-s", "2", "-m", "64", "-d", "1")
-	var out bytes.Buffer
-	cmd.Stdout = &out
+	cmd := exec.Command("sh", "-c", "read go && dd if=/dev/zero of=/dev/null bs=1 count=20000 2>/dev/null")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	c, err := startSyscallCounter([]int{cmd.Process.Pid})
 	if err != nil {
 		t.Fatal(err)
@@ -56,22 +33,40 @@ func TestSyscallCounter(t *testing.T) {
 	if err := c.enable(); err != nil {
 		t.Fatal(err)
 	}
-	var waitErr error
-	select {
-	case waitErr = <-done:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		waitErr = <-done
+	if _, err := io.WriteString(stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
 	}
 	calls, err := c.stop()
-	if err != nil || waitErr != nil {
-		t.Fatalf("count %d, %v; wsgen %v", calls, err, waitErr)
-	}
-	r, err := ParseWSGen(out.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if calls <= 0 || r.Messages == 0 || calls > 20*r.Messages {
-		t.Errorf("%d system calls for %d messages", calls, r.Messages)
+	if calls < 40_000 || calls > 60_000 {
+		t.Errorf("%d system calls, want dd's 40,000 and a few more", calls)
+	}
+}
+
+func TestSyscallCounterNoProcess(t *testing.T) {
+	t.Parallel()
+	if err := checkSyscallCounting(); err != nil {
+		t.Skipf("system calls not countable here: %v", err)
+	}
+	if c, err := startSyscallCounter([]int{-1}); err == nil {
+		_, _ = c.stop()
+		t.Error("counter opened on no process")
+	}
+}
+
+func TestThreadsOf(t *testing.T) {
+	t.Parallel()
+	// This test process: the Go runtime runs several threads.
+	if got := threadsOf([]int{os.Getpid()}); !got[os.Getpid()] || len(got) < 2 {
+		t.Errorf("threads of this process: %v", got)
+	}
+	if got := threadsOf([]int{-1}); len(got) != 0 {
+		t.Errorf("threads of no process: %v", got)
 	}
 }

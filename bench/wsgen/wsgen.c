@@ -50,6 +50,7 @@ enum state { CONNECTING, UPGRADING, OPEN, DEAD };
 struct session {
 	int fd;
 	int idx;
+	uint32_t gen;           /* attempt number: events of a closed socket are stale */
 	enum state state;
 	int retries;
 	int want_out;           /* EPOLLOUT registered */
@@ -79,6 +80,7 @@ static struct {
 } st;
 
 static int ep;
+static struct session *sessions;
 static unsigned char *pattern;
 static uint32_t rng;
 static uint64_t end_ns;
@@ -162,9 +164,15 @@ static void base64(const unsigned char *in, size_t n, char *out)
 	out[o] = 0;
 }
 
+/* tag is the epoll data of s's current socket: its index and attempt. */
+static uint64_t tag(const struct session *s)
+{
+	return (uint64_t)s->gen << 32 | (uint32_t)s->idx;
+}
+
 static void set_events(struct session *s, int out)
 {
-	struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = s};
+	struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.u64 = tag(s)};
 	if (s->want_out != out && epoll_ctl(ep, EPOLL_CTL_MOD, s->fd, &ev) == 0)
 		s->want_out = out;
 }
@@ -244,6 +252,7 @@ static void open_session(struct session *s)
 {
 	s->rlen = 0;
 	s->want_out = 1;
+	s->gen++;
 	s->since_ns = now_ns();
 	s->fd = socket(cfg.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->fd < 0) {
@@ -253,7 +262,7 @@ static void open_session(struct session *s)
 	}
 	int one = 1;
 	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = s};
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u64 = tag(s)};
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
 		close(s->fd);
 		s->fd = -1;
@@ -385,7 +394,7 @@ static void on_readable(struct session *s)
 			if (s->state != OPEN)
 				return;
 		} else if (s->state == OPEN) {
-			if (!on_frame(s))
+			if (!on_frame(s) || s->state != OPEN)
 				return;
 		} else {
 			return;
@@ -531,7 +540,7 @@ int main(int argc, char **argv)
 	if (rng == 0)
 		rng = 1;
 	pattern = malloc(cfg.msg_bytes);
-	struct session *ss = calloc((size_t)cfg.sessions, sizeof *ss);
+	struct session *ss = sessions = calloc((size_t)cfg.sessions, sizeof *ss);
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (pattern == NULL || ss == NULL || ep < 0) {
 		perror("wsgen: setup");
@@ -569,8 +578,11 @@ int main(int argc, char **argv)
 			perror("wsgen: epoll_wait");
 			break;
 		}
-		for (int i = 0; i < n; i++)
-			on_event(evs[i].data.ptr, evs[i].events);
+		for (int i = 0; i < n; i++) {
+			struct session *s = &sessions[(uint32_t)evs[i].data.u64];
+			if (s->fd >= 0 && tag(s) == evs[i].data.u64) /* not a closed socket's */
+				on_event(s, evs[i].events);
+		}
 		if ((t = now_ns()) >= next_scan) { /* sessions with no answer in time */
 			next_scan = t + 100000000u;
 			for (int i = 0; i < cfg.sessions; i++) {

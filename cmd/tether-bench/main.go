@@ -338,7 +338,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	c.fs.StringVar(&cfg.Dir, "dir", "", "directory for the processes' configurations and logs (default: a temporary one, removed)")
 	c.fs.StringVar(&cfg.Generator, "generator", bench.GeneratorGo, "who drives http and ws-echo: go (tether-bench's own generator, in this process), "+
 		"wrk (http by wrk, ws-echo by wsgen, a C program compiled with cc -O2 at run time), or both (each run once with each); other scenarios use go")
-	syscalls := c.fs.Bool("syscalls", true, "count the system calls of the peer's processes per request or message with perf stat (n/a when perf cannot)")
+	syscalls := c.fs.Bool("syscalls", true, "count the system calls of the peer's processes per request or message (Linux perf events on the raw_syscalls:sys_enter tracepoint; n/a where they are not allowed)")
 	if code := c.parse(args, stdout, stderr); code >= 0 {
 		return code
 	}
