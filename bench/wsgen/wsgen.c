@@ -11,9 +11,11 @@
  *     rate=... p50_us=... p90_us=... p99_us=... max_us=... upgrade_errors=0
  *     io_errors=0 bad_frames=0 timeouts=0 reconnects=0
  *
+ * The upgrade's answer must be 101 (Sec-WebSocket-Accept is not checked).
  * A session that fails (refused upgrade, reset, bad frame, no echo within
- * the timeout) is counted and opened anew, at most 4 times each. Loopback
- * only; sessions, message size and duration are bounded.
+ * the timeout) is counted and opened anew, at most 4 times in a row (a
+ * successful upgrade starts the count again). Loopback only; sessions,
+ * message size and duration are bounded.
  *
  * Build: cc -O2 -o wsgen wsgen.c
  * Run:   wsgen -a 127.0.0.1:8080 -s 32 -m 256 -d 5 -k gcbSessionServer=CB_Server_1
@@ -40,7 +42,7 @@
 #define MAX_COOKIES 16
 #define MAX_COOKIE_LEN 256
 #define HEAD_BYTES 4096   /* the upgrade answer's head must fit */
-#define MAX_RETRIES 4     /* new attempts per session after a failure */
+#define MAX_RETRIES 4     /* new attempts per session after failures in a row */
 #define SUB_BITS 4        /* histogram: 16 buckets per power of two */
 #define SUB (1 << SUB_BITS)
 #define NBUCKETS (2 * SUB + 40 * SUB)
