@@ -36,8 +36,14 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 			return err
 		}
 		backoff = 0
-		if m := s.cfg().MaxConns; m > 0 && s.conns.Load() >= int64(m) {
+		cfg := s.cfg()
+		if m := cfg.MaxConns; m > 0 && s.conns.Load() >= int64(m) {
 			s.refuseConn(nc, m)
+			continue
+		}
+		if cfg.ProxyProtocol && !trustedSource(cfg.ProxyProtocolFrom, nc.RemoteAddr()) {
+			s.refuseProxy(nc, errProxyUntrusted)
+			nc.Close()
 			continue
 		}
 		c := &conn{s: s, c: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure, born: time.Now()}
@@ -101,8 +107,18 @@ type conn struct {
 	linger   bool            // an answer refused a request the client may still be sending: close lingering
 }
 
-// serve runs the connection: the TLS handshake if any, then run.
+// serve runs the connection: the PROXY protocol header if required, the
+// TLS handshake if any, then run.
 func (c *conn) serve() {
+	if cfg := c.s.cfg(); cfg.ProxyProtocol {
+		// Before the ClientHello on the TLS listener. The header gets the
+		// head's timeout; the request or the handshake then gets its own.
+		if !c.proxyHeader(cfg.HeaderTimeout, rawConnOf(c.c)) {
+			c.close()
+			c.s.wg.Done()
+			return
+		}
+	}
 	// hot: read for a moment before waiting. Just after a TLS handshake the
 	// first request may already sit in the TLS connection above its socket
 	// (TLS 1.3 clients send it with their Finished), where a readiness wait

@@ -95,13 +95,14 @@ func nodeStatus(n *pool.Node) NodeStatus {
 }
 
 // AdminHandler serves /metrics (Prometheus), /status (JSON, or HTML for a
-// browser), /healthz, POST /nodes/NAME/drain and /nodes/NAME/enable, and
+// browser), /healthz, /livez, POST /nodes/NAME/drain and /nodes/NAME/enable, and
 // with Config.Pprof the Go profiler under /debug/pprof/, behind the Host,
 // token and cross-site checks of adminGuard.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", s.serveStatus)
 	mux.HandleFunc("GET /healthz", s.serveHealthz)
+	mux.HandleFunc("GET /livez", s.serveLivez)
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.HandleFunc("POST /nodes/{name}/{action}", s.serveNodeAction)
 	if s.cfg().Pprof {
@@ -141,14 +142,36 @@ func (s *Server) ServeAdmin(ln net.Listener) error {
 	return nil
 }
 
+// Withdraw makes /healthz answer 503 from now on while tether goes on
+// accepting and serving: the first step of a drain behind an L4 tier, whose
+// health checks take this tether out of rotation before Shutdown closes its
+// listeners. It returns Config.DrainDelay, how long the caller should keep
+// serving before it calls Shutdown. Shutdown alone also makes /healthz 503.
+func (s *Server) Withdraw() time.Duration {
+	s.withdrawn.Store(true)
+	return s.cfg().DrainDelay
+}
+
+// serveHealthz answers readiness: 200 while tether takes traffic, 503 from
+// the moment its drain begins (Withdraw or Shutdown). No token needed.
 func (s *Server) serveHealthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if s.isClosing() {
+	w.Header().Set("Cache-Control", "no-store")
+	if s.withdrawn.Load() || s.isClosing() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "shutting down")
 		return
 	}
 	fmt.Fprintln(w, "ok")
+}
+
+// serveLivez answers liveness: 200 while the process runs, during a drain
+// too (restarting a draining tether would cut its sessions). No token
+// needed.
+func (s *Server) serveLivez(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintln(w, "alive")
 }
 
 func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {

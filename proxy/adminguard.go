@@ -20,7 +20,7 @@ import (
 //     (421 otherwise). A web page cannot then read /status or /metrics, or
 //     post to /nodes/…, through a name of its own that it re-points at the
 //     listener (DNS rebinding).
-//   - Token: with --admin-token-file, every path but /healthz needs
+//   - Token: with --admin-token-file, every path but /healthz and /livez needs
 //     "Authorization: Bearer TOKEN" (401 otherwise), compared in constant
 //     time. Load-balancer health checkers often cannot send one.
 //   - Cross-site requests: a state-changing request (POST) a browser sends
@@ -174,7 +174,7 @@ func (s *Server) adminGuard(next http.Handler) http.Handler {
 			s.refuseAdmin(w, r, http.StatusMisdirectedRequest, "this listener answers to its IP address, localhost, or a name given to --admin-hosts")
 			return
 		}
-		if r.URL.Path != "/healthz" {
+		if r.URL.Path != "/healthz" && r.URL.Path != "/livez" {
 			if ok, sent := s.adminTokenOK(r); !ok {
 				challenge := `Bearer realm="tether admin"`
 				if sent {

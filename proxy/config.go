@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,11 +23,11 @@ type Config struct {
 	Listen string
 
 	// Admin is the listen address of the admin endpoints (/metrics,
-	// /status, /healthz, node drain and enable). Empty means none. An
+	// /status, /healthz, /livez, node drain and enable). Empty means none. An
 	// address that is not loopback needs AdminTokenFile.
 	Admin string
 	// AdminTokenFile holds a bearer token every admin request but /healthz
-	// must carry. Empty means none (then Admin must be loopback). A reload
+	// and /livez must carry. Empty means none (then Admin must be loopback). A reload
 	// re-reads it; a file that cannot be read fails the reload and keeps
 	// the running token.
 	AdminTokenFile string
@@ -99,6 +101,30 @@ type Config struct {
 	// second at most.
 	MaxConns int
 
+	// ProxyProtocol requires a PROXY protocol header (v1 or v2) at the start
+	// of every connection on both listeners (before the ClientHello on the
+	// TLS one), within HeaderTimeout. Its client address becomes the
+	// connection's: X-Forwarded-For, X-Real-IP and the access log's remote.
+	// A v2 LOCAL header (the L4 tier's own health check) or v1 UNKNOWN keeps
+	// the socket's address. A connection from a source outside
+	// ProxyProtocolFrom, or with a missing, malformed or oversized header, is
+	// closed, counted (tether_refused_connections_total{reason="proxy_protocol"})
+	// and logged, one line a second at most; one closed before its first
+	// byte (a TCP health check) is not counted. False means no header is
+	// read. A reload applies it to new connections.
+	ProxyProtocol bool
+	// ProxyProtocolFrom are the networks the L4 tier sends from, the only
+	// sources whose PROXY protocol header is believed. Required with
+	// ProxyProtocol (there is no default: trusting any source would let a
+	// client name any address); empty without it.
+	ProxyProtocolFrom []netip.Prefix
+
+	// DrainDelay is how long tether, told to stop, goes on accepting and
+	// serving while /healthz answers 503, so that an L4 tier's health
+	// checks take it out of rotation before its listeners close (see
+	// Server.Withdraw). Zero means none: the drain begins at once.
+	DrainDelay time.Duration
+
 	// AccessLog writes one line per request and per WebSocket session.
 	AccessLog bool
 
@@ -168,6 +194,7 @@ func (c *Config) Validate() error {
 		{"--write-timeout", c.WriteTimeout},
 		{"--body-timeout", c.BodyTimeout},
 		{"--ws-idle-timeout", c.WSIdleTimeout},
+		{"--drain-delay", c.DrainDelay},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("%s %s: must not be negative", d.flag, d.v)
@@ -190,6 +217,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxHeaderFields < 1 || c.MaxHeaderFields > 10000 {
 		return fmt.Errorf("--max-header-fields %d: must be between 1 and 10000", c.MaxHeaderFields)
+	}
+	if err := c.checkProxyProtocol(); err != nil {
+		return err
 	}
 	if !isConfigToken(c.StickyCookie) {
 		return fmt.Errorf("--sticky-cookie %q: must be a cookie name (token characters)", c.StickyCookie)
@@ -224,6 +254,23 @@ func (c *Config) checkCounts() error {
 	}
 	if c.Pool.DrainTimeout < 0 {
 		return fmt.Errorf("--drain-timeout %s: must not be negative", c.Pool.DrainTimeout)
+	}
+	return nil
+}
+
+// checkProxyProtocol requires the trusted sources with the PROXY protocol,
+// and the protocol with them: either alone is a mistake.
+func (c *Config) checkProxyProtocol() error {
+	switch {
+	case c.ProxyProtocol && len(c.ProxyProtocolFrom) == 0:
+		return errors.New("--proxy-protocol needs --proxy-protocol-from CIDR[,CIDR]: the networks of the L4 tier that sends the header")
+	case !c.ProxyProtocol && len(c.ProxyProtocolFrom) > 0:
+		return errors.New("--proxy-protocol-from is set without --proxy-protocol")
+	}
+	for _, p := range c.ProxyProtocolFrom {
+		if !p.IsValid() {
+			return fmt.Errorf("--proxy-protocol-from %s: not a network", p)
+		}
 	}
 	return nil
 }

@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -54,6 +52,8 @@ type Server struct {
 
 	maxConnsRefused atomic.Uint64 // connections closed at accept by --max-conns
 	maxConnsLog     logSampler    // their log lines, one a second
+	proxyRefused    atomic.Uint64 // connections closed for their PROXY protocol header or source
+	proxyLog        logSampler    // their log lines, one a second
 
 	adminToken atomic.Pointer[[sha256.Size]byte] // SHA-256 of the admin token; nil: none (adminguard.go)
 
@@ -63,6 +63,7 @@ type Server struct {
 	active    map[*conn]struct{}
 	closing   bool
 	draining  atomic.Bool    // Shutdown has begun: answers close their connections
+	withdrawn atomic.Bool    // Withdraw was called: /healthz answers 503
 	wg        sync.WaitGroup // one per client connection and accept loop
 }
 
@@ -135,7 +136,7 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 // --backend-ca is given: a bad CA file is a configuration error at start
 // even before a reload brings the first https node.
 func backendTLS(cfg *Config, log zerolog.Logger) error {
-	https := slices.ContainsFunc(cfg.Pool.Nodes, func(n pool.NodeConfig) bool { return strings.HasPrefix(n.URL, "https:") })
+	https := cfg.Pool.HasHTTPS()
 	if !https && cfg.TLS.BackendCA == "" {
 		return nil
 	}

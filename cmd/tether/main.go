@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"slices"
@@ -105,6 +106,37 @@ func (h *hostList) Set(v string) error {
 	return nil
 }
 
+// prefixList collects comma-separated networks (--proxy-protocol-from): a
+// CIDR, or an address alone for itself; the flag may repeat, and a config
+// file may give a list.
+type prefixList []netip.Prefix
+
+func (p *prefixList) String() string {
+	s := make([]string, len(*p))
+	for i, v := range *p {
+		s[i] = v.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *prefixList) Set(v string) error {
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		pf, err := netip.ParsePrefix(item)
+		if err != nil {
+			a, aerr := netip.ParseAddr(item)
+			if aerr != nil {
+				return fmt.Errorf("%q is not a network (CIDR such as 10.0.0.0/8) or an address", item)
+			}
+			pf = netip.PrefixFrom(a, a.BitLen())
+		}
+		*p = append(*p, pf.Masked())
+	}
+	return nil
+}
+
 // options is everything the command line sets beyond proxy.Config.
 type options struct {
 	configFile    string
@@ -140,6 +172,12 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.StringVar(&cfg.TLS.BackendCA, "backend-ca", "", "PEM `file` of CAs that https nodes are verified against (empty: system roots)")
 	fs.BoolVar(&cfg.TLS.BackendInsecure, "backend-insecure", false, "do not verify https nodes' certificates (labs only; logged at start)")
 	fs.Var(&nodes, "node", "a backend as `NAME=URL` (http://host:port); repeat for each node")
+	fs.Var((*fileList)(&cfg.Pool.NodeSRV), "node-srv", "DNS `name` whose SRV records list nodes (_http._tcp.cobrowse.ns.svc.cluster.local): each target is a node named by its first label, at http://TARGET:PORT; a https+ prefix makes https nodes; repeat for more names")
+	fs.Var((*fileList)(&cfg.Pool.NodeDNS), "node-dns", "`HOST:PORT` whose A and AAAA records list nodes: each address is a node named by the address (':' written '-'); a https+ prefix makes https nodes; repeat for more names")
+	fs.DurationVar(&cfg.Pool.DNSInterval, "node-dns-interval", 10*time.Second, "time between lookups of each --node-srv and --node-dns name, and not before the answer's TTL ends (a failed or empty lookup keeps the last nodes)")
+	fs.StringVar(&cfg.Pool.DNSServer, "dns-server", "", "DNS server `IP:PORT` for --node-srv and --node-dns (empty: the servers of /etc/resolv.conf)")
+	fs.DurationVar(&cfg.Pool.DNSTimeout, "dns-timeout", 2*time.Second, "bound on one DNS query of --node-srv and --node-dns")
+	fs.IntVar(&cfg.Pool.DNSMaxNodes, "node-dns-max-nodes", 1000, "most nodes one --node-srv or --node-dns name may give (records past it are ignored and logged)")
 	fs.StringVar(&cfg.StickyCookie, "sticky-cookie", "gcbSessionServer", "stickiness cookie `name`: its value (NAME or anything.NAME) picks the node")
 	fs.StringVar(&cfg.StickyParam, "sticky-param", "co-browse-node-id", "stickiness query parameter `name`, for clients without cookies")
 	fs.DurationVar(&cfg.Pool.ConnectTimeout, "connect-timeout", 5*time.Second, "bound on one connect to a node; a refused connect fails at once")
@@ -153,6 +191,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request or answer head in `bytes` (431 past it)")
 	fs.IntVar(&cfg.MaxHeaderFields, "max-header-fields", 100, "most header fields in a request head, Host included (431 past it)")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 0, "largest request body in `bytes` (413 past it; 0: no limit)")
+	fs.BoolVar(&cfg.ProxyProtocol, "proxy-protocol", false, "require a PROXY protocol header (v1 or v2) before every connection's first byte on both listeners, from --proxy-protocol-from; its client address is the one forwarded (X-Forwarded-For, X-Real-IP) and logged; a missing, bad or untrusted one closes the connection (needs --proxy-protocol-from)")
+	fs.Var((*prefixList)(&cfg.ProxyProtocolFrom), "proxy-protocol-from", "`networks` (CIDR, comma-separated) of the L4 tier, the only sources trusted to send the PROXY protocol header; required with --proxy-protocol")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "most concurrent client connections (0: half the descriptor limit less a reserve; -1: no limit)")
 	fs.IntVar(&cfg.Pool.MaxIdle, "pool-max-idle", 128, "idle keep-alive connections kept per node (-1: none)")
 	fs.DurationVar(&cfg.Pool.IdleTimeout, "pool-idle-timeout", 60*time.Second, "close a pooled node connection idle this long")
@@ -169,6 +209,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.StringVar(&opts.configFile, "config", "", "YAML `file` whose keys are these flags' long names (a list for node, cert, key); flags given here win; SIGHUP re-reads it")
 	fs.StringVar(&opts.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&opts.logFormat, "log-format", "json", "json, or console for people")
+	fs.DurationVar(&cfg.DrainDelay, "drain-delay", 0, "on SIGTERM, keep accepting and serving this long with /healthz answering 503 (/livez stays 200), so an L4 tier or a Kubernetes Service takes tether out first; then drain (a second SIGTERM cuts it short)")
 	fs.DurationVar(&cfg.Pool.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take before connections are closed (WebSockets are told 1001 over its first half); after a reload, how long a removed node keeps its sticky traffic")
 
 	// fs.Usage stays unset: the flag package would print it on every parse
@@ -240,13 +281,14 @@ Flags:
 	fs.VisitAll(func(f *flag.Flag) {
 		name, u := flag.UnquoteUsage(f)
 		fmt.Fprintf(w, "  --%s %s\n    \t%s", f.Name, name, u)
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" || f.Name == "ws-idle-timeout" || f.Name == "max-conns" || f.Name == "evict-spread" {
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" || f.Name == "ws-idle-timeout" || f.Name == "max-conns" || f.Name == "evict-spread" || f.Name == "drain-delay" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
 		fmt.Fprintln(w)
 	})
 	fmt.Fprint(w, `
-Signals: SIGTERM or SIGINT stop accepting, let requests in flight finish
+Signals: SIGTERM or SIGINT make /healthz answer 503 at once, keep serving
+for --drain-delay, then stop accepting, let requests in flight finish
 (up to --drain-timeout), tell WebSocket clients 1001 and exit 0. SIGHUP
 re-reads --config (and --admin-token-file) and applies nodes, timeouts and
 limits without dropping connections; a bad file keeps the running
@@ -326,6 +368,9 @@ func run(args []string) int {
 			}
 			drain := cfg.Pool.DrainTimeout
 			log.Info().Str("signal", s.String()).Dur("drain_timeout", drain).Msg("shutting down")
+			if delay := srv.Withdraw(); delay > 0 {
+				waitDrainDelay(delay, sig, log)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), drain)
 			err := srv.Shutdown(ctx)
 			cancel()
@@ -334,6 +379,25 @@ func run(args []string) int {
 			}
 			log.Info().Msg("stopped")
 			return 0
+		}
+	}
+}
+
+// waitDrainDelay waits out --drain-delay, while /healthz answers 503 and
+// tether still serves, or until a second SIGTERM or SIGINT.
+func waitDrainDelay(delay time.Duration, sig <-chan os.Signal, log zerolog.Logger) {
+	log.Info().Dur("drain_delay", delay).Msg("/healthz answers 503; serving until the drain delay ends")
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case s := <-sig:
+			if s != syscall.SIGHUP {
+				log.Info().Str("signal", s.String()).Msg("drain delay cut short")
+				return
+			}
 		}
 	}
 }
