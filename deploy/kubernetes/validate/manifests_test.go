@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 )
 
 // TestManifestsDecodeStrictly: every document of every manifest is a typed
@@ -293,7 +294,7 @@ func TestTetherDeployment(t *testing.T) {
 	s := manifests(t)
 	d, c := tetherDeployment(t)
 	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
-		t.Errorf("deployment tether: replicas %v, want at least 2", d.Spec.Replicas)
+		t.Errorf("deployment tether: replicas %d, want at least 2 (unset is 1)", ptr.Deref(d.Spec.Replicas, 1))
 	}
 	if su := d.Spec.Strategy.RollingUpdate; su == nil || su.MaxUnavailable == nil || su.MaxUnavailable.IntValue() != 0 {
 		t.Errorf("deployment tether: a rollout may stop a pod before its successor is ready (maxUnavailable not 0)")
@@ -510,5 +511,49 @@ func TestTetherFlagsExist(t *testing.T) {
 	}
 	if os.Getenv("TETHER_BIN") != "" {
 		t.Logf("checked against %s", tetherBin(t))
+	}
+}
+
+// TestDisruptionBudgets: each budget lets a drain take one pod at a time
+// (not none, which would block node drains, and not all).
+func TestDisruptionBudgets(t *testing.T) {
+	s := manifests(t)
+	replicas := map[string]int32{}
+	tpls := map[string]map[string]string{}
+	for _, d := range s.Deployments {
+		replicas[d.Name], tpls[d.Name] = *d.Spec.Replicas, d.Spec.Template.Labels
+	}
+	for _, st := range s.StatefulSets {
+		replicas[st.Name], tpls[st.Name] = *st.Spec.Replicas, st.Spec.Template.Labels
+	}
+	for _, p := range s.PDBs {
+		sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, l := range tpls {
+			if !sel.Matches(labels.Set(l)) {
+				continue
+			}
+			n := int(replicas[name])
+			var down int
+			switch {
+			case p.Spec.MaxUnavailable != nil:
+				down, err = intstr.GetScaledValueFromIntOrPercent(p.Spec.MaxUnavailable, n, true)
+			case p.Spec.MinAvailable != nil:
+				var up int
+				up, err = intstr.GetScaledValueFromIntOrPercent(p.Spec.MinAvailable, n, true)
+				down = n - up
+			default:
+				t.Errorf("poddisruptionbudget %s: neither minAvailable nor maxUnavailable", p.Name)
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if down < 1 || down >= n {
+				t.Errorf("poddisruptionbudget %s: %d of %s's %d pods may be down at once, want at least 1 and fewer than all", p.Name, down, name, n)
+			}
+		}
 	}
 }
