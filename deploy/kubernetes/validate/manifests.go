@@ -115,27 +115,36 @@ func Load(dir string) (*Set, error) {
 		return nil, fmt.Errorf("%s: no manifests", dir)
 	}
 	s := &Set{}
-	dec := decoder()
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			return nil, err
 		}
-		docs, err := Documents(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Base(f), err)
-		}
-		for i, doc := range docs {
-			obj, _, err := dec.Decode(doc, nil, nil)
-			if err != nil {
-				return nil, fmt.Errorf("%s, document %d: %w", filepath.Base(f), i+1, err)
-			}
-			if err := s.add(filepath.Base(f), obj); err != nil {
-				return nil, fmt.Errorf("%s, document %d: %w", filepath.Base(f), i+1, err)
-			}
+		if err := s.Decode(filepath.Base(f), data); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// Decode adds every document of one YAML stream (named file in errors)
+// to the set, each decoded strictly into its typed object.
+func (s *Set) Decode(file string, data []byte) error {
+	docs, err := Documents(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	dec := decoder()
+	for i, doc := range docs {
+		obj, _, err := dec.Decode(doc, nil, nil)
+		if err != nil {
+			return fmt.Errorf("%s, document %d: %w", file, i+1, err)
+		}
+		if err := s.add(file, obj); err != nil {
+			return fmt.Errorf("%s, document %d: %w", file, i+1, err)
+		}
+	}
+	return nil
 }
 
 func (s *Set) add(file string, obj runtime.Object) error {
