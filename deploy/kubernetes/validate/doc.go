@@ -4,7 +4,8 @@
 //
 // Every manifest decodes strictly into the typed Kubernetes API objects
 // (unknown, duplicated or misspelt fields are errors, as with
-// `kubectl apply --validate=strict`). The tests then check the objects
+// `kubectl apply --validate=strict`), and so does kustomize's build of
+// them (the code of `kubectl apply -k`). The tests then check the objects
 // against each other (selectors, ports, probes, the SRV name of the nodes'
 // headless Service) and against tether itself: every flag and configuration
 // key the Deployment uses exists in `tether --help`, and the built binary,
