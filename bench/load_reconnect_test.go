@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -100,8 +101,14 @@ type cutProxy struct {
 	ln   net.Listener
 	node string
 	mu   sync.Mutex
-	open map[net.Conn]struct{} // guarded by mu; both legs of each connection
+	open map[net.Conn]*cutLeg // guarded by mu; both legs of each connection
 	wg   sync.WaitGroup
+}
+
+// cutLeg is one leg of a connection through a cutProxy.
+type cutLeg struct {
+	client bool   // the client's leg
+	head   []byte // the first bytes the client sent (up to 512); guarded by cutProxy.mu
 }
 
 func startCutProxy(t *testing.T, node string) *cutProxy {
@@ -110,11 +117,11 @@ func startCutProxy(t *testing.T, node string) *cutProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &cutProxy{ln: ln, node: node, open: make(map[net.Conn]struct{})}
+	p := &cutProxy{ln: ln, node: node, open: make(map[net.Conn]*cutLeg)}
 	p.wg.Go(p.accept)
 	t.Cleanup(func() {
 		ln.Close()
-		p.cut()
+		p.cut(nil)
 		p.wg.Wait()
 	})
 	return p
@@ -131,17 +138,30 @@ func (p *cutProxy) accept() {
 			c.Close()
 			continue
 		}
+		leg := &cutLeg{client: true}
 		p.mu.Lock()
-		p.open[c], p.open[n] = struct{}{}, struct{}{}
+		p.open[c], p.open[n] = leg, &cutLeg{}
 		p.mu.Unlock()
-		p.wg.Go(func() { p.copy(n, c) })
-		p.wg.Go(func() { p.copy(c, n) })
+		p.wg.Go(func() { p.copy(n, c, leg) })
+		p.wg.Go(func() { p.copy(c, n, nil) })
 	}
 }
 
-// copy moves bytes from src to dst until either ends, then closes both.
-func (p *cutProxy) copy(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
+// copy moves bytes from src to dst until either ends, then closes both;
+// the first bytes go to head, if any.
+func (p *cutProxy) copy(dst, src net.Conn, head *cutLeg) {
+	if head != nil {
+		buf := make([]byte, 512)
+		n, err := src.Read(buf)
+		p.mu.Lock()
+		head.head = buf[:n]
+		p.mu.Unlock()
+		if _, werr := dst.Write(buf[:n]); err == nil && werr == nil {
+			_, _ = io.Copy(dst, src)
+		}
+	} else {
+		_, _ = io.Copy(dst, src)
+	}
 	p.mu.Lock()
 	delete(p.open, dst)
 	delete(p.open, src)
@@ -150,16 +170,24 @@ func (p *cutProxy) copy(dst, src net.Conn) {
 	src.Close()
 }
 
-// cut closes the connections open now and returns how many client
-// connections they were.
-func (p *cutProxy) cut() int {
+// cut closes the client legs open now whose first bytes contain match
+// (all if match is nil), and returns how many it closed. Closing a client
+// leg ends its node leg too.
+func (p *cutProxy) cut(match []byte) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for c := range p.open {
+	n := 0
+	for c, leg := range p.open {
+		if !leg.client || (match != nil && !bytes.Contains(leg.head, match)) {
+			if match == nil {
+				c.Close()
+			}
+			continue
+		}
 		c.Close()
+		delete(p.open, c)
+		n++
 	}
-	n := len(p.open) / 2
-	clear(p.open)
 	return n
 }
 
@@ -194,7 +222,7 @@ func TestRunLoadReconnects(t *testing.T) {
 				t.Fatalf("the load took %v to relay its first messages: no time is left to reconnect", since)
 			}
 			cutAt := time.Now()
-			if cut := p.cut(); cut == 0 {
+			if cut := p.cut(nil); cut == 0 {
 				t.Fatal("no connection to cut")
 			}
 			res := <-done
@@ -232,5 +260,47 @@ func TestRunLoadReconnects(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRunLoadCustomerCut: a co-browse session whose customer WebSocket is
+// cut while its agent's lasts (the two went through different proxies)
+// fails at once with the customer's loss and reconnects, rather than
+// waiting out the agent's read timeout.
+func TestRunLoadCustomerCut(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, NodeConfig{Name: "CB_1"})
+	p := startCutProxy(t, n.addr)
+	const timeout = 5 * time.Second
+	done := make(chan *Report, 1)
+	go func() {
+		rep, err := RunLoad(context.Background(), LoadConfig{
+			Target: "http://" + p.ln.Addr().String(), Scenario: ScenarioCobrowse, Duration: 3 * time.Second,
+			Sessions: 3, MessageBytes: 64, Timeout: timeout,
+		}, zerolog.Nop())
+		if err != nil {
+			t.Error(err)
+		}
+		done <- rep
+	}()
+	waitFor(t, func() bool { return n.Stats().Relayed >= 30 })
+	if cut := p.cut([]byte("role=customer")); cut != 3 {
+		t.Fatalf("cut %d customer WebSockets, want 3", cut)
+	}
+	rep := <-done
+	if rep == nil {
+		t.FailNow()
+	}
+	var text strings.Builder
+	_ = rep.WriteText(&text)
+	t.Logf("\n%s", text.String())
+	if rep.Errors["ws_recv_timeout"] != 0 || rep.Reconnect == nil || rep.Reconnect.Unrecovered != 0 {
+		t.Fatalf("errors %v, reconnect %+v: want the cut sessions failed at once and back", rep.Errors, rep.Reconnect)
+	}
+	if rep.Reconnect.Time.Count != 3 || rep.Reconnect.Time.Max >= timeout/2 {
+		t.Fatalf("reconnects %+v: want 3, each well under the %v timeout", rep.Reconnect.Time, timeout)
+	}
+	if rep.ErrorCount() != 3 || rep.StickyViolations != 0 || rep.SessionsEnded != 0 {
+		t.Fatalf("errors %v, violations %d, ended %d: want one error a cut session", rep.Errors, rep.StickyViolations, rep.SessionsEnded)
 	}
 }
