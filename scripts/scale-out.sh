@@ -154,7 +154,9 @@ held2=$(metric "$a2" tether_client_connections); ws2=$(metric "$a2" tether_node_
 kill_ns=$(date +%s%N)
 kill -9 "$t1_pid"
 wait "$t1_pid" 2>/dev/null || true
+gone_ms=$((($(date +%s%N) - kill_ns) / 1000000))
 echo "killed tether1 at $(date -d "@${kill_ns:0:10}.${kill_ns:10:3}" +%T.%3N): it held $held1 client connections ($ws1 WebSocket sessions); tether2 held $held2 ($ws2)"
+echo "tether1 reaped ${gone_ms}ms after the kill (its sockets close when its last thread has exited)"
 
 # HAProxy's view, polled until it has tether1 down (bounded).
 for _ in $(seq 1 50); do
