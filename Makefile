@@ -5,7 +5,7 @@ BIN := bin
 FUZZTIME ?= 3s
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
-.PHONY: help build test test-allocs test-deploy unit e2e fuzz-short fuzz bench compare soak lint cover ci demo clean
+.PHONY: help build test test-allocs test-deploy unit e2e fuzz-short fuzz bench compare soak scale-out lint cover ci demo clean
 
 #? help: list the targets
 help:
@@ -61,6 +61,10 @@ compare: build
 SOAK ?= 10m
 soak: build
 	bash scripts/soak.sh $(SOAK)
+
+#? scale-out: HAProxy (TCP, PROXY protocol v2, /healthz checks) in front of two tethers, a mixed and a long-poll load through it, kill -9 of one tether mid-run; reports reconnect times, errors and where (DURATION=20, KILL_AT=8 seconds)
+scale-out: build
+	bash scripts/scale-out.sh
 
 #? lint: go vet and staticcheck
 lint:
