@@ -198,7 +198,7 @@ func (c *Config) sources(have map[string]*source) []*source {
 // their nodes.
 func (p *Pool) discoverLoop() {
 	have := map[string]*source{}
-	warned := map[string]bool{} // names found twice, logged once
+	warned := map[string]bool{} // names the current answer gives twice, logged once (see mergeFound)
 	var last []NodeConfig
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -245,13 +245,20 @@ func (p *Pool) discoverLoop() {
 }
 
 // mergeFound joins the sources' nodes in order; a name found twice keeps
-// its first node (logged once per name).
+// its first node. warned holds the names this answer gives twice: a name is
+// logged when it joins, and forgotten once an answer no longer gives it
+// twice, so the set never holds more than one answer's names.
 func mergeFound(srcs []*source, warned map[string]bool, p *Pool) []NodeConfig {
 	var out []NodeConfig
 	seen := map[string]string{}
+	var dups map[string]bool
 	for _, s := range srcs {
 		for _, nc := range s.nodes {
 			if first, dup := seen[nc.Name]; dup {
+				if dups == nil {
+					dups = map[string]bool{}
+				}
+				dups[nc.Name] = true
 				if !warned[nc.Name] {
 					warned[nc.Name] = true
 					p.log.Warn().Str("node", nc.Name).Str("name", s.spec).Str("first", first).Msg("node name found twice in DNS: the first is used")
@@ -260,6 +267,11 @@ func mergeFound(srcs []*source, warned map[string]bool, p *Pool) []NodeConfig {
 			}
 			seen[nc.Name] = s.spec
 			out = append(out, nc)
+		}
+	}
+	for name := range warned {
+		if !dups[name] {
+			delete(warned, name)
 		}
 	}
 	return out
