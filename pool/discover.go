@@ -48,15 +48,22 @@ const lookupBudget = 10
 
 // DNSLookups counts the discovery lookups done, one per name looked up, by
 // result: OK (nodes found), Error (no answer, a timeout or a server
-// failure) and Empty (no record, or none that makes a valid node).
-type DNSLookups struct{ OK, Error, Empty uint64 }
+// failure) and Empty (no record, or none that makes a valid node). Beside
+// them, Refused counts the addresses answers gave that tether does not
+// dial (see Config.DNSAllowLoopback and Config.SelfAddrs), and
+// TargetErrors the SRV targets whose address lookup failed while another
+// target's did not (the target was skipped, or kept its last address).
+type DNSLookups struct{ OK, Error, Empty, Refused, TargetErrors uint64 }
 
 // dnsCounts are the counters behind DNSLookups.
-type dnsCounts struct{ ok, err, empty atomic.Uint64 }
+type dnsCounts struct{ ok, err, empty, refused, targetErr atomic.Uint64 }
 
 // DNSLookups returns the discovery lookups done so far, by result.
 func (p *Pool) DNSLookups() DNSLookups {
-	return DNSLookups{OK: p.dns.ok.Load(), Error: p.dns.err.Load(), Empty: p.dns.empty.Load()}
+	return DNSLookups{
+		OK: p.dns.ok.Load(), Error: p.dns.err.Load(), Empty: p.dns.empty.Load(),
+		Refused: p.dns.refused.Load(), TargetErrors: p.dns.targetErr.Load(),
+	}
 }
 
 // source is one NodeSRV or NodeDNS value and what its lookups found; owned
@@ -71,6 +78,9 @@ type source struct {
 	nodes  []NodeConfig // the last good answer's nodes
 	next   time.Time    // the next lookup is due
 	result string       // the last lookup's result: "ok", "error" or "empty"
+
+	refusing bool // the last answer named addresses tether does not dial (logged when it starts)
+	failing  bool // the last lookup had SRV targets whose address lookup failed (logged when it starts)
 }
 
 // parseSource reads a NodeSRV value (srv set) or a NodeDNS HOST:PORT value.
@@ -299,16 +309,14 @@ func (p *Pool) setFound(found []NodeConfig) {
 func (p *Pool) lookupSource(cfg *Config, s *source) {
 	ctx, cancel := context.WithTimeout(p.ctx, lookupBudget*cfg.DNSTimeout)
 	defer cancel()
-	r := resolver{timeout: cfg.DNSTimeout, max: cfg.DNSMaxNodes}
-	var nodes []NodeConfig
-	var ttl uint32
-	var skipped []string
+	r := resolver{timeout: cfg.DNSTimeout, max: cfg.DNSMaxNodes, guard: newAddrGuard(cfg, nil)}
+	var a answer
 	var err error
 	if r.servers, err = dnsServers(cfg.DNSServer); err == nil {
 		if s.port == "" {
-			nodes, ttl, skipped, err = r.srvNodes(ctx, s)
+			a, err = r.srvNodes(ctx, s)
 		} else {
-			nodes, ttl, skipped, err = r.hostNodes(ctx, s)
+			a, err = r.hostNodes(ctx, s)
 		}
 	}
 	if p.ctx.Err() != nil {
@@ -320,18 +328,16 @@ func (p *Pool) lookupSource(cfg *Config, s *source) {
 	case err != nil:
 		result = "error"
 		p.dns.err.Add(1)
-	case len(nodes) == 0:
+	case len(a.nodes) == 0:
 		result = "empty"
 		p.dns.empty.Add(1)
 	default:
 		p.dns.ok.Add(1)
-		s.nodes = nodes
-		wait = max(wait, min(time.Duration(ttl)*time.Second, maxTTLWait))
+		s.nodes = a.nodes
+		wait = max(wait, min(time.Duration(a.ttl)*time.Second, maxTTLWait))
 	}
 	s.next = time.Now().Add(wait)
-	if len(skipped) > 0 && p.log.Debug().Enabled() {
-		p.log.Debug().Str("name", s.spec).Strs("skipped", skipped).Msg("dns records that make no node")
-	}
+	p.noteAnswer(s, a, err)
 	if result == s.result {
 		return
 	}
@@ -341,12 +347,53 @@ func (p *Pool) lookupSource(cfg *Config, s *source) {
 	case "error":
 		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Err(err).Int("kept", len(s.nodes)).Msg("dns lookup failed: nodes kept")
 	case "empty":
-		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Strs("skipped", skipped).Int("kept", len(s.nodes)).Msg("dns lookup found no node: nodes kept")
+		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Strs("skipped", a.skipped).Strs("refused", logList(a.refused)).Int("kept", len(s.nodes)).Msg("dns lookup found no node: nodes kept")
 	default:
 		if was != "" {
-			p.log.Info().Str("flag", s.flag).Str("name", s.spec).Int("nodes", len(nodes)).Msg("dns lookup answered again")
+			p.log.Info().Str("flag", s.flag).Str("name", s.spec).Int("nodes", len(a.nodes)).Msg("dns lookup answered again")
 		}
 	}
+}
+
+// noteAnswer counts and logs what a lookup of s skipped: records that make
+// no node (Debug), addresses refused and SRV targets whose address lookup
+// failed (counted; a Warn when they start for s, an Info when they end,
+// Debug between, so a name that keeps giving them does not flood the log).
+func (p *Pool) noteAnswer(s *source, a answer, err error) {
+	if len(a.skipped) > 0 && p.log.Debug().Enabled() {
+		p.log.Debug().Str("name", s.spec).Strs("skipped", a.skipped).Msg("dns records that make no node")
+	}
+	if err != nil {
+		return // nothing is known of the answer's addresses
+	}
+	p.dns.refused.Add(uint64(len(a.refused)))
+	p.dns.targetErr.Add(uint64(len(a.failed)))
+	switch refusing := len(a.refused) > 0; {
+	case refusing && !s.refusing:
+		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Strs("refused", logList(a.refused)).Int("count", len(a.refused)).Msg("dns answer names addresses tether does not dial: refused")
+	case !refusing && s.refusing:
+		p.log.Info().Str("flag", s.flag).Str("name", s.spec).Msg("dns answer names no refused address any more")
+	case refusing && p.log.Debug().Enabled():
+		p.log.Debug().Str("name", s.spec).Strs("refused", logList(a.refused)).Msg("dns addresses refused")
+	}
+	s.refusing = len(a.refused) > 0
+	switch failing := len(a.failed) > 0; {
+	case failing && !s.failing:
+		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Strs("targets", logList(a.failed)).Int("count", len(a.failed)).Msg("dns address lookup of srv targets failed: skipped, or kept at their last address")
+	case !failing && s.failing:
+		p.log.Info().Str("flag", s.flag).Str("name", s.spec).Msg("dns address lookups of srv targets answer again")
+	case failing && p.log.Debug().Enabled():
+		p.log.Debug().Str("name", s.spec).Strs("targets", logList(a.failed)).Msg("dns address lookup of srv targets failed")
+	}
+	s.failing = len(a.failed) > 0
+}
+
+// logList caps a list for one log line at its first 10 entries.
+func logList(l []string) []string {
+	if len(l) > 10 {
+		return append(l[:10:10], fmt.Sprintf("and %d more", len(l)-10))
+	}
+	return l
 }
 
 // dnsServers returns the servers to ask: server, or those of
@@ -373,7 +420,17 @@ func dnsServers(server string) ([]string, error) {
 type resolver struct {
 	servers []string
 	timeout time.Duration
-	max     int // nodes one name may yield
+	max     int       // nodes one name may yield
+	guard   addrGuard // the addresses it may give nodes
+}
+
+// answer is what one lookup of a name found.
+type answer struct {
+	nodes   []NodeConfig
+	ttl     uint32   // the smallest TTL of the records used
+	skipped []string // records that make no node
+	refused []string // addresses tether does not dial, with why (see addrGuard)
+	failed  []string // SRV targets whose address lookup failed, with the error
 }
 
 // query asks for name's records of type qtype: over UDP with EDNS0, again
@@ -419,84 +476,133 @@ func (r *resolver) exchange(ctx context.Context, m *dns.Msg, server, network str
 // srvNodes looks up s's SRV records and the address of each target.
 // Targets are sorted by name and port; past r.max they are ignored.
 // Records that make no node (target ".", a first label that is not a valid
-// node name, a target without an address) are returned in skipped.
-func (r *resolver) srvNodes(ctx context.Context, s *source) (nodes []NodeConfig, ttl uint32, skipped []string, err error) {
-	a, err := r.query(ctx, s.name, dns.TypeSRV)
+// node name, a target without an address tether dials) are in skipped. A
+// target whose address lookup fails keeps its node of s's last answer, if
+// it had one, and is in failed; the lookup fails only when every target's
+// address lookup did.
+func (r *resolver) srvNodes(ctx context.Context, s *source) (answer, error) {
+	m, err := r.query(ctx, s.name, dns.TypeSRV)
 	if err != nil {
-		return nil, 0, nil, err
+		return answer{}, err
 	}
-	ttl = ^uint32(0)
+	a := answer{ttl: ^uint32(0)}
 	var srvs []*dns.SRV
-	for _, rr := range a.Answer {
+	for _, rr := range m.Answer {
 		if srv, ok := rr.(*dns.SRV); ok {
 			srvs = append(srvs, srv)
-			ttl = min(ttl, srv.Hdr.Ttl)
+			a.ttl = min(a.ttl, srv.Hdr.Ttl)
 		}
 	}
 	slices.SortFunc(srvs, func(x, y *dns.SRV) int {
 		return cmp.Or(cmp.Compare(strings.ToLower(x.Target), strings.ToLower(y.Target)), cmp.Compare(x.Port, y.Port))
 	})
 	seen := map[string]bool{}
+	answered := 0 // targets whose address lookup did not fail
+	var lastErr error
 	for _, srv := range srvs {
-		if len(nodes) >= r.max {
-			skipped = append(skipped, fmt.Sprintf("%d records past --node-dns-max-nodes %d", len(srvs)-r.max, r.max))
+		if len(a.nodes) >= r.max {
+			a.skipped = append(a.skipped, fmt.Sprintf("%d records past --node-dns-max-nodes %d", len(srvs)-r.max, r.max))
 			break
 		}
 		target := strings.TrimSuffix(srv.Target, ".")
 		label, _, _ := strings.Cut(target, ".")
 		if target == "" || seen[label] {
-			skipped = append(skipped, srv.Target)
-			continue
-		}
-		if validName(label) != nil {
-			skipped = append(skipped, srv.Target)
-			continue
-		}
-		addr, attl, err := r.address(ctx, a, srv.Target)
-		if err != nil {
-			return nil, 0, nil, err
-		}
-		if !addr.IsValid() {
-			skipped = append(skipped, srv.Target)
+			a.skipped = append(a.skipped, srv.Target)
 			continue
 		}
 		port := strconv.Itoa(int(srv.Port))
-		nc := NodeConfig{Name: label, URL: s.scheme + "://" + net.JoinHostPort(target, port), Addr: net.JoinHostPort(addr.String(), port)}
-		if _, _, err := parseNodeURL(nc.URL); err != nil || srv.Port == 0 {
-			skipped = append(skipped, srv.Target)
+		url := s.scheme + "://" + net.JoinHostPort(target, port)
+		if validName(label) != nil || srv.Port == 0 {
+			a.skipped = append(a.skipped, srv.Target)
+			continue
+		}
+		if _, _, err := parseNodeURL(url); err != nil {
+			a.skipped = append(a.skipped, srv.Target)
+			continue
+		}
+		addr, attl, refused, err := r.address(ctx, m, srv.Target, srv.Port)
+		a.refused = append(a.refused, refused...)
+		if err != nil {
+			lastErr = err
+			a.failed = append(a.failed, err.Error())
+			if nc, ok := r.lastNode(s, label, url); ok {
+				seen[label] = true
+				a.nodes = append(a.nodes, nc)
+			}
+			continue
+		}
+		answered++
+		if !addr.IsValid() {
+			a.skipped = append(a.skipped, srv.Target)
 			continue
 		}
 		seen[label] = true
-		ttl = min(ttl, attl)
-		nodes = append(nodes, nc)
+		a.ttl = min(a.ttl, attl)
+		a.nodes = append(a.nodes, NodeConfig{Name: label, URL: url, Addr: addr.String()})
 	}
-	return nodes, ttl, skipped, nil
+	if answered == 0 && lastErr != nil {
+		return answer{}, fmt.Errorf("address of %d srv targets: %w", len(a.failed), lastErr)
+	}
+	return a, nil
 }
 
-// address returns target's address: from the SRV answer's additional
-// section when it is there, else asked for (A, then AAAA). IPv4 comes
-// first, then the lowest address, so a target with several addresses
-// always gives the same one. The zero Addr when target has none.
-func (r *resolver) address(ctx context.Context, srvAnswer *dns.Msg, target string) (netip.Addr, uint32, error) {
+// lastNode returns the node named label with URL url in s's last answer,
+// if it had one and its address is still one tether dials.
+func (r *resolver) lastNode(s *source, label, url string) (NodeConfig, bool) {
+	for _, nc := range s.nodes {
+		if nc.Name == label && nc.URL == url {
+			ap, err := netip.ParseAddrPort(nc.Addr)
+			return nc, err == nil && r.guard.refuse(ap) == ""
+		}
+	}
+	return NodeConfig{}, false
+}
+
+// address returns the address of target to dial at port: from the SRV
+// answer's additional section when it has one tether dials, else asked for
+// (A, then AAAA). IPv4 comes first, then the lowest address, so a target
+// with several addresses always gives the same one. The addresses refused
+// on the way are returned with why; the zero AddrPort when target has none
+// tether dials.
+func (r *resolver) address(ctx context.Context, srvAnswer *dns.Msg, target string, port uint16) (netip.AddrPort, uint32, []string, error) {
+	var refused []string
+	pick := func(addrs []netip.Addr) (netip.AddrPort, bool) {
+		for _, a := range addrs {
+			ap := netip.AddrPortFrom(a, port)
+			why := r.guard.refuse(ap)
+			if why == "" {
+				return ap, true
+			}
+			if e := target + " " + ap.String() + ": " + why; !slices.Contains(refused, e) {
+				refused = append(refused, e)
+			}
+		}
+		return netip.AddrPort{}, false
+	}
 	if addrs, ttl := addresses(srvAnswer.Extra, target); len(addrs) > 0 {
-		return addrs[0], ttl, nil
+		if ap, ok := pick(addrs); ok {
+			return ap, ttl, refused, nil
+		}
 	}
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		a, err := r.query(ctx, dns.Fqdn(target), qtype)
 		if err != nil {
-			return netip.Addr{}, 0, err
+			return netip.AddrPort{}, 0, refused, err
 		}
 		if addrs, ttl := addresses(a.Answer, ""); len(addrs) > 0 {
-			return addrs[0], ttl, nil
+			if ap, ok := pick(addrs); ok {
+				return ap, ttl, refused, nil
+			}
 		}
 	}
-	return netip.Addr{}, 0, nil
+	return netip.AddrPort{}, 0, refused, nil
 }
 
-// addresses returns the usable A and AAAA addresses of rrs (unicast or
-// loopback), sorted IPv4 first, and their smallest TTL. With owner set,
-// only those of that name; "" takes every one (the answer to a query for a
-// name, which may hold a CNAME chain to its addresses).
+// addresses returns the A and AAAA addresses of rrs (IPv4-mapped ones as
+// IPv4), sorted IPv4 first, and their smallest TTL; whether tether dials
+// them is for addrGuard. With owner set, only those of that name; "" takes
+// every one (the answer to a query for a name, which may hold a CNAME
+// chain to its addresses).
 func addresses(rrs []dns.RR, owner string) ([]netip.Addr, uint32) {
 	ttl := ^uint32(0)
 	var out []netip.Addr
@@ -514,10 +620,10 @@ func addresses(rrs []dns.RR, owner string) ([]netip.Addr, uint32) {
 			continue
 		}
 		a, ok := netip.AddrFromSlice(ip)
-		if a = a.Unmap(); !ok || !(a.IsGlobalUnicast() || a.IsLoopback()) {
+		if !ok {
 			continue
 		}
-		out = append(out, a)
+		out = append(out, a.Unmap())
 		ttl = min(ttl, rr.Header().Ttl)
 	}
 	slices.SortFunc(out, func(x, y netip.Addr) int {
@@ -532,28 +638,37 @@ func addresses(rrs []dns.RR, owner string) ([]netip.Addr, uint32) {
 	return slices.Compact(out), ttl
 }
 
-// hostNodes looks up s's A and AAAA records: one node per address, named
-// by the address (':' written '-'), with the URL scheme://HOST:PORT and the
-// address dialed. Past r.max addresses the rest are ignored.
-func (r *resolver) hostNodes(ctx context.Context, s *source) (nodes []NodeConfig, ttl uint32, skipped []string, err error) {
+// hostNodes looks up s's A and AAAA records: one node per address tether
+// dials, named by the address (':' written '-'), with the URL
+// scheme://HOST:PORT and the address dialed. Past r.max addresses the rest
+// are ignored.
+func (r *resolver) hostNodes(ctx context.Context, s *source) (answer, error) {
 	var rrs []dns.RR
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		a, err := r.query(ctx, s.name, qtype)
+		m, err := r.query(ctx, s.name, qtype)
 		if err != nil {
-			return nil, 0, nil, err
+			return answer{}, err
 		}
-		rrs = append(rrs, a.Answer...)
+		rrs = append(rrs, m.Answer...)
 	}
+	var a answer
 	addrs, ttl := addresses(rrs, "")
+	a.ttl = ttl
+	port, _ := strconv.ParseUint(s.port, 10, 16) // checked by parseSource
 	url := s.scheme + "://" + net.JoinHostPort(strings.TrimSuffix(s.name, "."), s.port)
-	for i, a := range addrs {
-		if i >= r.max {
-			skipped = append(skipped, fmt.Sprintf("%d addresses past --node-dns-max-nodes %d", len(addrs)-r.max, r.max))
+	for i, addr := range addrs {
+		ap := netip.AddrPortFrom(addr, uint16(port))
+		if why := r.guard.refuse(ap); why != "" {
+			a.refused = append(a.refused, ap.String()+": "+why)
+			continue
+		}
+		if len(a.nodes) >= r.max {
+			a.skipped = append(a.skipped, fmt.Sprintf("%d addresses past --node-dns-max-nodes %d", len(addrs)-i, r.max))
 			break
 		}
-		nodes = append(nodes, NodeConfig{Name: addrName(a), URL: url, Addr: net.JoinHostPort(a.String(), s.port)})
+		a.nodes = append(a.nodes, NodeConfig{Name: addrName(addr), URL: url, Addr: ap.String()})
 	}
-	return nodes, ttl, skipped, nil
+	return a, nil
 }
 
 // addrName is the node name of an address found by a NodeDNS lookup: the

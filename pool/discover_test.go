@@ -37,6 +37,7 @@ func newDiscoveryPool(t *testing.T, dns *dnstest.Server, cfg Config) *Pool {
 		cfg.NodeSRV = []string{srvName}
 	}
 	cfg.DNSServer = dns.Addr()
+	cfg.DNSAllowLoopback = true // the test nodes listen on loopback
 	if cfg.DNSInterval == 0 {
 		cfg.DNSInterval = 50 * time.Millisecond
 	}

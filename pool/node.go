@@ -62,6 +62,25 @@ type Config struct {
 	// DNSMaxNodes caps the nodes one NodeSRV or NodeDNS name may yield; the
 	// records past it are ignored, and logged. Zero means 1000.
 	DNSMaxNodes int
+	// DNSAllowLoopback lets NodeSRV and NodeDNS answers name loopback
+	// addresses (127.0.0.0/8, ::1), for labs and tests whose nodes run on
+	// tether's host. False (the zero value) refuses them: a forged or
+	// compromised DNS answer could otherwise send clients to any service
+	// listening on tether's own host, its admin listener among them.
+	// Unspecified, multicast, broadcast and link-local addresses, and
+	// SelfAddrs, are refused either way. Refused addresses are logged once
+	// per name and counted (DNSLookups.Refused).
+	DNSAllowLoopback bool
+	// SelfAddrs are tether's own listen addresses ("HOST:PORT": the plain
+	// and TLS listeners and the admin listener). The caller sets them from
+	// its own configuration (cmd/tether from --listen, --tls-listen and
+	// --admin); no flag does. A node discovered at one of them is refused,
+	// even with DNSAllowLoopback. A HOST that is unspecified (0.0.0.0, ::)
+	// or not an IP address (empty, localhost, a name) stands for every
+	// loopback address and every address of this host's interfaces. An
+	// entry with port 0 or that does not parse matches nothing. Empty
+	// means none.
+	SelfAddrs []string
 
 	// ConnectTimeout bounds one dial to a node (TCP connect, and the TLS
 	// handshake for https nodes). Zero means 5s.
