@@ -63,8 +63,9 @@ func (n *Node) Fail(err error) {
 	if n.pool.ctx.Err() != nil {
 		return
 	}
-	old, now := n.fail()
-	n.changed(old, now, msg)
+	if old, now := n.fail(); old&factMask != now&factMask {
+		n.changed(old, now, msg) // down now: logged, published, evicted
+	}
 	select {
 	case n.kick <- struct{}{}:
 	default:

@@ -322,6 +322,9 @@ const (
 // was in flight when live traffic failed cannot bring the node back.
 const failUnit uint64 = 1 << 32
 
+// factMask keeps the facts of Node.facts, without the failure epoch.
+const factMask = failUnit - 1
+
 // epochOf is the failure epoch that facts hold.
 func epochOf(facts uint64) uint64 { return facts >> 32 }
 
