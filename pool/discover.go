@@ -32,7 +32,11 @@ import (
 // DNSInterval, and not before the TTL of its last answer ends (capped at
 // maxTTLWait). A lookup that fails, times out or comes back empty keeps the
 // nodes of the name's last good answer: a DNS hiccup never empties the
-// routing table.
+// routing table; an SRV target whose own address lookup fails keeps its
+// last node. Addresses that tether does not dial (addrGuard: loopback
+// unless DNSAllowLoopback, tether's own listeners, anything not one host's
+// unicast) make no node. The queries and the nodes an answer makes are in
+// resolve.go.
 
 // httpsPrefix makes the nodes of a NodeSRV or NodeDNS value https nodes.
 const httpsPrefix = "https+"
