@@ -33,7 +33,8 @@ func TestNodesFromDNS(t *testing.T) {
 	dns := dnstest.Start(t, dnstest.Records{})
 	dns.Stop() // tether starts before the DNS server answers
 	tt := startTether(t, nil, "--node-srv", srv, "--dns-server", dns.Addr(), "--dns-timeout", "200ms",
-		"--node-dns-interval", "100ms", "--drain-timeout", "1500ms", "--rise", "1")
+		"--node-dns-interval", "100ms", "--drain-timeout", "1500ms", "--rise", "1",
+		"--node-dns-allow-loopback") // the test nodes listen on loopback
 
 	if r := dialRaw(t, tt.addr).do(t, get("/cobrowse/x", "")); r.status != 503 {
 		t.Fatalf("no node yet: %d, want 503", r.status)

@@ -53,19 +53,22 @@ func (n *Node) dialRaw(ctx context.Context) (net.Conn, error) {
 
 // Fail reports a failure of live traffic to n (a refused or timed-out
 // connect, a reset before any answer). The node leaves the routing table at
-// once; its health loop brings it back after Rise good probes (or after the
-// cooldown when active checks are off).
+// once; its health loop brings it back after Rise good probes all started
+// after this failure (or after a whole cooldown from the last failure when
+// active checks are off). A probe in flight at the time of the failure
+// counts for nothing.
 func (n *Node) Fail(err error) {
 	msg := err.Error()
 	n.noteError(msg)
 	if n.pool.ctx.Err() != nil {
 		return
 	}
-	if n.setHealth(false, msg) {
-		select {
-		case n.kick <- struct{}{}:
-		default:
-		}
+	if old, now := n.fail(); old&factMask != now&factMask {
+		n.changed(old, now, msg) // down now: logged, published, evicted
+	}
+	select {
+	case n.kick <- struct{}{}:
+	default:
 	}
 }
 

@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,7 +32,11 @@ import (
 // DNSInterval, and not before the TTL of its last answer ends (capped at
 // maxTTLWait). A lookup that fails, times out or comes back empty keeps the
 // nodes of the name's last good answer: a DNS hiccup never empties the
-// routing table.
+// routing table; an SRV target whose own address lookup fails keeps its
+// last node. Addresses that tether does not dial (addrGuard: loopback
+// unless DNSAllowLoopback, tether's own listeners, anything not one host's
+// unicast) make no node. The queries and the nodes an answer makes are in
+// resolve.go.
 
 // httpsPrefix makes the nodes of a NodeSRV or NodeDNS value https nodes.
 const httpsPrefix = "https+"
@@ -48,15 +51,22 @@ const lookupBudget = 10
 
 // DNSLookups counts the discovery lookups done, one per name looked up, by
 // result: OK (nodes found), Error (no answer, a timeout or a server
-// failure) and Empty (no record, or none that makes a valid node).
-type DNSLookups struct{ OK, Error, Empty uint64 }
+// failure) and Empty (no record, or none that makes a valid node). Beside
+// them, Refused counts the addresses answers gave that tether does not
+// dial (see Config.DNSAllowLoopback and Config.SelfAddrs), and
+// TargetErrors the SRV targets whose address lookup failed while another
+// target's did not (the target was skipped, or kept its last address).
+type DNSLookups struct{ OK, Error, Empty, Refused, TargetErrors uint64 }
 
 // dnsCounts are the counters behind DNSLookups.
-type dnsCounts struct{ ok, err, empty atomic.Uint64 }
+type dnsCounts struct{ ok, err, empty, refused, targetErr atomic.Uint64 }
 
 // DNSLookups returns the discovery lookups done so far, by result.
 func (p *Pool) DNSLookups() DNSLookups {
-	return DNSLookups{OK: p.dns.ok.Load(), Error: p.dns.err.Load(), Empty: p.dns.empty.Load()}
+	return DNSLookups{
+		OK: p.dns.ok.Load(), Error: p.dns.err.Load(), Empty: p.dns.empty.Load(),
+		Refused: p.dns.refused.Load(), TargetErrors: p.dns.targetErr.Load(),
+	}
 }
 
 // source is one NodeSRV or NodeDNS value and what its lookups found; owned
@@ -71,6 +81,9 @@ type source struct {
 	nodes  []NodeConfig // the last good answer's nodes
 	next   time.Time    // the next lookup is due
 	result string       // the last lookup's result: "ok", "error" or "empty"
+
+	refusing bool // the last answer named addresses tether does not dial (logged when it starts)
+	failing  bool // the last lookup had SRV targets whose address lookup failed (logged when it starts)
 }
 
 // parseSource reads a NodeSRV value (srv set) or a NodeDNS HOST:PORT value.
@@ -198,7 +211,7 @@ func (c *Config) sources(have map[string]*source) []*source {
 // their nodes.
 func (p *Pool) discoverLoop() {
 	have := map[string]*source{}
-	warned := map[string]bool{} // names found twice, logged once
+	warned := map[string]bool{} // names the current answer gives twice, logged once (see mergeFound)
 	var last []NodeConfig
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -245,13 +258,20 @@ func (p *Pool) discoverLoop() {
 }
 
 // mergeFound joins the sources' nodes in order; a name found twice keeps
-// its first node (logged once per name).
+// its first node. warned holds the names this answer gives twice: a name is
+// logged when it joins, and forgotten once an answer no longer gives it
+// twice, so the set never holds more than one answer's names.
 func mergeFound(srcs []*source, warned map[string]bool, p *Pool) []NodeConfig {
 	var out []NodeConfig
 	seen := map[string]string{}
+	var dups map[string]bool
 	for _, s := range srcs {
 		for _, nc := range s.nodes {
 			if first, dup := seen[nc.Name]; dup {
+				if dups == nil {
+					dups = map[string]bool{}
+				}
+				dups[nc.Name] = true
 				if !warned[nc.Name] {
 					warned[nc.Name] = true
 					p.log.Warn().Str("node", nc.Name).Str("name", s.spec).Str("first", first).Msg("node name found twice in DNS: the first is used")
@@ -260,6 +280,11 @@ func mergeFound(srcs []*source, warned map[string]bool, p *Pool) []NodeConfig {
 			}
 			seen[nc.Name] = s.spec
 			out = append(out, nc)
+		}
+	}
+	for name := range warned {
+		if !dups[name] {
+			delete(warned, name)
 		}
 	}
 	return out
@@ -287,16 +312,14 @@ func (p *Pool) setFound(found []NodeConfig) {
 func (p *Pool) lookupSource(cfg *Config, s *source) {
 	ctx, cancel := context.WithTimeout(p.ctx, lookupBudget*cfg.DNSTimeout)
 	defer cancel()
-	r := resolver{timeout: cfg.DNSTimeout, max: cfg.DNSMaxNodes}
-	var nodes []NodeConfig
-	var ttl uint32
-	var skipped []string
+	r := resolver{timeout: cfg.DNSTimeout, max: cfg.DNSMaxNodes, guard: newAddrGuard(cfg, nil)}
+	var a answer
 	var err error
 	if r.servers, err = dnsServers(cfg.DNSServer); err == nil {
 		if s.port == "" {
-			nodes, ttl, skipped, err = r.srvNodes(ctx, s)
+			a, err = r.srvNodes(ctx, s)
 		} else {
-			nodes, ttl, skipped, err = r.hostNodes(ctx, s)
+			a, err = r.hostNodes(ctx, s)
 		}
 	}
 	if p.ctx.Err() != nil {
@@ -308,18 +331,16 @@ func (p *Pool) lookupSource(cfg *Config, s *source) {
 	case err != nil:
 		result = "error"
 		p.dns.err.Add(1)
-	case len(nodes) == 0:
+	case len(a.nodes) == 0:
 		result = "empty"
 		p.dns.empty.Add(1)
 	default:
 		p.dns.ok.Add(1)
-		s.nodes = nodes
-		wait = max(wait, min(time.Duration(ttl)*time.Second, maxTTLWait))
+		s.nodes = a.nodes
+		wait = max(wait, min(time.Duration(a.ttl)*time.Second, maxTTLWait))
 	}
 	s.next = time.Now().Add(wait)
-	if len(skipped) > 0 && p.log.Debug().Enabled() {
-		p.log.Debug().Str("name", s.spec).Strs("skipped", skipped).Msg("dns records that make no node")
-	}
+	p.noteAnswer(s, a, err)
 	if result == s.result {
 		return
 	}
@@ -329,223 +350,51 @@ func (p *Pool) lookupSource(cfg *Config, s *source) {
 	case "error":
 		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Err(err).Int("kept", len(s.nodes)).Msg("dns lookup failed: nodes kept")
 	case "empty":
-		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Strs("skipped", skipped).Int("kept", len(s.nodes)).Msg("dns lookup found no node: nodes kept")
+		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Strs("skipped", a.skipped).Strs("refused", logList(a.refused)).Int("kept", len(s.nodes)).Msg("dns lookup found no node: nodes kept")
 	default:
 		if was != "" {
-			p.log.Info().Str("flag", s.flag).Str("name", s.spec).Int("nodes", len(nodes)).Msg("dns lookup answered again")
+			p.log.Info().Str("flag", s.flag).Str("name", s.spec).Int("nodes", len(a.nodes)).Msg("dns lookup answered again")
 		}
 	}
 }
 
-// dnsServers returns the servers to ask: server, or those of
-// /etc/resolv.conf.
-func dnsServers(server string) ([]string, error) {
-	if server != "" {
-		return []string{server}, nil
+// noteAnswer counts and logs what a lookup of s skipped: records that make
+// no node (Debug), addresses refused and SRV targets whose address lookup
+// failed (counted; a Warn when they start for s, an Info when they end,
+// Debug between, so a name that keeps giving them does not flood the log).
+func (p *Pool) noteAnswer(s *source, a answer, err error) {
+	if len(a.skipped) > 0 && p.log.Debug().Enabled() {
+		p.log.Debug().Str("name", s.spec).Strs("skipped", a.skipped).Msg("dns records that make no node")
 	}
-	rc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
 	if err != nil {
-		return nil, fmt.Errorf("read resolver configuration: %w", err)
+		return // nothing is known of the answer's addresses
 	}
-	if len(rc.Servers) == 0 {
-		return nil, errors.New("/etc/resolv.conf names no server")
+	p.dns.refused.Add(uint64(len(a.refused)))
+	p.dns.targetErr.Add(uint64(len(a.failed)))
+	switch refusing := len(a.refused) > 0; {
+	case refusing && !s.refusing:
+		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Strs("refused", logList(a.refused)).Int("count", len(a.refused)).Msg("dns answer names addresses tether does not dial: refused")
+	case !refusing && s.refusing:
+		p.log.Info().Str("flag", s.flag).Str("name", s.spec).Msg("dns answer names no refused address any more")
+	case refusing && p.log.Debug().Enabled():
+		p.log.Debug().Str("name", s.spec).Strs("refused", logList(a.refused)).Msg("dns addresses refused")
 	}
-	out := make([]string, 0, len(rc.Servers))
-	for _, s := range rc.Servers {
-		out = append(out, net.JoinHostPort(s, rc.Port))
+	s.refusing = len(a.refused) > 0
+	switch failing := len(a.failed) > 0; {
+	case failing && !s.failing:
+		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Strs("targets", logList(a.failed)).Int("count", len(a.failed)).Msg("dns address lookup of srv targets failed: skipped, or kept at their last address")
+	case !failing && s.failing:
+		p.log.Info().Str("flag", s.flag).Str("name", s.spec).Msg("dns address lookups of srv targets answer again")
+	case failing && p.log.Debug().Enabled():
+		p.log.Debug().Str("name", s.spec).Strs("targets", logList(a.failed)).Msg("dns address lookup of srv targets failed")
 	}
-	return out, nil
+	s.failing = len(a.failed) > 0
 }
 
-// resolver asks DNS servers in turn, one query at a time under timeout.
-type resolver struct {
-	servers []string
-	timeout time.Duration
-	max     int // nodes one name may yield
-}
-
-// query asks for name's records of type qtype: over UDP with EDNS0, again
-// over TCP when the answer was truncated, from each server in turn until
-// one answers NOERROR or NXDOMAIN.
-func (r *resolver) query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(name, qtype)
-	m.SetEdns0(4096, false)
-	var err error
-	for _, server := range r.servers {
-		var a *dns.Msg
-		if a, err = r.exchange(ctx, m, server, "udp"); err == nil && a.Truncated {
-			a, err = r.exchange(ctx, m, server, "tcp")
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			continue
-		}
-		if a.Rcode != dns.RcodeSuccess && a.Rcode != dns.RcodeNameError {
-			err = fmt.Errorf("%s %s from %s: %s", dns.TypeToString[qtype], name, server, dns.RcodeToString[a.Rcode])
-			continue
-		}
-		return a, nil
+// logList caps a list for one log line at its first 10 entries.
+func logList(l []string) []string {
+	if len(l) > 10 {
+		return append(l[:10:10], fmt.Sprintf("and %d more", len(l)-10))
 	}
-	return nil, err
-}
-
-// exchange sends m to server over network under the query timeout.
-func (r *resolver) exchange(ctx context.Context, m *dns.Msg, server, network string) (*dns.Msg, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	c := dns.Client{Net: network, Timeout: r.timeout, UDPSize: 4096}
-	a, _, err := c.ExchangeContext(ctx, m, server)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s from %s: %w", dns.TypeToString[m.Question[0].Qtype], m.Question[0].Name, server, err)
-	}
-	return a, nil
-}
-
-// srvNodes looks up s's SRV records and the address of each target.
-// Targets are sorted by name and port; past r.max they are ignored.
-// Records that make no node (target ".", a first label that is not a valid
-// node name, a target without an address) are returned in skipped.
-func (r *resolver) srvNodes(ctx context.Context, s *source) (nodes []NodeConfig, ttl uint32, skipped []string, err error) {
-	a, err := r.query(ctx, s.name, dns.TypeSRV)
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	ttl = ^uint32(0)
-	var srvs []*dns.SRV
-	for _, rr := range a.Answer {
-		if srv, ok := rr.(*dns.SRV); ok {
-			srvs = append(srvs, srv)
-			ttl = min(ttl, srv.Hdr.Ttl)
-		}
-	}
-	slices.SortFunc(srvs, func(x, y *dns.SRV) int {
-		return cmp.Or(cmp.Compare(strings.ToLower(x.Target), strings.ToLower(y.Target)), cmp.Compare(x.Port, y.Port))
-	})
-	seen := map[string]bool{}
-	for _, srv := range srvs {
-		if len(nodes) >= r.max {
-			skipped = append(skipped, fmt.Sprintf("%d records past --node-dns-max-nodes %d", len(srvs)-r.max, r.max))
-			break
-		}
-		target := strings.TrimSuffix(srv.Target, ".")
-		label, _, _ := strings.Cut(target, ".")
-		if target == "" || seen[label] {
-			skipped = append(skipped, srv.Target)
-			continue
-		}
-		if validName(label) != nil {
-			skipped = append(skipped, srv.Target)
-			continue
-		}
-		addr, attl, err := r.address(ctx, a, srv.Target)
-		if err != nil {
-			return nil, 0, nil, err
-		}
-		if !addr.IsValid() {
-			skipped = append(skipped, srv.Target)
-			continue
-		}
-		port := strconv.Itoa(int(srv.Port))
-		nc := NodeConfig{Name: label, URL: s.scheme + "://" + net.JoinHostPort(target, port), Addr: net.JoinHostPort(addr.String(), port)}
-		if _, _, err := parseNodeURL(nc.URL); err != nil || srv.Port == 0 {
-			skipped = append(skipped, srv.Target)
-			continue
-		}
-		seen[label] = true
-		ttl = min(ttl, attl)
-		nodes = append(nodes, nc)
-	}
-	return nodes, ttl, skipped, nil
-}
-
-// address returns target's address: from the SRV answer's additional
-// section when it is there, else asked for (A, then AAAA). IPv4 comes
-// first, then the lowest address, so a target with several addresses
-// always gives the same one. The zero Addr when target has none.
-func (r *resolver) address(ctx context.Context, srvAnswer *dns.Msg, target string) (netip.Addr, uint32, error) {
-	if addrs, ttl := addresses(srvAnswer.Extra, target); len(addrs) > 0 {
-		return addrs[0], ttl, nil
-	}
-	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		a, err := r.query(ctx, dns.Fqdn(target), qtype)
-		if err != nil {
-			return netip.Addr{}, 0, err
-		}
-		if addrs, ttl := addresses(a.Answer, ""); len(addrs) > 0 {
-			return addrs[0], ttl, nil
-		}
-	}
-	return netip.Addr{}, 0, nil
-}
-
-// addresses returns the usable A and AAAA addresses of rrs (unicast or
-// loopback), sorted IPv4 first, and their smallest TTL. With owner set,
-// only those of that name; "" takes every one (the answer to a query for a
-// name, which may hold a CNAME chain to its addresses).
-func addresses(rrs []dns.RR, owner string) ([]netip.Addr, uint32) {
-	ttl := ^uint32(0)
-	var out []netip.Addr
-	for _, rr := range rrs {
-		var ip net.IP
-		switch v := rr.(type) {
-		case *dns.A:
-			ip = v.A
-		case *dns.AAAA:
-			ip = v.AAAA
-		default:
-			continue
-		}
-		if owner != "" && !strings.EqualFold(dns.Fqdn(owner), rr.Header().Name) {
-			continue
-		}
-		a, ok := netip.AddrFromSlice(ip)
-		if a = a.Unmap(); !ok || !(a.IsGlobalUnicast() || a.IsLoopback()) {
-			continue
-		}
-		out = append(out, a)
-		ttl = min(ttl, rr.Header().Ttl)
-	}
-	slices.SortFunc(out, func(x, y netip.Addr) int {
-		if x.Is4() != y.Is4() {
-			if x.Is4() {
-				return -1
-			}
-			return 1
-		}
-		return x.Compare(y)
-	})
-	return slices.Compact(out), ttl
-}
-
-// hostNodes looks up s's A and AAAA records: one node per address, named
-// by the address (':' written '-'), with the URL scheme://HOST:PORT and the
-// address dialed. Past r.max addresses the rest are ignored.
-func (r *resolver) hostNodes(ctx context.Context, s *source) (nodes []NodeConfig, ttl uint32, skipped []string, err error) {
-	var rrs []dns.RR
-	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		a, err := r.query(ctx, s.name, qtype)
-		if err != nil {
-			return nil, 0, nil, err
-		}
-		rrs = append(rrs, a.Answer...)
-	}
-	addrs, ttl := addresses(rrs, "")
-	url := s.scheme + "://" + net.JoinHostPort(strings.TrimSuffix(s.name, "."), s.port)
-	for i, a := range addrs {
-		if i >= r.max {
-			skipped = append(skipped, fmt.Sprintf("%d addresses past --node-dns-max-nodes %d", len(addrs)-r.max, r.max))
-			break
-		}
-		nodes = append(nodes, NodeConfig{Name: addrName(a), URL: url, Addr: net.JoinHostPort(a.String(), s.port)})
-	}
-	return nodes, ttl, skipped, nil
-}
-
-// addrName is the node name of an address found by a NodeDNS lookup: the
-// address as written, with '-' for ':' (a valid node name either way).
-func addrName(a netip.Addr) string {
-	return strings.ReplaceAll(a.WithZone("").String(), ":", "-")
+	return l
 }

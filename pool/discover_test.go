@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"fmt"
 	"net"
 	"net/http/httptest"
 	"net/netip"
@@ -36,6 +37,7 @@ func newDiscoveryPool(t *testing.T, dns *dnstest.Server, cfg Config) *Pool {
 		cfg.NodeSRV = []string{srvName}
 	}
 	cfg.DNSServer = dns.Addr()
+	cfg.DNSAllowLoopback = true // the test nodes listen on loopback
 	if cfg.DNSInterval == 0 {
 		cfg.DNSInterval = 50 * time.Millisecond
 	}
@@ -415,5 +417,36 @@ func TestDiscoveredHTTPSNode(t *testing.T) {
 	bad.SetDefaults()
 	if err := bad.Validate(); err == nil {
 		t.Fatal("an address that is not IP:PORT was accepted")
+	}
+}
+
+// TestMergeFoundForgetsDuplicates: the names found twice are remembered
+// (to log each once) only while an answer still gives them twice, so
+// answers with new duplicate names on every lookup do not grow the set.
+func TestMergeFoundForgetsDuplicates(t *testing.T) {
+	var logs strings.Builder
+	p := &Pool{log: zerolog.New(&logs)}
+	node := func(name string) NodeConfig { return NodeConfig{Name: name, URL: "http://" + name + ".test:80"} }
+	warned := map[string]bool{}
+	for i := range 100 {
+		dup := fmt.Sprintf("node-%d", i)
+		a := &source{spec: "a", nodes: []NodeConfig{node("kept"), node(dup)}}
+		b := &source{spec: "b", nodes: []NodeConfig{node(dup)}}
+		for range 3 { // the same answer again: logged once
+			found := mergeFound([]*source{a, b}, warned, p)
+			if len(found) != 2 || found[1] != a.nodes[1] {
+				t.Fatalf("merged %v", found)
+			}
+		}
+		if len(warned) != 1 || !warned[dup] {
+			t.Fatalf("after answer %d, names remembered as found twice: %d, want only %s", i, len(warned), dup)
+		}
+	}
+	if n := strings.Count(logs.String(), "found twice"); n != 100 {
+		t.Fatalf("%d warnings for 100 names found twice, want 100", n)
+	}
+	mergeFound([]*source{{spec: "a", nodes: []NodeConfig{node("kept")}}}, warned, p)
+	if len(warned) != 0 {
+		t.Fatalf("no duplicate in the answer, %d names remembered", len(warned))
 	}
 }

@@ -14,11 +14,19 @@ import (
 // after Fall failures in a row and up after Rise successes in a row. A
 // passive failure (Fail) wakes it to start counting rises at once. With
 // active checks off it only brings a failed node back after the cooldown.
+//
+// A passive failure bumps n's failure epoch (see failUnit). The loop reads
+// the epoch before each probe: a good probe counts toward Rise only if the
+// epoch is the one its run of good probes started in and is still that
+// after the probe, and the node comes back only in a swap that checks it
+// once more. So a probe already in flight when live traffic failed, or a
+// timer that fired beside a pending kick, never undoes the failure.
 func (n *Node) healthLoop() {
 	ctx := n.ctx
 	timer := time.NewTimer(n.nextProbe())
 	defer timer.Stop()
 	var ok, bad int
+	run := n.epoch() // the epoch of the current run of good probes, or of the cooldown
 	for {
 		cfg := n.pool.cfg()
 		select {
@@ -26,12 +34,21 @@ func (n *Node) healthLoop() {
 			return
 		case <-n.kick:
 			ok, bad = 0, cfg.Fall
+			run = n.epoch()
 			timer.Reset(n.nextProbe())
 			continue
 		case <-timer.C:
 		}
+		epoch := n.epoch()
+		if epoch != run { // a passive failure since: start again
+			ok, run = 0, epoch
+			if cfg.HealthInterval == 0 {
+				timer.Reset(n.nextProbe()) // a whole cooldown from here
+				continue
+			}
+		}
 		if cfg.HealthInterval == 0 {
-			n.setHealth(true, "")
+			n.up(epoch)
 			timer.Reset(n.nextProbe())
 			continue
 		}
@@ -57,15 +74,27 @@ func (n *Node) healthLoop() {
 			if bad >= cfg.Fall {
 				n.setHealth(false, msg)
 			}
+		} else if n.epoch() != epoch {
+			// Live traffic failed while the probe was out: its answer
+			// predates that failure and counts for nothing.
+			ok, run = 0, n.epoch()
 		} else {
 			bad = 0
 			ok++
-			if ok >= cfg.Rise {
-				n.setHealth(true, "")
+			if ok >= cfg.Rise && !n.up(epoch) {
+				ok, run = 0, n.epoch()
 			}
 		}
 		timer.Reset(n.nextProbe())
 	}
+}
+
+// up clears n's down verdict unless a passive failure came after the
+// failure epoch epoch; it reports false when one did.
+func (n *Node) up(epoch uint64) bool {
+	old, now, ok := n.rise(epoch)
+	n.changed(old, now, "")
+	return ok
 }
 
 // nextProbe is the jittered wait before the next probe, or the cooldown when

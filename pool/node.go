@@ -62,6 +62,25 @@ type Config struct {
 	// DNSMaxNodes caps the nodes one NodeSRV or NodeDNS name may yield; the
 	// records past it are ignored, and logged. Zero means 1000.
 	DNSMaxNodes int
+	// DNSAllowLoopback lets NodeSRV and NodeDNS answers name loopback
+	// addresses (127.0.0.0/8, ::1), for labs and tests whose nodes run on
+	// tether's host. False (the zero value) refuses them: a forged or
+	// compromised DNS answer could otherwise send clients to any service
+	// listening on tether's own host, its admin listener among them.
+	// Unspecified, multicast, broadcast and link-local addresses, and
+	// SelfAddrs, are refused either way. Refused addresses are logged once
+	// per name and counted (DNSLookups.Refused).
+	DNSAllowLoopback bool
+	// SelfAddrs are tether's own listen addresses ("HOST:PORT": the plain
+	// and TLS listeners and the admin listener). The caller sets them from
+	// its own configuration (cmd/tether from --listen, --tls-listen and
+	// --admin); no flag does. A node discovered at one of them is refused,
+	// even with DNSAllowLoopback. A HOST that is unspecified (0.0.0.0, ::)
+	// or not an IP address (empty, localhost, a name) stands for every
+	// loopback address and every address of this host's interfaces. An
+	// entry with port 0 or that does not parse matches nothing. Empty
+	// means none.
+	SelfAddrs []string
 
 	// ConnectTimeout bounds one dial to a node (TCP connect, and the TLS
 	// handshake for https nodes). Zero means 5s.
@@ -283,20 +302,34 @@ func (s State) String() string {
 	return "unknown"
 }
 
-// The facts behind a node's state, one bit each in Node.facts. The health
-// verdict and the operator's drain are separate facts, each changed by its
-// own writer in one compare-and-swap, so no writer overwrites another's: a
-// drained node that goes down and comes back is still drained, and a node
-// that failed stays down whatever the operator does meanwhile.
+// The facts behind a node's state, one bit each in the low bits of
+// Node.facts. The health verdict and the operator's drain are separate
+// facts, each changed by its own writer in one compare-and-swap, so no
+// writer overwrites another's: a drained node that goes down and comes back
+// is still drained, and a node that failed stays down whatever the operator
+// does meanwhile.
 const (
-	factDown    uint32 = 1 << iota // the health loop or a failed connection: failing
+	factDown    uint64 = 1 << iota // the health loop or a failed connection: failing
 	factDrained                    // the operator's drain: survives down and up
 	factRemoved                    // a reload removed the node: it drains until gone
 	factGone                       // the drain after its removal ended: nothing is lent or dialled
 )
 
+// failUnit is one passive failure in the high 32 bits of Node.facts: its
+// failure epoch. Fail adds it in the same compare-and-swap that sets
+// factDown, and the health loop clears factDown only in a swap from facts
+// whose epoch is the one it read before its probe (rise), so a probe that
+// was in flight when live traffic failed cannot bring the node back.
+const failUnit uint64 = 1 << 32
+
+// factMask keeps the facts of Node.facts, without the failure epoch.
+const factMask = failUnit - 1
+
+// epochOf is the failure epoch that facts hold.
+func epochOf(facts uint64) uint64 { return facts >> 32 }
+
 // stateOf is the routing state that facts give.
-func stateOf(facts uint32) State {
+func stateOf(facts uint64) State {
 	switch {
 	case facts&(factDown|factGone) != 0:
 		return StateDown
@@ -332,7 +365,7 @@ type Node struct {
 	// Stats are the traffic counters behind /metrics.
 	Stats Stats
 
-	facts     atomic.Uint32 // factDown, factDrained, factRemoved, factGone; changed only by change
+	facts     atomic.Uint64 // factDown, factDrained, factRemoved, factGone, and the failure epoch (failUnit); changed only by compare-and-swap
 	since     atomic.Int64  // unix nanos of the last state change
 	lastError atomic.Pointer[nodeError]
 	gen       uint64        // the reload that built n (0: the first configuration); fixed
@@ -357,7 +390,7 @@ func (n *Node) State() State { return stateOf(n.facts.Load()) }
 // change sets and clears facts of n in one step: a compare-and-swap loop,
 // so changes made at the same time by the health loop, the operator and a
 // reload compose and none is lost. It returns the facts before and after.
-func (n *Node) change(set, clear uint32) (old, now uint32) {
+func (n *Node) change(set, clear uint64) (old, now uint64) {
 	for {
 		old = n.facts.Load()
 		now = old&^clear | set
@@ -366,6 +399,37 @@ func (n *Node) change(set, clear uint32) (old, now uint32) {
 		}
 	}
 }
+
+// fail sets factDown and counts one passive failure in the failure epoch,
+// in one step. It returns the facts before and after.
+func (n *Node) fail() (old, now uint64) {
+	for {
+		old = n.facts.Load()
+		now = (old + failUnit) | factDown
+		if n.facts.CompareAndSwap(old, now) {
+			return old, now
+		}
+	}
+}
+
+// rise clears factDown if no passive failure came since the health loop
+// read epoch: the failure epoch of the facts must still be epoch. It
+// reports false, changing nothing, when one came.
+func (n *Node) rise(epoch uint64) (old, now uint64, ok bool) {
+	for {
+		old = n.facts.Load()
+		if epochOf(old) != epoch {
+			return old, old, false
+		}
+		now = old &^ factDown
+		if old == now || n.facts.CompareAndSwap(old, now) {
+			return old, now, true
+		}
+	}
+}
+
+// epoch is n's failure epoch: how many passive failures (Fail) it had.
+func (n *Node) epoch() uint64 { return epochOf(n.facts.Load()) }
 
 // unusable reports whether n lends and dials nothing: down, or gone.
 func (n *Node) unusable() bool { return n.facts.Load()&(factDown|factGone) != 0 }

@@ -226,7 +226,7 @@ func (p *Pool) nodeList() []*Node {
 // setHealth records the health verdict on n: down (ok false, with the
 // reason) or healthy. It reports whether the verdict changed.
 func (n *Node) setHealth(ok bool, reason string) bool {
-	var old, now uint32
+	var old, now uint64
 	if ok {
 		old, now = n.change(0, factDown)
 	} else {
@@ -242,7 +242,7 @@ func (n *Node) setHealth(ok bool, reason string) bool {
 // Concurrent changes may run it out of order: what it does holds for any
 // order (the evict loop looks at the state itself, publish reads the facts
 // as they are by then).
-func (n *Node) changed(old, now uint32, reason string) {
+func (n *Node) changed(old, now uint64, reason string) {
 	if old == now {
 		return
 	}

@@ -44,7 +44,7 @@ type nodeChange struct {
 
 type retiredNode struct {
 	n        *Node
-	old, now uint32
+	old, now uint64
 }
 
 // reconcile makes the pool's nodes the configured ones (cfg.Nodes) and the

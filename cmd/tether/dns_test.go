@@ -68,3 +68,31 @@ func TestNodeDNSFlagsChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeDNSAllowLoopbackFlag: loopback answers are refused unless
+// --node-dns-allow-loopback (or its key) says otherwise, and the pool
+// learns tether's own listen addresses, which it refuses either way.
+func TestNodeDNSAllowLoopbackFlag(t *testing.T) {
+	base := []string{"--node-srv", "_http._tcp.cobrowse.test", "--listen", "0.0.0.0:8080", "--tls-listen", "127.0.0.1:8443", "--tls-self-signed", "--admin", "127.0.0.1:9090"}
+	cfg, _, err := parseFlags(base, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Pool.DNSAllowLoopback {
+		t.Error("loopback answers allowed by default")
+	}
+	if want := []string{"0.0.0.0:8080", "127.0.0.1:8443", "127.0.0.1:9090"}; !slices.Equal(cfg.Pool.SelfAddrs, want) {
+		t.Errorf("pool's own addresses %v, want %v", cfg.Pool.SelfAddrs, want)
+	}
+	if cfg, _, err = parseFlags(append(base, "--node-dns-allow-loopback"), io.Discard); err != nil || !cfg.Pool.DNSAllowLoopback {
+		t.Errorf("--node-dns-allow-loopback: %v, %v", cfg.Pool.DNSAllowLoopback, err)
+	}
+	path := filepath.Join(t.TempDir(), "tether.yaml")
+	if err := os.WriteFile(path, []byte("node-srv: [_http._tcp.a.test]\nnode-dns-allow-loopback: true\nadmin: \"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err = parseFlags([]string{"--config", path}, io.Discard)
+	if err != nil || !cfg.Pool.DNSAllowLoopback || !slices.Equal(cfg.Pool.SelfAddrs, []string{"127.0.0.1:8080"}) {
+		t.Errorf("file: allow %v, own addresses %v, %v", cfg.Pool.DNSAllowLoopback, cfg.Pool.SelfAddrs, err)
+	}
+}

@@ -178,6 +178,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.StringVar(&cfg.Pool.DNSServer, "dns-server", "", "DNS server `IP:PORT` for --node-srv and --node-dns (empty: the servers of /etc/resolv.conf)")
 	fs.DurationVar(&cfg.Pool.DNSTimeout, "dns-timeout", 2*time.Second, "bound on one DNS query of --node-srv and --node-dns")
 	fs.IntVar(&cfg.Pool.DNSMaxNodes, "node-dns-max-nodes", 1000, "most nodes one --node-srv or --node-dns name may give (records past it are ignored and logged)")
+	fs.BoolVar(&cfg.Pool.DNSAllowLoopback, "node-dns-allow-loopback", false, "let --node-srv and --node-dns answers name loopback addresses (127.0.0.0/8, ::1), for labs and tests whose nodes run on this host; off because a forged or compromised DNS answer could otherwise send clients to any service on tether's own host, the admin listener among them (tether's own listen addresses, and unspecified, multicast and link-local addresses, are refused either way)")
 	fs.StringVar(&cfg.StickyCookie, "sticky-cookie", "gcbSessionServer", "stickiness cookie `name`: its value (NAME or anything.NAME) picks the node")
 	fs.StringVar(&cfg.StickyParam, "sticky-param", "co-browse-node-id", "stickiness query parameter `name`, for clients without cookies")
 	fs.DurationVar(&cfg.Pool.ConnectTimeout, "connect-timeout", 5*time.Second, "bound on one connect to a node; a refused connect fails at once")
@@ -237,6 +238,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 		}
 	}
 	cfg.Pool.Nodes = nodes
+	cfg.Pool.SelfAddrs = selfAddrs(&cfg)
 	if len(certs) != len(keys) {
 		return cfg, opts, fmt.Errorf("--cert/--key: %d certificates and %d keys; give them in pairs", len(certs), len(keys))
 	}
@@ -260,6 +262,18 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	}
 	cfg.SetDefaults()
 	return cfg, opts, cfg.Validate()
+}
+
+// selfAddrs lists tether's own listen addresses (--listen, --tls-listen,
+// --admin): discovery never makes a node of them.
+func selfAddrs(cfg *proxy.Config) []string {
+	var out []string
+	for _, a := range []string{cfg.Listen, cfg.TLS.Listen, cfg.Admin} {
+		if a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func usage(w io.Writer, fs *flag.FlagSet) {
@@ -363,7 +377,7 @@ func run(args []string) int {
 			return 1
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				reload(srv, args, log)
+				reload(srv, args, cfg.Pool.SelfAddrs, log)
 				continue
 			}
 			drain := cfg.Pool.DrainTimeout
@@ -404,10 +418,13 @@ func waitDrainDelay(delay time.Duration, sig <-chan os.Signal, log zerolog.Logge
 
 // reload re-reads the command line and its --config file (flags still win)
 // and applies the result; a file that does not parse or validate keeps the
-// running configuration.
-func reload(srv *proxy.Server, args []string, log zerolog.Logger) {
+// running configuration. The listeners stay those tether started with
+// (their changes need a restart), and so does self, their addresses that
+// discovery refuses.
+func reload(srv *proxy.Server, args []string, self []string, log zerolog.Logger) {
 	cfg, _, err := parseFlags(args, io.Discard)
 	if err == nil {
+		cfg.Pool.SelfAddrs = self
 		err = srv.Reload(cfg)
 	}
 	if err != nil {
