@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/tlsterm"
 	"github.com/valyala/fasthttp"
 )
@@ -274,11 +275,11 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 		x.begin()
 		x.cr.setReadLimit(s.cfg().HeaderTimeout)
 		maxFields := s.cfg().MaxHeaderFields
-		fr, err := readRequestHead(x.br, x.req, s.maxHead, maxFields)
-		if err == errHeadTooLarge {
+		fr, err := wire.ReadRequestHead(x.br, x.req, s.maxHead, maxFields)
+		if err == wire.ErrHeadTooLarge {
 			if big := s.grow(x.br, &x.cr); big != nil {
 				x.br = big
-				fr, err = readRequestHead(x.br, x.req, s.maxHead, maxFields)
+				fr, err = wire.ReadRequestHead(x.br, x.req, s.maxHead, maxFields)
 			}
 		}
 		if err != nil {
@@ -319,9 +320,9 @@ func (x *exchange) headError(err error) {
 			return // nothing sent since the last answer: an idle close
 		}
 		x.refuse(408, err)
-	case errors.Is(err, errHeadTooLarge):
+	case errors.Is(err, wire.ErrHeadTooLarge):
 		x.refuse(431, err)
-	case errors.Is(err, errBadRequest):
+	case errors.Is(err, wire.ErrBadRequest):
 		x.refuse(400, err)
 	default:
 		s.errLog.Debug().Err(err).Str("remote", x.c.remoteIP).Msg("read request head")
@@ -348,8 +349,8 @@ func (x *exchange) refuse(status int, err error) {
 	x.s.recordRefused(x, status, err)
 }
 
-// forgetRequest empties h, keeping the settings of newRequestHeader.
-// readRequestHead fills h only once a whole head has passed the checks, so
+// forgetRequest empties h, keeping the settings of wire.NewRequestHeader.
+// wire.ReadRequestHead fills h only once a whole head has passed the checks, so
 // after a refused head h would otherwise hold the request it read before.
 func forgetRequest(h *fasthttp.RequestHeader) {
 	h.Reset()

@@ -171,7 +171,7 @@ func (s *lsess) prefixes(client, node *net.TCPConn, sess *Session) (int, error) 
 		if d == dirDown {
 			dst = client
 			if s.flags&flagWS != 0 {
-				s.track.advance(p)
+				s.track.Advance(p)
 			}
 		}
 		if err := dst.SetWriteDeadline(time.Now().Add(s.wt)); err != nil {

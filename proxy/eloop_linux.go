@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,10 +52,10 @@ type lsess struct {
 	l        *loop
 	done     Ender
 	registry Registry
-	track    frameTracker // node→client frame boundaries, with flagWS
-	dirs     [2]ldir      // dirUp, dirDown
-	last     int64        // loop clock when a byte last moved either way
-	until    int64        // loop clock ending phaseFinish (grace) or phaseLinger
+	track    wire.FrameTracker // node→client frame boundaries, with flagWS
+	dirs     [2]ldir           // dirUp, dirDown
+	last     int64             // loop clock when a byte last moved either way
+	until    int64             // loop clock ending phaseFinish (grace) or phaseLinger
 	idle, wt time.Duration
 	fds      [2]int32 // client, node descriptors; -1 once closed
 	slot     int32    // index in l.sessions
@@ -145,7 +146,7 @@ func (l *loop) pump(s *lsess, d int) {
 func (l *loop) move(s *lsess, d int) bool {
 	p := l.buf.b
 	if d == dirDown && s.phase == phaseFinish {
-		p = p[:min(s.track.untilBoundary(), uint64(len(p)))] // not past the frame in flight
+		p = p[:min(s.track.UntilBoundary(), uint64(len(p)))] // not past the frame in flight
 	}
 	n, err := readFD(s.fds[d], p)
 	switch {
@@ -165,7 +166,7 @@ func (l *loop) move(s *lsess, d int) bool {
 		s.st[d] &^= dirReadable
 	}
 	if d == dirDown && s.flags&flagWS != 0 {
-		s.track.advance(p[:n])
+		s.track.Advance(p[:n])
 	}
 	if d == dirUp && s.told != 0 {
 		return true // the node side is closed: the client's last bytes go nowhere
@@ -173,7 +174,7 @@ func (l *loop) move(s *lsess, d int) bool {
 	if !l.send(s, d, n) {
 		return false
 	}
-	if s.phase == phaseFinish && d == dirDown && s.track.atBoundary() {
+	if s.phase == phaseFinish && d == dirDown && s.track.AtBoundary() {
 		l.tell(s, uint16(s.evict.Load()))
 	}
 	return true
@@ -243,7 +244,7 @@ func (l *loop) flush(s *lsess, d int) bool {
 // have. A WebSocket node stream that ends without a Close tells the client.
 func (l *loop) eof(s *lsess, d int) {
 	s.st[d] &^= dirReadable
-	if d == dirDown && s.flags&flagWS != 0 && (s.phase == phaseFinish || !s.track.sawClose && !s.clientShut()) {
+	if d == dirDown && s.flags&flagWS != 0 && (s.phase == phaseFinish || !s.track.SawClose() && !s.clientShut()) {
 		l.nodeEnded(s)
 		return
 	}
@@ -262,7 +263,7 @@ func (s *lsess) clientShut() bool { return s.st[dirUp]&dirDone != 0 }
 
 // readErr handles a failed read on direction d's source.
 func (l *loop) readErr(s *lsess, d int, err error) {
-	if d == dirDown && s.flags&flagWS != 0 && (s.phase == phaseFinish || err == unix.ECONNRESET && !s.track.sawClose && !s.clientShut()) {
+	if d == dirDown && s.flags&flagWS != 0 && (s.phase == phaseFinish || err == unix.ECONNRESET && !s.track.SawClose() && !s.clientShut()) {
 		l.nodeEnded(s)
 		return
 	}
@@ -278,7 +279,7 @@ func (l *loop) nodeEnded(s *lsess) {
 	if s.phase != phaseFinish {
 		l.countEviction(s) // the node died; an eviction's grace counted in evict
 	}
-	if !s.track.atBoundary() {
+	if !s.track.AtBoundary() {
 		l.end(s, errMidFrame, dirDown)
 		return
 	}
@@ -308,7 +309,7 @@ func (l *loop) evict(s *lsess) {
 		l.end(s, errEvicting, dirDown)
 		return
 	}
-	if s.track.atBoundary() {
+	if s.track.AtBoundary() {
 		l.tell(s, uint16(s.evict.Load()))
 		l.pump(s, dirDown)
 		return
@@ -348,7 +349,7 @@ func (l *loop) tell(s *lsess, code uint16) {
 func (l *loop) closeClient(s *lsess) bool {
 	if s.phase == phaseTell {
 		s.phase = phaseSent
-		return l.send(s, dirDown, copy(l.buf.b, closeFrameFor(s.told)))
+		return l.send(s, dirDown, copy(l.buf.b, wire.CloseFrameFor(s.told)))
 	}
 	// phaseSent, all written.
 	_ = unix.Shutdown(int(s.fds[sideClient]), unix.SHUT_WR)

@@ -18,6 +18,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/wire"
+	"github.com/tether-lb/tether/proxy/internal/wire/wiretest"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
@@ -120,7 +122,7 @@ func wsTraffic(rng *rand.Rand, masked bool, big int) []byte {
 	}
 	control := func() {
 		op := []byte{0x9, 0xA}[rng.IntN(2)]
-		s = append(s, wsFrame(true, op, payload(rng.IntN(126)), masked)...)
+		s = append(s, wiretest.Frame(true, op, payload(rng.IntN(126)), masked)...)
 	}
 	for range 3 + rng.IntN(5) {
 		switch rng.IntN(3) {
@@ -131,25 +133,25 @@ func wsTraffic(rng *rand.Rand, masked bool, big int) []byte {
 				if i == 0 {
 					op = []byte{0x1, 0x2}[rng.IntN(2)]
 				}
-				s = append(s, wsFrame(i == frags-1, op, payload(rng.IntN(70_000)), masked)...)
+				s = append(s, wiretest.Frame(i == frags-1, op, payload(rng.IntN(70_000)), masked)...)
 				if rng.IntN(2) == 0 {
 					control()
 				}
 			}
 		case 1:
-			s = append(s, wsFrame(true, 0x2, payload(rng.IntN(200_000)), masked)...)
+			s = append(s, wiretest.Frame(true, 0x2, payload(rng.IntN(200_000)), masked)...)
 		default:
 			control()
 		}
 		if rng.IntN(3) == 0 {
-			s = append(s, wsFrame(true, 0x2, payload(big), masked)...)
+			s = append(s, wiretest.Frame(true, 0x2, payload(big), masked)...)
 			big = 0
 		}
 	}
 	if big > 0 {
-		s = append(s, wsFrame(true, 0x2, payload(big), masked)...)
+		s = append(s, wiretest.Frame(true, 0x2, payload(big), masked)...)
 	}
-	return append(s, wsFrame(true, 0x8, []byte{0x03, 0xe8}, masked)...)
+	return append(s, wiretest.Frame(true, 0x8, []byte{0x03, 0xe8}, masked)...)
 }
 
 // writeBytesSplit writes data to c in random-sized writes, then half-closes c.
@@ -227,7 +229,7 @@ func TestLoopSplicePrefix(t *testing.T) {
 func TestLoopSplicePrefixMidFrame(t *testing.T) {
 	withLoops(t, func(ls *LoopSplicer) {
 		reg := newTestRegistry()
-		frame := wsFrame(true, 0x1, bytes.Repeat([]byte{'a'}, 100), false)
+		frame := wiretest.Frame(true, 0x1, bytes.Repeat([]byte{'a'}, 100), false)
 		r, e := startWSOn(t, ls, reg, func(s *Session) { s.NodeBuf = frame[:10] })
 		r.client.SetReadDeadline(time.Now().Add(spliceBound))
 		expectRead(t, r.client, string(frame[:10]))
@@ -243,8 +245,8 @@ func TestLoopSplicePrefixMidFrame(t *testing.T) {
 			t.Fatal("the loop did not take the Evict command")
 		}
 		r.node.Write(frame[10:])
-		r.node.Write(wsFrame(true, 0x1, []byte("late"), false))
-		if got := readAll(t, r.client); !bytes.Equal(got, append(frame[10:], closeRestart...)) {
+		r.node.Write(wiretest.Frame(true, 0x1, []byte("late"), false))
+		if got := readAll(t, r.client); !bytes.Equal(got, append(frame[10:], wire.CloseFrameFor(1012)...)) {
 			t.Fatalf("client got % x, want the frame's rest then Close", got)
 		}
 		r.client.Close()
@@ -326,7 +328,7 @@ func TestLoopSpliceReset(t *testing.T) {
 			r := startSplice(t, lb, sp, func(s *Session, _ *rig) { s.WebSocket = true })
 			defer r.close()
 			r.client.SetDeadline(time.Now().Add(spliceBound))
-			frame := wsFrame(true, 0x2, bytes.Repeat([]byte{5}, 1000), false)
+			frame := wiretest.Frame(true, 0x2, bytes.Repeat([]byte{5}, 1000), false)
 			r.node.Write(frame[:300])
 			expectRead(t, r.client, string(frame[:300]))
 			r.node.SetLinger(0)
@@ -343,7 +345,7 @@ func TestLoopSpliceReset(t *testing.T) {
 			r := startSplice(t, lb, sp, func(s *Session, _ *rig) { s.WebSocket = true })
 			defer r.close()
 			r.node.SetDeadline(time.Now().Add(spliceBound))
-			frame := wsFrame(true, 0x2, bytes.Repeat([]byte{5}, 1000), true)
+			frame := wiretest.Frame(true, 0x2, bytes.Repeat([]byte{5}, 1000), true)
 			r.client.Write(frame[:300])
 			expectRead(t, r.node, string(frame[:300]))
 			r.client.SetLinger(0)
@@ -518,7 +520,7 @@ func TestLoopEvict(t *testing.T) {
 		t.Run("at a boundary", func(t *testing.T) {
 			reg := newTestRegistry()
 			r, e := startWSOn(t, sp, reg, nil)
-			first := wsFrame(true, 0x1, []byte("hello"), false)
+			first := wiretest.Frame(true, 0x1, []byte("hello"), false)
 			r.node.Write(first)
 			r.client.SetReadDeadline(time.Now().Add(spliceBound))
 			expectRead(t, r.client, string(first))
@@ -527,7 +529,7 @@ func TestLoopEvict(t *testing.T) {
 			}
 			e.Evict(pool.CloseServiceRestart)
 			e.Evict(pool.CloseGoingAway) // later calls do nothing
-			if rest := readAll(t, r.client); !bytes.Equal(rest, closeRestart) {
+			if rest := readAll(t, r.client); !bytes.Equal(rest, wire.CloseFrameFor(1012)) {
 				t.Fatalf("client got % x after eviction, want the 1012 Close frame", rest)
 			}
 			r.node.SetReadDeadline(time.Now().Add(spliceBound))
@@ -548,7 +550,7 @@ func TestLoopEvict(t *testing.T) {
 		t.Run("large frame in flight", func(t *testing.T) {
 			reg := newTestRegistry()
 			r, e := startWSOn(t, sp, reg, nil)
-			big := wsFrame(true, 0x2, bytes.Repeat([]byte{7}, 200<<10), false)
+			big := wiretest.Frame(true, 0x2, bytes.Repeat([]byte{7}, 200<<10), false)
 			half := len(big) / 2
 			r.node.Write(big[:half])
 			got := make(chan []byte, 1)
@@ -561,8 +563,8 @@ func TestLoopEvict(t *testing.T) {
 			e.Evict(pool.CloseGoingAway)
 			time.Sleep(50 * time.Millisecond)
 			r.node.Write(big[half:])
-			r.node.Write(wsFrame(true, 0x1, []byte("late"), false))
-			want := append(append([]byte(nil), big...), closeGoingAway...)
+			r.node.Write(wiretest.Frame(true, 0x1, []byte("late"), false))
+			want := append(append([]byte(nil), big...), wire.CloseFrameFor(1001)...)
 			if b := <-got; !bytes.Equal(b, want) {
 				t.Fatalf("client got %d bytes, want the whole frame then Close 1001 (%d)", len(b), len(want))
 			}
@@ -575,7 +577,7 @@ func TestLoopEvict(t *testing.T) {
 		t.Run("frame never finished", func(t *testing.T) {
 			reg := newTestRegistry()
 			r, e := startWSOn(t, sp, reg, nil)
-			frame := wsFrame(true, 0x2, bytes.Repeat([]byte{7}, 1000), false)
+			frame := wiretest.Frame(true, 0x2, bytes.Repeat([]byte{7}, 1000), false)
 			r.node.Write(frame[:100])
 			r.client.SetReadDeadline(time.Now().Add(spliceBound))
 			expectRead(t, r.client, string(frame[:100]))
@@ -611,7 +613,7 @@ func TestLoopEvict(t *testing.T) {
 			})
 			defer r.close()
 			r.client.SetReadDeadline(time.Now().Add(spliceBound))
-			if got := readAll(t, r.client); !bytes.Equal(got, closeRestart) {
+			if got := readAll(t, r.client); !bytes.Equal(got, wire.CloseFrameFor(1012)) {
 				t.Errorf("client got % x, want the 1012 Close", got)
 			}
 			r.client.Close()
@@ -633,11 +635,11 @@ func TestLoopNodeEnds(t *testing.T) {
 	eachEngine(t, func(t *testing.T, sp Splicer) {
 		t.Run("vanishing tells the client 1012", func(t *testing.T) {
 			r, _ := startWSOn(t, sp, newTestRegistry(), nil)
-			frame := wsFrame(true, 0x1, []byte("hi"), false)
+			frame := wiretest.Frame(true, 0x1, []byte("hi"), false)
 			r.node.Write(frame)
 			r.node.Close()
 			r.client.SetReadDeadline(time.Now().Add(spliceBound))
-			if got := readAll(t, r.client); !bytes.Equal(got, append(frame, closeRestart...)) {
+			if got := readAll(t, r.client); !bytes.Equal(got, append(frame, wire.CloseFrameFor(1012)...)) {
 				t.Fatalf("client got % x, want the frame then a 1012 Close", got)
 			}
 			r.client.Close()
@@ -648,7 +650,7 @@ func TestLoopNodeEnds(t *testing.T) {
 		})
 		t.Run("its own Close passes through", func(t *testing.T) {
 			r, _ := startWSOn(t, sp, newTestRegistry(), nil)
-			closing := wsFrame(true, 0x8, []byte{0x03, 0xe8}, false)
+			closing := wiretest.Frame(true, 0x8, []byte{0x03, 0xe8}, false)
 			r.node.Write(closing)
 			r.node.CloseWrite()
 			r.client.SetReadDeadline(time.Now().Add(spliceBound))
@@ -667,7 +669,7 @@ func TestLoopNodeEnds(t *testing.T) {
 			r, _ := startWSOn(t, sp, newTestRegistry(), nil)
 			r.client.SetDeadline(time.Now().Add(spliceBound))
 			r.node.SetDeadline(time.Now().Add(spliceBound))
-			frame := wsFrame(true, 0x1, []byte("bye"), true)
+			frame := wiretest.Frame(true, 0x1, []byte("bye"), true)
 			r.client.Write(frame)
 			r.client.CloseWrite()
 			if got := readAll(t, r.node); !bytes.Equal(got, frame) {
@@ -720,7 +722,7 @@ func toldClient(t *testing.T, sp Splicer) *rig {
 	r, _ := startWSOn(t, sp, newTestRegistry(), nil)
 	r.node.Close()
 	r.client.SetReadDeadline(time.Now().Add(spliceBound))
-	if got := readAll(t, r.client); !bytes.Equal(got, closeRestart) {
+	if got := readAll(t, r.client); !bytes.Equal(got, wire.CloseFrameFor(1012)) {
 		t.Fatalf("client got % x", got)
 	}
 	return r
@@ -789,7 +791,7 @@ func TestLoopEvictMany(t *testing.T) {
 		}
 		for _, c := range clients {
 			c.SetReadDeadline(time.Now().Add(spliceBound))
-			if got := readAll(t, c); !bytes.Equal(got, closeRestart) {
+			if got := readAll(t, c); !bytes.Equal(got, wire.CloseFrameFor(1012)) {
 				t.Fatalf("client got % x, want the 1012 Close", got)
 			}
 			c.Close()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/wire"
 )
 
 // TestEvictionsCounted: tether_node_evictions_total counts every session
@@ -63,7 +64,7 @@ func TestEvictionsCounted(t *testing.T) {
 		// down. shut: on another node, told 1001 by a shutdown.
 		died, lingering, healthy, shut := start(n), start(n), start(n), start(m)
 		died.node.Close()
-		told(died, closeRestart)
+		told(died, wire.CloseFrameFor(1012))
 		died.client.Close()
 		var toldErr *toldError
 		if res := died.wait(t); !errors.As(res.err, &toldErr) {
@@ -72,18 +73,18 @@ func TestEvictionsCounted(t *testing.T) {
 		evictions(n, 1)
 
 		lingering.node.Close()
-		told(lingering, closeRestart)
+		told(lingering, wire.CloseFrameFor(1012))
 		evictions(n, 2)
 
 		n.Fail(errors.New("health probe failed"))
-		told(healthy, closeRestart)
+		told(healthy, wire.CloseFrameFor(1012))
 		for _, r := range []*rig{lingering, healthy} {
 			r.client.Close()
 			r.wait(t)
 		}
 
 		p.EvictAll(t.Context(), pool.CloseGoingAway, 0)
-		told(shut, closeGoingAway)
+		told(shut, wire.CloseFrameFor(1001))
 		shut.client.Close()
 		shut.wait(t)
 		if ls, ok := sp.(*LoopSplicer); ok {

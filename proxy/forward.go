@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/valyala/fasthttp"
 )
 
@@ -44,10 +45,10 @@ type exchange struct {
 	bytesIn  int64 // request body bytes
 	bytesOut int64 // answer bytes written to the client
 	upgraded bool
-	expect   bool              // the client sent Expect: 100-continue
-	accept   [wsAcceptLen]byte // with an upgrade: the Sec-WebSocket-Accept its 101 must carry
-	pending  *upgraded         // a 101 was relayed: splice once the exchange is released
-	session  *Session          // with pending: what the splicer gets
+	expect   bool                   // the client sent Expect: 100-continue
+	accept   [wire.WSAcceptLen]byte // with an upgrade: the Sec-WebSocket-Accept its 101 must carry
+	pending  *upgraded              // a 101 was relayed: splice once the exchange is released
+	session  *Session               // with pending: what the splicer gets
 }
 
 func newExchange(s *Server) *exchange {
@@ -104,18 +105,18 @@ var (
 // handle routes one request, forwards it and relays the answer (or splices
 // an upgraded connection). It reports whether the client connection can
 // carry another request.
-func (s *Server) handle(x *exchange, fr framing) bool {
+func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 	t := s.pool.Table()
 	node, why := s.router.Load().route(t, x.req, x.param[:])
 	x.why = why
-	upgrade := fr.upgrade
+	upgrade := fr.Upgrade
 	if upgrade {
-		wsAccept(&x.accept, x.req.PeekBytes(strWSKey))
+		wire.WSAccept(&x.accept, x.req.PeekBytes(strWSKey))
 	}
 	keep := clientKeepAlive(x.req) && !upgrade && !s.draining.Load()
 	x.prepareRequest(upgrade)
-	if max := s.cfg().MaxBodyBytes; max > 0 && !fr.chunked && fr.length > max {
-		x.refuseBody(fmt.Errorf("%w: Content-Length %d, --max-body-bytes %d", errBodyTooLarge, fr.length, max))
+	if max := s.cfg().MaxBodyBytes; max > 0 && !fr.Chunked && fr.Length > max {
+		x.refuseBody(fmt.Errorf("%w: Content-Length %d, --max-body-bytes %d", wire.ErrBodyTooLarge, fr.Length, max))
 		return false
 	}
 
@@ -174,13 +175,13 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 // whether the client connection stays open; retry asks handle to send the
 // request again because pc was a reused connection that failed before any
 // of the request could have been processed (nothing of a body was sent).
-func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (ok, retry bool) {
+func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bool) (ok, retry bool) {
 	s := x.s
 	x.nr.reset(pc.Conn, pc.Raw, s.cfg().UpstreamTimeout, s.cfg().WriteTimeout)
 	// A request without a body goes out inside the first read of its
 	// answer (sendBeforeRead): one write, then the wait, and no read that
 	// finds nothing. Others are written first, their bodies streamed.
-	early := !fr.chunked && fr.length <= 0 && x.nr.raw.use()
+	early := !fr.Chunked && fr.Length <= 0 && x.nr.raw.use()
 	var sentBody bool
 	var err error
 	if early {
@@ -201,9 +202,9 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 			// a client that is gone gets nothing.
 			var ne net.Error
 			switch {
-			case errors.Is(err, errBodyTooLarge):
+			case errors.Is(err, wire.ErrBodyTooLarge):
 				x.refuseBody(err)
-			case errors.Is(err, errBadRequest):
+			case errors.Is(err, wire.ErrBadRequest):
 				x.writeError(400, err)
 				s.record(x, 400, err)
 			case errors.As(err, &ne) && ne.Timeout():
@@ -271,17 +272,17 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	defer x.putNodeReader()
 	x.nr.setReadTimeout(s.cfg().UpstreamTimeout)
 	isHead := x.req.IsHead()
-	var rfr framing
+	var rfr wire.Framing
 	for interim := 0; ; interim++ {
 		if interim > maxInterim {
 			pc.Close()
-			return x.nodeFailed(pc, fmt.Errorf("%w: more than %d interim answers", errBadResponse, maxInterim), true), false
+			return x.nodeFailed(pc, fmt.Errorf("%w: more than %d interim answers", wire.ErrBadResponse, maxInterim), true), false
 		}
-		rfr, err = readResponseHead(nbr, x.resp, s.maxHead, isHead)
-		if errors.Is(err, faultTooLarge) {
+		rfr, err = wire.ReadResponseHead(nbr, x.resp, s.maxHead, isHead)
+		if errors.Is(err, wire.FaultTooLarge) {
 			if big := s.grow(nbr, &x.nr); big != nil {
 				nbr, x.nbr = big, big
-				rfr, err = readResponseHead(nbr, x.resp, s.maxHead, isHead)
+				rfr, err = wire.ReadResponseHead(nbr, x.resp, s.maxHead, isHead)
 			}
 		}
 		if err != nil {
@@ -322,7 +323,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 		return x.upgrade(pc, nbr, status), false
 	}
 	keepNode := x.prepareResponse(&rfr)
-	if !rfr.noBody && rfr.length < 0 && !rfr.chunked || s.draining.Load() {
+	if !rfr.NoBody && rfr.Length < 0 && !rfr.Chunked || s.draining.Load() {
 		keep = false // delimited by close, or tether is shutting down
 	}
 	if !keep {
@@ -335,9 +336,9 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	x.bytesOut = int64(len(x.head))
 	x.nr.setReadTimeout(s.cfg().BodyTimeout)
 	var n int64
-	if !rfr.noBody {
+	if !rfr.NoBody {
 		bufp := s.bufs.Get().(*[]byte)
-		n, err = copyBody(x.bw, nbr, rfr, *bufp, false)
+		n, err = wire.CopyBody(x.bw, nbr, rfr, *bufp, false)
 		s.bufs.Put(bufp)
 		x.bytesOut += n
 	}
@@ -348,13 +349,13 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	if err != nil {
 		pc.Close()
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errBadResponse) {
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, wire.ErrBadResponse) {
 			s.errLog.Warn().Str("node", x.node.Name).Err(err).Msg("answer body cut short")
 		}
 		s.record(x, status, err)
 		return false, false
 	}
-	if keepNode && nbr.Buffered() == 0 && !rfr.closeAfter && (rfr.noBody || rfr.chunked || rfr.length >= 0) {
+	if keepNode && nbr.Buffered() == 0 && !rfr.CloseAfter && (rfr.NoBody || rfr.Chunked || rfr.Length >= 0) {
 		pc.Put()
 	} else {
 		pc.Close()
@@ -445,12 +446,12 @@ func (x *exchange) awaitAnswer(pc *pool.Conn, until time.Time) error {
 // sendRequest writes the request head and streams its body to the node.
 // sentBody reports whether any body byte went out (the request can no
 // longer be retried elsewhere).
-func (x *exchange) sendRequest(nbw *bufio.Writer, fr framing) (sentBody bool, err error) {
+func (x *exchange) sendRequest(nbw *bufio.Writer, fr wire.Framing) (sentBody bool, err error) {
 	x.head = x.req.AppendBytes(x.head[:0])
 	if _, err := nbw.Write(x.head); err != nil {
 		return false, err
 	}
-	if !fr.chunked && fr.length <= 0 {
+	if !fr.Chunked && fr.Length <= 0 {
 		return false, nbw.Flush()
 	}
 	if x.expect {
@@ -461,16 +462,16 @@ func (x *exchange) sendRequest(nbw *bufio.Writer, fr framing) (sentBody bool, er
 	}
 	cfg := x.s.cfg()
 	x.cr.setBodyRate(cfg.BodyTimeout, cfg.BodyTimeout, cfg.BodyMinRate)
-	fr.max = cfg.MaxBodyBytes
+	fr.Limit = cfg.MaxBodyBytes
 	bufp := x.s.bufs.Get().(*[]byte)
-	n, err := copyBody(nbw, x.br, fr, *bufp, true)
+	n, err := wire.CopyBody(nbw, x.br, fr, *bufp, true)
 	x.s.bufs.Put(bufp)
 	x.bytesIn = n
 	if err == nil {
 		err = nbw.Flush()
 	}
 	if err != nil {
-		if errors.Is(err, errBadRequest) || errors.Is(err, errBodyTooLarge) || isClientSide(err, &x.cr) {
+		if errors.Is(err, wire.ErrBadRequest) || errors.Is(err, wire.ErrBodyTooLarge) || isClientSide(err, &x.cr) {
 			return true, fmt.Errorf("%w: %w", errClientBody, err)
 		}
 		return true, err
@@ -596,7 +597,7 @@ func (x *exchange) deleteConnectionListed(values [][]byte) {
 	for _, v := range values {
 		for len(v) > 0 {
 			var tok []byte
-			if tok, v = nextElement(v); len(tok) > 0 {
+			if tok, v = wire.NextElement(v); len(tok) > 0 {
 				x.connTok = append(x.connTok, tok)
 			}
 		}
@@ -611,14 +612,14 @@ func (x *exchange) deleteConnectionListed(values [][]byte) {
 
 // prepareResponse removes hop-by-hop headers from the node's answer and
 // reports whether the node connection can be reused.
-func (x *exchange) prepareResponse(fr *framing) (keepNode bool) {
+func (x *exchange) prepareResponse(fr *wire.Framing) (keepNode bool) {
 	h := x.resp
 	keepNode = !h.ConnectionClose() && !hasToken(h.PeekAll("Connection"), strClose) &&
 		bytes.Equal(h.Protocol(), strHTTP11)
 	for _, v := range h.PeekAll("Connection") {
 		for len(v) > 0 {
 			var tok []byte
-			if tok, v = nextElement(v); len(tok) > 0 && !bytes.EqualFold(tok, strClose) && !bytes.EqualFold(tok, strKeepAliveTok) {
+			if tok, v = wire.NextElement(v); len(tok) > 0 && !bytes.EqualFold(tok, strClose) && !bytes.EqualFold(tok, strKeepAliveTok) {
 				h.DelBytes(tok)
 			}
 		}
@@ -628,7 +629,7 @@ func (x *exchange) prepareResponse(fr *framing) (keepNode bool) {
 	h.DelBytes(strProxyConnection)
 	h.DelBytes(strUpgrade)
 	h.DelBytes(strTE)
-	if fr.chunked && !fr.noBody {
+	if fr.Chunked && !fr.NoBody {
 		h.DelBytes(strContentLength)
 		h.SetBytesKV(strTransferEnc, strChunked)
 	}
@@ -640,7 +641,7 @@ func hasToken(values [][]byte, tok []byte) bool {
 	for _, v := range values {
 		for len(v) > 0 {
 			var t []byte
-			if t, v = nextElement(v); bytes.EqualFold(t, tok) {
+			if t, v = wire.NextElement(v); bytes.EqualFold(t, tok) {
 				return true
 			}
 		}

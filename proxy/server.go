@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/tlsterm"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
@@ -594,5 +595,5 @@ var errShutdown = errors.New("proxy: shutting down")
 
 // newFastHeaders returns the per-exchange header values.
 func newFastHeaders() (*fasthttp.RequestHeader, *fasthttp.ResponseHeader) {
-	return newRequestHeader(), newResponseHeader()
+	return wire.NewRequestHeader(), wire.NewResponseHeader()
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/wire"
 )
 
 // Splicer joins a client connection and a node connection after a 101.
@@ -226,7 +227,7 @@ func (g *goSplicer) Start(sess *Session, done Ender) {
 	// wait on the peers in practice, and WriteTimeout bounds them anyway.
 	if s.up.err = s.send(&s.up, sess.ClientBuf); s.up.err == nil {
 		if s.ws {
-			s.track.advance(sess.NodeBuf) // the node's first frames may follow its 101
+			s.track.Advance(sess.NodeBuf) // the node's first frames may follow its 101
 		}
 		s.down.err = s.send(&s.down, sess.NodeBuf)
 	}
@@ -308,7 +309,7 @@ type splice struct {
 	linger atomic.Int64
 	// track follows frame boundaries of node→client bytes when ws is set;
 	// only toClient touches it.
-	track frameTracker
+	track wire.FrameTracker
 	ws    bool
 
 	up   half // client→node; only touched by toNode (and Splice before and after it)
@@ -370,7 +371,7 @@ func (s *splice) toClient(hot bool) {
 	case errors.Is(err, errEvicting):
 		code = uint16(s.evict.Load())
 		err = s.finishFrame()
-	case err == io.EOF && s.track.sawClose:
+	case err == io.EOF && s.track.SawClose():
 		closeWrite(s.client) // the node closed the WebSocket itself
 		err = nil
 	case err == io.EOF && s.clientShut.Load():
@@ -379,10 +380,10 @@ func (s *splice) toClient(hot bool) {
 		closeWrite(s.client)
 		err = nil
 	case errors.Is(err, syscall.ECONNRESET) && s.clientShut.Load():
-	case (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) && !s.track.sawClose:
+	case (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) && !s.track.SawClose():
 		code, err = pool.CloseServiceRestart, nil
 		nodeFailed = true
-		if !s.track.atBoundary() {
+		if !s.track.AtBoundary() {
 			err = errMidFrame
 		}
 	}
@@ -402,7 +403,7 @@ func (s *splice) toClient(hot bool) {
 // finishFrame lets the frame in flight from the node reach the client, up to
 // its last byte and no further, within evictGrace.
 func (s *splice) finishFrame() error {
-	if s.track.atBoundary() {
+	if s.track.AtBoundary() {
 		return nil
 	}
 	if err := s.node.SetReadDeadline(time.Now().Add(evictGrace)); err != nil {
@@ -410,11 +411,11 @@ func (s *splice) finishFrame() error {
 	}
 	bp := s.g.getBuf()
 	defer s.g.putBuf(bp)
-	for !s.track.atBoundary() {
-		want := min(s.track.untilBoundary(), uint64(len(*bp)))
+	for !s.track.AtBoundary() {
+		want := min(s.track.UntilBoundary(), uint64(len(*bp)))
 		n, err := s.node.Read((*bp)[:want])
 		if n > 0 {
-			s.track.advance((*bp)[:n])
+			s.track.Advance((*bp)[:n])
 			if werr := s.send(&s.down, (*bp)[:n]); werr != nil {
 				return werr
 			}
@@ -432,7 +433,7 @@ func (s *splice) finishFrame() error {
 func (s *splice) tellClient(code uint16) error {
 	s.told.Store(uint32(code))
 	_ = s.node.Close()
-	if err := s.send(&s.down, closeFrameFor(code)); err != nil {
+	if err := s.send(&s.down, wire.CloseFrameFor(code)); err != nil {
 		return err
 	}
 	closeWrite(s.client)
@@ -479,7 +480,7 @@ func (s *splice) pump(h *half, hot bool) error {
 		n, err := h.src.Read(*bp)
 		if n > 0 {
 			if down && s.ws {
-				s.track.advance((*bp)[:n])
+				s.track.Advance((*bp)[:n])
 			}
 			if werr := s.send(h, (*bp)[:n]); werr != nil && !(s.told.Load() != 0 && !down) {
 				s.g.putBuf(bp)

@@ -3,14 +3,13 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha1"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/wire"
 )
 
 // upgraded is a spliced WebSocket session as tether keeps it: what its
@@ -30,13 +29,6 @@ type upgraded struct {
 	why    reason
 }
 
-// wsGUID is what a node appends to the client's Sec-WebSocket-Key before
-// hashing it into Sec-WebSocket-Accept (RFC 6455 section 1.3).
-const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-// wsAcceptLen is the length of a Sec-WebSocket-Accept: base64 of a SHA-1.
-const wsAcceptLen = 28
-
 var (
 	strWSKey    = []byte("Sec-WebSocket-Key")
 	strWSAccept = "Sec-WebSocket-Accept"
@@ -44,32 +36,21 @@ var (
 )
 
 // errNoUpgrade is a 101 to a request that was not a WebSocket handshake.
-var errNoUpgrade = fmt.Errorf("%w: 101 to a request that asked for no upgrade", errBadResponse)
-
-// wsAccept writes into dst the Sec-WebSocket-Accept that answers key:
-// base64(SHA-1(key + wsGUID)). key is the checked 24-byte value
-// (validWebSocketKey); nothing is allocated.
-func wsAccept(dst *[wsAcceptLen]byte, key []byte) {
-	var in [wsKeyLen + len(wsGUID)]byte
-	copy(in[:wsKeyLen], key)
-	copy(in[wsKeyLen:], wsGUID)
-	sum := sha1.Sum(in[:])
-	base64.StdEncoding.Encode(dst[:], sum[:])
-}
+var errNoUpgrade = fmt.Errorf("%w: 101 to a request that asked for no upgrade", wire.ErrBadResponse)
 
 // checkSwitch checks the node's 101 to a WebSocket handshake as a client
 // would (RFC 6455 section 4.2.2): Upgrade names websocket, and exactly one
 // Sec-WebSocket-Accept carries the value x.accept computed from the
 // client's key. A node that answers 101 to anything (or a stale or foreign
-// answer) fails with errBadResponse: 502, and neither connection becomes a
+// answer) fails with wire.ErrBadResponse: 502, and neither connection becomes a
 // tunnel.
 func (x *exchange) checkSwitch() error {
 	if !hasToken(x.resp.PeekAll(strUpgradeS), strWebSocket) {
-		return fmt.Errorf("%w: 101 without Upgrade: websocket", errBadResponse)
+		return fmt.Errorf("%w: 101 without Upgrade: websocket", wire.ErrBadResponse)
 	}
 	got := x.resp.PeekAll(strWSAccept)
 	if len(got) != 1 || !bytes.Equal(got[0], x.accept[:]) {
-		return fmt.Errorf("%w: %w", errBadResponse, errWrongAccept)
+		return fmt.Errorf("%w: %w", wire.ErrBadResponse, errWrongAccept)
 	}
 	return nil
 }

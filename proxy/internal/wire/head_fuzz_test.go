@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bufio"
@@ -10,10 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tether-lb/tether/proxy/internal/wire/wiretest"
 	"github.com/valyala/fasthttp"
 )
 
-// FuzzReadRequestHead checks readRequestHead against fasthttp alone and
+// FuzzReadRequestHead checks ReadRequestHead against fasthttp alone and
 // net/http. When tether accepts a head: fasthttp reads it to the same
 // length, reading it again into the reused header gives the same result,
 // net/http reads it with the same length and body framing, and the head
@@ -27,17 +28,17 @@ func FuzzReadRequestHead(f *testing.F) {
 			f.Add([]byte(c.raw))
 		}
 	}
-	f.Add([]byte(browserHead))
+	f.Add([]byte(wiretest.BrowserHead))
 	f.Add([]byte("GET http://[::1]:8080/a?b HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"))
 	f.Add([]byte("GET https://a.test?b#c HTTP/1.1\r\nHost: b\r\n\r\n"))
 	f.Add([]byte("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
 	f.Add([]byte("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum, Content-Type\r\n\r\n0\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		h := newRequestHeader()
+		h := NewRequestHeader()
 		fr, start, end, err := fuzzRead(h, data)
 		if err != nil {
 			switch {
-			case errors.Is(err, errBadRequest), err == errHeadTooLarge, err == errTooManyFields, err == io.EOF, err == io.ErrUnexpectedEOF:
+			case errors.Is(err, ErrBadRequest), err == ErrHeadTooLarge, err == ErrTooManyFields, err == io.EOF, err == io.ErrUnexpectedEOF:
 			default:
 				t.Fatalf("unexpected error class: %v", err)
 			}
@@ -73,7 +74,7 @@ func FuzzReadRequestHead(f *testing.F) {
 		if target := bytes.Fields(out)[1]; target[0] != '/' && string(target) != "*" || bytes.IndexByte(target, '#') >= 0 {
 			t.Fatalf("forwarded target %q", target)
 		}
-		h3 := newRequestHeader()
+		h3 := NewRequestHeader()
 		fr3, start3, end3, err := fuzzRead(h3, out)
 		if err != nil || fr3 != fr || start3 != 0 || end3 != len(out) {
 			t.Fatalf("forwarded head reads differently: %+v %v, want %+v\n%q", fr3, err, fr, out)
@@ -87,10 +88,10 @@ func FuzzReadRequestHead(f *testing.F) {
 
 // fuzzRead reads one head from data and returns where the head itself
 // (leading empty lines excluded) starts and ends in data.
-func fuzzRead(h *fasthttp.RequestHeader, data []byte) (fr framing, start, end int, err error) {
+func fuzzRead(h *fasthttp.RequestHeader, data []byte) (fr Framing, start, end int, err error) {
 	r := bytes.NewReader(data)
 	br := bufio.NewReaderSize(r, testMaxHead)
-	if fr, err = readRequestHead(br, h, testMaxHead, testMaxFields); err != nil {
+	if fr, err = ReadRequestHead(br, h, testMaxHead, testMaxFields); err != nil {
 		return fr, 0, 0, err
 	}
 	end = len(data) - r.Len() - br.Buffered()
@@ -102,7 +103,7 @@ func fuzzRead(h *fasthttp.RequestHeader, data []byte) (fr framing, start, end in
 
 // checkNetHTTP requires net/http to read a head of headLen bytes from data
 // with the framing tether found. data starts at the request line.
-func checkNetHTTP(t *testing.T, data []byte, headLen int, fr framing) {
+func checkNetHTTP(t *testing.T, data []byte, headLen int, fr Framing) {
 	t.Helper()
 	r := bytes.NewReader(data)
 	br := bufio.NewReader(r)
@@ -115,16 +116,16 @@ func checkNetHTTP(t *testing.T, data []byte, headLen int, fr framing) {
 	}
 	chunked := len(req.TransferEncoding) > 0
 	length := req.ContentLength
-	if !fr.chunked && fr.length < 0 {
+	if !fr.Chunked && fr.Length < 0 {
 		length = -1 // no body: net/http says 0
 		if req.ContentLength != 0 {
 			t.Fatalf("net/http sees a body of %d, tether none", req.ContentLength)
 		}
 	}
-	if chunked != fr.chunked || !chunked && length != fr.length {
+	if chunked != fr.Chunked || !chunked && length != fr.Length {
 		t.Fatalf("net/http framing chunked=%v length=%d, tether %+v\n%q", chunked, req.ContentLength, fr, data)
 	}
-	if req.Close != fr.closeAfter {
+	if req.Close != fr.CloseAfter {
 		t.Fatalf("net/http close=%v, tether %+v\n%q", req.Close, fr, data)
 	}
 }
@@ -135,7 +136,7 @@ func checkNetHTTP(t *testing.T, data []byte, headLen int, fr framing) {
 // Sec-WebSocket-Key decoding to 16 bytes and one Sec-WebSocket-Version, 13.
 // (A head that says websocket and is not all of that is refused, so an
 // accepted one is either a complete handshake or asks for no WebSocket.)
-func checkHandshake(t *testing.T, data []byte, fr framing) {
+func checkHandshake(t *testing.T, data []byte, fr Framing) {
 	t.Helper()
 	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(data)))
 	if err != nil {
@@ -149,8 +150,8 @@ func checkHandshake(t *testing.T, data []byte, fr framing) {
 		raw, err := base64.StdEncoding.DecodeString(keys[0])
 		complete = err == nil && len(raw) == 16
 	}
-	if fr.upgrade != complete || asks && !complete {
-		t.Fatalf("tether upgrade=%v; net/http: asks for a WebSocket %v, complete handshake %v\n%q", fr.upgrade, asks, complete, data)
+	if fr.Upgrade != complete || asks && !complete {
+		t.Fatalf("tether upgrade=%v; net/http: asks for a WebSocket %v, complete handshake %v\n%q", fr.Upgrade, asks, complete, data)
 	}
 }
 

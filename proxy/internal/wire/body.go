@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bufio"
@@ -21,17 +21,17 @@ const (
 	maxTrailerBytes = 64 << 10
 )
 
-// Chunked body faults, wrapped under errBadRequest or errBadResponse.
+// Chunked body faults, wrapped under ErrBadRequest or ErrBadResponse.
 const (
-	faultChunkSize     headFault = "invalid chunk size"
-	faultChunkOverflow headFault = "chunk size overflow"
-	faultChunkExt      headFault = "invalid chunk extension"
-	faultChunkLine     headFault = "chunk line too long"
-	faultChunkCRLF     headFault = "chunk data not followed by CRLF"
-	faultTrailerSize   headFault = "trailer section too large"
+	faultChunkSize     Fault = "invalid chunk size"
+	faultChunkOverflow Fault = "chunk size overflow"
+	faultChunkExt      Fault = "invalid chunk extension"
+	faultChunkLine     Fault = "chunk line too long"
+	faultChunkCRLF     Fault = "chunk data not followed by CRLF"
+	faultTrailerSize   Fault = "trailer section too large"
 )
 
-// copyBody copies one message body framed by fr from src to dst: a
+// CopyBody copies one message body framed by fr from src to dst: a
 // Content-Length body as it is, a chunked body re-emitted canonically (hex
 // size CRLF data CRLF ... "0" CRLF trailer lines CRLF; chunk extensions are
 // dropped, trailer fields forwarded as received except those naming framing,
@@ -39,23 +39,23 @@ const (
 // src ends. A request with length -1 has no body. buf is a borrowed copy
 // buffer (32 KiB, say) used when src's buffer is empty.
 //
-// dst is flushed whenever copyBody is about to wait for src, so a slow
+// dst is flushed whenever CopyBody is about to wait for src, so a slow
 // stream or a long poll reaches the other side promptly; it is not flushed
 // at the end. It returns the payload bytes copied (chunk framing excluded).
 // A body cut short fails with a wrapped io.ErrUnexpectedEOF; bad chunked
-// framing with errBadRequest or errBadResponse, after isRequest; other read
+// framing with ErrBadRequest or ErrBadResponse, after isRequest; other read
 // and write errors come back as they are.
-func copyBody(dst *bufio.Writer, src *bufio.Reader, fr framing, buf []byte, isRequest bool) (int64, error) {
+func CopyBody(dst *bufio.Writer, src *bufio.Reader, fr Framing, buf []byte, isRequest bool) (int64, error) {
 	var n int64
 	var err error
 	switch {
-	case fr.noBody:
+	case fr.NoBody:
 		return 0, nil
-	case fr.chunked:
-		n, err = copyChunked(dst, src, buf, fr.max)
-	case fr.length > 0:
-		n, err = copyExactly(dst, src, fr.length, buf)
-	case fr.length < 0 && !isRequest:
+	case fr.Chunked:
+		n, err = copyChunked(dst, src, buf, fr.Limit)
+	case fr.Length > 0:
+		n, err = copyExactly(dst, src, fr.Length, buf)
+	case fr.Length < 0 && !isRequest:
 		n, err = copyUntilEOF(dst, src, buf)
 	default:
 		return 0, nil
@@ -63,15 +63,15 @@ func copyBody(dst *bufio.Writer, src *bufio.Reader, fr framing, buf []byte, isRe
 	switch err {
 	case nil:
 		return n, nil
-	case errBodyTooLarge:
-		return n, fmt.Errorf("%w: more than %d bytes", err, fr.max)
+	case ErrBodyTooLarge:
+		return n, fmt.Errorf("%w: more than %d bytes", err, fr.Limit)
 	case io.ErrUnexpectedEOF:
 		return n, fmt.Errorf("body cut short after %d bytes: %w", n, err)
 	}
 	if isRequest {
-		return n, wrapFault(err, errBadRequest)
+		return n, wrapFault(err, ErrBadRequest)
 	}
-	return n, wrapFault(err, errBadResponse)
+	return n, wrapFault(err, ErrBadResponse)
 }
 
 // copyExactly copies n bytes: straight from src's buffer while it holds
@@ -131,7 +131,7 @@ func copyUpTo(dst *bufio.Writer, src *bufio.Reader, n int64, buf []byte, eofEnds
 
 // copyChunked checks and re-emits a chunked body, trailer section included.
 // With max above zero, a chunk that would take the body past max is not
-// copied: errBodyTooLarge.
+// copied: ErrBodyTooLarge.
 func copyChunked(dst *bufio.Writer, src *bufio.Reader, buf []byte, max int64) (int64, error) {
 	var total int64
 	for {
@@ -148,7 +148,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, buf []byte, max int64) (i
 			break
 		}
 		if max > 0 && size > max-total {
-			return total, errBodyTooLarge
+			return total, ErrBodyTooLarge
 		}
 		if err := writeChunkSize(dst, size); err != nil {
 			return total, err
@@ -200,7 +200,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, buf []byte, max int64) (i
 // chunkLine returns the next CRLF-terminated line of src, without its CRLF,
 // once it is whole in src's buffer (valid until src is read again). A line
 // reaching limit bytes without its LF fails with tooLong.
-func chunkLine(dst *bufio.Writer, src *bufio.Reader, limit int, tooLong headFault) ([]byte, error) {
+func chunkLine(dst *bufio.Writer, src *bufio.Reader, limit int, tooLong Fault) ([]byte, error) {
 	searched := 0
 	for {
 		b, _ := src.Peek(src.Buffered())

@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bufio"
@@ -36,14 +36,14 @@ func (r *splitReader) Read(p []byte) (int, error) {
 func chunkedRun(r io.Reader, bufSize int) (out []byte, n int64, err error) {
 	var b bytes.Buffer
 	dst := bufio.NewWriterSize(&b, 32)
-	n, err = copyBody(dst, bufio.NewReaderSize(r, testMaxHead), chunkedFraming, make([]byte, bufSize), true)
+	n, err = CopyBody(dst, bufio.NewReaderSize(r, testMaxHead), chunkedFraming, make([]byte, bufSize), true)
 	dst.Flush()
 	return b.Bytes(), n, err
 }
 
 // errorKind reduces an error to what must not depend on how bytes arrive.
 func errorKind(err error) string {
-	var f headFault
+	var f Fault
 	switch {
 	case err == nil:
 		return "ok"
@@ -55,7 +55,7 @@ func errorKind(err error) string {
 	return err.Error()
 }
 
-// FuzzChunked checks copyBody on chunked bodies: the same bytes and verdict
+// FuzzChunked checks CopyBody on chunked bodies: the same bytes and verdict
 // however the input is cut; an accepted body decodes with net/http's
 // chunked reader to the same payload, as does tether's output; and the
 // output is canonical (copying it again changes nothing).

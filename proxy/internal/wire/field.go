@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 // Header field lines: name and value syntax, and the fields that frame a
 // message (Content-Length, Transfer-Encoding, Trailer).
@@ -101,7 +101,7 @@ func (s *headScan) field(b []byte, start int, line []byte) error {
 		case s.request && headEqualFold(name, "upgrade"):
 			for rest := v; len(rest) > 0; {
 				var e []byte
-				e, rest = nextElement(rest)
+				e, rest = NextElement(rest)
 				s.upgradeWS = s.upgradeWS || headEqualFold(e, "websocket")
 			}
 		}
@@ -109,7 +109,7 @@ func (s *headScan) field(b []byte, start int, line []byte) error {
 		if headEqualFold(name, "connection") {
 			for rest := v; len(rest) > 0; {
 				var e []byte
-				e, rest = nextElement(rest)
+				e, rest = NextElement(rest)
 				s.connClose = s.connClose || headEqualFold(e, "close")
 				s.keepAlive = s.keepAlive || headEqualFold(e, "keep-alive")
 				s.connUpgrade = s.connUpgrade || headEqualFold(e, "upgrade")
@@ -234,9 +234,9 @@ func (s *headScan) checkUpgrade() error {
 	return nil
 }
 
-// nextElement splits the first element off a comma-separated field value,
+// NextElement splits the first element off a comma-separated field value,
 // without surrounding whitespace; e is empty for an empty element.
-func nextElement(v []byte) (e, rest []byte) {
+func NextElement(v []byte) (e, rest []byte) {
 	e = v
 	if i := bytes.IndexByte(v, ','); i >= 0 {
 		e, rest = v[:i], v[i+1:]
@@ -249,7 +249,7 @@ func nextElement(v []byte) (e, rest []byte) {
 func listHasFramingField(v []byte) bool {
 	for rest := v; len(rest) > 0; {
 		var e []byte
-		e, rest = nextElement(rest)
+		e, rest = NextElement(rest)
 		if headEqualFold(e, "transfer-encoding") || headEqualFold(e, "content-length") || headEqualFold(e, "trailer") {
 			return true
 		}

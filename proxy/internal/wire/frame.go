@@ -1,10 +1,10 @@
-package proxy
+package wire
 
-// frameTracker follows WebSocket frame boundaries (RFC 6455 §5.2) in a byte
+// FrameTracker follows WebSocket frame boundaries (RFC 6455 §5.2) in a byte
 // stream as it passes, reading only frame headers: it never copies or
 // re-frames payloads. The node→client copier uses it to write a Close frame
 // of tether's own between two frames. Its state is a few dozen bytes.
-type frameTracker struct {
+type FrameTracker struct {
 	hdr      [14]byte // header bytes of the frame being read, while hn > 0
 	hn       uint8    // header bytes collected so far
 	sawClose bool     // a Close frame (opcode 8) has started
@@ -13,7 +13,7 @@ type frameTracker struct {
 
 // atBoundary reports whether the bytes seen so far end exactly at the end
 // of a frame (or before any frame).
-func (t *frameTracker) atBoundary() bool { return t.hn == 0 && t.remain == 0 }
+func (t *FrameTracker) AtBoundary() bool { return t.hn == 0 && t.remain == 0 }
 
 // headerLen returns the length of a frame header whose first two bytes are
 // b0 and b1: 2, plus 2 or 8 for extended lengths, plus 4 for a mask key.
@@ -32,7 +32,7 @@ func headerLen(b1 byte) int {
 }
 
 // advance moves the tracker over p.
-func (t *frameTracker) advance(p []byte) {
+func (t *FrameTracker) Advance(p []byte) {
 	for len(p) > 0 {
 		if t.remain > 0 {
 			if uint64(len(p)) < t.remain {
@@ -59,7 +59,7 @@ func (t *frameTracker) advance(p []byte) {
 }
 
 // payloadLen decodes the payload length of the complete header in hdr.
-func (t *frameTracker) payloadLen() uint64 {
+func (t *FrameTracker) payloadLen() uint64 {
 	switch l := t.hdr[1] & 0x7f; l {
 	case 126:
 		return uint64(t.hdr[2])<<8 | uint64(t.hdr[3])
@@ -77,7 +77,7 @@ func (t *frameTracker) payloadLen() uint64 {
 // untilBoundary returns how many bytes may be read without passing the end
 // of the current frame; with a header in progress, what it still lacks at
 // least (one byte when its length is not known yet). Zero at a boundary.
-func (t *frameTracker) untilBoundary() uint64 {
+func (t *FrameTracker) UntilBoundary() uint64 {
 	if t.remain > 0 {
 		return t.remain
 	}
@@ -104,10 +104,13 @@ func closeFrame(code uint16, reason string) []byte {
 	return append(f, reason...)
 }
 
-// closeFrameFor returns the Close frame for a code tether sends.
-func closeFrameFor(code uint16) []byte {
+// CloseFrameFor returns the Close frame for a code tether sends.
+func CloseFrameFor(code uint16) []byte {
 	if code == 1001 {
 		return closeGoingAway
 	}
 	return closeRestart
 }
+
+// SawClose reports whether a Close frame (opcode 8) has started.
+func (t *FrameTracker) SawClose() bool { return t.sawClose }

@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bufio"
@@ -12,18 +12,18 @@ import (
 )
 
 // bodyResult copies one body from r and returns what reached dst.
-func bodyResult(r io.Reader, fr framing, bufSize int, isRequest bool) (string, int64, error) {
+func bodyResult(r io.Reader, fr Framing, bufSize int, isRequest bool) (string, int64, error) {
 	var out bytes.Buffer
 	dst := bufio.NewWriterSize(&out, 64)
 	src := bufio.NewReaderSize(r, testMaxHead)
-	n, err := copyBody(dst, src, fr, make([]byte, bufSize), isRequest)
+	n, err := CopyBody(dst, src, fr, make([]byte, bufSize), isRequest)
 	dst.Flush()
 	return out.String(), n, err
 }
 
-var chunkedFraming = framing{chunked: true, length: -1}
+var chunkedFraming = Framing{Chunked: true, Length: -1}
 
-// TestChunkCases checks what copyBody accepts in a chunked body and how it
+// TestChunkCases checks what CopyBody accepts in a chunked body and how it
 // writes it out, in one read and byte by byte.
 func TestChunkCases(t *testing.T) {
 	t.Parallel()
@@ -34,7 +34,7 @@ func TestChunkCases(t *testing.T) {
 		in   string
 		out  string // on success
 		n    int64
-		err  error // headFault or io.ErrUnexpectedEOF
+		err  error // Fault or io.ErrUnexpectedEOF
 	}{
 		{name: "one chunk", in: "5\r\nhello\r\n0\r\n\r\n", out: "5\r\nhello\r\n0\r\n\r\n", n: 5},
 		{name: "several chunks", in: "3\r\nabc\r\n1\r\nd\r\n0\r\n\r\n", out: "3\r\nabc\r\n1\r\nd\r\n0\r\n\r\n", n: 4},
@@ -87,11 +87,11 @@ func TestChunkCases(t *testing.T) {
 					if !errors.Is(err, c.err) {
 						t.Fatalf("error %v, want %v", err, c.err)
 					}
-					sentinel := errBadResponse
+					sentinel := ErrBadResponse
 					if isRequest {
-						sentinel = errBadRequest
+						sentinel = ErrBadRequest
 					}
-					if _, ok := c.err.(headFault); ok && !errors.Is(err, sentinel) {
+					if _, ok := c.err.(Fault); ok && !errors.Is(err, sentinel) {
 						t.Fatalf("error %v does not wrap %v", err, sentinel)
 					}
 				}
@@ -106,18 +106,18 @@ func TestBodyLength(t *testing.T) {
 	for _, c := range []struct {
 		name      string
 		in        string
-		fr        framing
+		fr        Framing
 		isRequest bool
 		out       string
 		err       error
 	}{
-		{"CL exact", "hello", framing{length: 5}, true, "hello", nil},
-		{"CL leaves the rest", "hello world", framing{length: 5}, true, "hello", nil},
-		{"CL cut short", "hel", framing{length: 5}, false, "hel", io.ErrUnexpectedEOF},
-		{"CL 0", "hello", framing{length: 0}, true, "", nil},
-		{"request without body", "hello", framing{length: -1}, true, "", nil},
-		{"response until close", "hello world", framing{length: -1, closeAfter: true}, false, "hello world", nil},
-		{"no body", "hello", framing{noBody: true}, false, "", nil},
+		{"CL exact", "hello", Framing{Length: 5}, true, "hello", nil},
+		{"CL leaves the rest", "hello world", Framing{Length: 5}, true, "hello", nil},
+		{"CL cut short", "hel", Framing{Length: 5}, false, "hel", io.ErrUnexpectedEOF},
+		{"CL 0", "hello", Framing{Length: 0}, true, "", nil},
+		{"request without body", "hello", Framing{Length: -1}, true, "", nil},
+		{"response until close", "hello world", Framing{Length: -1, CloseAfter: true}, false, "hello world", nil},
+		{"no body", "hello", Framing{NoBody: true}, false, "", nil},
 	} {
 		for _, bufSize := range []int{0, 2, 32 << 10} {
 			out, n, err := bodyResult(iotest.HalfReader(strings.NewReader(c.in)), c.fr, bufSize, c.isRequest)
@@ -150,19 +150,19 @@ func (w *notifyWriter) Write(p []byte) (int, error) {
 }
 
 // TestBodyFlushesBeforeWaiting checks that what arrived reaches dst while
-// copyBody waits for more: a chunked stream and a Content-Length body.
+// CopyBody waits for more: a chunked stream and a Content-Length body.
 func TestBodyFlushesBeforeWaiting(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		name   string
-		fr     framing
+		fr     Framing
 		first  string
 		rest   string
 		output string
 	}{
 		{"chunked", chunkedFraming, "5\r\nhello\r\n", "0\r\n\r\n", "5\r\nhello\r\n0\r\n\r\n"},
 		{"chunk cut in data", chunkedFraming, "a\r\nhello", "world\r\n0\r\n\r\n", "a\r\nhelloworld\r\n0\r\n\r\n"},
-		{"length", framing{length: 10}, "hello", "world", "helloworld"},
+		{"length", Framing{Length: 10}, "hello", "world", "helloworld"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -171,7 +171,7 @@ func TestBodyFlushesBeforeWaiting(t *testing.T) {
 			dst := bufio.NewWriter(w)
 			done := make(chan error, 1)
 			go func() {
-				_, err := copyBody(dst, bufio.NewReader(pr), c.fr, make([]byte, 64), true)
+				_, err := CopyBody(dst, bufio.NewReader(pr), c.fr, make([]byte, 64), true)
 				if err == nil {
 					err = dst.Flush()
 				}
@@ -187,7 +187,7 @@ func TestBodyFlushesBeforeWaiting(t *testing.T) {
 					t.Fatalf("flushed %q, want %q", got, want)
 				}
 			case <-time.After(10 * time.Second):
-				t.Fatal("nothing flushed while copyBody waited")
+				t.Fatal("nothing flushed while CopyBody waited")
 			}
 			pw.Write([]byte(c.rest))
 			if err := <-done; err != nil {
@@ -219,12 +219,12 @@ func TestChunkSizeWriter(t *testing.T) {
 func TestChunkedBodyLimit(t *testing.T) {
 	t.Parallel()
 	in := "3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n"
-	fr := framing{chunked: true, length: -1, max: 5}
+	fr := Framing{Chunked: true, Length: -1, Limit: 5}
 	out, n, err := bodyResult(strings.NewReader(in), fr, 16, true)
-	if !errors.Is(err, errBodyTooLarge) || n != 3 || out != "3\r\nabc\r\n" {
-		t.Fatalf("limit 5: %q, %d, %v; want the first chunk only and errBodyTooLarge", out, n, err)
+	if !errors.Is(err, ErrBodyTooLarge) || n != 3 || out != "3\r\nabc\r\n" {
+		t.Fatalf("limit 5: %q, %d, %v; want the first chunk only and ErrBodyTooLarge", out, n, err)
 	}
-	fr.max = 6
+	fr.Limit = 6
 	if out, n, err := bodyResult(strings.NewReader(in), fr, 16, true); err != nil || n != 6 || out != in {
 		t.Fatalf("limit 6: %q, %d, %v; want the whole body", out, n, err)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bufio"
@@ -20,89 +20,89 @@ import (
 // connection's header value, and it must consume exactly the length the scan
 // found. FRAMING.md lists what each of the two accepts.
 
-// framing says how a message body is delimited.
-type framing struct {
-	// chunked: Transfer-Encoding is exactly "chunked"; length is then -1.
-	chunked bool
-	// length is the Content-Length when !chunked; -1 when absent (a
+// Framing says how a message body is delimited.
+type Framing struct {
+	// Chunked: Transfer-Encoding is exactly "chunked"; Length is then -1.
+	Chunked bool
+	// Length is the Content-Length when !Chunked; -1 when absent (a
 	// request then has no body, a response is read until the node closes);
-	// 0 when noBody.
-	length int64
-	// noBody is set on responses only: to a HEAD request, 1xx, 204 and 304
+	// 0 when NoBody.
+	Length int64
+	// NoBody is set on responses only: to a HEAD request, 1xx, 204 and 304
 	// carry no body whatever their header says.
-	noBody bool
-	// max, when above zero, bounds a chunked body: copyBody fails with
-	// errBodyTooLarge before it copies a chunk that would pass it. The
-	// caller sets it (requests under --max-body-bytes).
-	max int64
-	// closeAfter: the connection must carry no further message after this
+	NoBody bool
+	// Limit, when above zero, bounds a chunked body: CopyBody fails with
+	// ErrBodyTooLarge before it copies a chunk that would pass it. The
+	// caller sets it (requests under --max-body-bytes); zero: no bound.
+	Limit int64
+	// CloseAfter: the connection must carry no further message after this
 	// one. Set when the peer asked for it (Connection: close, or HTTP/1.0
 	// without keep-alive), and on responses delimited by close or sent with
 	// both Transfer-Encoding and Content-Length.
-	closeAfter bool
-	// upgrade is set on requests only: a WebSocket opening handshake (RFC
+	CloseAfter bool
+	// Upgrade is set on requests only: a WebSocket opening handshake (RFC
 	// 6455 section 4.1) that checkUpgrade found complete. Only such a
 	// request is forwarded as an upgrade.
-	upgrade bool
+	Upgrade bool
 }
 
 var (
-	errHeadTooLarge = errors.New("proxy: request head too large") // → 431
-	// errTooManyFields wraps errHeadTooLarge: more header fields than
+	ErrHeadTooLarge = errors.New("proxy: request head too large") // → 431
+	// ErrTooManyFields wraps ErrHeadTooLarge: more header fields than
 	// --max-header-fields (a larger reader would not help).
-	errTooManyFields = fmt.Errorf("%w: more header fields than --max-header-fields", errHeadTooLarge)
-	errBadRequest    = errors.New("proxy: bad request")            // → 400
-	errBodyTooLarge  = errors.New("proxy: request body too large") // → 413
-	errBadResponse   = errors.New("proxy: bad response from node") // → 502
+	ErrTooManyFields = fmt.Errorf("%w: more header fields than --max-header-fields", ErrHeadTooLarge)
+	ErrBadRequest    = errors.New("proxy: bad request")            // → 400
+	ErrBodyTooLarge  = errors.New("proxy: request body too large") // → 413
+	ErrBadResponse   = errors.New("proxy: bad response from node") // → 502
 )
 
-// headFault names what was wrong with a head or a chunked body. Public
-// errors wrap it under errBadRequest or errBadResponse.
-type headFault string
+// Fault names what was wrong with a head or a chunked body. Public
+// errors wrap it under ErrBadRequest or ErrBadResponse.
+type Fault string
 
-func (f headFault) Error() string { return string(f) }
+func (f Fault) Error() string { return string(f) }
 
 const (
-	faultBareLF       headFault = "bare LF"
-	faultBareCR       headFault = "bare CR"
-	faultObsFold      headFault = "line starts with whitespace (obs-fold)"
-	faultRequestLine  headFault = "malformed request line"
-	faultMethod       headFault = "invalid method"
-	faultConnect      headFault = "CONNECT is not supported"
-	faultTarget       headFault = "invalid request target"
-	faultFragment     headFault = "fragment (#) in request target"
-	faultVersion      headFault = "unsupported HTTP version"
-	faultStatusLine   headFault = "malformed status line"
-	faultName         headFault = "invalid field name"
-	faultNameSpace    headFault = "whitespace in field name"
-	faultNoColon      headFault = "field line without colon"
-	faultValue        headFault = "invalid byte in field value"
-	faultUnderscore   headFault = "framing field name with underscore"
-	faultHost         headFault = "invalid Host"
-	faultHosts        headFault = "several Host fields"
-	faultNoHost       headFault = "HTTP/1.1 request without Host"
-	faultCL           headFault = "invalid Content-Length"
-	faultCLs          headFault = "differing Content-Length values"
-	faultCLMany       headFault = "too many Content-Length fields"
-	faultTE           headFault = "Transfer-Encoding other than a single chunked"
-	faultTE10         headFault = "Transfer-Encoding in HTTP/1.0"
-	faultTECL         headFault = "both Transfer-Encoding and Content-Length"
-	faultTrailerField headFault = "Trailer names a framing field"
-	faultTooLarge     headFault = "head too large"
-	faultFields       headFault = "too many header fields"
-	faultWSRequest    headFault = "WebSocket upgrade not a GET in HTTP/1.1"
-	faultWSKey        headFault = "invalid Sec-WebSocket-Key"
-	faultWSVersion    headFault = "Sec-WebSocket-Version other than 13"
-	faultParser       headFault = "head parser disagrees"
+	faultBareLF       Fault = "bare LF"
+	faultBareCR       Fault = "bare CR"
+	faultObsFold      Fault = "line starts with whitespace (obs-fold)"
+	faultRequestLine  Fault = "malformed request line"
+	faultMethod       Fault = "invalid method"
+	faultConnect      Fault = "CONNECT is not supported"
+	faultTarget       Fault = "invalid request target"
+	faultFragment     Fault = "fragment (#) in request target"
+	faultVersion      Fault = "unsupported HTTP version"
+	faultStatusLine   Fault = "malformed status line"
+	faultName         Fault = "invalid field name"
+	faultNameSpace    Fault = "whitespace in field name"
+	faultNoColon      Fault = "field line without colon"
+	faultValue        Fault = "invalid byte in field value"
+	faultUnderscore   Fault = "framing field name with underscore"
+	faultHost         Fault = "invalid Host"
+	faultHosts        Fault = "several Host fields"
+	faultNoHost       Fault = "HTTP/1.1 request without Host"
+	faultCL           Fault = "invalid Content-Length"
+	faultCLs          Fault = "differing Content-Length values"
+	faultCLMany       Fault = "too many Content-Length fields"
+	faultTE           Fault = "Transfer-Encoding other than a single chunked"
+	faultTE10         Fault = "Transfer-Encoding in HTTP/1.0"
+	faultTECL         Fault = "both Transfer-Encoding and Content-Length"
+	faultTrailerField Fault = "Trailer names a framing field"
+	FaultTooLarge     Fault = "head too large"
+	faultFields       Fault = "too many header fields"
+	faultWSRequest    Fault = "WebSocket upgrade not a GET in HTTP/1.1"
+	faultWSKey        Fault = "invalid Sec-WebSocket-Key"
+	faultWSVersion    Fault = "Sec-WebSocket-Version other than 13"
+	faultParser       Fault = "head parser disagrees"
 
 	// errHeadIncomplete asks for more bytes; it never leaves this file.
-	errHeadIncomplete headFault = "head incomplete"
+	errHeadIncomplete Fault = "head incomplete"
 )
 
 // maxDupCL bounds repeated identical Content-Length lines.
 const maxDupCL = 4
 
-// newRequestHeader returns a request header set up for readRequestHead: one
+// NewRequestHeader returns a request header set up for ReadRequestHead: one
 // per connection, reused for every request.
 //
 // It runs with DisableSpecialHeader, so every field line stays in the
@@ -119,26 +119,26 @@ const maxDupCL = 4
 // VisitAllCookie, All, VisitAll, SetCookie or DelCookie on it: they move the
 // Cookie lines out of the list, and AppendBytes then drops them. Read
 // cookies with PeekAll("Cookie"). Reset switches the mode off;
-// readRequestHead switches it back on.
-func newRequestHeader() *fasthttp.RequestHeader {
+// ReadRequestHead switches it back on.
+func NewRequestHeader() *fasthttp.RequestHeader {
 	h := &fasthttp.RequestHeader{}
 	h.DisableSpecialHeader()
 	h.SetNoDefaultContentType(true)
 	return h
 }
 
-// newResponseHeader returns a response header set up for readResponseHead.
+// NewResponseHeader returns a response header set up for ReadResponseHead.
 // fasthttp's ResponseHeader has no raw mode: it keeps Content-Type,
 // Content-Length, Server, Set-Cookie and Connection: close apart from the
 // other fields, and its AppendBytes replaces Date with its own. No default
 // Content-Type is added.
-func newResponseHeader() *fasthttp.ResponseHeader {
+func NewResponseHeader() *fasthttp.ResponseHeader {
 	h := &fasthttp.ResponseHeader{}
 	h.SetNoDefaultContentType(true)
 	return h
 }
 
-// readRequestHead reads one request head from br into h, checking it
+// ReadRequestHead reads one request head from br into h, checking it
 // strictly first. maxHead is --max-header-bytes; br's buffer must hold at
 // least that many bytes. Empty lines (CRLF) before the request line are
 // skipped (RFC 9112 section 2.2) and count towards maxHead. maxFields is
@@ -147,73 +147,73 @@ func newResponseHeader() *fasthttp.ResponseHeader {
 //
 // It returns io.EOF, unwrapped, when the connection ended cleanly before a
 // request (nothing, or only empty lines, was sent), io.ErrUnexpectedEOF when
-// it ended inside a head, errHeadTooLarge, errTooManyFields (which wraps
-// it), an error wrapping errBadRequest, or the read error as is (a timeout
+// it ended inside a head, ErrHeadTooLarge, ErrTooManyFields (which wraps
+// it), an error wrapping ErrBadRequest, or the read error as is (a timeout
 // is a net.Error).
-func readRequestHead(br *bufio.Reader, h *fasthttp.RequestHeader, maxHead, maxFields int) (framing, error) {
+func ReadRequestHead(br *bufio.Reader, h *fasthttp.RequestHeader, maxHead, maxFields int) (Framing, error) {
 	h.DisableSpecialHeader()
 	s := headScan{request: true, maxFields: maxFields}
 	if err := s.read(br, maxHead); err != nil {
 		switch err {
-		case faultTooLarge:
-			return framing{}, errHeadTooLarge
+		case FaultTooLarge:
+			return Framing{}, ErrHeadTooLarge
 		case faultFields:
-			return framing{}, errTooManyFields
+			return Framing{}, ErrTooManyFields
 		}
-		return framing{}, wrapFault(err, errBadRequest)
+		return Framing{}, wrapFault(err, ErrBadRequest)
 	}
 	if err := parseCheckedHead(h, br, &s); err != nil {
-		return framing{}, fmt.Errorf("%w: %w", errBadRequest, err)
+		return Framing{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	if s.absolute {
 		originForm(h)
 	}
-	fr := framing{length: -1, closeAfter: s.connClose || s.http10 && !s.keepAlive, upgrade: s.upgrade}
+	fr := Framing{Length: -1, CloseAfter: s.connClose || s.http10 && !s.keepAlive, Upgrade: s.upgrade}
 	switch {
 	case s.tes > 0:
-		fr.chunked = true
+		fr.Chunked = true
 	case s.cls > 0:
-		fr.length = s.length
+		fr.Length = s.length
 	}
 	return fr, nil
 }
 
-// readResponseHead reads the node's answer head from br into h. head is
-// true when the request was HEAD. Errors are as for readRequestHead, except
-// that a bad or too large head wraps errBadResponse.
+// ReadResponseHead reads the node's answer head from br into h. head is
+// true when the request was HEAD. Errors are as for ReadRequestHead, except
+// that a bad or too large head wraps ErrBadResponse.
 //
 // A node is untrusted too: the same line rules apply. Differing from a
 // request, Transfer-Encoding with Content-Length is read as chunked (RFC
 // 9112 section 6.3) and closes the connection after, and a response with
 // neither is read until the node closes.
-func readResponseHead(br *bufio.Reader, h *fasthttp.ResponseHeader, maxHead int, head bool) (framing, error) {
+func ReadResponseHead(br *bufio.Reader, h *fasthttp.ResponseHeader, maxHead int, head bool) (Framing, error) {
 	h.SetNoDefaultContentType(true)
 	s := headScan{isHead: head}
 	if err := s.read(br, maxHead); err != nil {
-		return framing{}, wrapFault(err, errBadResponse)
+		return Framing{}, wrapFault(err, ErrBadResponse)
 	}
 	if err := parseCheckedHead(h, br, &s); err != nil {
-		return framing{}, fmt.Errorf("%w: %w", errBadResponse, err)
+		return Framing{}, fmt.Errorf("%w: %w", ErrBadResponse, err)
 	}
-	fr := framing{length: -1, closeAfter: s.connClose || s.http10 && !s.keepAlive}
+	fr := Framing{Length: -1, CloseAfter: s.connClose || s.http10 && !s.keepAlive}
 	switch {
 	case head || s.status < 200 || s.status == 204 || s.status == 304:
-		fr.noBody, fr.length = true, 0
+		fr.NoBody, fr.Length = true, 0
 	case s.tes > 0:
-		fr.chunked = true
-		fr.closeAfter = fr.closeAfter || s.cls > 0
+		fr.Chunked = true
+		fr.CloseAfter = fr.CloseAfter || s.cls > 0
 	case s.cls > 0:
-		fr.length = s.length
+		fr.Length = s.length
 	default:
-		fr.closeAfter = true
+		fr.CloseAfter = true
 	}
 	return fr, nil
 }
 
-// wrapFault puts a headFault under the sentinel the caller maps to a
+// wrapFault puts a Fault under the sentinel the caller maps to a
 // status; other errors (EOF, timeouts) pass as they are.
 func wrapFault(err, sentinel error) error {
-	if f, ok := err.(headFault); ok {
+	if f, ok := err.(Fault); ok {
 		return fmt.Errorf("%w: %w", sentinel, f)
 	}
 	return err
@@ -298,7 +298,7 @@ type headScan struct {
 	ndup       int
 	tes        int  // Transfer-Encoding fields
 	teChunked  bool // the last one is "chunked"
-	trailerBad bool // Trailer lists a framing field
+	trailerBad bool // Trailer lists a Framing field
 
 	connUpgrade bool // Connection lists "upgrade"
 	upgradeWS   bool // Upgrade lists "websocket"
@@ -327,14 +327,14 @@ func (s *headScan) read(br *bufio.Reader, maxHead int) error {
 			return err
 		}
 		if len(b) >= limit {
-			return faultTooLarge
+			return FaultTooLarge
 		}
 		if _, err := br.Peek(len(b) + 1); err != nil {
 			switch err {
 			case io.EOF:
 				return io.ErrUnexpectedEOF
 			case bufio.ErrBufferFull:
-				return faultTooLarge
+				return FaultTooLarge
 			}
 			return err
 		}
@@ -369,7 +369,7 @@ func skipEmptyLines(br *bufio.Reader, maxHead int) (int, error) {
 		}
 		br.Discard(2)
 		if n += 2; n >= maxHead {
-			return n, faultTooLarge
+			return n, FaultTooLarge
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 // The start lines of heads: the request line (method, target, version) and
 // the status line, checked strictly before fasthttp parses them.
@@ -125,7 +125,10 @@ func originForm(h *fasthttp.RequestHeader) {
 	h.SetRequestURIBytes(rest[end:])
 }
 
-var strSchemeEnd = []byte("://")
+var (
+	strSchemeEnd = []byte("://")
+	strHost      = []byte("Host")
+)
 
 // validAuthority accepts host [":" port] without userinfo: a reg-name or
 // IPv4 address, or an IPv6 literal in brackets.

@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bufio"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/tether-lb/tether/proxy/internal/wire/wiretest"
 	"github.com/valyala/fasthttp"
 )
 
@@ -120,20 +121,20 @@ var framingCases = []framingCase{
 	{name: "Trailer: X-Checksum", raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"},
 	{name: "fragment in target", raw: "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n"},
 	{name: "fragment in absolute-form", raw: "GET http://a/#b HTTP/1.1\r\nHost: a\r\n\r\n"},
-	{name: "100 fields", raw: manyFields(testMaxFields - 1)},
-	{name: "101 fields", raw: manyFields(testMaxFields)},
-	{name: "WebSocket handshake", raw: wsHandshake("/ws")},
-	{name: "WebSocket, lower-case tokens", raw: "GET /ws HTTP/1.1\r\nHost: a\r\nconnection: keep-alive, upgrade\r\nupgrade: WebSocket\r\nsec-websocket-key: " + testWSKey + "\r\nsec-websocket-version: 13\r\n\r\n"},
-	{name: "WebSocket, key not base64", raw: strings.Replace(wsHandshake("/"), testWSKey, "dGhlIHNhbXBsZSBub25jZQ!!", 1)},
-	{name: "WebSocket, key of 17 bytes", raw: strings.Replace(wsHandshake("/"), testWSKey, "dGhlIHNhbXBsZSBub25jZQ==AA==", 1)},
-	{name: "WebSocket, key with nonzero padding bits", raw: strings.Replace(wsHandshake("/"), testWSKey, "dGhlIHNhbXBsZSBub25jZR==", 1)},
-	{name: "WebSocket, two keys", raw: strings.Replace(wsHandshake("/"), "\r\n\r\n", "\r\nSec-WebSocket-Key: "+testWSKey+"\r\n\r\n", 1)},
-	{name: "WebSocket, no key", raw: strings.Replace(wsHandshake("/"), "Sec-WebSocket-Key: "+testWSKey+"\r\n", "", 1)},
-	{name: "WebSocket, version 8", raw: strings.Replace(wsHandshake("/"), "Version: 13", "Version: 8", 1)},
-	{name: "WebSocket, versions 13 and 8", raw: strings.Replace(wsHandshake("/"), "Version: 13", "Version: 13, 8", 1)},
-	{name: "WebSocket, POST", raw: strings.Replace(wsHandshake("/"), "GET", "POST", 1)},
-	{name: "WebSocket in HTTP/1.0", raw: strings.Replace(wsHandshake("/"), "HTTP/1.1", "HTTP/1.0", 1)},
-	{name: "Upgrade: websocket without Connection: upgrade", raw: strings.Replace(wsHandshake("/"), "Connection: Upgrade", "Connection: keep-alive", 1)},
+	{name: "100 fields", raw: wiretest.ManyFields(testMaxFields - 1)},
+	{name: "101 fields", raw: wiretest.ManyFields(testMaxFields)},
+	{name: "WebSocket handshake", raw: wiretest.Handshake("/ws")},
+	{name: "WebSocket, lower-case tokens", raw: "GET /ws HTTP/1.1\r\nHost: a\r\nconnection: keep-alive, upgrade\r\nupgrade: WebSocket\r\nsec-websocket-key: " + wiretest.Key + "\r\nsec-websocket-version: 13\r\n\r\n"},
+	{name: "WebSocket, key not base64", raw: strings.Replace(wiretest.Handshake("/"), wiretest.Key, "dGhlIHNhbXBsZSBub25jZQ!!", 1)},
+	{name: "WebSocket, key of 17 bytes", raw: strings.Replace(wiretest.Handshake("/"), wiretest.Key, "dGhlIHNhbXBsZSBub25jZQ==AA==", 1)},
+	{name: "WebSocket, key with nonzero padding bits", raw: strings.Replace(wiretest.Handshake("/"), wiretest.Key, "dGhlIHNhbXBsZSBub25jZR==", 1)},
+	{name: "WebSocket, two keys", raw: strings.Replace(wiretest.Handshake("/"), "\r\n\r\n", "\r\nSec-WebSocket-Key: "+wiretest.Key+"\r\n\r\n", 1)},
+	{name: "WebSocket, no key", raw: strings.Replace(wiretest.Handshake("/"), "Sec-WebSocket-Key: "+wiretest.Key+"\r\n", "", 1)},
+	{name: "WebSocket, version 8", raw: strings.Replace(wiretest.Handshake("/"), "Version: 13", "Version: 8", 1)},
+	{name: "WebSocket, versions 13 and 8", raw: strings.Replace(wiretest.Handshake("/"), "Version: 13", "Version: 13, 8", 1)},
+	{name: "WebSocket, POST", raw: strings.Replace(wiretest.Handshake("/"), "GET", "POST", 1)},
+	{name: "WebSocket in HTTP/1.0", raw: strings.Replace(wiretest.Handshake("/"), "HTTP/1.1", "HTTP/1.0", 1)},
+	{name: "Upgrade: websocket without Connection: upgrade", raw: strings.Replace(wiretest.Handshake("/"), "Connection: Upgrade", "Connection: keep-alive", 1)},
 	{name: "Upgrade: h2c", raw: "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"},
 
 	{response: true, name: "200 with CL", raw: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"},
@@ -200,12 +201,12 @@ func fasthttpLength(n int, none string) string {
 // and why, or the framing it reads.
 func tetherResult(c framingCase) string {
 	br := bufio.NewReaderSize(strings.NewReader(c.raw), testMaxHead)
-	var fr framing
+	var fr Framing
 	var err error
 	if c.response {
-		fr, err = readResponseHead(br, newResponseHeader(), testMaxHead, c.head)
+		fr, err = ReadResponseHead(br, NewResponseHeader(), testMaxHead, c.head)
 	} else {
-		fr, err = readRequestHead(br, newRequestHeader(), testMaxHead, testMaxFields)
+		fr, err = ReadRequestHead(br, NewRequestHeader(), testMaxHead, testMaxFields)
 	}
 	if err != nil {
 		return errorResult(err)
@@ -216,42 +217,42 @@ func tetherResult(c framingCase) string {
 func errorResult(err error) string {
 	status := "?"
 	switch {
-	case err == errTooManyFields:
+	case err == ErrTooManyFields:
 		return "431: " + string(faultFields)
-	case errors.Is(err, errHeadTooLarge):
+	case errors.Is(err, ErrHeadTooLarge):
 		return "431"
-	case errors.Is(err, errBadRequest):
+	case errors.Is(err, ErrBadRequest):
 		status = "400"
-	case errors.Is(err, errBadResponse):
+	case errors.Is(err, ErrBadResponse):
 		status = "502"
 	default:
 		return "error: " + err.Error()
 	}
-	var f headFault
+	var f Fault
 	if errors.As(err, &f) {
 		return status + ": " + string(f)
 	}
 	return status + ": " + err.Error()
 }
 
-func framingResult(fr framing, response bool) string {
+func framingResult(fr Framing, response bool) string {
 	var s string
 	switch {
-	case fr.noBody:
+	case fr.NoBody:
 		s = "no body"
-	case fr.chunked:
+	case fr.Chunked:
 		s = "chunked"
-	case fr.length >= 0:
-		s = "CL " + strconv.FormatInt(fr.length, 10)
+	case fr.Length >= 0:
+		s = "CL " + strconv.FormatInt(fr.Length, 10)
 	case response:
 		s = "until close"
 	default:
 		s = "no body"
 	}
-	if fr.closeAfter {
+	if fr.CloseAfter {
 		s += ", close"
 	}
-	if fr.upgrade {
+	if fr.Upgrade {
 		s += ", WebSocket"
 	}
 	return s
@@ -390,7 +391,7 @@ func TestHeadPipelined(t *testing.T) {
 		"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" +
 		"GET /d HTTP/1.1\r\nHost: a\r\n\r\n"
 	br := bufio.NewReaderSize(strings.NewReader(raw), testMaxHead)
-	h := newRequestHeader()
+	h := NewRequestHeader()
 	var out bytes.Buffer
 	bw := bufio.NewWriter(&out)
 	buf := make([]byte, 16)
@@ -398,7 +399,7 @@ func TestHeadPipelined(t *testing.T) {
 		uri  string
 		body string
 	}{{"/a", ""}, {"/b", "xyz"}, {"/c", "3\r\nabc\r\n0\r\n\r\n"}, {"/d", ""}} {
-		fr, err := readRequestHead(br, h, testMaxHead, testMaxFields)
+		fr, err := ReadRequestHead(br, h, testMaxHead, testMaxFields)
 		if err != nil {
 			t.Fatalf("%s: %v", want.uri, err)
 		}
@@ -406,7 +407,7 @@ func TestHeadPipelined(t *testing.T) {
 			t.Fatalf("read %s, want %s", got, want.uri)
 		}
 		out.Reset()
-		if _, err := copyBody(bw, br, fr, buf, true); err != nil {
+		if _, err := CopyBody(bw, br, fr, buf, true); err != nil {
 			t.Fatalf("%s body: %v", want.uri, err)
 		}
 		bw.Flush()
@@ -414,7 +415,7 @@ func TestHeadPipelined(t *testing.T) {
 			t.Errorf("%s body %q, want %q", want.uri, out.String(), want.body)
 		}
 	}
-	if _, err := readRequestHead(br, h, testMaxHead, testMaxFields); err != io.EOF {
+	if _, err := ReadRequestHead(br, h, testMaxHead, testMaxFields); err != io.EOF {
 		t.Fatalf("after the last head: %v, want io.EOF", err)
 	}
 }
@@ -426,12 +427,12 @@ func TestHeadSlowReader(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			want := tetherResult(c)
 			br := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(c.raw)), testMaxHead)
-			var fr framing
+			var fr Framing
 			var err error
 			if c.response {
-				fr, err = readResponseHead(br, newResponseHeader(), testMaxHead, c.head)
+				fr, err = ReadResponseHead(br, NewResponseHeader(), testMaxHead, c.head)
 			} else {
-				fr, err = readRequestHead(br, newRequestHeader(), testMaxHead, testMaxFields)
+				fr, err = ReadRequestHead(br, NewRequestHeader(), testMaxHead, testMaxFields)
 			}
 			got := "ok, " + framingResult(fr, c.response)
 			if err != nil {
@@ -460,14 +461,14 @@ func TestHeadMaxSize(t *testing.T) {
 		want error
 	}{
 		{"exactly maxHead", head(maxHead, ""), nil},
-		{"maxHead+1", head(maxHead+1, ""), errHeadTooLarge},
+		{"maxHead+1", head(maxHead+1, ""), ErrHeadTooLarge},
 		{"maxHead with leading CRLF", head(maxHead, "\r\n"), nil},
-		{"maxHead+1 with leading CRLF", head(maxHead+1, "\r\n"), errHeadTooLarge},
-		{"only CRLFs", strings.Repeat("\r\n", maxHead), errHeadTooLarge},
+		{"maxHead+1 with leading CRLF", head(maxHead+1, "\r\n"), ErrHeadTooLarge},
+		{"only CRLFs", strings.Repeat("\r\n", maxHead), ErrHeadTooLarge},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			br := bufio.NewReaderSize(strings.NewReader(c.raw+"GET / HTTP/1.1\r\n"), maxHead)
-			_, err := readRequestHead(br, newRequestHeader(), maxHead, testMaxFields)
+			_, err := ReadRequestHead(br, NewRequestHeader(), maxHead, testMaxFields)
 			if err != c.want {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}
@@ -499,11 +500,11 @@ func TestHeadEnds(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			br := bufio.NewReaderSize(c.r, testMaxHead)
-			_, err := readRequestHead(br, newRequestHeader(), testMaxHead, testMaxFields)
+			_, err := ReadRequestHead(br, NewRequestHeader(), testMaxHead, testMaxFields)
 			if err != c.want {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}
-			_, err = readResponseHead(bufio.NewReaderSize(strings.NewReader(""), testMaxHead), newResponseHeader(), testMaxHead, false)
+			_, err = ReadResponseHead(bufio.NewReaderSize(strings.NewReader(""), testMaxHead), NewResponseHeader(), testMaxHead, false)
 			if err != io.EOF {
 				t.Fatalf("response on an empty stream: %v, want io.EOF", err)
 			}
@@ -511,35 +512,18 @@ func TestHeadEnds(t *testing.T) {
 	}
 }
 
-// browserHead is a typical request head of a co-browse client, about 600
-// bytes with cookies.
-const browserHead = "GET /cobrowse/poll?session=8f14e45fceea167a5a36dedd4bea2543&role=customer HTTP/1.1\r\n" +
-	"Host: cobrowse.example.com\r\n" +
-	"User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36\r\n" +
-	"Accept: application/json, text/plain, */*\r\n" +
-	"Accept-Language: en-US,en;q=0.9\r\n" +
-	"Accept-Encoding: gzip, deflate, br\r\n" +
-	"Referer: https://shop.example.com/checkout\r\n" +
-	"Origin: https://shop.example.com\r\n" +
-	"Cookie: _ga=GA1.2.1234567890.1700000000; gcbSessionServer=CB_Server_1; theme=dark\r\n" +
-	"Cookie: consent=yes\r\n" +
-	"Connection: keep-alive\r\n" +
-	"Sec-Fetch-Mode: cors\r\n" +
-	"Sec-Fetch-Site: same-site\r\n" +
-	"\r\n"
-
 // TestHeadRawMode checks what forwarding relies on in DisableSpecialHeader
 // mode: the head round-trips in wire order, Host and Cookie read back,
 // DelBytes matches names case-insensitively, and added fields go last.
 func TestHeadRawMode(t *testing.T) {
 	t.Parallel()
-	wire := strings.Replace(browserHead, "Accept-Language:", "accept-LANGUAGE:", 1)
-	h := newRequestHeader()
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(wire), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
+	wire := strings.Replace(wiretest.BrowserHead, "Accept-Language:", "accept-LANGUAGE:", 1)
+	h := NewRequestHeader()
+	if _, err := ReadRequestHead(bufio.NewReaderSize(strings.NewReader(wire), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(h.AppendBytes(nil)); got != browserHead {
-		t.Fatalf("AppendBytes:\n%s\nwant the head as received, names in canonical case:\n%s", got, browserHead)
+	if got := string(h.AppendBytes(nil)); got != wiretest.BrowserHead {
+		t.Fatalf("AppendBytes:\n%s\nwant the head as received, names in canonical case:\n%s", got, wiretest.BrowserHead)
 	}
 	if got := string(h.Peek("host")); got != "cobrowse.example.com" {
 		t.Errorf("Peek(host) = %q", got)
@@ -551,7 +535,7 @@ func TestHeadRawMode(t *testing.T) {
 	h.DelBytes([]byte("sec-fetch-mode"))
 	h.SetBytesKV([]byte("x-forwarded-proto"), []byte("https"))
 	h.AddBytesKV([]byte("X-Forwarded-For"), []byte("192.0.2.1"))
-	want := strings.Replace(browserHead, "Connection: keep-alive\r\n", "", 1)
+	want := strings.Replace(wiretest.BrowserHead, "Connection: keep-alive\r\n", "", 1)
 	want = strings.Replace(want, "Sec-Fetch-Mode: cors\r\n", "", 1)
 	want = strings.TrimSuffix(want, "\r\n") + "X-Forwarded-Proto: https\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n"
 	if got := string(h.AppendBytes(nil)); got != want {
@@ -560,37 +544,37 @@ func TestHeadRawMode(t *testing.T) {
 
 	// Reusing h for the next request keeps nothing of the first.
 	next := "POST /cobrowse/send HTTP/1.1\r\nHost: b\r\nContent-Length: 2\r\n\r\n"
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(next+"hi"), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
+	if _, err := ReadRequestHead(bufio.NewReaderSize(strings.NewReader(next+"hi"), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
 		t.Fatal(err)
 	}
 	if got := string(h.AppendBytes(nil)); got != next {
 		t.Fatalf("reused header:\n%q\nwant:\n%q", got, next)
 	}
 
-	// Reset leaves raw mode; readRequestHead restores it.
+	// Reset leaves raw mode; ReadRequestHead restores it.
 	h.Reset()
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(browserHead), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
+	if _, err := ReadRequestHead(bufio.NewReaderSize(strings.NewReader(wiretest.BrowserHead), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(h.AppendBytes(nil)); got != browserHead {
+	if got := string(h.AppendBytes(nil)); got != wiretest.BrowserHead {
 		t.Fatalf("after Reset:\n%s", got)
 	}
 }
 
-// TestHeadCookieHazard pins the fasthttp behaviour newRequestHeader warns
+// TestHeadCookieHazard pins the fasthttp behaviour NewRequestHeader warns
 // about: reading cookies through the cookie API moves the Cookie lines out
 // of the list, and AppendBytes in raw mode then drops them.
 func TestHeadCookieHazard(t *testing.T) {
 	t.Parallel()
-	h := newRequestHeader()
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(browserHead), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
+	h := NewRequestHeader()
+	if _, err := ReadRequestHead(bufio.NewReaderSize(strings.NewReader(wiretest.BrowserHead), testMaxHead), h, testMaxHead, testMaxFields); err != nil {
 		t.Fatal(err)
 	}
 	if v := h.Cookie("gcbSessionServer"); string(v) != "CB_Server_1" {
 		t.Fatalf("Cookie = %q", v)
 	}
 	if bytes.Contains(h.AppendBytes(nil), []byte("Cookie:")) {
-		t.Fatal("fasthttp now keeps collected cookies in raw mode: the warning on newRequestHeader can go")
+		t.Fatal("fasthttp now keeps collected cookies in raw mode: the warning on NewRequestHeader can go")
 	}
 }
 
@@ -600,13 +584,13 @@ func TestHeadDuplicateContentLength(t *testing.T) {
 	t.Parallel()
 	raw := "POST / HTTP/1.1\r\nContent-Length: 5\r\nHost: a\r\ncontent-length: 5\r\nX: y\r\nContent-Length: 5\r\n\r\nhello"
 	br := bufio.NewReaderSize(strings.NewReader(raw), testMaxHead)
-	h := newRequestHeader()
-	fr, err := readRequestHead(br, h, testMaxHead, testMaxFields)
+	h := NewRequestHeader()
+	fr, err := ReadRequestHead(br, h, testMaxHead, testMaxFields)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fr.length != 5 {
-		t.Fatalf("length %d", fr.length)
+	if fr.Length != 5 {
+		t.Fatalf("length %d", fr.Length)
 	}
 	want := "POST / HTTP/1.1\r\nContent-Length: 5\r\nHost: a\r\nX: y\r\n\r\n"
 	if got := string(h.AppendBytes(nil)); got != want {
@@ -616,7 +600,7 @@ func TestHeadDuplicateContentLength(t *testing.T) {
 		t.Fatalf("left %q after the head", rest)
 	}
 	many := "POST / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("Content-Length: 5\r\n", maxDupCL+2) + "\r\n"
-	if _, err := readRequestHead(bufio.NewReaderSize(strings.NewReader(many), testMaxHead), h, testMaxHead, testMaxFields); !errors.Is(err, faultCLMany) {
+	if _, err := ReadRequestHead(bufio.NewReaderSize(strings.NewReader(many), testMaxHead), h, testMaxHead, testMaxFields); !errors.Is(err, faultCLMany) {
 		t.Fatalf("many lines: %v", err)
 	}
 }
@@ -629,25 +613,25 @@ func TestHeadResponses(t *testing.T) {
 		name string
 		raw  string
 		head bool
-		want framing
+		want Framing
 	}{
-		{"204", "HTTP/1.1 204 No Content\r\n\r\n", false, framing{noBody: true}},
-		{"304 chunked", "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", false, framing{noBody: true}},
-		{"103", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", false, framing{noBody: true}},
-		{"HEAD chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true, framing{noBody: true}},
-		{"until close", "HTTP/1.1 200 OK\r\n\r\n", false, framing{length: -1, closeAfter: true}},
-		{"HTTP/1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n", false, framing{length: 1}},
-		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n", false, framing{chunked: true, length: -1}},
-		{"CL and TE", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", false, framing{chunked: true, length: -1, closeAfter: true}},
+		{"204", "HTTP/1.1 204 No Content\r\n\r\n", false, Framing{NoBody: true}},
+		{"304 chunked", "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", false, Framing{NoBody: true}},
+		{"103", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", false, Framing{NoBody: true}},
+		{"HEAD chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true, Framing{NoBody: true}},
+		{"until close", "HTTP/1.1 200 OK\r\n\r\n", false, Framing{Length: -1, CloseAfter: true}},
+		{"HTTP/1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n", false, Framing{Length: 1}},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n", false, Framing{Chunked: true, Length: -1}},
+		{"CL and TE", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", false, Framing{Chunked: true, Length: -1, CloseAfter: true}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			h := newResponseHeader()
-			fr, err := readResponseHead(bufio.NewReaderSize(strings.NewReader(c.raw), testMaxHead), h, testMaxHead, c.head)
+			h := NewResponseHeader()
+			fr, err := ReadResponseHead(bufio.NewReaderSize(strings.NewReader(c.raw), testMaxHead), h, testMaxHead, c.head)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if fr != c.want {
-				t.Fatalf("framing %+v, want %+v", fr, c.want)
+				t.Fatalf("Framing %+v, want %+v", fr, c.want)
 			}
 		})
 	}
@@ -672,5 +656,25 @@ func TestHeadValueBytes(t *testing.T) {
 				t.Fatalf("byte %#x at %d: got %d, want %d", c, pos, got, want)
 			}
 		}
+	}
+}
+
+// TestHeadMaxFields accepts maxFields fields, Host included, and refuses
+// one more with ErrTooManyFields (a 431, without growing the reader).
+func TestHeadMaxFields(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		fields int
+		want   error
+	}{{testMaxFields - 1, nil}, {testMaxFields, ErrTooManyFields}} {
+		br := bufio.NewReaderSize(strings.NewReader(wiretest.ManyFields(c.fields)), testMaxHead)
+		_, err := ReadRequestHead(br, NewRequestHeader(), testMaxHead, testMaxFields)
+		if err != c.want {
+			t.Errorf("%d fields and Host: %v, want %v", c.fields, err, c.want)
+		}
+	}
+	br := bufio.NewReaderSize(strings.NewReader(wiretest.ManyFields(testMaxFields)), testMaxHead)
+	if _, err := ReadRequestHead(br, NewRequestHeader(), testMaxHead, 0); err != nil {
+		t.Errorf("no limit: %v", err)
 	}
 }
