@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/tlsterm"
 	"github.com/valyala/fasthttp"
@@ -114,7 +115,7 @@ func (c *conn) serve() {
 	if cfg := c.s.cfg(); cfg.ProxyProtocol {
 		// Before the ClientHello on the TLS listener. The header gets the
 		// head's timeout; the request or the handshake then gets its own.
-		if !c.proxyHeader(cfg.HeaderTimeout, rawConnOf(c.c)) {
+		if !c.proxyHeader(cfg.HeaderTimeout, sockio.RawConnOf(c.c)) {
 			c.close()
 			c.s.wg.Done()
 			return
@@ -133,7 +134,7 @@ func (c *conn) serve() {
 		}
 		hot = true
 	} else {
-		c.raw = rawConnOf(c.c)
+		c.raw = sockio.RawConnOf(c.c)
 	}
 	c.run(hot)
 }
@@ -158,7 +159,7 @@ func (c *conn) run(hot bool) {
 		if s.isClosing() {
 			err = errShutdown
 		} else {
-			err = waitReadable(c.c)
+			err = sockio.WaitReadable(c.c)
 		}
 		c.idle.Store(false)
 		if grace := c.born.Add(firstRequestGrace); err != nil && c.served == 0 && s.isClosing() && time.Now().Before(grace) {
@@ -167,14 +168,14 @@ func (c *conn) run(hot bool) {
 			// process). Wait for it until a moment after the accept
 			// rather than drop it.
 			c.c.SetReadDeadline(grace)
-			if waitReadable(c.c) == nil {
+			if sockio.WaitReadable(c.c) == nil {
 				err = nil
 			}
 		}
 		// While tether drains, a request that has already arrived is still
 		// answered (with Connection: close); only a silent connection
 		// closes.
-		if err != nil && !(s.isClosing() && readableNow(c.c)) {
+		if err != nil && !(s.isClosing() && sockio.ReadableNow(c.c)) {
 			c.close()
 			s.wg.Done()
 			return
@@ -208,7 +209,7 @@ const firstRequestGrace = time.Second
 // plain text. It reports whether the connection goes on.
 func (c *conn) handshake() bool {
 	s := c.s
-	tc, err := s.hs.Handshake(context.Background(), withRawIO(c.c))
+	tc, err := s.hs.Handshake(context.Background(), sockio.WithRawIO(c.c))
 	switch {
 	case err == nil:
 		s.mu.Lock() // Shutdown reads c.c under s.mu
@@ -256,24 +257,24 @@ func (c *conn) untrack() {
 
 // serveBurst reads and answers requests on c while bytes keep arriving. It
 // reports whether the connection stays open for more. With hot, the first
-// request is read for at most hotWindow (a quiet connection stays open).
+// request is read for at most sockio.HotWindow (a quiet connection stays open).
 func (x *exchange) serveBurst(c *conn, hot bool) bool {
 	s := c.s
 	x.c = c
-	x.cr.reset(c.c, c.raw, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
+	x.cr.Reset(c.c, c.raw, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
 	x.br = s.getReader(&x.cr)
 	x.bw = s.getWriter(&x.cr)
 	if hot {
 		// A request comes at once or the connection goes back to waiting
 		// (a quiet one then holds nothing, and Shutdown can close it).
-		x.cr.setReadLimit(hotWindow)
+		x.cr.SetReadLimit(sockio.HotWindow)
 		if _, err := x.br.Peek(1); err != nil {
 			return isTimeout(err)
 		}
 	}
 	for {
 		x.begin()
-		x.cr.setReadLimit(s.cfg().HeaderTimeout)
+		x.cr.SetReadLimit(s.cfg().HeaderTimeout)
 		maxFields := s.cfg().MaxHeaderFields
 		fr, err := wire.ReadRequestHead(x.br, x.req, s.maxHead, maxFields)
 		if err == wire.ErrHeadTooLarge {
@@ -299,7 +300,7 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 		if x.br.Buffered() == 0 {
 			// A busy client sends its next request at once: wait for it a
 			// moment, holding the reader; then go idle without it.
-			x.cr.setReadLimit(hotWindow)
+			x.cr.SetReadLimit(sockio.HotWindow)
 			if _, err := x.br.Peek(1); err != nil {
 				return isTimeout(err)
 			}
@@ -313,7 +314,7 @@ func (x *exchange) headError(err error) {
 	s := x.c.s
 	var ne net.Error
 	switch {
-	case errors.Is(err, io.EOF), isConnGone(err):
+	case errors.Is(err, io.EOF), sockio.PeerGone(err):
 		return
 	case errors.As(err, &ne) && ne.Timeout():
 		if x.br.Buffered() == 0 {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,7 +98,7 @@ func (ls *LoopSplicer) Start(sess *Session, done Ender) {
 }
 
 // defaultLoops is one loop per usable CPU (GOMAXPROCS). The loops' reads
-// and writes are raw system calls (readFD), so a loop's thread keeps its P
+// and writes are raw system calls (sockio.ReadFD), so a loop's thread keeps its P
 // and a loop woken while the other runs costs no hand-off between threads:
 // on 2 CPUs two loops moved 256-byte WebSocket echoes 4–10% faster than one
 // (tether-bench compare, ws-echo).
@@ -395,7 +396,7 @@ func (l *loop) run() {
 // again. It returns true (ending Read) only for a stop or an error.
 func (l *loop) turn(fd uintptr) bool {
 	for {
-		n, err := epollNow(int(fd), l.events)
+		n, err := sockio.EpollNow(int(fd), l.events)
 		l.polls.Add(1)
 		if err != nil && err != unix.EINTR {
 			l.perr = os.NewSyscallError("epoll_wait", err)

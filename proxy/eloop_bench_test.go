@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-lb/tether/proxy/internal/sockio/sockiotest"
 	"go.uber.org/goleak"
 )
 
@@ -25,7 +26,7 @@ import (
 
 // echoThrough connects a client to an echo node through sp; stop ends the
 // session and waits for it.
-func echoThrough(t testing.TB, lb *pairMaker, sp Splicer) (client *net.TCPConn, stop func()) {
+func echoThrough(t testing.TB, lb *sockiotest.Pairs, sp Splicer) (client *net.TCPConn, stop func()) {
 	r := startSplice(t, lb, sp, func(s *Session, _ *rig) {
 		s.IdleTimeout = time.Minute
 		s.WriteTimeout = time.Minute
@@ -52,7 +53,7 @@ func benchSplicers(b *testing.B) []struct {
 }
 
 func BenchmarkLoopSpliceEcho256(b *testing.B) {
-	lb := newPairMaker(b)
+	lb := sockiotest.NewPairs(b)
 	for _, tc := range benchSplicers(b) {
 		b.Run(tc.name, func(b *testing.B) {
 			var client *net.TCPConn
@@ -98,7 +99,7 @@ func loopPolls(ls *LoopSplicer) uint64 {
 }
 
 func BenchmarkLoopSpliceThroughput64K(b *testing.B) {
-	lb := newPairMaker(b)
+	lb := sockiotest.NewPairs(b)
 	for _, tc := range benchSplicers(b) {
 		b.Run(tc.name, func(b *testing.B) {
 			var client, node *net.TCPConn
@@ -107,7 +108,7 @@ func BenchmarkLoopSpliceThroughput64K(b *testing.B) {
 				r = startSplice(b, lb, tc.sp, nil)
 				client, node = r.client, r.node
 			} else {
-				client, node = lb.pair(b)
+				client, node = lb.Pair(b)
 			}
 			total := make(chan int64, 1)
 			go sinkNode(node, total)
@@ -137,7 +138,7 @@ func BenchmarkLoopSpliceThroughput64K(b *testing.B) {
 
 func TestLoopEchoAllocs(t *testing.T) {
 	withLoops(t, func(ls *LoopSplicer) {
-		client, stop := echoThrough(t, newPairMaker(t), ls)
+		client, stop := echoThrough(t, sockiotest.NewPairs(t), ls)
 		defer stop()
 		roundTrip := echoRoundTrip(t, client, 256)
 		for range 100 {

@@ -7,9 +7,9 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -148,7 +148,7 @@ func (l *loop) move(s *lsess, d int) bool {
 	if d == dirDown && s.phase == phaseFinish {
 		p = p[:min(s.track.UntilBoundary(), uint64(len(p)))] // not past the frame in flight
 	}
-	n, err := readFD(s.fds[d], p)
+	n, err := sockio.ReadFD(s.fds[d], p)
 	switch {
 	case err == unix.EAGAIN:
 		s.st[d] &^= dirReadable
@@ -185,7 +185,7 @@ func (l *loop) move(s *lsess, d int) bool {
 // waits for the peer to become writable. It reports whether all went.
 func (l *loop) send(s *lsess, d int, n int) bool {
 	h := &s.dirs[d]
-	w, err := writeFD(s.fds[1-d], l.buf.b[:n])
+	w, err := sockio.WriteFD(s.fds[1-d], l.buf.b[:n])
 	if w > 0 {
 		h.n += int64(w)
 		s.last = l.now
@@ -223,7 +223,7 @@ func (l *loop) release(h *ldir) {
 func (l *loop) flush(s *lsess, d int) bool {
 	h := &s.dirs[d]
 	p := h.pend
-	w, err := writeFD(s.fds[1-d], p.b[p.off:p.end])
+	w, err := sockio.WriteFD(s.fds[1-d], p.b[p.off:p.end])
 	if w > 0 {
 		p.off += int32(w)
 		h.n += int64(w)
@@ -435,7 +435,7 @@ func (ls *LoopSplicer) result(s *lsess, err error, d int) error {
 		return nil
 	case err == errLoopClosed:
 		return err
-	case !peerGone(err):
+	case !sockio.PeerGone(err):
 		if d == dirDown {
 			return wrapSplice("to client", err)
 		}
@@ -445,48 +445,3 @@ func (ls *LoopSplicer) result(s *lsess, err error, d int) error {
 		Msg("splice ended by peer")
 	return nil
 }
-
-// readFD and writeFD are read(2) and write(2) on a non-blocking socket,
-// made as raw system calls: they never block, so the loop's goroutine keeps
-// its P through them. Through syscall.Syscall each call would mark the P as
-// in a system call; on a loaded machine a thread descheduled there has its P
-// handed to another thread by sysmon, a wake-up and a hand-off back per
-// event, and sysmon keeps polling every 20 µs while it finds such Ps.
-func readFD(fd int32, p []byte) (int, error) { return rawRW(unix.SYS_READ, fd, p) }
-
-func writeFD(fd int32, p []byte) (int, error) { return rawRW(unix.SYS_WRITE, fd, p) }
-
-// rawRW is readFD and writeFD: trap is SYS_READ or SYS_WRITE.
-func rawRW(trap uintptr, fd int32, p []byte) (int, error) {
-	for {
-		r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)))
-		switch e {
-		case 0:
-			return int(r), nil
-		case unix.EINTR:
-			continue
-		}
-		return 0, e
-	}
-}
-
-// epollNow is epoll_wait(2) with a zero timeout, a raw system call as
-// readFD's.
-func epollNow(epfd int, events []unix.EpollEvent) (int, error) {
-	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-// bufPtr is p's first byte (a placeholder when p is empty), for a system
-// call's argument: the conversion to uintptr stays in the call expression.
-func bufPtr(p []byte) unsafe.Pointer {
-	if len(p) == 0 {
-		return unsafe.Pointer(&zeroByte)
-	}
-	return unsafe.Pointer(&p[0])
-}
-
-var zeroByte byte

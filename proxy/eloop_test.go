@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/sockio/sockiotest"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/proxy/internal/wire/wiretest"
 	"go.uber.org/goleak"
@@ -85,7 +86,7 @@ func TestLoopSpliceTransparent(t *testing.T) {
 		{"random large", 1 + rng.IntN(4<<20), 1 + rng.IntN(4<<20)},
 	}
 	eachEngine(t, func(t *testing.T, sp Splicer) {
-		lb := newPairMaker(t)
+		lb := sockiotest.NewPairs(t)
 		for i, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				r := startSplice(t, lb, sp, nil)
@@ -178,7 +179,7 @@ func TestLoopSpliceWebSocketTransparent(t *testing.T) {
 	fromNode := wsTraffic(rng, false, 16<<20)
 	fromClient := wsTraffic(rng, true, 4<<20)
 	eachEngine(t, func(t *testing.T, sp Splicer) {
-		lb := newPairMaker(t)
+		lb := sockiotest.NewPairs(t)
 		r := startSplice(t, lb, sp, func(s *Session, _ *rig) { s.WebSocket = true })
 		defer r.close()
 		r.client.SetDeadline(time.Now().Add(spliceBound))
@@ -201,7 +202,7 @@ func TestLoopSpliceWebSocketTransparent(t *testing.T) {
 
 func TestLoopSplicePrefix(t *testing.T) {
 	eachEngine(t, func(t *testing.T, sp Splicer) {
-		lb := newPairMaker(t)
+		lb := sockiotest.NewPairs(t)
 		var released int
 		r := startSplice(t, lb, sp, func(s *Session, _ *rig) {
 			s.ClientBuf = []byte("GET-rest|")
@@ -267,7 +268,7 @@ func expectRead(t *testing.T, c net.Conn, want string) {
 
 func TestLoopSpliceHalfClose(t *testing.T) {
 	eachEngine(t, func(t *testing.T, sp Splicer) {
-		lb := newPairMaker(t)
+		lb := sockiotest.NewPairs(t)
 		for _, first := range []string{"client", "node"} {
 			t.Run(first+" first", func(t *testing.T) {
 				r := startSplice(t, lb, sp, nil)
@@ -304,7 +305,7 @@ func TestLoopSpliceHalfClose(t *testing.T) {
 
 func TestLoopSpliceReset(t *testing.T) {
 	eachEngine(t, func(t *testing.T, sp Splicer) {
-		lb := newPairMaker(t)
+		lb := sockiotest.NewPairs(t)
 		t.Run("client resets mid-stream", func(t *testing.T) {
 			r := startSplice(t, lb, sp, nil)
 			defer r.close()
@@ -365,7 +366,7 @@ func TestLoopSpliceReset(t *testing.T) {
 func TestLoopSpliceSlowReader(t *testing.T) {
 	eachEngine(t, func(t *testing.T, sp Splicer) {
 		waitNoBufs(t)
-		lb := newPairMaker(t)
+		lb := sockiotest.NewPairs(t)
 		r := startSplice(t, lb, sp, func(s *Session, _ *rig) { s.WriteTimeout = spliceBound })
 		defer r.close()
 		r.node.SetWriteDeadline(time.Now().Add(time.Second))
@@ -412,7 +413,7 @@ func TestLoopSpliceIdleTimeout(t *testing.T) {
 	const idle = 250 * time.Millisecond
 	idleSession := func(s *Session, _ *rig) { s.IdleTimeout = idle }
 	eachEngine(t, func(t *testing.T, sp Splicer) {
-		lb := newPairMaker(t)
+		lb := sockiotest.NewPairs(t)
 		t.Run("idle from the start", func(t *testing.T) {
 			start := time.Now()
 			r := startSplice(t, lb, sp, idleSession)
@@ -476,7 +477,7 @@ func TestLoopSpliceIdleTimeout(t *testing.T) {
 
 func TestLoopSpliceWriteTimeout(t *testing.T) {
 	eachEngine(t, func(t *testing.T, sp Splicer) {
-		lb := newPairMaker(t)
+		lb := sockiotest.NewPairs(t)
 		r := startSplice(t, lb, sp, func(s *Session, r *rig) {
 			s.WriteTimeout = 200 * time.Millisecond
 			r.proxyClient.SetWriteBuffer(4 << 10)
@@ -498,7 +499,7 @@ func TestLoopSpliceWriteTimeout(t *testing.T) {
 // startWSOn starts a WebSocket session on sp registered with reg.
 func startWSOn(t *testing.T, sp Splicer, reg *testRegistry, tweak func(*Session)) (*rig, pool.Evictor) {
 	t.Helper()
-	r := startSplice(t, newPairMaker(t), sp, func(s *Session, _ *rig) {
+	r := startSplice(t, sockiotest.NewPairs(t), sp, func(s *Session, _ *rig) {
 		s.WebSocket = true
 		s.Registry = reg
 		if tweak != nil {
@@ -593,7 +594,7 @@ func TestLoopEvict(t *testing.T) {
 		})
 		t.Run("plain session closes", func(t *testing.T) {
 			reg := newTestRegistry()
-			r := startSplice(t, newPairMaker(t), sp, func(s *Session, _ *rig) { s.Registry = reg })
+			r := startSplice(t, sockiotest.NewPairs(t), sp, func(s *Session, _ *rig) { s.Registry = reg })
 			defer r.close()
 			e := <-reg.added
 			e.Evict(pool.CloseServiceRestart)
@@ -607,7 +608,7 @@ func TestLoopEvict(t *testing.T) {
 		})
 		t.Run("evicted as it registers", func(t *testing.T) {
 			reg := &evictingRegistry{testRegistry: newTestRegistry()}
-			r := startSplice(t, newPairMaker(t), sp, func(s *Session, _ *rig) {
+			r := startSplice(t, sockiotest.NewPairs(t), sp, func(s *Session, _ *rig) {
 				s.WebSocket = true
 				s.Registry = reg
 			})
@@ -763,15 +764,15 @@ func (r *countingRegistry) all() []pool.Evictor {
 func TestLoopEvictMany(t *testing.T) {
 	const sessions = 300
 	withLoops(t, func(ls *LoopSplicer) {
-		lb := newPairMaker(t)
+		lb := sockiotest.NewPairs(t)
 		reg := &countingRegistry{sessions: map[pool.Evictor]struct{}{}}
 		done := make(chan spliceResult, sessions)
 		clients := make([]*net.TCPConn, sessions)
 		g0 := runtime.NumGoroutine()
 		for i := range clients {
 			var pc, pn, node *net.TCPConn
-			clients[i], pc = lb.pair(t)
-			pn, node = lb.pair(t)
+			clients[i], pc = lb.Pair(t)
+			pn, node = lb.Pair(t)
 			defer clients[i].Close()
 			defer node.Close()
 			runSplice(ls, &Session{Client: pc, Node: pn, WebSocket: true, Registry: reg}, done)
@@ -815,7 +816,7 @@ func TestLoopEvictMany(t *testing.T) {
 func TestLoopIdleHoldsNothing(t *testing.T) {
 	const sessions = 50
 	withLoops(t, func(ls *LoopSplicer) {
-		lb := newPairMaker(t)
+		lb := sockiotest.NewPairs(t)
 		fds0, pipes0 := settledFDs(t)
 		g0 := runtime.NumGoroutine()
 		rigs := openIdleRigs(t, lb, ls, sessions)
@@ -852,7 +853,7 @@ func TestLoopFallsBackWithoutTCP(t *testing.T) {
 func TestLoopClose(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ls := newTestLoops(t)
-	lb := newPairMaker(t)
+	lb := sockiotest.NewPairs(t)
 	rigs := openIdleRigs(t, lb, ls, 10)
 	ls.Close()
 	ls.Close()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/sockio/sockiotest"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 )
 
@@ -28,7 +29,7 @@ func TestEvictionsCounted(t *testing.T) {
 		}
 		defer p.Close()
 		n, m := p.Node("CB_Server_1"), p.Node("CB_Server_2")
-		lb := newPairMaker(t)
+		lb := sockiotest.NewPairs(t)
 		start := func(node *pool.Node) *rig {
 			reg := &notifyingRegistry{Node: node, added: make(chan struct{}, 1)}
 			r := startSplice(t, lb, sp, func(s *Session, _ *rig) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/valyala/fasthttp"
 )
@@ -27,11 +28,11 @@ type exchange struct {
 	req  *fasthttp.RequestHeader
 	resp *fasthttp.ResponseHeader
 
-	cr  deadlineConn  // the client connection, with deadlines
-	nr  deadlineConn  // the node connection, with deadlines
-	br  *bufio.Reader // client reader; nil once released mid-request
-	bw  *bufio.Writer // client writer
-	nbr *bufio.Reader // node reader, while an answer is read
+	cr  sockio.DeadlineConn // the client connection, with deadlines
+	nr  sockio.DeadlineConn // the node connection, with deadlines
+	br  *bufio.Reader       // client reader; nil once released mid-request
+	bw  *bufio.Writer       // client writer
+	nbr *bufio.Reader       // node reader, while an answer is read
 
 	head    []byte    // serialized head scratch
 	param   [256]byte // percent-decoded stickiness parameter
@@ -67,8 +68,8 @@ func (x *exchange) release() {
 		x.bw = nil
 	}
 	x.cr.Conn, x.nr.Conn, x.c, x.node = nil, nil, nil, nil
-	x.cr.raw.set(nil, nil)
-	x.nr.raw.set(nil, nil)
+	x.cr.Raw.Set(nil, nil)
+	x.nr.Raw.Set(nil, nil)
 }
 
 var (
@@ -177,16 +178,16 @@ func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 // of the request could have been processed (nothing of a body was sent).
 func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bool) (ok, retry bool) {
 	s := x.s
-	x.nr.reset(pc.Conn, pc.Raw, s.cfg().UpstreamTimeout, s.cfg().WriteTimeout)
+	x.nr.Reset(pc.Conn, pc.Raw, s.cfg().UpstreamTimeout, s.cfg().WriteTimeout)
 	// A request without a body goes out inside the first read of its
 	// answer (sendBeforeRead): one write, then the wait, and no read that
 	// finds nothing. Others are written first, their bodies streamed.
-	early := !fr.Chunked && fr.Length <= 0 && x.nr.raw.use()
+	early := !fr.Chunked && fr.Length <= 0 && x.nr.Raw.Use()
 	var sentBody bool
 	var err error
 	if early {
 		x.head = x.req.AppendBytes(x.head[:0])
-		x.nr.raw.sendBeforeRead(x.head)
+		x.nr.Raw.SendBeforeRead(x.head)
 		if h := testHookSendEarly; h != nil {
 			h(pc.Conn)
 		}
@@ -227,9 +228,9 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bo
 	// included if the client sent nothing more.
 	nbr := s.getReader(&x.nr)
 	asked := time.Now()
-	x.nr.setReadLimit(hotWindow)
+	x.nr.SetReadLimit(sockio.HotWindow)
 	_, err = nbr.Peek(1)
-	if rest := x.nr.raw.unsent(); early && rest != nil {
+	if rest := x.nr.Raw.Unsent(); early && rest != nil {
 		// The head did not all go out with the read (a full socket buffer,
 		// or the read ended before trying): write the rest, then wait. A
 		// failed write is the request's, never a wait for an answer.
@@ -241,7 +242,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bo
 			}
 			return x.nodeFailed(pc, err, false), false
 		}
-		x.nr.setReadLimit(hotWindow)
+		x.nr.SetReadLimit(sockio.HotWindow)
 		_, err = nbr.Peek(1)
 	}
 	if err != nil {
@@ -270,7 +271,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bo
 	}
 	x.nbr = nbr
 	defer x.putNodeReader()
-	x.nr.setReadTimeout(s.cfg().UpstreamTimeout)
+	x.nr.SetReadTimeout(s.cfg().UpstreamTimeout)
 	isHead := x.req.IsHead()
 	var rfr wire.Framing
 	for interim := 0; ; interim++ {
@@ -334,7 +335,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bo
 	x.head = appendResponseHead(x.head[:0], x.resp)
 	x.bw.Write(x.head)
 	x.bytesOut = int64(len(x.head))
-	x.nr.setReadTimeout(s.cfg().BodyTimeout)
+	x.nr.SetReadTimeout(s.cfg().BodyTimeout)
 	var n int64
 	if !rfr.NoBody {
 		bufp := s.bufs.Get().(*[]byte)
@@ -371,12 +372,6 @@ func (x *exchange) putNodeReader() {
 		x.nbr = nil
 	}
 }
-
-// hotWindow is how long a connection that just moved a message keeps its
-// borrowed reader while waiting for the next bytes: a busy keep-alive client
-// or a quick node answer then costs one read, not a readiness wait and a
-// read. Past it, the wait holds no buffer.
-const hotWindow = 50 * time.Millisecond
 
 // maxInterim bounds the 1xx answers relayed before a final one.
 const maxInterim = 8
@@ -416,11 +411,11 @@ const statusClientGone = 499
 func (x *exchange) awaitAnswer(pc *pool.Conn, until time.Time) error {
 	if x.br != nil {
 		// The client's next bytes are already here: it is not leaving.
-		return waitReadable(pc.Conn)
+		return sockio.WaitReadable(pc.Conn)
 	}
 	client := x.c.c
 	if err := client.SetReadDeadline(until); err != nil {
-		return waitReadable(pc.Conn)
+		return sockio.WaitReadable(pc.Conn)
 	}
 	var gone atomic.Bool
 	done := make(chan struct{})
@@ -428,15 +423,15 @@ func (x *exchange) awaitAnswer(pc *pool.Conn, until time.Time) error {
 		defer close(done)
 		// A hang-up, or the client's connection closed under it (Shutdown
 		// past its time): either way no answer can reach the client.
-		if hup, err := waitHangup(client); hup || errors.Is(err, net.ErrClosed) {
+		if hup, err := sockio.WaitHangup(client); hup || errors.Is(err, net.ErrClosed) {
 			gone.Store(true)
 			pc.Conn.SetReadDeadline(time.Unix(1, 0)) // wake the wait below
 		}
 	}()
-	err := waitReadable(pc.Conn)
+	err := sockio.WaitReadable(pc.Conn)
 	client.SetReadDeadline(time.Unix(1, 0)) // end the watch
 	<-done
-	x.cr.readSet = 0 // the sliding read deadline is set again on the next read
+	x.cr.RearmRead() // the sliding read deadline is set again on the next read
 	if gone.Load() {
 		return errClientGone
 	}
@@ -461,7 +456,7 @@ func (x *exchange) sendRequest(nbw *bufio.Writer, fr wire.Framing) (sentBody boo
 		}
 	}
 	cfg := x.s.cfg()
-	x.cr.setBodyRate(cfg.BodyTimeout, cfg.BodyTimeout, cfg.BodyMinRate)
+	x.cr.SetBodyRate(cfg.BodyTimeout, cfg.BodyTimeout, cfg.BodyMinRate)
 	fr.Limit = cfg.MaxBodyBytes
 	bufp := x.s.bufs.Get().(*[]byte)
 	n, err := wire.CopyBody(nbw, x.br, fr, *bufp, true)
@@ -489,7 +484,7 @@ func (x *exchange) refuseBody(err error) {
 
 // isClientSide guesses whether a body copy failed on the client's side:
 // the client conn's read failed (the error is not from a write to the node).
-func isClientSide(err error, cr *deadlineConn) bool {
+func isClientSide(err error, cr *sockio.DeadlineConn) bool {
 	var oe *net.OpError
 	if errors.As(err, &oe) {
 		return oe.Op == "read" && oe.Source != nil && cr.Conn != nil && oe.Source.String() == cr.Conn.LocalAddr().String()
@@ -503,7 +498,7 @@ func isClientSide(err error, cr *deadlineConn) bool {
 // processed. A connection closed by its node's eviction is not stale: that
 // request ends at once (nodeFailed).
 func staleConn(pc *pool.Conn, err error, sentBody bool) bool {
-	return pc.Reused && !sentBody && isConnGone(err) && !pc.Evicted()
+	return pc.Reused && !sentBody && sockio.PeerGone(err) && !pc.Evicted()
 }
 
 // nodeFailed answers the client after a failure talking to the node: 502
@@ -526,14 +521,6 @@ func (x *exchange) nodeFailed(pc *pool.Conn, err error, readingHead bool) bool {
 	x.writeError(status, err)
 	x.s.record(x, status, err)
 	return false
-}
-
-// isConnGone reports errors that mean the peer closed or reset the
-// connection: normal endings, logged at Debug at most.
-func isConnGone(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, syscall.ENOTCONN) || errors.Is(err, net.ErrClosed)
 }
 
 // prepareRequest turns the client's head into the node's: hop-by-hop

@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/tether-lb/tether/proxy/internal/sockio"
 )
 
 // The PROXY protocol's cost per connection: parsing a header held in
@@ -80,7 +82,7 @@ func BenchmarkProxyHeaderRead(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			client, server := benchPair(b)
-			rc := rawConnOf(server)
+			rc := sockio.RawConnOf(server)
 			buf := make([]byte, len(bc.h))
 			server.SetReadDeadline(time.Now().Add(time.Hour))
 			b.ReportAllocs()

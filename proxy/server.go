@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/tlsterm"
 	"github.com/valyala/fasthttp"
@@ -392,7 +393,7 @@ func (s *Server) track(c *conn, add bool) {
 const smallHead = 8 << 10
 
 // getReader lends a buffered reader of smallHead bytes over r.
-func (s *Server) getReader(r *deadlineConn) *bufio.Reader {
+func (s *Server) getReader(r *sockio.DeadlineConn) *bufio.Reader {
 	br := s.readers.Get().(*bufio.Reader)
 	br.Reset(r)
 	return br
@@ -412,16 +413,16 @@ func (s *Server) putReader(br *bufio.Reader) {
 // grow moves the bytes br holds into a MaxHeaderBytes reader over r, for a
 // head that did not fit br, and gives br back. It returns nil when br is as
 // large as heads may be.
-func (s *Server) grow(br *bufio.Reader, r *deadlineConn) *bufio.Reader {
+func (s *Server) grow(br *bufio.Reader, r *sockio.DeadlineConn) *bufio.Reader {
 	if br.Size() >= s.maxHead {
 		return nil
 	}
 	held, _ := br.Peek(br.Buffered())
 	big := s.large.Get().(*bufio.Reader)
 	big.Reset(r)
-	r.prefix = held // the big reader's first read takes them
+	r.SetPrefix(held) // the big reader's first read takes them
 	_, err := big.Peek(len(held))
-	r.prefix = nil
+	r.SetPrefix(nil)
 	s.putReader(br)
 	if err != nil {
 		// Unreachable: the prefix is served from memory in one read.
@@ -431,7 +432,7 @@ func (s *Server) grow(br *bufio.Reader, r *deadlineConn) *bufio.Reader {
 	return big
 }
 
-func (s *Server) getWriter(w *deadlineConn) *bufio.Writer {
+func (s *Server) getWriter(w *sockio.DeadlineConn) *bufio.Writer {
 	bw := s.writers.Get().(*bufio.Writer)
 	bw.Reset(w)
 	return bw
@@ -440,121 +441,6 @@ func (s *Server) getWriter(w *deadlineConn) *bufio.Writer {
 func (s *Server) putWriter(bw *bufio.Writer) {
 	bw.Reset(nil)
 	s.writers.Put(bw)
-}
-
-// deadlineConn bounds every read and write. Writes, and reads of a body,
-// get a sliding deadline: it moves before a read or write that follows a
-// pause, at most every eighth of its timeout, so each wait is bounded without
-// a deadline update per call. Reads of a head get a fixed deadline instead:
-// the whole head must arrive within its timeout (a client dribbling bytes
-// cannot hold it open). Reads of a request body may also have to keep up a
-// minimum rate (setBodyRate): a client sending a byte now and then cannot
-// hold it open either.
-type deadlineConn struct {
-	net.Conn
-	raw                       rawIO // set for a TCP conn: its reads and writes as raw system calls
-	readTimeout, writeTimeout time.Duration
-	readSet, writeSet         int64  // unix nanos of the deadline last set
-	readFixed                 bool   // the read deadline does not slide
-	prefix                    []byte // served before the conn's own bytes (grow)
-
-	// With minRate above zero, no read ends later than rateFrom plus a
-	// second per minRate bytes read since setBodyRate (rateRead).
-	minRate   int64 // bytes a second; 0: no minimum
-	rateFrom  int64 // unix nanos: when the body began, plus its grace
-	rateRead  int64
-	rateBound bool // the deadline last set was the rate's: reads move it each time
-}
-
-// reset points d at c. rc is c's RawConn for raw reads and writes
-// (rawConnOf, kept per socket), or nil.
-func (d *deadlineConn) reset(c net.Conn, rc syscall.RawConn, read, write time.Duration) {
-	d.Conn, d.readTimeout, d.writeTimeout, d.readSet, d.writeSet, d.readFixed, d.prefix = c, read, write, 0, 0, false, nil
-	d.minRate, d.rateBound = 0, false
-	d.raw.set(c, rc)
-}
-
-// setReadTimeout makes reads slide a deadline of t, starting now.
-func (d *deadlineConn) setReadTimeout(t time.Duration) {
-	d.readTimeout, d.readFixed, d.minRate, d.rateBound = t, false, 0, false
-	now := time.Now()
-	d.readSet = now.UnixNano()
-	d.Conn.SetReadDeadline(now.Add(t))
-}
-
-// setBodyRate is setReadTimeout(t) for a request body that must also
-// average minRate bytes a second once grace has passed: a read ends by now
-// + grace + n/minRate at the latest, n being the bytes read from now on
-// (Apache's mod_reqtimeout MinRate reads a body so). minRate 0 or less is
-// setReadTimeout alone.
-func (d *deadlineConn) setBodyRate(t, grace time.Duration, minRate int64) {
-	d.setReadTimeout(t)
-	if minRate <= 0 {
-		return
-	}
-	d.minRate, d.rateRead = minRate, 0
-	d.rateFrom = d.readSet + int64(grace)
-	d.rateBound = d.rateFrom < d.readSet+int64(t)
-	if d.rateBound {
-		d.Conn.SetReadDeadline(time.Unix(0, d.rateFrom))
-	}
-}
-
-// rateDeadline is the latest a read may end under the minimum rate.
-func (d *deadlineConn) rateDeadline() int64 {
-	// A second per minRate bytes, without overflowing for huge bodies.
-	sec, rem := d.rateRead/d.minRate, d.rateRead%d.minRate
-	return d.rateFrom + sec*int64(time.Second) + rem*int64(time.Second)/d.minRate
-}
-
-// setReadLimit makes every read until the next setReadTimeout end by t from
-// now, however the bytes trickle in.
-func (d *deadlineConn) setReadLimit(t time.Duration) {
-	d.readFixed, d.minRate, d.rateBound = true, 0, false
-	d.Conn.SetReadDeadline(time.Now().Add(t))
-}
-
-func (d *deadlineConn) Read(p []byte) (int, error) {
-	if len(d.prefix) > 0 {
-		n := copy(p, d.prefix)
-		d.prefix = d.prefix[n:]
-		return n, nil
-	}
-	if !d.readFixed {
-		if now := time.Now(); now.UnixNano()-d.readSet > int64(d.readTimeout/8) || d.rateBound {
-			d.readSet = now.UnixNano()
-			dl := now.Add(d.readTimeout)
-			if d.minRate > 0 {
-				r := d.rateDeadline()
-				if d.rateBound = r < dl.UnixNano(); d.rateBound {
-					dl = time.Unix(0, r)
-				}
-			}
-			d.Conn.SetReadDeadline(dl)
-		}
-	}
-	var n int
-	var err error
-	if d.raw.use() {
-		n, err = d.raw.read(p)
-	} else {
-		n, err = d.Conn.Read(p)
-	}
-	if d.minRate > 0 {
-		d.rateRead += int64(n)
-	}
-	return n, err
-}
-
-func (d *deadlineConn) Write(p []byte) (int, error) {
-	if now := time.Now(); now.UnixNano()-d.writeSet > int64(d.writeTimeout/8) {
-		d.writeSet = now.UnixNano()
-		d.Conn.SetWriteDeadline(now.Add(d.writeTimeout))
-	}
-	if d.raw.use() {
-		return d.raw.write(p)
-	}
-	return d.Conn.Write(p)
 }
 
 // Lingering close. After tether refuses a request it has not read whole

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 )
 
@@ -194,8 +195,8 @@ func (g *goSplicer) putBuf(bp *[]byte) {
 func (g *goSplicer) Start(sess *Session, done Ender) {
 	s := &splice{
 		g:        g,
-		client:   withRawIO(sess.Client),
-		node:     withRawIO(sess.Node),
+		client:   sockio.WithRawIO(sess.Client),
+		node:     sockio.WithRawIO(sess.Node),
 		idle:     sess.IdleTimeout,
 		wt:       sess.WriteTimeout,
 		start:    time.Now(),
@@ -463,14 +464,14 @@ func (s *splice) pump(h *half, hot bool) error {
 			// system call where a readiness wait costs two. Past the hot
 			// window the copier goes back to waiting with no buffer. A
 			// told client's linger ends the window early.
-			dl := time.Now().Add(hotWindow)
+			dl := time.Now().Add(sockio.HotWindow)
 			if l := s.linger.Load(); l != 0 && l < dl.UnixNano() {
 				dl = time.Unix(0, l)
 			}
 			if err := h.src.SetReadDeadline(dl); err != nil {
 				return err
 			}
-		} else if err := waitReadable(h.src); err != nil {
+		} else if err := sockio.WaitReadable(h.src); err != nil {
 			if err = s.readDeadline(h, err); err != nil {
 				return err
 			}
@@ -583,7 +584,7 @@ func (s *splice) readDeadline(h *half, err error) error {
 }
 
 // closeBoth closes both conns once; later calls do nothing. Closing wakes a
-// copier parked in waitReadable or blocked in a write with net.ErrClosed.
+// copier parked in sockio.WaitReadable or blocked in a write with net.ErrClosed.
 func (s *splice) closeBoth() {
 	if s.closed.Swap(true) {
 		return
@@ -599,10 +600,10 @@ func (s *splice) result() error {
 	if code := s.told.Load(); code != 0 {
 		return &toldError{code: uint16(code)}
 	}
-	if err := s.down.err; err != nil && !peerGone(err) {
+	if err := s.down.err; err != nil && !sockio.PeerGone(err) {
 		return wrapSplice("to client", err)
 	}
-	if err := s.up.err; err != nil && !peerGone(err) {
+	if err := s.up.err; err != nil && !sockio.PeerGone(err) {
 		return wrapSplice("to node", err)
 	}
 	for _, err := range [2]error{s.down.err, s.up.err} {
@@ -631,17 +632,6 @@ func wrapSplice(dir string, err error) error {
 		return err
 	}
 	return fmt.Errorf("splice %s: %w", dir, err)
-}
-
-// peerGone reports whether err is a normal end of a spliced session: EOF, a
-// reset, a broken pipe, ENOTCONN after a half-close, or our own close of the
-// conn after the other direction ended.
-func peerGone(err error) bool {
-	return errors.Is(err, io.EOF) ||
-		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) ||
-		errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, syscall.ENOTCONN)
 }
 
 // closeWrite half-closes c after its source sent EOF, if c can. An error

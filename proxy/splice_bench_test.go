@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-lb/tether/proxy/internal/sockio/sockiotest"
 	"go.uber.org/goleak"
 )
 
@@ -16,26 +17,8 @@ import (
 // benchmarks: the race detector allocates and grows stacks on its own, so
 // none of them runs under -race.
 
-func TestWaitReadableAllocs(t *testing.T) {
-	lb := newPairMaker(t)
-	peer, c := lb.pair(t)
-	defer peer.Close()
-	defer c.Close()
-	if _, err := peer.Write([]byte{'x'}); err != nil {
-		t.Fatal(err)
-	}
-	c.SetReadDeadline(time.Now().Add(time.Minute))
-	if n := testing.AllocsPerRun(1000, func() {
-		if err := waitReadable(c); err != nil {
-			t.Fatal(err)
-		}
-	}); n != 0 {
-		t.Errorf("waitReadable allocates %v times per call, want 0", n)
-	}
-}
-
 func TestSpliceEchoAllocs(t *testing.T) {
-	lb := newPairMaker(t)
+	lb := sockiotest.NewPairs(t)
 	client, stop := spliceEcho(t, lb, func(s *Session) {
 		s.IdleTimeout = time.Minute
 		s.WriteTimeout = time.Minute
@@ -120,7 +103,7 @@ func sinkNode(c net.Conn, total chan<- int64) {
 
 // spliceEcho connects a client to an echo node through the goroutine splicer.
 // stop ends the session and waits for it.
-func spliceEcho(t testing.TB, lb *pairMaker, tweak func(*Session)) (client *net.TCPConn, stop func()) {
+func spliceEcho(t testing.TB, lb *sockiotest.Pairs, tweak func(*Session)) (client *net.TCPConn, stop func()) {
 	r := startSplice(t, lb, testSplicer(), func(s *Session, _ *rig) {
 		if tweak != nil {
 			tweak(s)
@@ -134,8 +117,8 @@ func spliceEcho(t testing.TB, lb *pairMaker, tweak func(*Session)) (client *net.
 }
 
 // directEcho connects a client straight to an echo node: the baseline.
-func directEcho(t testing.TB, lb *pairMaker) (client *net.TCPConn, stop func()) {
-	client, node := lb.pair(t)
+func directEcho(t testing.TB, lb *sockiotest.Pairs) (client *net.TCPConn, stop func()) {
+	client, node := lb.Pair(t)
 	go echoNode(node)
 	return client, func() { client.Close() }
 }
@@ -148,7 +131,7 @@ func TestSpliceIdleFootprint(t *testing.T) {
 	}
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	const sessions = 2000
-	lb := newPairMaker(t)
+	lb := sockiotest.NewPairs(t)
 	sp := testSplicer()
 
 	// Connect everything first, so the deltas below are the splices alone.
@@ -156,8 +139,8 @@ func TestSpliceIdleFootprint(t *testing.T) {
 	conns := make([]ends, sessions)
 	for i := range conns {
 		c := &conns[i]
-		c.client, c.proxyClient = lb.pair(t)
-		c.proxyNode, c.node = lb.pair(t)
+		c.client, c.proxyClient = lb.Pair(t)
+		c.proxyNode, c.node = lb.Pair(t)
 	}
 	t.Cleanup(func() { // on failure: end every session, free the descriptors
 		for _, c := range conns {

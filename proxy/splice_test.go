@@ -12,41 +12,12 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/proxy/internal/sockio/sockiotest"
 	"go.uber.org/goleak"
 )
 
 // spliceBound bounds every wait in these tests; nothing should come near it.
 const spliceBound = 20 * time.Second
-
-// pairMaker hands out connected TCP pairs on 127.0.0.1.
-type pairMaker struct {
-	ln *net.TCPListener
-}
-
-func newPairMaker(t testing.TB) *pairMaker {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return &pairMaker{ln: ln}
-}
-
-// pair returns both ends of one connection.
-func (l *pairMaker) pair(t testing.TB) (dialed, accepted *net.TCPConn) {
-	t.Helper()
-	d, err := net.DialTCP("tcp", nil, l.ln.Addr().(*net.TCPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := l.ln.AcceptTCP()
-	if err != nil {
-		d.Close()
-		t.Fatal(err)
-	}
-	return d, a
-}
 
 type spliceResult struct {
 	toNode, toClient int64
@@ -63,12 +34,12 @@ type rig struct {
 
 // startSplice connects a client and a node through sp. tweak may adjust the
 // session before Splice starts.
-func startSplice(t testing.TB, lb *pairMaker, sp Splicer, tweak func(*Session, *rig)) *rig {
+func startSplice(t testing.TB, lb *sockiotest.Pairs, sp Splicer, tweak func(*Session, *rig)) *rig {
 	t.Helper()
 	r := &rig{done: make(chan spliceResult, 1)}
 	var pn *net.TCPConn
-	r.client, r.proxyClient = lb.pair(t)
-	pn, r.node = lb.pair(t)
+	r.client, r.proxyClient = lb.Pair(t)
+	pn, r.node = lb.Pair(t)
 	sess := &Session{Client: r.proxyClient, Node: pn}
 	if tweak != nil {
 		tweak(sess, r)
@@ -264,7 +235,7 @@ func waitNoBufs(t testing.TB) {
 }
 
 // openIdleRigs starts n sessions and moves one message each way through each.
-func openIdleRigs(t testing.TB, lb *pairMaker, sp Splicer, n int) []*rig {
+func openIdleRigs(t testing.TB, lb *sockiotest.Pairs, sp Splicer, n int) []*rig {
 	t.Helper()
 	rigs := make([]*rig, n)
 	for i := range rigs {
@@ -291,7 +262,7 @@ func closeRigs(t testing.TB, rigs []*rig) {
 func TestSpliceIdleHoldsNothing(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	const sessions = 50
-	lb := newPairMaker(t)
+	lb := sockiotest.NewPairs(t)
 	sp := testSplicer()
 	fds0, pipes0 := settledFDs(t)
 

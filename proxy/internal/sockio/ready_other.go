@@ -1,6 +1,6 @@
 //go:build !linux
 
-package proxy
+package sockio
 
 import "golang.org/x/sys/unix"
 

@@ -1,4 +1,4 @@
-package proxy
+package sockio
 
 import (
 	"errors"
@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-lb/tether/proxy/internal/sockio/sockiotest"
 	"go.uber.org/goleak"
 )
 
 func TestWaitReadable(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	lb := newPairMaker(t)
+	lb := sockiotest.NewPairs(t)
 	cases := []struct {
 		name string
 		// peer acts on the far end before the wait; then the wait must
@@ -31,15 +32,15 @@ func TestWaitReadable(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			peer, c := lb.pair(t)
+			peer, c := lb.Pair(t)
 			defer peer.Close()
 			defer c.Close()
 			tc.peer(t, peer)
 			c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 			// Twice: a wait consumes nothing, so it returns at once again.
 			for range 2 {
-				if err := waitReadable(c); !errors.Is(err, tc.wantWait) || (tc.wantWait == nil && err != nil) {
-					t.Fatalf("waitReadable = %v, want %v", err, tc.wantWait)
+				if err := WaitReadable(c); !errors.Is(err, tc.wantWait) || (tc.wantWait == nil && err != nil) {
+					t.Fatalf("WaitReadable = %v, want %v", err, tc.wantWait)
 				}
 			}
 			c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
@@ -59,7 +60,7 @@ func peerWritesByte(t *testing.T, p *net.TCPConn) {
 
 func TestWaitReadableWakes(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	lb := newPairMaker(t)
+	lb := sockiotest.NewPairs(t)
 	cases := []struct {
 		name    string
 		act     func(peer, c *net.TCPConn)
@@ -71,26 +72,26 @@ func TestWaitReadableWakes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			peer, c := lb.pair(t)
+			peer, c := lb.Pair(t)
 			defer peer.Close()
 			defer c.Close()
-			c.SetReadDeadline(time.Now().Add(spliceBound))
+			c.SetReadDeadline(time.Now().Add(sockiotest.Bound))
 			waited := make(chan error, 1)
 			go waitInto(c, waited)
 			tc.act(peer, c)
 			select {
 			case err := <-waited:
 				if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
-					t.Errorf("waitReadable = %v, want %v", err, tc.wantErr)
+					t.Errorf("WaitReadable = %v, want %v", err, tc.wantErr)
 				}
-			case <-time.After(spliceBound):
-				t.Fatal("waitReadable did not wake")
+			case <-time.After(sockiotest.Bound):
+				t.Fatal("WaitReadable did not wake")
 			}
 		})
 	}
 }
 
-func waitInto(c net.Conn, done chan<- error) { done <- waitReadable(c) }
+func waitInto(c net.Conn, done chan<- error) { done <- WaitReadable(c) }
 
 func TestWaitReadableUnix(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s")
@@ -110,12 +111,12 @@ func TestWaitReadableUnix(t *testing.T) {
 	}
 	defer a.Close()
 	a.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	if err := waitReadable(a); !errors.Is(err, os.ErrDeadlineExceeded) {
+	if err := WaitReadable(a); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("empty unix socket: %v, want the deadline", err)
 	}
 	d.Write([]byte("x"))
-	a.SetReadDeadline(time.Now().Add(spliceBound))
-	if err := waitReadable(a); err != nil {
+	a.SetReadDeadline(time.Now().Add(sockiotest.Bound))
+	if err := WaitReadable(a); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -126,14 +127,14 @@ func TestWaitReadableNoDescriptor(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	if err := waitReadable(a); err != nil {
+	if err := WaitReadable(a); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestWaitHangup(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	lb := newPairMaker(t)
+	lb := sockiotest.NewPairs(t)
 	for _, tc := range []struct {
 		name    string
 		peer    func(t *testing.T, peer *net.TCPConn)
@@ -147,14 +148,14 @@ func TestWaitHangup(t *testing.T) {
 		{"nothing before the deadline", func(*testing.T, *net.TCPConn) {}, false, os.ErrDeadlineExceeded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			peer, c := lb.pair(t)
+			peer, c := lb.Pair(t)
 			defer peer.Close()
 			defer c.Close()
 			tc.peer(t, peer)
 			c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			got, err := waitHangup(c)
+			got, err := WaitHangup(c)
 			if got != tc.want || !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
-				t.Fatalf("waitHangup = %v, %v; want %v, %v", got, err, tc.want, tc.wantErr)
+				t.Fatalf("WaitHangup = %v, %v; want %v, %v", got, err, tc.want, tc.wantErr)
 			}
 			if tc.name == "bytes only" { // nothing was consumed
 				c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
@@ -165,21 +166,21 @@ func TestWaitHangup(t *testing.T) {
 		})
 	}
 	// Bytes and then a hang-up while it waits: the hang-up wakes it.
-	peer, c := lb.pair(t)
+	peer, c := lb.Pair(t)
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	time.AfterFunc(50*time.Millisecond, func() { peer.Write([]byte("x")) })
 	time.AfterFunc(100*time.Millisecond, func() { peer.Close() })
 	start := time.Now()
-	if hup, err := waitHangup(c); !hup || err != nil || time.Since(start) > 2*time.Second {
+	if hup, err := WaitHangup(c); !hup || err != nil || time.Since(start) > 2*time.Second {
 		t.Fatalf("a hang-up after bytes, during the wait: %v, %v after %v", hup, err, time.Since(start))
 	}
 	// Closing the conn ends the wait with net.ErrClosed.
-	peer2, c2 := lb.pair(t)
+	peer2, c2 := lb.Pair(t)
 	defer peer2.Close()
 	c2.SetReadDeadline(time.Now().Add(5 * time.Second))
 	time.AfterFunc(50*time.Millisecond, func() { c2.Close() })
-	if hup, err := waitHangup(c2); hup || !errors.Is(err, net.ErrClosed) {
+	if hup, err := WaitHangup(c2); hup || !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("closed during the wait: %v, %v; want false, net.ErrClosed", hup, err)
 	}
 }

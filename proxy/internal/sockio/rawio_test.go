@@ -1,4 +1,4 @@
-package proxy
+package sockio
 
 import (
 	"bytes"
@@ -11,19 +11,21 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tether-lb/tether/proxy/internal/sockio/sockiotest"
 )
 
-// TestDeadlineConnRawIO checks that a deadlineConn over a TCP conn (raw
+// TestDeadlineConnRawIO checks that a DeadlineConn over a TCP conn (raw
 // system calls on Linux) reads and writes as net.Conn does: whole writes
 // past the socket buffers, end of stream, deadlines, a reset, a closed conn.
 func TestDeadlineConnRawIO(t *testing.T) {
-	lb := newPairMaker(t)
-	a, b := lb.pair(t)
+	lb := sockiotest.NewPairs(t)
+	a, b := lb.Pair(t)
 	defer a.Close()
 	defer b.Close()
-	var d deadlineConn
-	d.reset(a, rawConnOf(a), 2*time.Second, 2*time.Second)
-	if got := d.raw.use(); got != (runtime.GOOS == "linux") {
+	var d DeadlineConn
+	d.Reset(a, RawConnOf(a), 2*time.Second, 2*time.Second)
+	if got := d.Raw.Use(); got != (runtime.GOOS == "linux") {
 		t.Fatalf("raw I/O in use: %v on %s", got, runtime.GOOS)
 	}
 
@@ -59,7 +61,7 @@ func TestDeadlineConnRawIO(t *testing.T) {
 	}
 
 	// A read past its deadline fails as a timeout.
-	d.setReadLimit(20 * time.Millisecond)
+	d.SetReadLimit(20 * time.Millisecond)
 	_, err := d.Read(p)
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -72,7 +74,7 @@ func TestDeadlineConnRawIO(t *testing.T) {
 	if want := "read tcp " + a.LocalAddr().String() + "->" + a.RemoteAddr().String() + ": i/o timeout"; err.Error() != want {
 		t.Fatalf("Read error says %q, want %q (as net.Conn's)", err, want)
 	}
-	d.setReadTimeout(2 * time.Second)
+	d.SetReadTimeout(2 * time.Second)
 
 	b.CloseWrite()
 	if n, err := d.Read(p); n != 0 || err != io.EOF {
@@ -94,9 +96,9 @@ func TestDeadlineConnRawIO(t *testing.T) {
 	}
 
 	// Closed under a blocked Read: net.ErrClosed.
-	c, e := lb.pair(t)
+	c, e := lb.Pair(t)
 	defer e.Close()
-	d.reset(c, rawConnOf(c), 5*time.Second, 5*time.Second)
+	d.Reset(c, RawConnOf(c), 5*time.Second, 5*time.Second)
 	done := make(chan error, 1)
 	go func() {
 		_, err := d.Read(p)
@@ -114,17 +116,17 @@ func TestDeadlineConnRawIO(t *testing.T) {
 	}
 }
 
-// TestRawTCPReadWhileWriting reads and writes one conn from withRawIO at
+// TestRawTCPReadWhileWriting reads and writes one conn from WithRawIO at
 // the same time, as a splice's two copiers do: the echoed bytes must come
 // back whole (reads and writes keep separate state).
 func TestRawTCPReadWhileWriting(t *testing.T) {
-	lb := newPairMaker(t)
-	a, b := lb.pair(t)
+	lb := sockiotest.NewPairs(t)
+	a, b := lb.Pair(t)
 	defer b.Close()
-	c := withRawIO(a)
+	c := WithRawIO(a)
 	defer c.Close()
-	if _, raw := c.(*rawTCP); raw != (runtime.GOOS == "linux") {
-		t.Fatalf("withRawIO gave %T on %s", c, runtime.GOOS)
+	if _, raw := c.(*RawTCP); raw != (runtime.GOOS == "linux") {
+		t.Fatalf("WithRawIO gave %T on %s", c, runtime.GOOS)
 	}
 	go io.Copy(b, b) // the echo: ends when c closes
 	c.SetDeadline(time.Now().Add(20 * time.Second))

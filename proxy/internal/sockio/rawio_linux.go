@@ -1,6 +1,6 @@
 //go:build linux
 
-package proxy
+package sockio
 
 import (
 	"errors"
@@ -12,16 +12,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rawIO reads and writes a *net.TCPConn with raw system calls (readFD,
-// writeFD) through its syscall.RawConn, so the conn's deadlines, closing
+// RawIO reads and writes a *net.TCPConn with raw system calls (ReadFD,
+// WriteFD) through its syscall.RawConn, so the conn's deadlines, closing
 // and Go's poller work as for Read and Write, but the goroutine's thread
 // keeps its P through each call: under load a thread descheduled inside a
 // read or write no longer has its P handed to another thread by sysmon
 // (HTTP keep-alive through tether: 5% more requests per second and 5% less
 // CPU, a quarter of the voluntary context switches). One read and one write
-// may run at once, as on a net.Conn. The zero rawIO is unset: use says
+// may run at once, as on a net.Conn. The zero RawIO is unset: use says
 // whether it holds a conn.
-type rawIO struct {
+type RawIO struct {
 	rc   syscall.RawConn
 	c    net.Conn
 	r, w rawOp
@@ -38,10 +38,10 @@ type rawOp struct {
 	preFailed bool
 }
 
-// set makes r read and write c through rc, c's RawConn (rawConnOf), or
+// set makes r read and write c through rc, c's RawConn (RawConnOf), or
 // unsets r when rc is nil. Getting a RawConn allocates: callers keep one per
 // socket.
-func (r *rawIO) set(c net.Conn, rc syscall.RawConn) {
+func (r *RawIO) Set(c net.Conn, rc syscall.RawConn) {
 	r.rc, r.c = nil, nil
 	if rc == nil {
 		return
@@ -52,9 +52,9 @@ func (r *rawIO) set(c net.Conn, rc syscall.RawConn) {
 	r.rc, r.c = rc, c
 }
 
-// rawConnOf is the RawConn rawIO uses for c: c's own for a *net.TCPConn,
+// RawConnOf is the RawConn RawIO uses for c: c's own for a *net.TCPConn,
 // else nil.
-func rawConnOf(c net.Conn) syscall.RawConn {
+func RawConnOf(c net.Conn) syscall.RawConn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return nil
@@ -66,13 +66,13 @@ func rawConnOf(c net.Conn) syscall.RawConn {
 	return rc
 }
 
-func (r *rawIO) use() bool { return r.rc != nil }
+func (r *RawIO) Use() bool { return r.rc != nil }
 
 func (o *rawOp) readOnce(fd uintptr) bool {
 	if o.pre != nil {
 		return o.writePre(fd)
 	}
-	o.n, o.err = readFD(int32(fd), o.p)
+	o.n, o.err = ReadFD(int32(fd), o.p)
 	return o.err != unix.EAGAIN
 }
 
@@ -88,7 +88,7 @@ func (o *rawOp) readOnce(fd uintptr) bool {
 // still reads is noticed when the hot window ends (awaitAnswer looks again),
 // not at once.
 func (o *rawOp) writePre(fd uintptr) bool {
-	n, err := writeFD(int32(fd), o.pre)
+	n, err := WriteFD(int32(fd), o.pre)
 	o.pre = o.pre[n:]
 	switch {
 	case len(o.pre) == 0:
@@ -109,13 +109,13 @@ var errPreUnsent = errors.New("proxy: bytes to send before the read did not all 
 // sendBeforeRead makes the next read write b first (writePre), in the same
 // RawConn.Read: a request and the wait for its answer cost one write, the
 // wait and one read. After that read, unsent returns what did not go out.
-func (r *rawIO) sendBeforeRead(b []byte) { r.r.pre = b }
+func (r *RawIO) SendBeforeRead(b []byte) { r.r.pre = b }
 
 // unsent returns and forgets what the last read did not write of
 // sendBeforeRead's bytes (all of them when the read ended before trying:
 // a deadline already passed, a closed conn); nil when all went out or the
 // write failed (the read's error).
-func (r *rawIO) unsent() []byte {
+func (r *RawIO) Unsent() []byte {
 	b := r.r.pre
 	r.r.pre = nil
 	return b
@@ -123,7 +123,7 @@ func (r *rawIO) unsent() []byte {
 
 func (o *rawOp) writeAll(fd uintptr) bool {
 	for len(o.p) > 0 {
-		n, err := writeFD(int32(fd), o.p)
+		n, err := WriteFD(int32(fd), o.p)
 		o.n += n
 		o.p = o.p[n:]
 		switch {
@@ -142,7 +142,7 @@ func (o *rawOp) writeAll(fd uintptr) bool {
 
 // read is net.Conn's Read: io.EOF at end of stream, other errors as
 // *net.OpError.
-func (r *rawIO) read(p []byte) (int, error) {
+func (r *RawIO) read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -167,7 +167,7 @@ func (r *rawIO) read(p []byte) (int, error) {
 }
 
 // write is net.Conn's Write: all of p, or an error.
-func (r *rawIO) write(p []byte) (int, error) {
+func (r *RawIO) write(p []byte) (int, error) {
 	o := &r.w
 	o.p, o.n, o.err = p, 0, nil
 	err := r.rc.Write(o.fn)
@@ -186,35 +186,35 @@ func (r *rawIO) write(p []byte) (int, error) {
 // RawConn itself (deadline, closed) is a *net.OpError already: its cause is
 // rewrapped under op, so messages read as Read's ("read tcp A->B: i/o
 // timeout").
-func (r *rawIO) opError(op string, err error) error {
+func (r *RawIO) opError(op string, err error) error {
 	if oe, ok := err.(*net.OpError); ok {
 		err = oe.Err
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: r.c.LocalAddr(), Addr: r.c.RemoteAddr(), Err: err}
 }
 
-// rawTCP is a *net.TCPConn read and written through rawIO; its other
+// RawTCP is a *net.TCPConn read and written through RawIO; its other
 // methods (deadlines, CloseWrite, SyscallConn) are the conn's.
-type rawTCP struct {
+type RawTCP struct {
 	*net.TCPConn
-	io rawIO
+	io RawIO
 }
 
-func (c *rawTCP) Read(p []byte) (int, error)  { return c.io.read(p) }
-func (c *rawTCP) Write(p []byte) (int, error) { return c.io.write(p) }
+func (c *RawTCP) Read(p []byte) (int, error)  { return c.io.read(p) }
+func (c *RawTCP) Write(p []byte) (int, error) { return c.io.write(p) }
 
-// withRawIO returns c read and written with raw system calls when it is a
+// WithRawIO returns c read and written with raw system calls when it is a
 // *net.TCPConn, else c.
-func withRawIO(c net.Conn) net.Conn {
+func WithRawIO(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c
 	}
-	rc := rawConnOf(tc)
+	rc := RawConnOf(tc)
 	if rc == nil {
 		return c
 	}
-	r := &rawTCP{TCPConn: tc}
-	r.io.set(tc, rc)
+	r := &RawTCP{TCPConn: tc}
+	r.io.Set(tc, rc)
 	return r
 }

@@ -1,4 +1,4 @@
-package proxy
+package sockio
 
 import (
 	"crypto/tls"
@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// waitReadable blocks until c has bytes to read, end-of-stream or an error, without
+// WaitReadable blocks until c has bytes to read, end-of-stream or an error, without
 // consuming anything and without holding a buffer, honouring c's read deadline
 // (returns the deadline error, os.ErrDeadlineExceeded, when it passes). For a conn
 // that is not a syscall.Conn (e.g. *tls.Conn, net.Pipe) it returns nil at once.
@@ -17,27 +17,27 @@ import (
 // The deadline error is wrapped in a *net.OpError; test it with
 // errors.Is(err, os.ErrDeadlineExceeded). Closing c from another goroutine
 // wakes the wait with net.ErrClosed. End-of-stream and socket errors
-// (a reset) are not returned: waitReadable returns nil and the caller's next
+// (a reset) are not returned: WaitReadable returns nil and the caller's next
 // Read reports them. A caller with a buffered reader in front of c must check
-// that reader's Buffered() first: waitReadable sees only the socket. For a
+// that reader's Buffered() first: WaitReadable sees only the socket. For a
 // *tls.Conn, wait only after a Read on it failed on its deadline (crypto/tls
 // may hold whole records above the socket otherwise; see tlsterm.Raw).
 //
 // It allocates nothing for *net.TCPConn and *net.UnixConn, so an idle
 // keep-alive connection or spliced session can wait in it for free. Only one
 // goroutine should wait on or read from c at a time.
-func waitReadable(c net.Conn) error {
+func WaitReadable(c net.Conn) error {
 	switch c := c.(type) {
 	case *net.TCPConn:
 		return waitTCP(c)
-	case *rawTCP:
+	case *RawTCP:
 		return waitTCP(c.TCPConn)
 	case *tls.Conn:
 		// Callers come here after a Read failed on its deadline: the TLS
 		// connection then holds no whole record above its socket (see
 		// tlsterm.Raw), and the socket's readability is its own.
 		if raw := tlsterm.Raw(c); raw != net.Conn(c) {
-			return waitReadable(raw)
+			return WaitReadable(raw)
 		}
 		return nil
 	case *net.UnixConn:
@@ -52,7 +52,7 @@ func waitReadable(c net.Conn) error {
 	return nil
 }
 
-// waitTCP is waitReadable for a *net.TCPConn. Calling SyscallConn on the
+// waitTCP is WaitReadable for a *net.TCPConn. Calling SyscallConn on the
 // concrete type lets the compiler devirtualize rc.Read and keep the RawConn
 // on the stack, where the interface path would allocate it per call.
 func waitTCP(c *net.TCPConn) error {
@@ -72,9 +72,9 @@ func waitUnix(c *net.UnixConn) error {
 	return rc.Read(readyProbe)
 }
 
-// readableNow reports, without waiting, whether c has bytes (or an end) to
+// ReadableNow reports, without waiting, whether c has bytes (or an end) to
 // read. It allocates; Shutdown uses it, not the request path.
-func readableNow(c net.Conn) bool {
+func ReadableNow(c net.Conn) bool {
 	c = tlsterm.Raw(c)
 	sc, ok := c.(syscall.Conn)
 	if !ok {
@@ -118,14 +118,14 @@ func readyProbe(fd uintptr) bool {
 	}
 }
 
-// waitHangup blocks until c's peer hangs up (true: end of stream, reset),
+// WaitHangup blocks until c's peer hangs up (true: end of stream, reset),
 // without consuming anything, honouring c's read deadline: it returns false
 // with the deadline error when the deadline passes, and with net.ErrClosed
 // when c is closed. Bytes the peer sends meanwhile (a pipelined request, a
 // TLS client's close_notify alert before its FIN) do not end the wait. For
 // a *tls.Conn it watches the socket under it. A conn without a descriptor
 // returns false and nil at once.
-func waitHangup(c net.Conn) (bool, error) {
+func WaitHangup(c net.Conn) (bool, error) {
 	sc, ok := tlsterm.Raw(c).(syscall.Conn)
 	if !ok {
 		return false, nil
