@@ -14,6 +14,7 @@ import (
 
 	"github.com/tether-lb/tether/pool"
 	"github.com/tether-lb/tether/proxy/internal/sockio"
+	"github.com/tether-lb/tether/proxy/internal/splice"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/valyala/fasthttp"
 )
@@ -49,7 +50,7 @@ type exchange struct {
 	expect   bool                   // the client sent Expect: 100-continue
 	accept   [wire.WSAcceptLen]byte // with an upgrade: the Sec-WebSocket-Accept its 101 must carry
 	pending  *upgraded              // a 101 was relayed: splice once the exchange is released
-	session  *Session               // with pending: what the splicer gets
+	session  *splice.Session        // with pending: what the splicer gets
 }
 
 func newExchange(s *Server) *exchange {

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
 	"github.com/tether-lb/tether/proxy/internal/sockio"
+	"github.com/tether-lb/tether/proxy/internal/splice"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/tlsterm"
 	"github.com/valyala/fasthttp"
@@ -40,8 +41,8 @@ type Server struct {
 	pool    *pool.Pool
 	certs   *tlsterm.Certs      // nil without a TLS listener
 	hs      *tlsterm.Handshaker // nil without a TLS listener
-	splicer Splicer
-	loops   *LoopSplicer   // the splicer when loops run; nil otherwise
+	splicer splice.Engine
+	loops   *splice.Loops  // the splicer when loops run; nil otherwise
 	errLog  zerolog.Logger // sampled: one bad client must not flood the log
 
 	exchanges sync.Pool // *exchange
@@ -115,9 +116,9 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 		started: time.Now(),
 	}
 	s.adminToken.Store(adminToken)
-	s.splicer = NewGoSplicer(copyBufSize, log)
+	s.splicer = splice.NewGo(copyBufSize, log)
 	if cfg.SpliceLoops >= 0 {
-		if ls, err := NewLoopSplicer(cfg.SpliceLoops, copyBufSize, log); err != nil {
+		if ls, err := splice.NewLoops(cfg.SpliceLoops, copyBufSize, log); err != nil {
 			log.Warn().Err(err).Msg("splice loops unavailable; sessions run on goroutines")
 		} else {
 			s.loops, s.splicer = ls, ls // TLS sessions still go to goroutines inside Start

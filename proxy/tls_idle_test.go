@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-lb/tether/proxy/internal/splice"
 	"github.com/tether-lb/tether/proxy/internal/wire/wiretest"
 )
 
@@ -180,10 +181,10 @@ func TestIdleWSSHoldsNoBuffer(t *testing.T) {
 		conns = append(conns, c)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for spliceBufsOut.Load() != 0 && time.Now().Before(deadline) {
+	for splice.BufsOut() != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := spliceBufsOut.Load(); n != 0 {
+	if n := splice.BufsOut(); n != 0 {
 		t.Fatalf("%d copy buffers held by %d idle wss sessions, want 0", n, sessions)
 	}
 	// And they still work after idling.

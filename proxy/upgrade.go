@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/splice"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 )
 
@@ -79,7 +80,7 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 		path = path[:maxLoggedPath]
 	}
 	x.head = append(append(append(x.head[:0], x.req.Method()...), ' '), path...) // the 101's head is out
-	x.session = &Session{
+	x.session = &splice.Session{
 		Client:       x.c.c,
 		Node:         pc.Conn,
 		ClientBuf:    takeBuffered(x.br),
@@ -114,7 +115,7 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 // server's connection set (the loop closed the Go conns; Shutdown ends loop
 // sessions through the loops), so nothing but u and the loop's record is
 // left of it. SessionEnded runs when the session is over.
-func (c *conn) startSession(u *upgraded, sess *Session) {
+func (c *conn) startSession(u *upgraded, sess *splice.Session) {
 	c.s.wg.Add(1)
 	c.c.SetDeadline(time.Time{})
 	sess.Node.SetDeadline(time.Time{})

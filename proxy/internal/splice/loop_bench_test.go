@@ -1,6 +1,6 @@
 //go:build linux && !race
 
-package proxy
+package splice
 
 import (
 	"bufio"
@@ -26,7 +26,7 @@ import (
 
 // echoThrough connects a client to an echo node through sp; stop ends the
 // session and waits for it.
-func echoThrough(t testing.TB, lb *sockiotest.Pairs, sp Splicer) (client *net.TCPConn, stop func()) {
+func echoThrough(t testing.TB, lb *sockiotest.Pairs, sp Engine) (client *net.TCPConn, stop func()) {
 	r := startSplice(t, lb, sp, func(s *Session, _ *rig) {
 		s.IdleTimeout = time.Minute
 		s.WriteTimeout = time.Minute
@@ -42,13 +42,13 @@ func echoThrough(t testing.TB, lb *sockiotest.Pairs, sp Splicer) (client *net.TC
 // connection. The loop splicer is closed by the benchmark's cleanup.
 func benchSplicers(b *testing.B) []struct {
 	name string
-	sp   Splicer
+	sp   Engine
 } {
 	ls := newTestLoops(b)
 	b.Cleanup(ls.Close)
 	return []struct {
 		name string
-		sp   Splicer
+		sp   Engine
 	}{{"direct", nil}, {"goroutine", testSplicer()}, {"loop", ls}}
 }
 
@@ -66,7 +66,7 @@ func BenchmarkLoopSpliceEcho256(b *testing.B) {
 			defer stop()
 			msg := make([]byte, 256)
 			got := make([]byte, 256)
-			ls, _ := tc.sp.(*LoopSplicer)
+			ls, _ := tc.sp.(*Loops)
 			polls0 := loopPolls(ls)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(msg)))
@@ -88,7 +88,7 @@ func BenchmarkLoopSpliceEcho256(b *testing.B) {
 }
 
 // loopPolls is the epoll_wait calls of ls's loops so far; 0 for nil.
-func loopPolls(ls *LoopSplicer) uint64 {
+func loopPolls(ls *Loops) uint64 {
 	var n uint64
 	if ls != nil {
 		for _, l := range ls.loops {
@@ -137,7 +137,7 @@ func BenchmarkLoopSpliceThroughput64K(b *testing.B) {
 }
 
 func TestLoopEchoAllocs(t *testing.T) {
-	withLoops(t, func(ls *LoopSplicer) {
+	withLoops(t, func(ls *Loops) {
 		client, stop := echoThrough(t, sockiotest.NewPairs(t), ls)
 		defer stop()
 		roundTrip := echoRoundTrip(t, client, 256)
@@ -188,7 +188,7 @@ func TestLoopIdleFootprint(t *testing.T) {
 	}
 }
 
-func footprint(t *testing.T, sp Splicer, sessions int) {
+func footprint(t *testing.T, sp Engine, sessions int) {
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)

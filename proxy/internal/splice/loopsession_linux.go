@@ -1,6 +1,6 @@
 //go:build linux
 
-package proxy
+package splice
 
 import (
 	"fmt"
@@ -208,7 +208,7 @@ func (l *loop) keep(h *ldir, off, end int) {
 	p := l.buf
 	p.off, p.end, p.since = int32(off), int32(end), l.now
 	h.pend = p
-	spliceBufsOut.Add(1)
+	bufsOut.Add(1)
 	l.buf = l.ls.bufs.Get().(*pendBuf)
 }
 
@@ -216,7 +216,7 @@ func (l *loop) keep(h *ldir, off, end int) {
 func (l *loop) release(h *ldir) {
 	l.ls.bufs.Put(h.pend)
 	h.pend = nil
-	spliceBufsOut.Add(-1)
+	bufsOut.Add(-1)
 }
 
 // flush writes h's pending bytes. It reports whether none are left.
@@ -423,11 +423,11 @@ func (l *loop) end(s *lsess, err error, d int) {
 	s.done.SessionEnded(s.dirs[dirUp].n, s.dirs[dirDown].n, l.ls.result(s, err, d))
 }
 
-// result is the session's error for done, as the goroutine Splicer's
-// (*splice).result gives it: the toldError once tether told the client;
+// result is the session's error for done, as the goroutine Engine's
+// (*gsess).result gives it: the toldError once tether told the client;
 // otherwise the error unless it is a normal way for a peer to leave (then
 // nil, and a Debug line).
-func (ls *LoopSplicer) result(s *lsess, err error, d int) error {
+func (ls *Loops) result(s *lsess, err error, d int) error {
 	switch {
 	case s.told != 0:
 		return &toldError{code: s.told}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package proxy
+package splice
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 // stream ending without a Close (the process died) or the health loop
 // marking the node down; a session told 1001 (shutdown) is not counted.
 func TestEvictionsCounted(t *testing.T) {
-	eachEngine(t, func(t *testing.T, sp Splicer) {
+	eachEngine(t, func(t *testing.T, sp Engine) {
 		p, err := pool.New(pool.Config{Cooldown: time.Hour, Nodes: []pool.NodeConfig{
 			{Name: "CB_Server_1", URL: "http://127.0.0.1:1"},
 			{Name: "CB_Server_2", URL: "http://127.0.0.1:2"},
@@ -88,7 +88,7 @@ func TestEvictionsCounted(t *testing.T) {
 		told(shut, wire.CloseFrameFor(1001))
 		shut.client.Close()
 		shut.wait(t)
-		if ls, ok := sp.(*LoopSplicer); ok {
+		if ls, ok := sp.(*Loops); ok {
 			ls.Close() // every eviction queued to the loops has run
 		}
 		evictions(n, 3)

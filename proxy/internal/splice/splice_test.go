@@ -1,4 +1,4 @@
-package proxy
+package splice
 
 import (
 	"crypto/sha256"
@@ -34,7 +34,7 @@ type rig struct {
 
 // startSplice connects a client and a node through sp. tweak may adjust the
 // session before Splice starts.
-func startSplice(t testing.TB, lb *sockiotest.Pairs, sp Splicer, tweak func(*Session, *rig)) *rig {
+func startSplice(t testing.TB, lb *sockiotest.Pairs, sp Engine, tweak func(*Session, *rig)) *rig {
 	t.Helper()
 	r := &rig{done: make(chan spliceResult, 1)}
 	var pn *net.TCPConn
@@ -49,7 +49,7 @@ func startSplice(t testing.TB, lb *sockiotest.Pairs, sp Splicer, tweak func(*Ses
 }
 
 // runSplice starts a session and reports its end on done.
-func runSplice(sp Splicer, sess *Session, done chan<- spliceResult) {
+func runSplice(sp Engine, sess *Session, done chan<- spliceResult) {
 	sp.Start(sess, EndFunc(func(toNode, toClient int64, err error) {
 		done <- spliceResult{toNode, toClient, err}
 	}))
@@ -72,8 +72,8 @@ func (r *rig) close() {
 	r.node.Close()
 }
 
-func testSplicer() Splicer {
-	return NewGoSplicer(0, zerolog.Nop())
+func testSplicer() Engine {
+	return NewGo(0, zerolog.Nop())
 }
 
 // writeSplit writes n random bytes to c in random-sized writes, then
@@ -226,16 +226,16 @@ func (r *rig) pingPong(t testing.TB) {
 // returns its buffer just after its write, which the peer may see first.
 func waitNoBufs(t testing.TB) {
 	t.Helper()
-	for end := time.Now().Add(spliceBound); spliceBufsOut.Load() != 0; {
+	for end := time.Now().Add(spliceBound); bufsOut.Load() != 0; {
 		if time.Now().After(end) {
-			t.Fatalf("%d splice buffers still borrowed by idle sessions", spliceBufsOut.Load())
+			t.Fatalf("%d splice buffers still borrowed by idle sessions", bufsOut.Load())
 		}
 		runtime.Gosched()
 	}
 }
 
 // openIdleRigs starts n sessions and moves one message each way through each.
-func openIdleRigs(t testing.TB, lb *sockiotest.Pairs, sp Splicer, n int) []*rig {
+func openIdleRigs(t testing.TB, lb *sockiotest.Pairs, sp Engine, n int) []*rig {
 	t.Helper()
 	rigs := make([]*rig, n)
 	for i := range rigs {
@@ -277,7 +277,7 @@ func TestSpliceIdleHoldsNothing(t *testing.T) {
 	if pipes1 != pipes0 {
 		t.Errorf("pipes grew from %d to %d", pipes0, pipes1)
 	}
-	if n := spliceBufsOut.Load(); n != 0 {
+	if n := bufsOut.Load(); n != 0 {
 		t.Errorf("%d buffers held by %d idle sessions", n, sessions)
 	}
 
@@ -290,7 +290,7 @@ func TestSpliceNonSyscallConn(t *testing.T) { checkPipeSplice(t, testSplicer()) 
 // checkPipeSplice splices two net.Pipe ends (no descriptor to wait on)
 // through sp: the prefix and the bytes after it arrive, and closing both
 // peers ends the session cleanly.
-func checkPipeSplice(t *testing.T, sp Splicer) {
+func checkPipeSplice(t *testing.T, sp Engine) {
 	t.Helper()
 	client, proxyClient := net.Pipe()
 	proxyNode, node := net.Pipe()

@@ -1,4 +1,4 @@
-package proxy
+package splice
 
 import (
 	"errors"
@@ -17,9 +17,9 @@ import (
 	"github.com/tether-lb/tether/proxy/internal/wire"
 )
 
-// Splicer joins a client connection and a node connection after a 101.
+// Engine joins a client connection and a node connection after a 101.
 // It is one swappable piece: this goroutine version now; an epoll event loop later for plain TCP.
-type Splicer interface {
+type Engine interface {
 	// Start copies both ways until both directions end, then closes both
 	// conns. It returns once the session's bytes already read (ClientBuf,
 	// NodeBuf) are written; done.SessionEnded is called exactly once, from
@@ -42,7 +42,7 @@ type EndFunc func(toNode, toClient int64, err error)
 // SessionEnded implements Ender.
 func (f EndFunc) SessionEnded(toNode, toClient int64, err error) { f(toNode, toClient, err) }
 
-// Session is one upgraded connection pair handed to a Splicer. Splice owns
+// Session is one upgraded connection pair handed to a Engine. Splice owns
 // both conns from the call on: it sets their deadlines and closes them.
 type Session struct {
 	// Client is the client's connection; Node is the node's. Both required.
@@ -79,7 +79,7 @@ type Session struct {
 	// evicted session is simply closed.
 	WebSocket bool
 
-	// Detached is set by a Splicer whose Start took both descriptors out of
+	// Detached is set by a Engine whose Start took both descriptors out of
 	// the Go conns (and closed those): the caller may then drop its
 	// references to them.
 	Detached bool
@@ -105,7 +105,7 @@ type Registry interface {
 var _ Registry = (*pool.Node)(nil)
 
 const (
-	// defaultSpliceBuf is the copy buffer size when NewGoSplicer gets
+	// defaultSpliceBuf is the copy buffer size when NewGo gets
 	// bufSize <= 0. Buffers are borrowed only while bytes move, so the size
 	// costs nothing per idle session; 64 KiB moved about 1.5 times the bytes
 	// per second of 32 KiB through loopback (BenchmarkSpliceThroughput64K).
@@ -138,51 +138,51 @@ const (
 	closeLinger = 2 * time.Second
 )
 
-// spliceBufsOut counts copy buffers borrowed by splices and not yet given
+// bufsOut counts copy buffers borrowed by splices and not yet given
 // back, across all splicers. An idle session holds none.
-var spliceBufsOut atomic.Int64
+var bufsOut atomic.Int64
 
-// goSplicer is the goroutine Splicer: per session, the calling goroutine copies
+// goEngine is the goroutine Engine: per session, the calling goroutine copies
 // node→client and one more goroutine copies client→node. Each direction waits
 // for readability without a buffer and borrows one from bufs only to move the
 // bytes that are there.
-type goSplicer struct {
+type goEngine struct {
 	bufs sync.Pool // of *[]byte, each len size
 	size int
 	log  zerolog.Logger
 }
 
-var _ Splicer = (*goSplicer)(nil)
+var _ Engine = (*goEngine)(nil)
 
-// NewGoSplicer returns the goroutine Splicer. bufSize is the size of each
+// NewGo returns the goroutine Engine. bufSize is the size of each
 // pooled copy buffer, the most one read moves; <= 0 means 64 KiB. log gets at
-// most one Debug line per session. The Splicer is safe for concurrent use.
-func NewGoSplicer(bufSize int, log zerolog.Logger) Splicer {
+// most one Debug line per session. The Engine is safe for concurrent use.
+func NewGo(bufSize int, log zerolog.Logger) Engine {
 	if bufSize <= 0 {
 		bufSize = defaultSpliceBuf
 	}
-	g := &goSplicer{size: bufSize, log: log}
+	g := &goEngine{size: bufSize, log: log}
 	g.bufs.New = g.newBuf
 	return g
 }
 
-func (g *goSplicer) newBuf() any {
+func (g *goEngine) newBuf() any {
 	b := make([]byte, g.size)
 	return &b
 }
 
 // getBuf borrows a copy buffer; putBuf gives it back.
-func (g *goSplicer) getBuf() *[]byte {
-	spliceBufsOut.Add(1)
+func (g *goEngine) getBuf() *[]byte {
+	bufsOut.Add(1)
 	return g.bufs.Get().(*[]byte)
 }
 
-func (g *goSplicer) putBuf(bp *[]byte) {
+func (g *goEngine) putBuf(bp *[]byte) {
 	g.bufs.Put(bp)
-	spliceBufsOut.Add(-1)
+	bufsOut.Add(-1)
 }
 
-// Start implements Splicer. Each direction runs on a goroutine of its own,
+// Start implements Engine. Each direction runs on a goroutine of its own,
 // started here with a shallow stack: an idle session costs two minimal
 // goroutine stacks. The last copier to end closes both conns and calls done.
 //
@@ -192,8 +192,8 @@ func (g *goSplicer) putBuf(bp *[]byte) {
 // broken pipe or ENOTCONN (normal ways for a peer to leave); it is
 // errSpliceIdle after IdleTimeout, and the wrapped cause otherwise (a write
 // timeout, an unexpected socket error).
-func (g *goSplicer) Start(sess *Session, done Ender) {
-	s := &splice{
+func (g *goEngine) Start(sess *Session, done Ender) {
+	s := &gsess{
 		g:        g,
 		client:   sockio.WithRawIO(sess.Client),
 		node:     sockio.WithRawIO(sess.Node),
@@ -250,7 +250,7 @@ func (g *goSplicer) Start(sess *Session, done Ender) {
 
 // finish is the last step of each copier: the second to get here closes
 // both conns, unregisters the session and reports its end.
-func (s *splice) finish() {
+func (s *gsess) finish() {
 	if s.running.Add(-1) != 0 {
 		return
 	}
@@ -261,12 +261,12 @@ func (s *splice) finish() {
 	s.done.SessionEnded(s.up.n, s.down.n, s.result())
 }
 
-var _ pool.Evictor = (*splice)(nil)
+var _ pool.Evictor = (*gsess)(nil)
 
 // Evict ends the session from outside: toClient writes a Close frame with
 // code toward the client at the next frame boundary and closes the node
 // side. It returns at once; later calls do nothing.
-func (s *splice) Evict(code uint16) {
+func (s *gsess) Evict(code uint16) {
 	if s.evict.CompareAndSwap(0, uint32(code)) {
 		_ = s.node.SetReadDeadline(time.Unix(1, 0)) // wakes toClient
 	}
@@ -277,9 +277,9 @@ func (s *splice) Evict(code uint16) {
 // and the Close 1012 go in toClient, which stays the client socket's only
 // writer. Such a registry would set a flag here and wake toClient with a past
 // read deadline on node; readDeadline is where toClient would notice it.
-type splice struct {
+type gsess struct {
 	pool.Registered
-	g            *goSplicer
+	g            *goEngine
 	client, node net.Conn
 	idle         time.Duration // Session.IdleTimeout; 0 = none
 	wt           time.Duration // write timeout, > 0
@@ -329,7 +329,7 @@ type half struct {
 // toNode copies client→node on its own goroutine. Once tether has told the
 // client its session is over, it only drains the client until the client
 // hangs up or closeLinger passes.
-func (s *splice) toNode(hot bool) {
+func (s *gsess) toNode(hot bool) {
 	err := s.pump(&s.up, hot)
 	if err == errGoIdle {
 		go s.toNode(false)
@@ -352,7 +352,7 @@ func (s *splice) toNode(hot bool) {
 // the client's side with a Close frame of tether's own, at a frame boundary,
 // when the session is evicted (node down, shutdown) and when the node's
 // stream ends without the node having sent a Close (the node died).
-func (s *splice) toClient(hot bool) {
+func (s *gsess) toClient(hot bool) {
 	err := s.pump(&s.down, hot)
 	if err == errGoIdle {
 		go s.toClient(false)
@@ -403,7 +403,7 @@ func (s *splice) toClient(hot bool) {
 
 // finishFrame lets the frame in flight from the node reach the client, up to
 // its last byte and no further, within evictGrace.
-func (s *splice) finishFrame() error {
+func (s *gsess) finishFrame() error {
 	if s.track.AtBoundary() {
 		return nil
 	}
@@ -431,7 +431,7 @@ func (s *splice) finishFrame() error {
 // tellClient closes the node side, writes the Close frame with code to the
 // client and half-closes it, then leaves toNode closeLinger to see the
 // client answer and hang up.
-func (s *splice) tellClient(code uint16) error {
+func (s *gsess) tellClient(code uint16) error {
 	s.told.Store(uint32(code))
 	_ = s.node.Close()
 	if err := s.send(&s.down, wire.CloseFrameFor(code)); err != nil {
@@ -448,7 +448,7 @@ func (s *splice) tellClient(code uint16) error {
 // returns nil after EOF (having half-closed h.dst) and the error otherwise.
 // The loop stays flat and its frame small: an idle session's cost is mostly
 // the stacks of the goroutines parked in it.
-func (s *splice) pump(h *half, hot bool) error {
+func (s *gsess) pump(h *half, hot bool) error {
 	down := h == &s.down
 	// hot: bytes just moved, so read again at once, holding the buffer. A
 	// session starts hot: a TLS connection may hold whole records above its
@@ -518,7 +518,7 @@ func (s *splice) pump(h *half, hot bool) error {
 // idleDeadline is the read deadline a copier returns to after its hot
 // window: the end of closeLinger once the client was told, else IdleTimeout
 // after the last byte moved, or none.
-func (s *splice) idleDeadline() time.Time {
+func (s *gsess) idleDeadline() time.Time {
 	if l := s.linger.Load(); l != 0 {
 		return time.Unix(0, l)
 	}
@@ -533,7 +533,7 @@ func (s *splice) idleDeadline() time.Time {
 // does not reset the poller's timer on every write; each write is bounded by
 // between wt-wslack and wt. It keeps the idle clock: writing is raised for
 // the write and last is stored when it ends, before writing drops.
-func (s *splice) send(h *half, p []byte) error {
+func (s *gsess) send(h *half, p []byte) error {
 	if len(p) == 0 || (h == &s.up && s.told.Load() != 0) {
 		return nil // the node side is closed: the client's last bytes go nowhere
 	}
@@ -559,7 +559,7 @@ func (s *splice) send(h *half, p []byte) error {
 // deadlines change at most once per IdleTimeout per direction, never per
 // read. Otherwise the session was idle (errSpliceIdle). Any other error,
 // including a deadline someone else set with IdleTimeout 0, is returned as is.
-func (s *splice) readDeadline(h *half, err error) error {
+func (s *gsess) readDeadline(h *half, err error) error {
 	if h == &s.down && s.evict.Load() != 0 {
 		return errEvicting
 	}
@@ -585,7 +585,7 @@ func (s *splice) readDeadline(h *half, err error) error {
 
 // closeBoth closes both conns once; later calls do nothing. Closing wakes a
 // copier parked in sockio.WaitReadable or blocked in a write with net.ErrClosed.
-func (s *splice) closeBoth() {
+func (s *gsess) closeBoth() {
 	if s.closed.Swap(true) {
 		return
 	}
@@ -596,7 +596,7 @@ func (s *splice) closeBoth() {
 // result picks the session's error once both copiers ended: the first that is
 // not a normal way for a peer to leave, wrapped with its direction. Normal
 // endings are logged at Debug and give nil.
-func (s *splice) result() error {
+func (s *gsess) result() error {
 	if code := s.told.Load(); code != 0 {
 		return &toldError{code: uint16(code)}
 	}
@@ -642,3 +642,7 @@ func closeWrite(c net.Conn) {
 		_ = cw.CloseWrite()
 	}
 }
+
+// BufsOut returns how many copy buffers the engines have borrowed and not
+// given back, across all engines: an idle session holds none.
+func BufsOut() int64 { return bufsOut.Load() }

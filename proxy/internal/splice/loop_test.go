@@ -1,6 +1,6 @@
 //go:build linux
 
-package proxy
+package splice
 
 import (
 	"bytes"
@@ -31,17 +31,17 @@ import (
 
 type spliceEngine struct {
 	name string
-	open func(t testing.TB) (Splicer, func())
+	open func(t testing.TB) (Engine, func())
 }
 
 var spliceEngines = []spliceEngine{
-	{"goroutine", func(testing.TB) (Splicer, func()) { return testSplicer(), func() {} }},
-	{"loop", func(t testing.TB) (Splicer, func()) { ls := newTestLoops(t); return ls, ls.Close }},
+	{"goroutine", func(testing.TB) (Engine, func()) { return testSplicer(), func() {} }},
+	{"loop", func(t testing.TB) (Engine, func()) { ls := newTestLoops(t); return ls, ls.Close }},
 }
 
-func newTestLoops(t testing.TB) *LoopSplicer {
+func newTestLoops(t testing.TB) *Loops {
 	t.Helper()
-	ls, err := NewLoopSplicer(2, 0, zerolog.Nop())
+	ls, err := NewLoops(2, 0, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func newTestLoops(t testing.TB) *LoopSplicer {
 
 // eachEngine runs f as a subtest per engine, goleak-checked after the
 // engine's splicer is closed.
-func eachEngine(t *testing.T, f func(t *testing.T, sp Splicer)) {
+func eachEngine(t *testing.T, f func(t *testing.T, sp Engine)) {
 	for _, eng := range spliceEngines {
 		t.Run(eng.name, func(t *testing.T) {
 			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
@@ -62,7 +62,7 @@ func eachEngine(t *testing.T, f func(t *testing.T, sp Splicer)) {
 }
 
 // withLoops runs f against a fresh loop splicer, goleak-checked after Close.
-func withLoops(t *testing.T, f func(ls *LoopSplicer)) {
+func withLoops(t *testing.T, f func(ls *Loops)) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ls := newTestLoops(t)
 	defer ls.Close()
@@ -85,7 +85,7 @@ func TestLoopSpliceTransparent(t *testing.T) {
 		{"random small", 1 + rng.IntN(64<<10), 1 + rng.IntN(64<<10)},
 		{"random large", 1 + rng.IntN(4<<20), 1 + rng.IntN(4<<20)},
 	}
-	eachEngine(t, func(t *testing.T, sp Splicer) {
+	eachEngine(t, func(t *testing.T, sp Engine) {
 		lb := sockiotest.NewPairs(t)
 		for i, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -178,7 +178,7 @@ func TestLoopSpliceWebSocketTransparent(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 4))
 	fromNode := wsTraffic(rng, false, 16<<20)
 	fromClient := wsTraffic(rng, true, 4<<20)
-	eachEngine(t, func(t *testing.T, sp Splicer) {
+	eachEngine(t, func(t *testing.T, sp Engine) {
 		lb := sockiotest.NewPairs(t)
 		r := startSplice(t, lb, sp, func(s *Session, _ *rig) { s.WebSocket = true })
 		defer r.close()
@@ -201,7 +201,7 @@ func TestLoopSpliceWebSocketTransparent(t *testing.T) {
 }
 
 func TestLoopSplicePrefix(t *testing.T) {
-	eachEngine(t, func(t *testing.T, sp Splicer) {
+	eachEngine(t, func(t *testing.T, sp Engine) {
 		lb := sockiotest.NewPairs(t)
 		var released int
 		r := startSplice(t, lb, sp, func(s *Session, _ *rig) {
@@ -228,7 +228,7 @@ func TestLoopSplicePrefix(t *testing.T) {
 // TestLoopSplicePrefixMidFrame: a NodeBuf that ends inside a frame is
 // tracked, so an eviction waits for the rest of that frame.
 func TestLoopSplicePrefixMidFrame(t *testing.T) {
-	withLoops(t, func(ls *LoopSplicer) {
+	withLoops(t, func(ls *Loops) {
 		reg := newTestRegistry()
 		frame := wiretest.Frame(true, 0x1, bytes.Repeat([]byte{'a'}, 100), false)
 		r, e := startWSOn(t, ls, reg, func(s *Session) { s.NodeBuf = frame[:10] })
@@ -267,7 +267,7 @@ func expectRead(t *testing.T, c net.Conn, want string) {
 }
 
 func TestLoopSpliceHalfClose(t *testing.T) {
-	eachEngine(t, func(t *testing.T, sp Splicer) {
+	eachEngine(t, func(t *testing.T, sp Engine) {
 		lb := sockiotest.NewPairs(t)
 		for _, first := range []string{"client", "node"} {
 			t.Run(first+" first", func(t *testing.T) {
@@ -304,7 +304,7 @@ func TestLoopSpliceHalfClose(t *testing.T) {
 }
 
 func TestLoopSpliceReset(t *testing.T) {
-	eachEngine(t, func(t *testing.T, sp Splicer) {
+	eachEngine(t, func(t *testing.T, sp Engine) {
 		lb := sockiotest.NewPairs(t)
 		t.Run("client resets mid-stream", func(t *testing.T) {
 			r := startSplice(t, lb, sp, nil)
@@ -364,7 +364,7 @@ func TestLoopSpliceReset(t *testing.T) {
 // TestLoopSpliceSlowReader: a client that stops reading pauses the node (its
 // writes block) while tether holds at most one buffer, then gets every byte.
 func TestLoopSpliceSlowReader(t *testing.T) {
-	eachEngine(t, func(t *testing.T, sp Splicer) {
+	eachEngine(t, func(t *testing.T, sp Engine) {
 		waitNoBufs(t)
 		lb := sockiotest.NewPairs(t)
 		r := startSplice(t, lb, sp, func(s *Session, _ *rig) { s.WriteTimeout = spliceBound })
@@ -392,7 +392,7 @@ func TestLoopSpliceSlowReader(t *testing.T) {
 		case <-time.After(spliceBound):
 			t.Fatal("node writes never blocked")
 		}
-		if held := spliceBufsOut.Load(); held > 1 {
+		if held := bufsOut.Load(); held > 1 {
 			t.Errorf("%d buffers held for one stalled direction, want at most 1", held)
 		}
 		t.Logf("node wrote %d KiB before it was paused (kernel buffers)", sent>>10)
@@ -412,7 +412,7 @@ func TestLoopSpliceSlowReader(t *testing.T) {
 func TestLoopSpliceIdleTimeout(t *testing.T) {
 	const idle = 250 * time.Millisecond
 	idleSession := func(s *Session, _ *rig) { s.IdleTimeout = idle }
-	eachEngine(t, func(t *testing.T, sp Splicer) {
+	eachEngine(t, func(t *testing.T, sp Engine) {
 		lb := sockiotest.NewPairs(t)
 		t.Run("idle from the start", func(t *testing.T) {
 			start := time.Now()
@@ -476,7 +476,7 @@ func TestLoopSpliceIdleTimeout(t *testing.T) {
 }
 
 func TestLoopSpliceWriteTimeout(t *testing.T) {
-	eachEngine(t, func(t *testing.T, sp Splicer) {
+	eachEngine(t, func(t *testing.T, sp Engine) {
 		lb := sockiotest.NewPairs(t)
 		r := startSplice(t, lb, sp, func(s *Session, r *rig) {
 			s.WriteTimeout = 200 * time.Millisecond
@@ -497,7 +497,7 @@ func TestLoopSpliceWriteTimeout(t *testing.T) {
 }
 
 // startWSOn starts a WebSocket session on sp registered with reg.
-func startWSOn(t *testing.T, sp Splicer, reg *testRegistry, tweak func(*Session)) (*rig, pool.Evictor) {
+func startWSOn(t *testing.T, sp Engine, reg *testRegistry, tweak func(*Session)) (*rig, pool.Evictor) {
 	t.Helper()
 	r := startSplice(t, sockiotest.NewPairs(t), sp, func(s *Session, _ *rig) {
 		s.WebSocket = true
@@ -517,7 +517,7 @@ func startWSOn(t *testing.T, sp Splicer, reg *testRegistry, tweak func(*Session)
 }
 
 func TestLoopEvict(t *testing.T) {
-	eachEngine(t, func(t *testing.T, sp Splicer) {
+	eachEngine(t, func(t *testing.T, sp Engine) {
 		t.Run("at a boundary", func(t *testing.T) {
 			reg := newTestRegistry()
 			r, e := startWSOn(t, sp, reg, nil)
@@ -633,7 +633,7 @@ func (r *evictingRegistry) Register(e pool.Evictor) {
 }
 
 func TestLoopNodeEnds(t *testing.T) {
-	eachEngine(t, func(t *testing.T, sp Splicer) {
+	eachEngine(t, func(t *testing.T, sp Engine) {
 		t.Run("vanishing tells the client 1012", func(t *testing.T) {
 			r, _ := startWSOn(t, sp, newTestRegistry(), nil)
 			frame := wiretest.Frame(true, 0x1, []byte("hi"), false)
@@ -719,7 +719,7 @@ func TestLoopNodeEnds(t *testing.T) {
 
 // toldClient starts a WebSocket session on sp whose node vanishes, and
 // returns it once its client has read the 1012 Close.
-func toldClient(t *testing.T, sp Splicer) *rig {
+func toldClient(t *testing.T, sp Engine) *rig {
 	r, _ := startWSOn(t, sp, newTestRegistry(), nil)
 	r.node.Close()
 	r.client.SetReadDeadline(time.Now().Add(spliceBound))
@@ -763,7 +763,7 @@ func (r *countingRegistry) all() []pool.Evictor {
 // session, and every client is told.
 func TestLoopEvictMany(t *testing.T) {
 	const sessions = 300
-	withLoops(t, func(ls *LoopSplicer) {
+	withLoops(t, func(ls *Loops) {
 		lb := sockiotest.NewPairs(t)
 		reg := &countingRegistry{sessions: map[pool.Evictor]struct{}{}}
 		done := make(chan spliceResult, sessions)
@@ -815,7 +815,7 @@ func TestLoopEvictMany(t *testing.T) {
 
 func TestLoopIdleHoldsNothing(t *testing.T) {
 	const sessions = 50
-	withLoops(t, func(ls *LoopSplicer) {
+	withLoops(t, func(ls *Loops) {
 		lb := sockiotest.NewPairs(t)
 		fds0, pipes0 := settledFDs(t)
 		g0 := runtime.NumGoroutine()
@@ -847,7 +847,7 @@ func waitGoroutines(t testing.TB, n int) {
 }
 
 func TestLoopFallsBackWithoutTCP(t *testing.T) {
-	withLoops(t, func(ls *LoopSplicer) { checkPipeSplice(t, ls) })
+	withLoops(t, func(ls *Loops) { checkPipeSplice(t, ls) })
 }
 
 func TestLoopClose(t *testing.T) {

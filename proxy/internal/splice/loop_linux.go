@@ -1,8 +1,8 @@
 //go:build linux
 
-package proxy
+package splice
 
-// The event-loop Splicer: this file has the splicer and its loops (start,
+// The event-loop Engine: this file has the splicer and its loops (start,
 // commands, events, sweep); eloop_linux.go has a session on a loop and its
 // state machine; eloop_other.go stands in off Linux.
 
@@ -21,26 +21,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LoopSplicer is the event-loop Splicer (issue 7): after the 101, a session
+// Loops is the event-loop Engine (issue 7): after the 101, a session
 // whose two conns are both *net.TCPConn leaves Go's poller and is run by one
 // of a fixed set of epoll loops, each one goroutine ((*loop).run). An idle
 // session then holds no goroutine, no buffer and no pipe: its two
 // descriptors and one small struct in its loop's table. Sessions with another
-// side (a *tls.Conn needs its reader) go to the goroutine Splicer.
+// side (a *tls.Conn needs its reader) go to the goroutine Engine.
 //
-// Per session the loops keep the goroutine Splicer's behaviour: prefixes
+// Per session the loops keep the goroutine Engine's behaviour: prefixes
 // first, half-close on end-of-stream, exact byte counts, IdleTimeout and
 // WriteTimeout (checked by a sweep per loop, not a timer per session), the
 // node→client frame tracker, and Close 1012/1001 written at a frame boundary
 // when the session is evicted (an eventfd command to its loop, no goroutine
 // per session) or when the node's stream ends without a Close.
 //
-// On other systems than Linux NewLoopSplicer fails with errors.ErrUnsupported
-// and the goroutine Splicer is the one to use.
-type LoopSplicer struct {
-	loops    []*loop       // fixed by NewLoopSplicer
+// On other systems than Linux NewLoops fails with errors.ErrUnsupported
+// and the goroutine Engine is the one to use.
+type Loops struct {
+	loops    []*loop       // fixed by NewLoops
 	next     atomic.Uint32 // round robin over loops
-	fallback Splicer       // the goroutine Splicer, for sessions not on two TCP conns
+	fallback Engine        // the goroutine Engine, for sessions not on two TCP conns
 	bufs     sync.Pool     // of *pendBuf, each of len size: loop read buffers and pending remainders
 	size     int
 	log      zerolog.Logger
@@ -48,25 +48,25 @@ type LoopSplicer struct {
 	once     sync.Once      // guards the stop in Close
 }
 
-var _ Splicer = (*LoopSplicer)(nil)
+var _ Engine = (*Loops)(nil)
 
-// errLoopClosed ends the sessions still running when the LoopSplicer closes,
+// errLoopClosed ends the sessions still running when the Loops closes,
 // and those started after.
 var errLoopClosed = errors.New("proxy: splice loop closed")
 
-// NewLoopSplicer starts loops epoll loops (<= 0: defaultLoops) and returns the Splicer that runs plain-TCP sessions on them.
+// NewLoops starts loops epoll loops (<= 0: defaultLoops) and returns the Engine that runs plain-TCP sessions on them.
 // bufSize is the most one read moves (<= 0: 64 KiB): each loop holds one
 // such buffer, and a session holds one more per direction only while a peer
 // is slow to read. log gets at most one Debug line per session. Close stops
-// the loops. The Splicer is safe for concurrent use.
-func NewLoopSplicer(loops, bufSize int, log zerolog.Logger) (*LoopSplicer, error) {
+// the loops. The Engine is safe for concurrent use.
+func NewLoops(loops, bufSize int, log zerolog.Logger) (*Loops, error) {
 	if loops <= 0 {
 		loops = defaultLoops()
 	}
 	if bufSize <= 0 {
 		bufSize = defaultSpliceBuf
 	}
-	ls := &LoopSplicer{size: bufSize, log: log, fallback: NewGoSplicer(bufSize, log)}
+	ls := &Loops{size: bufSize, log: log, fallback: NewGo(bufSize, log)}
 	ls.bufs.New = ls.newBuf
 	for range loops {
 		l, err := newLoop(ls)
@@ -80,14 +80,14 @@ func NewLoopSplicer(loops, bufSize int, log zerolog.Logger) (*LoopSplicer, error
 	return ls, nil
 }
 
-// Start implements Splicer. A session with two *net.TCPConn goes to a loop:
+// Start implements Engine. A session with two *net.TCPConn goes to a loop:
 // Start writes the prefixes (ClientBuf, NodeBuf) on the caller's goroutine,
 // calls Release, takes the descriptors out of the conns (closing the conns),
 // registers the session with its Registry and hands it to a loop, which calls
 // done once, from the loop's goroutine. Any other session goes to the
-// goroutine Splicer. done must return quickly: it runs on a loop that serves
+// goroutine Engine. done must return quickly: it runs on a loop that serves
 // thousands of sessions.
-func (ls *LoopSplicer) Start(sess *Session, done Ender) {
+func (ls *Loops) Start(sess *Session, done Ender) {
 	client, cok := sess.Client.(*net.TCPConn)
 	node, nok := sess.Node.(*net.TCPConn)
 	if !cok || !nok || len(ls.loops) == 0 {
@@ -108,22 +108,22 @@ func defaultLoops() int {
 
 // Close stops the loops: each ends its sessions (done gets errLoopClosed, or
 // the toldError of a session already told) and its goroutine returns. Close
-// waits for that; later calls do nothing. Sessions on the goroutine Splicer
+// waits for that; later calls do nothing. Sessions on the goroutine Engine
 // are not touched: closing their conns ends them. Starting a loop session
-// after Close ends it at once with errLoopClosed. A nil *LoopSplicer may be
+// after Close ends it at once with errLoopClosed. A nil *Loops may be
 // closed (it does nothing).
-func (ls *LoopSplicer) Close() {
+func (ls *Loops) Close() {
 	if ls != nil {
 		ls.once.Do(ls.stopLoops)
 	}
 }
 
-func (ls *LoopSplicer) newBuf() any {
+func (ls *Loops) newBuf() any {
 	return &pendBuf{b: make([]byte, ls.size)}
 }
 
 // startLoop is Start for two TCP conns.
-func (ls *LoopSplicer) startLoop(client, node *net.TCPConn, sess *Session, done Ender) {
+func (ls *Loops) startLoop(client, node *net.TCPConn, sess *Session, done Ender) {
 	s := &lsess{done: done, registry: sess.Registry, idle: sess.IdleTimeout, wt: sess.WriteTimeout, fds: [2]int32{-1, -1}}
 	if s.wt <= 0 {
 		s.wt = defaultSpliceWriteTimeout
@@ -227,7 +227,7 @@ func dupFD(c *net.TCPConn) (int, error) {
 }
 
 // stopLoops asks every loop to stop and waits for their goroutines.
-func (ls *LoopSplicer) stopLoops() {
+func (ls *Loops) stopLoops() {
 	for _, l := range ls.loops {
 		l.post(loopCmd{op: cmdStop})
 	}
@@ -270,7 +270,7 @@ type loopCmd struct {
 // per wake-up (about 4 times the latency of a spliced echo, measured).
 // Timeouts are epfile's read deadline.
 type loop struct {
-	ls     *LoopSplicer
+	ls     *Loops
 	epfd   int
 	epfile *os.File        // epfd in Go's poller; owns and closes epfd
 	rc     syscall.RawConn // epfile's
@@ -301,7 +301,7 @@ type loop struct {
 	wakeAt    int64 // earliest grace or linger end; 0 = none
 }
 
-func newLoop(ls *LoopSplicer) (*loop, error) {
+func newLoop(ls *Loops) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
