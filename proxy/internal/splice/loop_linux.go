@@ -50,10 +50,6 @@ type Loops struct {
 
 var _ Engine = (*Loops)(nil)
 
-// errLoopClosed ends the sessions still running when the Loops closes,
-// and those started after.
-var errLoopClosed = errors.New("proxy: splice loop closed")
-
 // NewLoops starts loops epoll loops (<= 0: defaultLoops) and returns the Engine that runs plain-TCP sessions on them.
 // bufSize is the most one read moves (<= 0: 64 KiB): each loop holds one
 // such buffer, and a session holds one more per direction only while a peer

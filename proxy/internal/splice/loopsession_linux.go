@@ -244,7 +244,7 @@ func (l *loop) flush(s *lsess, d int) bool {
 // have. A WebSocket node stream that ends without a Close tells the client.
 func (l *loop) eof(s *lsess, d int) {
 	s.st[d] &^= dirReadable
-	if d == dirDown && s.flags&flagWS != 0 && (s.phase == phaseFinish || !s.track.SawClose() && !s.clientShut()) {
+	if ws := s.flags&flagWS != 0; d == dirDown && ws && (s.phase == phaseFinish || nodeDied(ws, &s.track, s.clientShut())) {
 		l.nodeEnded(s)
 		return
 	}
@@ -263,7 +263,7 @@ func (s *lsess) clientShut() bool { return s.st[dirUp]&dirDone != 0 }
 
 // readErr handles a failed read on direction d's source.
 func (l *loop) readErr(s *lsess, d int, err error) {
-	if d == dirDown && s.flags&flagWS != 0 && (s.phase == phaseFinish || err == unix.ECONNRESET && !s.track.SawClose() && !s.clientShut()) {
+	if ws := s.flags&flagWS != 0; d == dirDown && ws && (s.phase == phaseFinish || err == unix.ECONNRESET && nodeDied(ws, &s.track, s.clientShut())) {
 		l.nodeEnded(s)
 		return
 	}
@@ -423,25 +423,14 @@ func (l *loop) end(s *lsess, err error, d int) {
 	s.done.SessionEnded(s.dirs[dirUp].n, s.dirs[dirDown].n, l.ls.result(s, err, d))
 }
 
-// result is the session's error for done, as the goroutine Engine's
-// (*gsess).result gives it: the toldError once tether told the client;
-// otherwise the error unless it is a normal way for a peer to leave (then
-// nil, and a Debug line).
+// result is the session's error for done: the rules of result, with err
+// from direction d.
 func (ls *Loops) result(s *lsess, err error, d int) error {
-	switch {
-	case s.told != 0:
-		return &toldError{code: s.told}
-	case err == nil:
-		return nil
-	case err == errLoopClosed:
-		return err
-	case !sockio.PeerGone(err):
-		if d == dirDown {
-			return wrapSplice("to client", err)
-		}
-		return wrapSplice("to node", err)
+	var up, down error
+	if d == dirDown {
+		down = err
+	} else {
+		up = err
 	}
-	ls.log.Debug().Err(err).Int64("bytes_in", s.dirs[dirUp].n).Int64("bytes_out", s.dirs[dirDown].n).
-		Msg("splice ended by peer")
-	return nil
+	return result(ls.log, s.told, up, down, s.dirs[dirUp].n, s.dirs[dirDown].n)
 }
