@@ -49,6 +49,8 @@ type exchange struct {
 	upgraded bool
 	expect   bool                   // the client sent Expect: 100-continue
 	accept   [wire.WSAcceptLen]byte // with an upgrade: the Sec-WebSocket-Accept its 101 must carry
+	asked    time.Time              // when the request went to the node (awaitHead)
+	rfr      wire.Framing           // the node's answer (readFinalHead)
 	pending  *upgraded              // a 101 was relayed: splice once the exchange is released
 	session  *splice.Session        // with pending: what the splicer gets
 }
@@ -117,8 +119,8 @@ func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 	}
 	keep := clientKeepAlive(x.req) && !upgrade && !s.draining.Load()
 	x.prepareRequest(upgrade)
-	if max := s.cfg().MaxBodyBytes; max > 0 && !fr.Chunked && fr.Length > max {
-		x.refuseBody(fmt.Errorf("%w: Content-Length %d, --max-body-bytes %d", wire.ErrBodyTooLarge, fr.Length, max))
+	if limit := s.cfg().MaxBodyBytes; limit > 0 && !fr.Chunked && fr.Length > limit {
+		x.refuseBody(fmt.Errorf("%w: Content-Length %d, --max-body-bytes %d", wire.ErrBodyTooLarge, fr.Length, limit))
 		return false
 	}
 
@@ -149,10 +151,10 @@ func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 		}
 		node.Active.Add(1)
 		node.InFlight.Add(1)
-		ok, retry := x.exchangeWith(pc, fr, upgrade, keep)
+		out := x.exchangeWith(pc, fr, upgrade, keep)
 		node.InFlight.Add(-1)
 		node.Active.Add(-1)
-		if retry {
+		if out == retry {
 			if attempt <= len(t.Nodes()) {
 				// A reused connection the node had closed: route again, as
 				// the node may have gone down or been replaced meanwhile (a
@@ -169,79 +171,113 @@ func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 			s.record(x, 502, err)
 			return false
 		}
-		return ok
+		return out == answered
 	}
 }
 
-// exchangeWith sends the request on pc and relays the answer. ok reports
-// whether the client connection stays open; retry asks handle to send the
-// request again because pc was a reused connection that failed before any
-// of the request could have been processed (nothing of a body was sent).
-func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bool) (ok, retry bool) {
+// outcome is how one attempt to exchange a request with a node ended.
+type outcome uint8
+
+const (
+	// answered: the answer went out whole; the client connection carries
+	// the next request if keep-alive allows it.
+	answered outcome = iota
+	// closeClient: the exchange is over (answered with a close, refused, or
+	// failed and answered with an error status); the client connection
+	// closes.
+	closeClient
+	// retry: the pooled connection the node had closed failed before any
+	// of the request could count; handle routes the request again.
+	retry
+)
+
+// exchangeWith sends the request on pc and relays the answer, in steps:
+// send the head and the body, wait for the answer's head, read it past any
+// interim answers, then either switch protocols (a 101) or relay the
+// answer and its body. Each step that fails ends the attempt through
+// clientBodyFailed or nodeError.
+func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bool) outcome {
 	s := x.s
 	x.nr.Reset(pc.Conn, pc.Raw, s.cfg().UpstreamTimeout, s.cfg().WriteTimeout)
-	// A request without a body goes out inside the first read of its
-	// answer (sendBeforeRead): one write, then the wait, and no read that
-	// finds nothing. Others are written first, their bodies streamed.
-	early := !fr.Chunked && fr.Length <= 0 && x.nr.Raw.Use()
-	var sentBody bool
-	var err error
-	if early {
+	early, sentBody, err := x.send(pc, fr)
+	if err != nil {
+		if errors.Is(err, errClientBody) {
+			pc.Close()
+			x.clientBodyFailed(err)
+			return closeClient
+		}
+		return x.nodeError(pc, err, !sentBody)
+	}
+	if out, ok := x.awaitHead(pc, early, sentBody); !ok {
+		return out
+	}
+	defer x.putNodeReader()
+	if out, ok := x.readFinalHead(pc, sentBody); !ok {
+		return out
+	}
+	if x.resp.StatusCode() == 101 {
+		return x.switchProtocols(pc, upgrade)
+	}
+	return x.relayAnswer(pc, keep)
+}
+
+// send writes the request to the node. A request without a body goes out
+// inside the first read of its answer (sendBeforeRead, early): one write,
+// then the wait, and no read that finds nothing. Others are written first,
+// their bodies streamed. sentBody reports whether any body byte went out
+// (the request can no longer be sent again).
+func (x *exchange) send(pc *pool.Conn, fr wire.Framing) (early, sentBody bool, err error) {
+	if !fr.Chunked && fr.Length <= 0 && x.nr.Raw.Use() {
 		x.head = x.req.AppendBytes(x.head[:0])
 		x.nr.Raw.SendBeforeRead(x.head)
 		if h := testHookSendEarly; h != nil {
 			h(pc.Conn)
 		}
-	} else {
-		nbw := s.getWriter(&x.nr)
-		sentBody, err = x.sendRequest(nbw, fr)
-		s.putWriter(nbw)
+		return true, false, nil
 	}
-	if err != nil {
-		pc.Close()
-		if errors.Is(err, errClientBody) {
-			// The client sent a bad body (400) or stopped sending it (408);
-			// a client that is gone gets nothing.
-			var ne net.Error
-			switch {
-			case errors.Is(err, wire.ErrBodyTooLarge):
-				x.refuseBody(err)
-			case errors.Is(err, wire.ErrBadRequest):
-				x.writeError(400, err)
-				s.record(x, 400, err)
-			case errors.As(err, &ne) && ne.Timeout():
-				x.writeError(408, err)
-				s.record(x, 408, err)
-			default:
-				s.record(x, 400, err)
-			}
-			return false, false
-		}
-		if staleConn(pc, err, sentBody) {
-			return false, true
-		}
-		return x.nodeFailed(pc, err, false), false
-	}
+	nbw := x.s.getWriter(&x.nr)
+	sentBody, err = x.sendRequest(nbw, fr)
+	x.s.putWriter(nbw)
+	return false, sentBody, err
+}
 
-	// Most answers start within a few milliseconds: wait for the first byte
-	// holding the reader (one read). A slower one (a long poll may take
-	// minutes) is waited for holding no buffer at all, the client's reader
-	// included if the client sent nothing more.
+// clientBodyFailed answers a request whose body the client sent badly
+// (400, 413) or stopped sending (408); a client that is gone gets nothing.
+func (x *exchange) clientBodyFailed(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, wire.ErrBodyTooLarge):
+		x.refuseBody(err)
+	case errors.Is(err, wire.ErrBadRequest):
+		x.writeError(400, err)
+		x.s.record(x, 400, err)
+	case errors.As(err, &ne) && ne.Timeout():
+		x.writeError(408, err)
+		x.s.record(x, 408, err)
+	default:
+		x.s.record(x, 400, err)
+	}
+}
+
+// awaitHead waits for the first byte of the node's answer and leaves the
+// node reader holding it in x.nbr. Most answers start within a few
+// milliseconds: the first wait holds the reader (one read). A slower one (a
+// long poll may take minutes) is waited for holding no buffer at all, the
+// client's reader included if the client sent nothing more. ok is false when
+// the attempt ended (out).
+func (x *exchange) awaitHead(pc *pool.Conn, early, sentBody bool) (out outcome, ok bool) {
+	s := x.s
 	nbr := s.getReader(&x.nr)
 	asked := time.Now()
 	x.nr.SetReadLimit(sockio.HotWindow)
-	_, err = nbr.Peek(1)
+	_, err := nbr.Peek(1)
 	if rest := x.nr.Raw.Unsent(); early && rest != nil {
 		// The head did not all go out with the read (a full socket buffer,
 		// or the read ended before trying): write the rest, then wait. A
 		// failed write is the request's, never a wait for an answer.
 		if _, err := x.nr.Write(rest); err != nil {
 			s.putReader(nbr)
-			pc.Close()
-			if staleConn(pc, err, false) {
-				return false, true
-			}
-			return x.nodeFailed(pc, err, false), false
+			return x.nodeError(pc, err, true), false
 		}
 		x.nr.SetReadLimit(sockio.HotWindow)
 		_, err = nbr.Peek(1)
@@ -249,81 +285,87 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bo
 	if err != nil {
 		s.putReader(nbr)
 		if !isTimeout(err) {
-			pc.Close()
-			if staleConn(pc, err, sentBody) {
-				return false, true
-			}
-			return x.nodeFailed(pc, err, false), false
+			return x.nodeError(pc, err, !sentBody), false
 		}
 		if x.br != nil && x.br.Buffered() == 0 {
-			x.s.putReader(x.br)
+			s.putReader(x.br)
 			x.br = nil
 		}
-		pc.SetReadDeadline(asked.Add(s.cfg().UpstreamTimeout))
-		if err := x.awaitAnswer(pc, asked.Add(s.cfg().UpstreamTimeout)); err != nil {
-			pc.Close()
+		until := asked.Add(s.cfg().UpstreamTimeout)
+		pc.SetReadDeadline(until)
+		if err := x.awaitAnswer(pc, until); err != nil {
 			if err == errClientGone {
+				pc.Close()
 				s.record(x, statusClientGone, err)
-				return false, false
+				return closeClient, false
 			}
-			return x.nodeFailed(pc, err, false), false
+			return x.nodeError(pc, err, false), false
 		}
 		nbr = s.getReader(&x.nr)
 	}
 	x.nbr = nbr
-	defer x.putNodeReader()
+	x.asked = asked
+	return answered, true
+}
+
+// readFinalHead reads the node's answer head into x.resp, relaying 1xx
+// interim answers (103 Early Hints) to the client; 100 Continue was already
+// sent by tether itself. x.rfr gets the answer's framing. ok is false when
+// the attempt ended (out).
+func (x *exchange) readFinalHead(pc *pool.Conn, sentBody bool) (out outcome, ok bool) {
+	s := x.s
 	x.nr.SetReadTimeout(s.cfg().UpstreamTimeout)
 	isHead := x.req.IsHead()
-	var rfr wire.Framing
 	for interim := 0; ; interim++ {
 		if interim > maxInterim {
-			pc.Close()
-			return x.nodeFailed(pc, fmt.Errorf("%w: more than %d interim answers", wire.ErrBadResponse, maxInterim), true), false
+			return x.nodeError(pc, fmt.Errorf("%w: more than %d interim answers", wire.ErrBadResponse, maxInterim), false), false
 		}
-		rfr, err = wire.ReadResponseHead(nbr, x.resp, s.maxHead, isHead)
+		rfr, err := wire.ReadResponseHead(x.nbr, x.resp, s.maxHead, isHead)
 		if errors.Is(err, wire.FaultTooLarge) {
-			if big := s.grow(nbr, &x.nr); big != nil {
-				nbr, x.nbr = big, big
-				rfr, err = wire.ReadResponseHead(nbr, x.resp, s.maxHead, isHead)
+			if big := s.grow(x.nbr, &x.nr); big != nil {
+				x.nbr = big
+				rfr, err = wire.ReadResponseHead(x.nbr, x.resp, s.maxHead, isHead)
 			}
 		}
 		if err != nil {
-			pc.Close()
-			if staleConn(pc, err, sentBody) && nbr.Buffered() == 0 {
-				return false, true
-			}
-			return x.nodeFailed(pc, err, true), false
+			return x.nodeError(pc, err, !sentBody && x.nbr.Buffered() == 0), false
 		}
 		code := x.resp.StatusCode()
 		if code >= 200 || code == 101 {
-			x.node.Stats.Head.Observe(time.Since(asked))
-			break
+			x.node.Stats.Head.Observe(time.Since(x.asked))
+			x.rfr = rfr
+			return answered, true
 		}
-		// 1xx interim answers (103 Early Hints) pass through; 100 Continue
-		// was already sent by tether itself.
 		if code != 100 {
 			x.head = appendResponseHead(x.head[:0], x.resp)
 			x.bw.Write(x.head)
 			x.bw.Flush()
 		}
 	}
+}
 
-	status := x.resp.StatusCode()
-	if status == 101 {
-		// Only a 101 that completes the client's handshake makes the two
-		// connections a tunnel (RFC 6455 section 4.2.2); anything else
-		// ends both, and no byte the client sent after its head reaches
-		// the node.
-		err := errNoUpgrade
-		if upgrade {
-			err = x.checkSwitch()
-		}
-		if err != nil {
-			pc.Close()
-			return x.nodeFailed(pc, err, true), false
-		}
-		return x.upgrade(pc, nbr, status), false
+// switchProtocols handles a 101. Only one that completes the client's
+// handshake makes the two connections a tunnel (RFC 6455 section 4.2.2);
+// anything else ends both, and no byte the client sent after its head
+// reaches the node.
+func (x *exchange) switchProtocols(pc *pool.Conn, upgrade bool) outcome {
+	err := errNoUpgrade
+	if upgrade {
+		err = x.checkSwitch()
 	}
+	if err != nil {
+		return x.nodeError(pc, err, false)
+	}
+	x.upgrade(pc, x.nbr, 101)
+	return closeClient
+}
+
+// relayAnswer writes the answer head and streams its body to the client,
+// then gives pc back to its pool when the node can carry another request.
+func (x *exchange) relayAnswer(pc *pool.Conn, keep bool) outcome {
+	s := x.s
+	rfr, nbr := x.rfr, x.nbr
+	status := x.resp.StatusCode()
 	keepNode := x.prepareResponse(&rfr)
 	if !rfr.NoBody && rfr.Length < 0 && !rfr.Chunked || s.draining.Load() {
 		keep = false // delimited by close, or tether is shutting down
@@ -337,9 +379,10 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bo
 	x.bw.Write(x.head)
 	x.bytesOut = int64(len(x.head))
 	x.nr.SetReadTimeout(s.cfg().BodyTimeout)
-	var n int64
+	var err error
 	if !rfr.NoBody {
 		bufp := s.bufs.Get().(*[]byte)
+		var n int64
 		n, err = wire.CopyBody(x.bw, nbr, rfr, *bufp, false)
 		s.bufs.Put(bufp)
 		x.bytesOut += n
@@ -355,7 +398,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bo
 			s.errLog.Warn().Str("node", x.node.Name).Err(err).Msg("answer body cut short")
 		}
 		s.record(x, status, err)
-		return false, false
+		return closeClient
 	}
 	if keepNode && nbr.Buffered() == 0 && !rfr.CloseAfter && (rfr.NoBody || rfr.Chunked || rfr.Length >= 0) {
 		pc.Put()
@@ -363,7 +406,10 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bo
 		pc.Close()
 	}
 	s.record(x, status, nil)
-	return keep, false
+	if keep {
+		return answered
+	}
+	return closeClient
 }
 
 // putNodeReader gives back the node reader of an exchange.
@@ -493,21 +539,19 @@ func isClientSide(err error, cr *sockio.DeadlineConn) bool {
 	return errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// staleConn reports whether a failure on pc before any answer byte is a
-// reused connection the node had closed: the request is routed and sent
-// again, as nothing of it was sent (sentBody false) or can have been
-// processed. A connection closed by its node's eviction is not stale: that
-// request ends at once (nodeFailed).
-func staleConn(pc *pool.Conn, err error, sentBody bool) bool {
-	return pc.Reused && !sentBody && sockio.PeerGone(err) && !pc.Evicted()
-}
-
-// nodeFailed answers the client after a failure talking to the node: 502
-// at once when the node's eviction (it went down) closed the connection,
-// 504 when the node did not answer in time, 502 otherwise. A reset or
-// refusal on a new connection marks the node failing. It reports false: the
-// client connection closes.
-func (x *exchange) nodeFailed(pc *pool.Conn, err error, readingHead bool) bool {
+// nodeError ends an attempt that failed talking to the node on pc, which
+// it closes. A reused connection the node had closed, failing before any
+// of the request could count (mayRetry: no body byte sent, no answer byte
+// read), is retried; a connection closed by its node's eviction never is:
+// that request ends at once. Otherwise the client is answered: 502 at once
+// when the node's eviction (it went down) closed the connection, 504 when
+// the node did not answer in time, 502 otherwise; a reset or refusal on a
+// new connection marks the node failing.
+func (x *exchange) nodeError(pc *pool.Conn, err error, mayRetry bool) outcome {
+	pc.Close()
+	if mayRetry && pc.Reused && sockio.PeerGone(err) && !pc.Evicted() {
+		return retry
+	}
 	status := 502
 	var ne net.Error
 	switch {
@@ -521,7 +565,7 @@ func (x *exchange) nodeFailed(pc *pool.Conn, err error, readingHead bool) bool {
 	err = fmt.Errorf("node %s: %w", pc.Node.Name, err)
 	x.writeError(status, err)
 	x.s.record(x, status, err)
-	return false
+	return closeClient
 }
 
 // prepareRequest turns the client's head into the node's: hop-by-hop

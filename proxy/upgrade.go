@@ -63,9 +63,9 @@ var errWrongAccept = errors.New("101 without the Sec-WebSocket-Accept of the cli
 // the client (its Connection and Upgrade headers are the handshake itself),
 // and the bytes already read past either head are copied out of the
 // borrowed readers. The splice runs after the exchange is released
-// (conn.serve calls startSession). It reports false: the client connection
-// is done when the session is.
-func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
+// (conn.run calls startSession); the client connection is done when the
+// session is.
+func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) {
 	s := x.s
 	x.upgraded = true
 	x.head = appendResponseHead(x.head[:0], x.resp)
@@ -73,7 +73,7 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 	if err := x.bw.Flush(); err != nil {
 		pc.Close()
 		s.record(x, status, err)
-		return false
+		return
 	}
 	path := x.req.RequestURI()
 	if len(path) > maxLoggedPath {
@@ -106,7 +106,6 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) bool {
 	pc.Detach()
 	x.node.Sessions.Add(1)
 	x.node.Active.Add(1)
-	return false
 }
 
 // startSession hands an upgraded connection to the splicer. This
