@@ -39,7 +39,7 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 		}
 		backoff = 0
 		cfg := s.cfg()
-		if m := cfg.MaxConns; m > 0 && s.conns.Load() >= int64(m) {
+		if m := cfg.MaxConns; m > 0 && s.conns.open.Load() >= int64(m) {
 			s.refuseConn(nc, m)
 			continue
 		}
@@ -49,8 +49,7 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 			continue
 		}
 		c := &conn{s: s, c: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure, born: time.Now()}
-		s.track(c, true)
-		s.conns.Add(1)
+		s.conns.opened(c)
 		go c.serve()
 	}
 }
@@ -59,10 +58,10 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 // (tether_refused_connections_total{reason="max_conns"}), and one line a
 // second at most is logged, saying how many refusals it left out since the
 // one before: a flood of them must not flood the log.
-func (s *Server) refuseConn(nc net.Conn, max int) {
+func (s *Server) refuseConn(nc net.Conn, limit int) {
 	s.maxConnsRefused.Add(1)
 	if n, ok := s.maxConnsLog.allow(time.Now(), time.Second); ok {
-		s.log.Warn().Str("remote", remoteIP(nc.RemoteAddr())).Int("max_conns", max).Uint64("suppressed", n).
+		s.log.Warn().Str("remote", remoteIP(nc.RemoteAddr())).Int("max_conns", limit).Uint64("suppressed", n).
 			Msg("connection refused at --max-conns")
 	}
 	nc.Close()
@@ -117,7 +116,6 @@ func (c *conn) serve() {
 		// head's timeout; the request or the handshake then gets its own.
 		if !c.proxyHeader(cfg.HeaderTimeout, sockio.RawConnOf(c.c)) {
 			c.close()
-			c.s.wg.Done()
 			return
 		}
 	}
@@ -129,7 +127,6 @@ func (c *conn) serve() {
 	if c.secure {
 		if !c.handshake() {
 			c.close()
-			c.s.wg.Done()
 			return
 		}
 		hot = true
@@ -177,7 +174,6 @@ func (c *conn) run(hot bool) {
 		// closes.
 		if err != nil && !(s.isClosing() && sockio.ReadableNow(c.c)) {
 			c.close()
-			s.wg.Done()
 			return
 		}
 	}
@@ -190,10 +186,8 @@ func (c *conn) run(hot bool) {
 	switch {
 	case up != nil:
 		c.startSession(up, sess)
-		s.wg.Done()
 	case !keep || s.isClosing():
 		c.close()
-		s.wg.Done()
 	default:
 		go c.run(false)
 	}
@@ -212,9 +206,7 @@ func (c *conn) handshake() bool {
 	tc, err := s.hs.Handshake(context.Background(), sockio.WithRawIO(c.c))
 	switch {
 	case err == nil:
-		s.mu.Lock() // Shutdown reads c.c under s.mu
-		c.c = tc
-		s.mu.Unlock()
+		s.conns.setConn(c, tc)
 		return true
 	case errors.Is(err, tlsterm.ErrPlainHTTP):
 		c.c.SetDeadline(time.Now().Add(time.Second))
@@ -245,14 +237,7 @@ func (c *conn) close() {
 		lingerClose(c.c)
 	}
 	c.c.Close()
-	c.untrack()
-}
-
-// untrack forgets the connection once its socket is closed (by close, or by
-// the splicer that ended its session).
-func (c *conn) untrack() {
-	c.s.track(c, false)
-	c.s.conns.Add(-1)
+	c.s.conns.closed(c)
 }
 
 // serveBurst reads and answers requests on c while bytes keep arriving. It

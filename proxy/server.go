@@ -51,7 +51,7 @@ type Server struct {
 	writers   sync.Pool // *bufio.Writer of 4 KiB
 	bufs      sync.Pool // *[]byte of copyBufSize
 
-	conns   atomic.Int64 // open client connections
+	conns   connSet // client connections and sessions: counted, waited for, woken
 	refused [len(refusedStatuses)]atomic.Uint64
 	started time.Time
 
@@ -62,14 +62,11 @@ type Server struct {
 
 	adminToken atomic.Pointer[[sha256.Size]byte] // SHA-256 of the admin token; nil: none (adminguard.go)
 
-	mu        sync.Mutex // guards listeners, active and closing
+	mu        sync.Mutex // guards listeners and admins; draining is set under it
 	listeners []net.Listener
 	admins    []*http.Server
-	active    map[*conn]struct{}
-	closing   bool
-	draining  atomic.Bool    // Shutdown has begun: answers close their connections
-	withdrawn atomic.Bool    // Withdraw was called: /healthz answers 503
-	wg        sync.WaitGroup // one per client connection and accept loop
+	draining  atomic.Bool // Shutdown has begun: no listener is added, answers close their connections
+	withdrawn atomic.Bool // Withdraw was called: /healthz answers 503
 }
 
 // New checks cfg, applies its defaults and builds a Server with its backend
@@ -112,7 +109,7 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 		certs:   certs,
 		hs:      hs,
 		errLog:  log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second}),
-		active:  make(map[*conn]struct{}),
+		conns:   newConnSet(),
 		started: time.Now(),
 	}
 	s.adminToken.Store(adminToken)
@@ -218,7 +215,7 @@ func (s *Server) Reload(cfg Config) error {
 func (s *Server) Pool() *pool.Pool { return s.pool }
 
 // Conns returns the number of open client connections.
-func (s *Server) Conns() int64 { return s.conns.Load() }
+func (s *Server) Conns() int64 { return s.conns.open.Load() }
 
 // ListenAndServe listens on cfg.Listen (plain HTTP) and serves until
 // Shutdown. It returns nil at once when cfg.Listen is empty.
@@ -296,15 +293,15 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 
 func (s *Server) serve(ln net.Listener, secure bool) error {
 	s.mu.Lock()
-	if s.closing {
+	if s.draining.Load() {
 		s.mu.Unlock()
 		ln.Close()
 		return nil
 	}
 	s.listeners = append(s.listeners, ln)
-	s.wg.Add(1)
+	s.conns.wg.Add(1)
 	s.mu.Unlock()
-	defer s.wg.Done()
+	defer s.conns.wg.Done()
 	s.log.Info().Str("addr", ln.Addr().String()).Bool("tls", secure).Int("max_conns", s.cfg().MaxConns).Msg("listening")
 	return s.acceptLoop(ln, secure)
 }
@@ -318,15 +315,12 @@ func (s *Server) serve(ln net.Listener, secure bool) error {
 // /healthz with 503 until the end; then it and the backend pool close.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing = true
 	s.draining.Store(true)
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
-	for c := range s.active {
-		c.wakeIfIdle()
-	}
 	s.mu.Unlock()
+	s.conns.wakeIdle()
 
 	done := make(chan struct{})
 	go s.waitConns(done)
@@ -340,12 +334,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = ctx.Err()
-		s.mu.Lock()
-		for c := range s.active { // sessions on loops left the set at their start
-			c.c.Close()
-		}
-		s.mu.Unlock()
-		s.loops.Close() // they are closed here
+		s.conns.closeAll() // sessions on loops left the set at their start
+		s.loops.Close()    // they are closed here
 		<-done
 	}
 	s.mu.Lock()
@@ -363,31 +353,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // waitConns closes done when every connection and accept loop has ended.
 func (s *Server) waitConns(done chan struct{}) {
-	s.wg.Wait()
+	s.conns.wg.Wait()
 	close(done)
 }
 
 // isClosing reports whether Shutdown has begun.
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
-
-// track adds or removes a client connection from the set Shutdown walks.
-// A connection accepted while Shutdown begins is tracked and served too (the
-// accept loop's own count keeps Shutdown's wait open meanwhile): its
-// client already sent a request.
-func (s *Server) track(c *conn, add bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if add {
-		s.active[c] = struct{}{}
-		s.wg.Add(1)
-		return
-	}
-	delete(s.active, c)
-}
+func (s *Server) isClosing() bool { return s.draining.Load() }
 
 // smallHead is the size of the readers lent first: most heads fit, and a
 // larger one moves to a MaxHeaderBytes reader (grow).

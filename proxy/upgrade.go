@@ -115,34 +115,19 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) {
 // sessions through the loops), so nothing but u and the loop's record is
 // left of it. SessionEnded runs when the session is over.
 func (c *conn) startSession(u *upgraded, sess *splice.Session) {
-	c.s.wg.Add(1)
 	c.c.SetDeadline(time.Time{})
 	sess.Node.SetDeadline(time.Time{})
 	c.s.splicer.Start(sess, u)
 	if sess.Detached {
-		u.untrack()
+		c.s.conns.detach(u)
 	}
-}
-
-// untrack takes the session's client connection out of the server's set,
-// once (the loop may end the session before Start returns).
-func (u *upgraded) untrack() {
-	s := u.s
-	s.mu.Lock()
-	if u.c != nil {
-		delete(s.active, u.c)
-		u.c = nil
-	}
-	s.mu.Unlock()
 }
 
 // SessionEnded implements Ender: the session's counters and its access-log
 // line. It runs on the session's goroutine or loop: it must not block.
 func (u *upgraded) SessionEnded(toNode, toClient int64, err error) {
 	s := u.s
-	defer s.wg.Done()
-	u.untrack() // the splicer closed both sockets
-	s.conns.Add(-1)
+	defer s.conns.ended(u) // the splicer closed both sockets
 	u.node.Active.Add(-1)
 	u.node.Sessions.Add(-1)
 	u.node.Served.Add(1)

@@ -132,7 +132,7 @@ func copyUpTo(dst *bufio.Writer, src *bufio.Reader, n int64, buf []byte, eofEnds
 // copyChunked checks and re-emits a chunked body, trailer section included.
 // With max above zero, a chunk that would take the body past max is not
 // copied: ErrBodyTooLarge.
-func copyChunked(dst *bufio.Writer, src *bufio.Reader, buf []byte, max int64) (int64, error) {
+func copyChunked(dst *bufio.Writer, src *bufio.Reader, buf []byte, limit int64) (int64, error) {
 	var total int64
 	for {
 		line, err := chunkLine(dst, src, min(maxChunkLine, src.Size()), faultChunkLine)
@@ -147,7 +147,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, buf []byte, max int64) (i
 		if size == 0 {
 			break
 		}
-		if max > 0 && size > max-total {
+		if limit > 0 && size > limit-total {
 			return total, ErrBodyTooLarge
 		}
 		if err := writeChunkSize(dst, size); err != nil {
