@@ -48,7 +48,7 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 			nc.Close()
 			continue
 		}
-		c := &conn{s: s, c: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure, born: time.Now()}
+		c := &conn{s: s, nc: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure, born: time.Now()}
 		s.conns.opened(c)
 		go c.serve()
 	}
@@ -98,7 +98,7 @@ func isTemporary(err error) bool {
 // borrowed while a burst of requests is being read and answered.
 type conn struct {
 	s        *Server
-	c        net.Conn
+	nc       net.Conn
 	remoteIP string
 	idle     atomic.Bool     // waiting for a next request: Shutdown may close it
 	served   int             // requests answered on this connection
@@ -114,7 +114,7 @@ func (c *conn) serve() {
 	if cfg := c.s.cfg(); cfg.ProxyProtocol {
 		// Before the ClientHello on the TLS listener. The header gets the
 		// head's timeout; the request or the handshake then gets its own.
-		if !c.proxyHeader(cfg.HeaderTimeout, sockio.RawConnOf(c.c)) {
+		if !c.proxyHeader(cfg.HeaderTimeout, sockio.RawConnOf(c.nc)) {
 			c.close()
 			return
 		}
@@ -131,7 +131,7 @@ func (c *conn) serve() {
 		}
 		hot = true
 	} else {
-		c.raw = sockio.RawConnOf(c.c)
+		c.raw = sockio.RawConnOf(c.nc)
 	}
 	c.run(hot)
 }
@@ -150,13 +150,13 @@ func (c *conn) run(hot bool) {
 		if c.served == 0 {
 			wait = s.cfg().HeaderTimeout
 		}
-		c.c.SetReadDeadline(time.Now().Add(wait))
+		c.nc.SetReadDeadline(time.Now().Add(wait))
 		c.idle.Store(true)
 		var err error
 		if s.isClosing() {
 			err = errShutdown
 		} else {
-			err = sockio.WaitReadable(c.c)
+			err = sockio.WaitReadable(c.nc)
 		}
 		c.idle.Store(false)
 		if grace := c.born.Add(firstRequestGrace); err != nil && c.served == 0 && s.isClosing() && time.Now().Before(grace) {
@@ -164,15 +164,15 @@ func (c *conn) run(hot bool) {
 			// sending its first request (later ones reach the new
 			// process). Wait for it until a moment after the accept
 			// rather than drop it.
-			c.c.SetReadDeadline(grace)
-			if sockio.WaitReadable(c.c) == nil {
+			c.nc.SetReadDeadline(grace)
+			if sockio.WaitReadable(c.nc) == nil {
 				err = nil
 			}
 		}
 		// While tether drains, a request that has already arrived is still
 		// answered (with Connection: close); only a silent connection
 		// closes.
-		if err != nil && !(s.isClosing() && sockio.ReadableNow(c.c)) {
+		if err != nil && !(s.isClosing() && sockio.ReadableNow(c.nc)) {
 			c.close()
 			return
 		}
@@ -203,15 +203,15 @@ const firstRequestGrace = time.Second
 // plain text. It reports whether the connection goes on.
 func (c *conn) handshake() bool {
 	s := c.s
-	tc, err := s.hs.Handshake(context.Background(), sockio.WithRawIO(c.c))
+	tc, err := s.hs.Handshake(context.Background(), sockio.WithRawIO(c.nc))
 	switch {
 	case err == nil:
 		s.conns.setConn(c, tc)
 		return true
 	case errors.Is(err, tlsterm.ErrPlainHTTP):
-		c.c.SetDeadline(time.Now().Add(time.Second))
-		c.c.Write(plainHTTPToTLS)
-		lingerClose(c.c)
+		c.nc.SetDeadline(time.Now().Add(time.Second))
+		c.nc.Write(plainHTTPToTLS)
+		lingerClose(c.nc)
 	default:
 		s.errLog.Debug().Err(err).Str("remote", c.remoteIP).Msg("tls handshake")
 	}
@@ -228,15 +228,15 @@ var plainHTTPToTLS = func() []byte {
 // wakeIfIdle makes an idle connection's wait end now (Shutdown).
 func (c *conn) wakeIfIdle() {
 	if c.idle.Load() {
-		c.c.SetReadDeadline(time.Unix(1, 0))
+		c.nc.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 
 func (c *conn) close() {
 	if c.linger {
-		lingerClose(c.c)
+		lingerClose(c.nc)
 	}
-	c.c.Close()
+	c.nc.Close()
 	c.s.conns.closed(c)
 }
 
@@ -245,8 +245,8 @@ func (c *conn) close() {
 // request is read for at most sockio.HotWindow (a quiet connection stays open).
 func (x *exchange) serveBurst(c *conn, hot bool) bool {
 	s := c.s
-	x.c = c
-	x.cr.Reset(c.c, c.raw, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
+	x.conn = c
+	x.cr.Reset(c.nc, c.raw, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
 	x.br = s.getReader(&x.cr)
 	x.bw = s.getWriter(&x.cr)
 	if hot {
@@ -296,7 +296,7 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 // headError answers a request head that could not be read: 400, 408 or
 // 431 and close; a client that closed or sent nothing gets no answer.
 func (x *exchange) headError(err error) {
-	s := x.c.s
+	s := x.conn.s
 	var ne net.Error
 	switch {
 	case errors.Is(err, io.EOF), sockio.PeerGone(err):
@@ -311,7 +311,7 @@ func (x *exchange) headError(err error) {
 	case errors.Is(err, wire.ErrBadRequest):
 		x.refuse(400, err)
 	default:
-		s.errLog.Debug().Err(err).Str("remote", x.c.remoteIP).Msg("read request head")
+		s.errLog.Debug().Err(err).Str("remote", x.conn.remoteIP).Msg("read request head")
 	}
 }
 
@@ -347,19 +347,19 @@ func forgetRequest(h *fasthttp.RequestHeader) {
 // writeError sends one of tether's own short answers and logs why. The
 // connection is closed after it by the caller.
 func (x *exchange) writeError(status int, err error) {
-	s := x.c.s
+	s := x.conn.s
 	resp := errorResponse(status)
 	if x.bw == nil {
 		x.bw = s.getWriter(&x.cr)
 	}
 	x.bw.Write(resp)
 	x.bw.Flush()
-	x.c.linger = x.c.linger || lingers(status)
+	x.conn.linger = x.conn.linger || lingers(status)
 	x.bytesOut += int64(len(resp))
 	s.refused[refusedIndex(status)].Add(1)
 	ev := s.errLog.Info()
 	if status >= 500 {
 		ev = s.errLog.Warn()
 	}
-	ev.Int("status", status).Str("remote", x.c.remoteIP).Err(err).Msg("request refused")
+	ev.Int("status", status).Str("remote", x.conn.remoteIP).Err(err).Msg("request refused")
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // Config is the whole of tether's configuration: cmd/tether builds one value
-// from flags (and later a file) and hands it to New. A reload builds a new
+// from flags and the --config file and hands it to New. A reload builds a new
 // value; a running Server never mutates its own.
 type Config struct {
 	// Listen is the plain-HTTP listen address ("127.0.0.1:8080"). Empty

@@ -13,12 +13,12 @@ import (
 // which Shutdown waits on; while the server's goroutines hold its conn it is
 // in active, where Shutdown finds it to wake or close it. A session whose
 // descriptors a splice loop took leaves active at once (detach): the loops
-// end it, and nothing but its upgraded record is left of the connection.
+// end it, and nothing but its spliced record is left of the connection.
 //
 // The accept loops hold a count of wg too, from serve to their return, so
 // Shutdown's wait also covers a connection accepted while it began.
 type connSet struct {
-	mu     sync.Mutex         // guards active, and conn.c of the conns in it
+	mu     sync.Mutex         // guards active, and conn.nc of the conns in it
 	active map[*conn]struct{} // connections whose conn the server's goroutines hold
 	open   atomic.Int64       // open client connections, spliced sessions included
 	wg     sync.WaitGroup     // one per open connection or session, one per accept loop
@@ -48,18 +48,18 @@ func (cs *connSet) closed(c *conn) {
 // detach takes a session's client connection out of active, once (the
 // loop may end the session before Start returns): the session keeps its
 // count in open and wg until ended.
-func (cs *connSet) detach(u *upgraded) {
+func (cs *connSet) detach(u *spliced) {
 	cs.mu.Lock()
-	if u.c != nil {
-		delete(cs.active, u.c)
-		u.c = nil
+	if u.conn != nil {
+		delete(cs.active, u.conn)
+		u.conn = nil
 	}
 	cs.mu.Unlock()
 }
 
 // ended accounts for a spliced session that is over: both sockets closed.
 // Once per session.
-func (cs *connSet) ended(u *upgraded) {
+func (cs *connSet) ended(u *spliced) {
 	cs.detach(u)
 	cs.open.Add(-1)
 	cs.wg.Done()
@@ -69,7 +69,7 @@ func (cs *connSet) ended(u *upgraded) {
 // mu, as Shutdown reads it.
 func (cs *connSet) setConn(c *conn, nc net.Conn) {
 	cs.mu.Lock()
-	c.c = nc
+	c.nc = nc
 	cs.mu.Unlock()
 }
 
@@ -88,6 +88,6 @@ func (cs *connSet) closeAll() {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for c := range cs.active {
-		c.c.Close()
+		c.nc.Close()
 	}
 }

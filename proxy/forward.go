@@ -25,7 +25,7 @@ import (
 // none of it.
 type exchange struct {
 	s    *Server
-	c    *conn
+	conn *conn
 	req  *fasthttp.RequestHeader
 	resp *fasthttp.ResponseHeader
 
@@ -51,7 +51,7 @@ type exchange struct {
 	accept   [wire.WSAcceptLen]byte // with an upgrade: the Sec-WebSocket-Accept its 101 must carry
 	asked    time.Time              // when the request went to the node (awaitHead)
 	rfr      wire.Framing           // the node's answer (readFinalHead)
-	pending  *upgraded              // a 101 was relayed: splice once the exchange is released
+	pending  *spliced               // a 101 was relayed: splice once the exchange is released
 	session  *splice.Session        // with pending: what the splicer gets
 }
 
@@ -70,7 +70,7 @@ func (x *exchange) release() {
 		x.s.putWriter(x.bw)
 		x.bw = nil
 	}
-	x.cr.Conn, x.nr.Conn, x.c, x.node = nil, nil, nil, nil
+	x.cr.Conn, x.nr.Conn, x.conn, x.node = nil, nil, nil, nil
 	x.cr.Raw.Set(nil, nil)
 	x.nr.Raw.Set(nil, nil)
 }
@@ -460,7 +460,7 @@ func (x *exchange) awaitAnswer(pc *pool.Conn, until time.Time) error {
 		// The client's next bytes are already here: it is not leaving.
 		return sockio.WaitReadable(pc.Conn)
 	}
-	client := x.c.c
+	client := x.conn.nc
 	if err := client.SetReadDeadline(until); err != nil {
 		return sockio.WaitReadable(pc.Conn)
 	}
@@ -595,9 +595,9 @@ func (x *exchange) prepareRequest(upgrade bool) {
 	if len(x.xff) > 0 {
 		x.xff = append(x.xff, ", "...)
 	}
-	x.xff = append(x.xff, x.c.remoteIP...)
+	x.xff = append(x.xff, x.conn.remoteIP...)
 	h.SetBytesKV(strXFF, x.xff)
-	if x.c.secure {
+	if x.conn.secure {
 		h.SetBytesKV(strXFProto, strHTTPS)
 	} else {
 		h.SetBytesKV(strXFProto, strHTTP)
@@ -607,7 +607,7 @@ func (x *exchange) prepareRequest(upgrade bool) {
 	} else {
 		h.DelBytes(strXFHost)
 	}
-	h.SetBytesK(strXRealIP, x.c.remoteIP)
+	h.SetBytesK(strXRealIP, x.conn.remoteIP)
 	if upgrade {
 		// WebSocket alone: the node must not switch to another protocol
 		// the client listed.

@@ -230,17 +230,17 @@ func proxyHeaderLen(b []byte) (int, error) {
 // except a silent one.
 func (c *conn) proxyHeader(timeout time.Duration, rc syscall.RawConn) bool {
 	if rc == nil {
-		c.s.refuseProxy(c.c, errors.New("proxy protocol: not a TCP socket"))
+		c.s.refuseProxy(c.nc, errors.New("proxy protocol: not a TCP socket"))
 		return false
 	}
-	c.c.SetReadDeadline(time.Now().Add(timeout))
-	addr, err := readProxyHeader(c.c, rc)
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	addr, err := readProxyHeader(c.nc, rc)
 	if errors.Is(err, errProxySilent) {
 		c.s.errLog.Debug().Str("remote", c.remoteIP).Err(err).Msg("connection closed")
 		return false
 	}
 	if err != nil {
-		c.s.refuseProxy(c.c, err)
+		c.s.refuseProxy(c.nc, err)
 		return false
 	}
 	if addr != "" {

@@ -16,11 +16,10 @@ import (
 // WriteFD) through its syscall.RawConn, so the conn's deadlines, closing
 // and Go's poller work as for Read and Write, but the goroutine's thread
 // keeps its P through each call: under load a thread descheduled inside a
-// read or write no longer has its P handed to another thread by sysmon
-// (HTTP keep-alive through tether: 5% more requests per second and 5% less
-// CPU, a quarter of the voluntary context switches). One read and one write
-// may run at once, as on a net.Conn. The zero RawIO is unset: use says
-// whether it holds a conn.
+// read or write no longer has its P handed to another thread by sysmon, a
+// wake-up and a hand-off back per call (BENCHMARKS.md has the figures). One
+// read and one write may run at once, as on a net.Conn. The zero RawIO is
+// unset: Use says whether it holds a conn.
 type RawIO struct {
 	rc   syscall.RawConn
 	c    net.Conn

@@ -151,11 +151,11 @@ func (s *gsess) Evict(code uint16) {
 	}
 }
 
-// splice is the state of one session, allocated once per Splice. It is the
-// one place a later registry (node death, drain) points at: the frame tracker
-// and the Close 1012 go in toClient, which stays the client socket's only
-// writer. Such a registry would set a flag here and wake toClient with a past
-// read deadline on node; readDeadline is where toClient would notice it.
+// gsess is one session on the goroutine engine, allocated once per Start.
+// It is what the node's registry holds (pool.Evictor): Evict sets evict and
+// wakes toClient with a past read deadline on node; pump and readDeadline
+// notice it, and toClient, the client socket's only writer, finishes the
+// frame in flight and writes the Close frame.
 type gsess struct {
 	pool.Registered
 	g            *goEngine
@@ -192,12 +192,12 @@ type gsess struct {
 	track wire.FrameTracker
 	ws    bool
 
-	up   half // client→node; only touched by toNode (and Splice before and after it)
+	up   half // client→node; only touched by toNode (and Start before it)
 	down half // node→client; only touched by toClient
 }
 
 // half is one direction of a splice. Only its copier touches it while the
-// session runs; Splice reads it after the copier ended.
+// session runs; finish reads it after both copiers ended.
 type half struct {
 	src, dst net.Conn
 	n        int64         // bytes written to dst
@@ -324,7 +324,8 @@ func (s *gsess) tellClient(code uint16) error {
 
 // pump is one direction's loop: wait until h.src is readable holding nothing,
 // borrow a buffer, move what is there to h.dst, give the buffer back. It
-// returns nil after EOF (having half-closed h.dst) and the error otherwise.
+// returns io.EOF at the end of h.src's stream (the caller half-closes
+// h.dst), errGoIdle when its hot window passed, and the error otherwise.
 // The loop stays flat and its frame small: an idle session's cost is mostly
 // the stacks of the goroutines parked in it.
 func (s *gsess) pump(h *half, hot bool) error {

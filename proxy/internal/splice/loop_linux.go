@@ -94,10 +94,10 @@ func (ls *Loops) Start(sess *Session, done Ender) {
 }
 
 // defaultLoops is one loop per usable CPU (GOMAXPROCS). The loops' reads
-// and writes are raw system calls (sockio.ReadFD), so a loop's thread keeps its P
-// and a loop woken while the other runs costs no hand-off between threads:
-// on 2 CPUs two loops moved 256-byte WebSocket echoes 4–10% faster than one
-// (tether-bench compare, ws-echo).
+// and writes are raw system calls (sockio.ReadFD), so a loop's thread keeps
+// its P and a loop woken while the other runs costs no hand-off between
+// threads: more loops than one then add throughput (BENCHMARKS.md, "Splice
+// engines side by side").
 func defaultLoops() int {
 	return max(1, runtime.GOMAXPROCS(0))
 }
@@ -232,7 +232,8 @@ func (ls *Loops) stopLoops() {
 
 const (
 	// pumpTurn is how many reads one direction makes before the other
-	// sessions of its loop get their turn (1 MiB at 64 KiB reads).
+	// sessions of its loop get their turn: one busy session cannot hold
+	// its loop for more than pumpTurn buffers.
 	pumpTurn = 16
 	// The sweep (timeouts) runs every quarter of the shortest timeout of a
 	// loop's sessions, within these bounds.
@@ -262,8 +263,8 @@ type loopCmd struct {
 // The goroutine does not block in epoll_wait: an epoll descriptor is itself
 // pollable, so it sits in Go's poller (epfile) and the goroutine parks there
 // like any network goroutine, calling epoll_wait with a zero timeout when
-// woken. A goroutine blocked in a system call instead costs a thread hand-off
-// per wake-up (about 4 times the latency of a spliced echo, measured).
+// woken. A goroutine blocked in a system call instead costs a thread
+// hand-off per wake-up (BENCHMARKS.md: "Tried and dropped").
 // Timeouts are epfile's read deadline.
 type loop struct {
 	ls     *Loops

@@ -13,7 +13,9 @@ import (
 )
 
 // Engine joins a client connection and a node connection after a 101.
-// It is one swappable piece: this goroutine version now; an epoll event loop later for plain TCP.
+// NewGo runs every session on goroutines; NewLoops runs plain TCP sessions
+// on epoll loops and hands the others to a NewGo engine. The server picks one
+// at start (--splice-loops).
 type Engine interface {
 	// Start copies both ways until both directions end, then closes both
 	// conns. It returns once the session's bytes already read (ClientBuf,
@@ -37,8 +39,8 @@ type EndFunc func(toNode, toClient int64, err error)
 // SessionEnded implements Ender.
 func (f EndFunc) SessionEnded(toNode, toClient int64, err error) { f(toNode, toClient, err) }
 
-// Session is one upgraded connection pair handed to a Engine. Splice owns
-// both conns from the call on: it sets their deadlines and closes them.
+// Session is one upgraded connection pair handed to an Engine. The engine
+// owns both conns from Start on: it sets their deadlines and closes them.
 type Session struct {
 	// Client is the client's connection; Node is the node's. Both required.
 	Client, Node net.Conn
@@ -46,17 +48,17 @@ type Session struct {
 	// ClientBuf holds client bytes already read past the request head; they
 	// reach the node before anything else. NodeBuf holds node bytes already
 	// read past the 101 head; they reach the client before anything else.
-	// Either may be nil. Splice writes both before it copies anything else and
+	// Either may be nil. Start writes both before it copies anything else and
 	// keeps no reference to them afterwards; until then (see Release) or, with
-	// Release nil, until Splice returns, the caller must not reuse them.
+	// Release nil, until Start returns, the caller must not reuse them.
 	ClientBuf, NodeBuf []byte
 
 	// Release, if non-nil, is called exactly once, from the goroutine that
-	// called Splice, as soon as ClientBuf and NodeBuf have been written (or
-	// the session ended first). It lets the caller return the buffered
-	// readers that hold those bytes to their pools while the session lives
-	// on, so an idle session holds no reader buffer. A method value built once
-	// per connection avoids an allocation here.
+	// called Start, as soon as ClientBuf and NodeBuf have been written (or
+	// the session ended first): a caller whose buffers live in pooled
+	// readers can give them back then. The proxy package leaves it nil: it
+	// copies the few bytes out of its readers (takeBuffered) and gives the
+	// readers back before Start.
 	Release func()
 
 	// IdleTimeout ends the session when no byte has moved in either
@@ -74,7 +76,7 @@ type Session struct {
 	// evicted session is simply closed.
 	WebSocket bool
 
-	// Detached is set by a Engine whose Start took both descriptors out of
+	// Detached is set by an Engine whose Start took both descriptors out of
 	// the Go conns (and closed those): the caller may then drop its
 	// references to them.
 	Detached bool
@@ -100,10 +102,12 @@ type Registry interface {
 var _ Registry = (*pool.Node)(nil)
 
 const (
-	// defaultSpliceBuf is the copy buffer size when NewGo gets
+	// defaultSpliceBuf is the copy buffer size when NewGo or NewLoops gets
 	// bufSize <= 0. Buffers are borrowed only while bytes move, so the size
-	// costs nothing per idle session; 64 KiB moved about 1.5 times the bytes
-	// per second of 32 KiB through loopback (BenchmarkSpliceThroughput64K).
+	// costs nothing per idle session, and a larger buffer moves a bulk
+	// transfer in fewer system calls (BenchmarkLoopSpliceThroughput64K;
+	// BENCHMARKS.md). The server passes its own copy buffer size (32 KiB),
+	// shared with request and answer bodies.
 	defaultSpliceBuf = 64 << 10
 	// defaultSpliceWriteTimeout is Session.WriteTimeout's zero value.
 	defaultSpliceWriteTimeout = 30 * time.Second
