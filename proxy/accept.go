@@ -29,7 +29,7 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 				return nil
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+			if errors.As(err, &ne) && ne.Timeout() || isSyscallError(err) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.errLog.Error().Err(err).Dur("retry_in", backoff).Msg("accept")
 				time.Sleep(backoff)
@@ -86,9 +86,10 @@ func (l *logSampler) allow(now time.Time, period time.Duration) (suppressed uint
 	return l.suppressed.Swap(0), true
 }
 
-// isTemporary reports accept errors worth retrying: descriptor exhaustion
-// and aborted handshakes.
-func isTemporary(err error) bool {
+// isSyscallError reports an accept error that a system call returned
+// (EMFILE, ENFILE, ECONNABORTED, ENOBUFS and the like): the listener is
+// still open, so acceptLoop retries after a backoff rather than end.
+func isSyscallError(err error) bool {
 	var se *os.SyscallError
 	return errors.As(err, &se)
 }

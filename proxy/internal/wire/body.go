@@ -235,16 +235,7 @@ func parseChunkSize(line []byte) (int64, error) {
 		if i == 16 {
 			return 0, faultChunkOverflow
 		}
-		c := line[i]
-		switch {
-		case c <= '9':
-			c -= '0'
-		case c >= 'a':
-			c -= 'a' - 10
-		default:
-			c -= 'A' - 10
-		}
-		n = n<<4 | uint64(c)
+		n = n<<4 | uint64(unhex(line[i]))
 	}
 	if i == 0 {
 		return 0, faultChunkSize

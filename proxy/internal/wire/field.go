@@ -331,3 +331,55 @@ var headChars = func() (t [256]uint8) {
 	}
 	return t
 }()
+
+// IsToken reports whether s is a non-empty token (RFC 9110 section 5.6.2):
+// what a field name, a cookie name or a parameter name must be.
+func IsToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if headChars[s[i]]&hcToken == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// unhex is the value of a HEXDIG, or -1.
+func unhex(c byte) int {
+	switch {
+	case headChars[c]&hcHex == 0:
+		return -1
+	case c <= '9':
+		return int(c - '0')
+	case c >= 'a':
+		return int(c-'a') + 10
+	}
+	return int(c-'A') + 10
+}
+
+// Unescape percent-decodes v into scratch ('+' stays '+'). ok is false on a
+// bad escape or when the result does not fit scratch.
+func Unescape(v, scratch []byte) ([]byte, bool) {
+	out := scratch[:0]
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '%' {
+			if i+2 >= len(v) {
+				return nil, false
+			}
+			hi, lo := unhex(v[i+1]), unhex(v[i+2])
+			if hi < 0 || lo < 0 {
+				return nil, false
+			}
+			c = byte(hi<<4 | lo)
+			i += 2
+		}
+		if len(out) == cap(out) {
+			return nil, false
+		}
+		out = append(out, c)
+	}
+	return out, true
+}
