@@ -453,8 +453,8 @@ const statusClientGone = 499
 // request is already buffered is not watched. The watcher has ended when
 // awaitAnswer returns. Its stop signal is a past read deadline on the
 // client, which stays: every later read of the client is preceded by
-// setReadLimit (serveBurst) or, for a sliding deadline, re-arms it
-// (readSet is cleared here).
+// SetReadLimit (serveBurst) or, for a sliding deadline, re-arms it
+// (RearmRead here).
 func (x *exchange) awaitAnswer(pc *pool.Conn, until time.Time) error {
 	if x.br != nil {
 		// The client's next bytes are already here: it is not leaving.
@@ -466,15 +466,7 @@ func (x *exchange) awaitAnswer(pc *pool.Conn, until time.Time) error {
 	}
 	var gone atomic.Bool
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// A hang-up, or the client's connection closed under it (Shutdown
-		// past its time): either way no answer can reach the client.
-		if hup, err := sockio.WaitHangup(client); hup || errors.Is(err, net.ErrClosed) {
-			gone.Store(true)
-			pc.Conn.SetReadDeadline(time.Unix(1, 0)) // wake the wait below
-		}
-	}()
+	go watchClient(client, pc.Conn, &gone, done)
 	err := sockio.WaitReadable(pc.Conn)
 	client.SetReadDeadline(time.Unix(1, 0)) // end the watch
 	<-done
@@ -483,6 +475,19 @@ func (x *exchange) awaitAnswer(pc *pool.Conn, until time.Time) error {
 		return errClientGone
 	}
 	return err
+}
+
+// watchClient is awaitAnswer's watcher: it waits for the client to hang up
+// (or for its connection to be closed under it: Shutdown past its time),
+// when no answer can reach the client any more; it then sets gone and wakes
+// the wait on node with a past read deadline. A past read deadline on
+// client (awaitAnswer's) stops it; it closes done as it returns.
+func watchClient(client, node net.Conn, gone *atomic.Bool, done chan<- struct{}) {
+	defer close(done)
+	if hup, err := sockio.WaitHangup(client); hup || errors.Is(err, net.ErrClosed) {
+		gone.Store(true)
+		node.SetReadDeadline(time.Unix(1, 0))
+	}
 }
 
 // sendRequest writes the request head and streams its body to the node.
