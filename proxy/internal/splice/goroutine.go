@@ -249,6 +249,9 @@ func (s *gsess) toClient(hot bool) {
 			err = nil
 		}
 	case errors.Is(err, errEvicting):
+		if h := testHookEvicted; h != nil {
+			h(s)
+		}
 		code = uint16(s.evict.Load())
 		err = s.finishFrame()
 	case err == io.EOF && s.track.SawClose():

@@ -237,7 +237,7 @@ func TestLoopSplicePrefixMidFrame(t *testing.T) {
 		// The node's next bytes must reach the loop after the eviction
 		// (bytes it moved before would rightly pass).
 		evicted := make(chan struct{}, 1)
-		testHookEvicted = func(*lsess) { evicted <- struct{}{} }
+		testHookEvicted = func(pool.Evictor) { evicted <- struct{}{} }
 		defer func() { testHookEvicted = nil }()
 		e.Evict(pool.CloseServiceRestart)
 		select {
@@ -554,15 +554,34 @@ func TestLoopEvict(t *testing.T) {
 			big := wiretest.Frame(true, 0x2, bytes.Repeat([]byte{7}, 200<<10), false)
 			half := len(big) / 2
 			r.node.Write(big[:half])
+			// The first half reached the client: the engine is inside the
+			// frame when the eviction comes.
+			r.client.SetReadDeadline(time.Now().Add(spliceBound))
+			first := make([]byte, half)
+			if _, err := io.ReadFull(r.client, first); err != nil {
+				t.Fatal(err)
+			}
 			got := make(chan []byte, 1)
 			go func() {
-				r.client.SetReadDeadline(time.Now().Add(spliceBound))
 				b, _ := io.ReadAll(r.client)
-				got <- b
+				got <- append(first, b...)
 			}()
-			time.Sleep(50 * time.Millisecond)
+			evicted := make(chan struct{}, 1)
+			testHookEvicted = func(ev pool.Evictor) {
+				if ev == e {
+					select {
+					case evicted <- struct{}{}:
+					default: // told once already
+					}
+				}
+			}
+			defer func() { testHookEvicted = nil }()
 			e.Evict(pool.CloseGoingAway)
-			time.Sleep(50 * time.Millisecond)
+			select { // the rest reaches the engine after it took the eviction
+			case <-evicted:
+			case <-time.After(spliceBound):
+				t.Fatal("the engine did not take the eviction")
+			}
 			r.node.Write(big[half:])
 			r.node.Write(wiretest.Frame(true, 0x1, []byte("late"), false))
 			want := append(append([]byte(nil), big...), wire.CloseFrameFor(1001)...)

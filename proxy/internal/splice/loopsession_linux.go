@@ -290,9 +290,6 @@ func (l *loop) nodeEnded(s *lsess) {
 	l.tell(s, code)
 }
 
-// testHookEvicted, set by tests only, runs on the loop once it has taken an
-// Evict command: bytes that reach the loop after it see the eviction.
-var testHookEvicted func(*lsess)
 
 // evict runs an Evict command on the loop.
 func (l *loop) evict(s *lsess) {

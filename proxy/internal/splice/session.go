@@ -117,6 +117,11 @@ const (
 // and those started after.
 var errLoopClosed = errors.New("proxy: splice loop closed")
 
+// testHookEvicted, set by tests only, runs once an engine has taken an
+// eviction (the loop its Evict command; the goroutine engine's toClient its
+// wake-up): node bytes that arrive after it see the eviction.
+var testHookEvicted func(pool.Evictor)
+
 // errGoIdle is pump's word that its hot window passed: the copier hands its
 // direction to a fresh goroutine, which waits with a minimal stack.
 var errGoIdle = errors.New("proxy: copier going idle")
