@@ -80,17 +80,8 @@ func startPPServer(t *testing.T, tweak func(*Config)) (s *Server, addr string, n
 		tweak(&cfg)
 	}
 	access, log = &logBuffer{}, &logBuffer{}
-	s, err := New(cfg, zerolog.New(log), zerolog.New(access))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Shutdown(t.Context()) })
-	return s, ln.Addr().String(), node, access, log
+	s, addr = serveWith(t, cfg, zerolog.New(log), zerolog.New(access), false)
+	return s, addr, node, access, log
 }
 
 // v2Header formats a v2 header of cmd from src (nil: LOCAL, no address)

@@ -290,7 +290,6 @@ func (l *loop) nodeEnded(s *lsess) {
 	l.tell(s, code)
 }
 
-
 // evict runs an Evict command on the loop.
 func (l *loop) evict(s *lsess) {
 	if h := testHookEvicted; h != nil {
