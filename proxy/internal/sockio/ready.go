@@ -106,15 +106,17 @@ func ReadableNow(c net.Conn) bool {
 // and its arguments live on its own stack.
 func readyProbe(fd uintptr) bool {
 	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := poll(pfd[:])
+	return err != nil || n > 0 // an error (EBADF and the like): the caller's Read reports it
+}
+
+// poll is pollNow, again after EINTR.
+func poll(fds []unix.PollFd) (int, error) {
 	for {
-		n, err := pollNow(pfd[:])
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return true // EBADF and the like: the caller's Read reports it
+		n, err := pollNow(fds)
+		if err != unix.EINTR {
+			return n, err
 		}
-		return n > 0
 	}
 }
 
@@ -137,21 +139,16 @@ func WaitHangup(c net.Conn) (bool, error) {
 	hup := false
 	err = rc.Read(func(fd uintptr) bool {
 		pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | hangupEvents}}
-		for {
-			n, err := pollNow(pfd[:])
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err != nil:
-				return true
-			case n == 0:
-				return false // nothing yet: park until the socket's next event
-			}
-			// Bytes alone: park again; the poller is edge-triggered, so the
-			// hang-up that may follow wakes this wait.
-			hup = pfd[0].Revents&hangupEvents != 0
-			return hup
+		switch n, err := poll(pfd[:]); {
+		case err != nil:
+			return true
+		case n == 0:
+			return false // nothing yet: park until the socket's next event
 		}
+		// Bytes alone: park again; the poller is edge-triggered, so the
+		// hang-up that may follow wakes this wait.
+		hup = pfd[0].Revents&hangupEvents != 0
+		return hup
 	})
 	return hup, err
 }
