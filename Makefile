@@ -5,7 +5,7 @@ BIN := bin
 FUZZTIME ?= 3s
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
-.PHONY: help build test test-allocs unit e2e fuzz-short fuzz bench compare soak lint cover ci demo clean
+.PHONY: help build test test-allocs test-deploy unit e2e fuzz-short fuzz bench compare soak scale-out lint cover ci demo clean
 
 #? help: list the targets
 help:
@@ -16,18 +16,23 @@ build:
 	$(GO) build -o $(BIN)/tether ./cmd/tether
 	$(GO) build -o $(BIN)/tether-bench ./cmd/tether-bench
 
-#? test: vet, gofmt check, go test -race ./... (end-to-end tests included), the allocation tests without -race, and a short run of every fuzz target
+#? test: vet, gofmt check, go test -race ./... (end-to-end tests included), the allocation tests without -race, the deployment checks (test-deploy), and a short run of every fuzz target
 test: build
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	TETHER_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory test-allocs
+	$(MAKE) --no-print-directory test-deploy
 	$(MAKE) --no-print-directory fuzz-short
 
 #? test-allocs: the allocation tests (built without -race, which allocates on its own): the hot path allocates nothing
 test-allocs:
 	$(GO) test -count=1 -run 'Allocs$$' $$($(GO) list ./... | grep -v /e2e)
+
+#? test-deploy: deploy/kubernetes decoded strictly into Kubernetes' API types and checked against tether (flags, ports, probes, started on loopback); deploy/Containerfile's build gives a static binary (its own Go module: cd deploy/kubernetes/validate && go test)
+test-deploy:
+	cd deploy/kubernetes/validate && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...
 
 #? fuzz-short: run each fuzz target of every package that has one for FUZZTIME (default 3s); a failure that left no crasher in testdata (the fuzzing engine itself, on a loaded machine) is retried once
 fuzz-short:
@@ -56,6 +61,10 @@ compare: build
 SOAK ?= 10m
 soak: build
 	bash scripts/soak.sh $(SOAK)
+
+#? scale-out: HAProxy (TCP, PROXY protocol v2, /healthz checks) in front of two tethers, a mixed and a long-poll load through it, kill -9 of one tether mid-run; reports reconnect times, errors and where (DURATION=20, KILL_AT=8 seconds)
+scale-out: build
+	bash scripts/scale-out.sh
 
 #? lint: go vet and staticcheck
 lint:

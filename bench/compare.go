@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -101,6 +102,12 @@ type CompareConfig struct {
 	// Dir holds each process's directory; "" means a new temporary
 	// directory, removed at the end unless a process failed.
 	Dir string
+	// Generator is GeneratorGo, GeneratorWrk or GeneratorBoth: who drives
+	// http and ws-echo; "" means GeneratorGo.
+	Generator string
+	// NoSyscalls turns off counting the peer's system calls with perf;
+	// false counts them when perf can.
+	NoSyscalls bool
 	// Progress receives a line per run; nil means none.
 	Progress io.Writer
 }
@@ -154,6 +161,9 @@ func (c CompareConfig) withDefaults() CompareConfig {
 	if c.Pin == "" {
 		c.Pin = PinNone
 	}
+	if c.Generator == "" {
+		c.Generator = GeneratorGo
+	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -206,6 +216,18 @@ func (c CompareConfig) Validate() error {
 	if c.Pin != PinNone && c.Pin != PinSplit {
 		return fmt.Errorf("--pin %q: want %s or %s", c.Pin, PinNone, PinSplit)
 	}
+	if !slices.Contains(Generators, c.Generator) {
+		return fmt.Errorf("--generator %q: want %s", c.Generator, strings.Join(Generators, ", "))
+	}
+	if c.Generator != GeneratorGo {
+		// wsgen's own bounds.
+		switch {
+		case c.Sessions > wsgenMaxSessions:
+			return fmt.Errorf("--sessions %d: wsgen takes at most %d", c.Sessions, wsgenMaxSessions)
+		case c.MessageBytes > wsgenMaxMessageBytes:
+			return fmt.Errorf("--msg-bytes %d: wsgen takes at most %d", c.MessageBytes, wsgenMaxMessageBytes)
+		}
+	}
 	return nil
 }
 
@@ -237,6 +259,7 @@ func (c CompareConfig) loadConfig(addr, scenario string) LoadConfig {
 type slot struct {
 	round          int // from 1
 	peer, scenario string
+	gen            string // GeneratorGo or GeneratorWrk (withGenerators)
 }
 
 // compareOrder lists the runs: round after round, the peers in their order
@@ -289,6 +312,15 @@ func RunCompare(ctx context.Context, cfg CompareConfig, log zerolog.Logger) (*Co
 		Scenarios: cfg.Scenarios,
 		Samples:   make(map[sampleKey][]Sample),
 	}
+	e.loadCPUs = plan.loadCPUs
+	if cfg.NoSyscalls {
+		e.perfErr = errors.New("--syscalls=false")
+	} else if e.perfErr = checkSyscallCounting(); e.perfErr != nil {
+		log.Warn().Err(e.perfErr).Msg("compare: system calls not counted")
+	}
+	if e.perfErr != nil {
+		cmp.SyscallsNote = e.perfErr.Error()
+	}
 	if plan.loadCPUs != "" {
 		cpu, _ := strconv.Atoi(plan.loadCPUs)
 		if err := pinSelf(cpu); err != nil {
@@ -331,7 +363,13 @@ func RunCompare(ctx context.Context, cfg CompareConfig, log zerolog.Logger) (*Co
 		}
 	}
 
-	order := compareOrder(cfg.Peers, cfg.Scenarios, cfg.Rounds)
+	order := withGenerators(compareOrder(cfg.Peers, cfg.Scenarios, cfg.Rounds), cfg.Generator)
+	if order, cmp.Notes, err = e.outsideTools(ctx, order, dir); err != nil {
+		return nil, err
+	}
+	for _, n := range cmp.Notes {
+		fmt.Fprintf(cfg.Progress, "compare: %s\n", n)
+	}
 	fmt.Fprintf(cfg.Progress, "compare: %d runs (%d rounds of %s against %s), about %v\n", len(order), cfg.Rounds,
 		strings.Join(cfg.Scenarios, " "), strings.Join(cfg.Peers, " "), cfg.estimate(order).Round(time.Second))
 	for _, s := range order {
@@ -348,15 +386,15 @@ func RunCompare(ctx context.Context, cfg CompareConfig, log zerolog.Logger) (*Co
 			keep = true
 			return nil, err
 		}
-		sample, err := runSlot(ctx, cfg, s, pr, log)
+		sample, err := runSlot(ctx, cfg, e, s, pr, log)
 		pr.stop()
 		if err != nil {
 			keep = true
 			return nil, fmt.Errorf("round %d, %s, %s: %w", s.round, s.peer, s.scenario, err)
 		}
-		k := sampleKey{s.scenario, s.peer}
+		k := sampleKey{s.scenario, s.peer, s.gen}
 		cmp.Samples[k] = append(cmp.Samples[k], sample)
-		fmt.Fprintf(cfg.Progress, "round %d/%d %-8s %-8s %s\n", s.round, cfg.Rounds, s.peer, s.scenario, sample.line(s.scenario))
+		fmt.Fprintf(cfg.Progress, "round %d/%d %-8s %-8s %-3s %s\n", s.round, cfg.Rounds, s.peer, s.scenario, s.gen, sample.line(s.scenario))
 	}
 	cmp.Machine.LoadEnd = loadAverage()
 	return cmp, nil
@@ -403,8 +441,9 @@ func (c CompareConfig) peerEnv(plan pinPlan) (*peerEnv, error) {
 	return e, nil
 }
 
-// runSlot runs the scenario of s against pr and digests the report.
-func runSlot(ctx context.Context, cfg CompareConfig, s slot, pr *peerRun, log zerolog.Logger) (Sample, error) {
+// runSlot runs the scenario of s against pr with its generator and
+// digests the figures.
+func runSlot(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, pr *peerRun, log zerolog.Logger) (Sample, error) {
 	addr := pr.addr
 	if compareTLS(s.scenario) {
 		addr = pr.tlsAddr
@@ -424,23 +463,45 @@ func runSlot(ctx context.Context, cfg CompareConfig, s slot, pr *peerRun, log ze
 			FDsPerSession: rep.Idle.FDsPerSession(),
 		}, nil
 	}
+	counter := startCounting(e, pr, log)
 	cpu0 := pr.cpuSeconds()
-	rep, err := RunLoad(ctx, lc, quiet)
-	if err != nil {
-		return Sample{}, err
+	var res runFigures
+	var tlsInfo string
+	if s.gen == GeneratorWrk {
+		var err error
+		if res, err = runOutside(ctx, cfg, e, s, addr); err != nil {
+			_ = finishCounting(counter, 0, log)
+			return Sample{}, err
+		}
+	} else {
+		rep, err := RunLoad(ctx, lc, quiet)
+		if err != nil {
+			_ = finishCounting(counter, 0, log)
+			return Sample{}, err
+		}
+		op := rep.ops()[0]
+		res = runFigures{op.Ops, rep.Elapsed, op.PerSecond, op.Latency.P50, op.Latency.P90, op.Latency.P99,
+			rep.ErrorCount() + rep.StickyViolations}
+		if rep.TLS != nil {
+			tlsInfo = rep.TLS.String()
+		}
 	}
 	cpu := pr.cpuSeconds() - cpu0
-	op := rep.ops()[0]
+	syscalls := finishCounting(counter, res.ops, log)
 	sample := Sample{
-		Round:     s.round,
-		PerSecond: op.PerSecond,
-		P50:       op.Latency.P50,
-		P99:       op.Latency.P99,
-		CPU:       cpu / rep.Elapsed.Seconds(),
-		Errors:    rep.ErrorCount() + rep.StickyViolations,
+		Round:         s.round,
+		PerSecond:     res.perSecond,
+		P50:           res.p50,
+		P90:           res.p90,
+		P99:           res.p99,
+		Ops:           res.ops,
+		CPUPerOp:      perOp(cpu, res.ops),
+		SyscallsPerOp: syscalls,
+		Errors:        res.errors,
+		TLS:           tlsInfo,
 	}
-	if rep.TLS != nil {
-		sample.TLS = rep.TLS.String()
+	if res.elapsed > 0 {
+		sample.CPU = cpu / res.elapsed.Seconds()
 	}
 	return sample, nil
 }

@@ -17,6 +17,9 @@ type Machine struct {
 	Kernel   string // /proc/sys/kernel/osrelease
 	// Versions, each as its program prints it; "not found" when missing.
 	Nginx, HAProxy, Go, Tether string
+	// Wrk and CC are the outside generators' tools (wrk, the C compiler
+	// of wsgen); "not found" when missing.
+	Wrk, CC string
 	// LoadStart and LoadEnd are the 1-minute load averages before the
 	// first run and after the last: other work on the machine shows there.
 	LoadStart, LoadEnd string
@@ -65,6 +68,8 @@ func readMachine(ctx context.Context, e *peerEnv) Machine {
 		m.Go = "go version " + runtime.Version() + " (tether-bench's)"
 	}
 	m.Tether = firstLine(ctx, "git", "describe", "--always", "--dirty")
+	m.Wrk, _, _ = strings.Cut(versionLine(ctx, "wrk", "--version"), " Copyright")
+	m.CC = firstLine(ctx, "cc", "--version")
 	m.LoadStart = loadAverage()
 	return m
 }
@@ -86,5 +91,18 @@ func firstLine(ctx context.Context, name string, args ...string) string {
 		return "not found"
 	}
 	line, _, _ := bytes.Cut(bytes.TrimSpace(out), []byte("\n"))
+	return string(line)
+}
+
+// versionLine is the first line name args printed, whatever its exit
+// status (wrk --version exits 1); "not found" if it printed nothing.
+func versionLine(ctx context.Context, name string, args ...string) string {
+	ctx, cancel := context.WithTimeout(ctx, versionTimeout)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	line, _, _ := bytes.Cut(bytes.TrimSpace(out), []byte("\n"))
+	if len(line) == 0 {
+		return "not found"
+	}
 	return string(line)
 }

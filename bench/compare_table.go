@@ -14,10 +14,17 @@ type Sample struct {
 	Round int
 	// PerSecond, P50 and P99 are the throughput and latency of http (GETs),
 	// ws-echo and wss-echo (round trips) and the TLS scenarios (handshakes).
-	PerSecond float64
-	P50, P99  time.Duration
+	PerSecond     float64
+	P50, P90, P99 time.Duration
 	// CPU is the peer's CPU time over the run, in cores (1 = one CPU busy).
 	CPU float64
+	// Ops counts the requests, messages or handshakes of the run.
+	Ops int64
+	// CPUPerOp is the peer's CPU time over the run ÷ Ops; 0 without ops.
+	CPUPerOp time.Duration
+	// SyscallsPerOp is the system calls the peer's processes entered over
+	// the run ÷ Ops; 0 when not counted.
+	SyscallsPerOp float64
 	// Errors counts failed operations and sticky violations.
 	Errors int64
 	// KiBPerSession and FDsPerSession are the idle scenario's growth of
@@ -33,10 +40,13 @@ func (s Sample) line(scenario string) string {
 	if isIdle(scenario) {
 		return fmt.Sprintf("%.1f KiB/session, %.2f fds/session, %d errors", s.KiBPerSession, s.FDsPerSession, s.Errors)
 	}
-	return fmt.Sprintf("%.0f/s p50 %s p99 %s cpu %.2f, %d errors", s.PerSecond, fmtLatency(s.P50), fmtLatency(s.P99), s.CPU, s.Errors)
+	return fmt.Sprintf("%.0f/s p50 %s p90 %s p99 %s cpu %.2f, %s cpu/op, %s syscalls/op, %d errors", s.PerSecond,
+		fmtLatency(s.P50), fmtLatency(s.P90), fmtLatency(s.P99), s.CPU, fmtCPUPerOp(s.CPUPerOp), fmtSyscalls(s.SyscallsPerOp), s.Errors)
 }
 
-type sampleKey struct{ scenario, peer string }
+// sampleKey names the runs of one scenario against one peer with one
+// generator (GeneratorGo or GeneratorWrk).
+type sampleKey struct{ scenario, peer, gen string }
 
 // Comparison is the outcome of RunCompare: every run's figures.
 type Comparison struct {
@@ -47,6 +57,10 @@ type Comparison struct {
 	Peers     []string
 	Scenarios []string
 	Samples   map[sampleKey][]Sample // in round order
+	// Notes are lines for people under the tables: runs skipped and why.
+	Notes []string
+	// SyscallsNote says why system calls were not counted; "" when they were.
+	SyscallsNote string
 }
 
 // median is the median of xs: the middle value, or the mean of the two
@@ -67,11 +81,14 @@ func median(xs []float64) float64 {
 // Row is the medians of one scenario and peer over the rounds.
 type Row struct {
 	Scenario, Peer string
+	Generator      string // GeneratorGo or GeneratorWrk
 	Runs           int
 	PerSecond      float64
 	P50, P99       time.Duration
 	CPU            float64
-	Errors         int64 // the sum over the rounds
+	CPUPerOp       time.Duration
+	SyscallsPerOp  float64 // 0 when not counted
+	Errors         int64   // the sum over the rounds
 	KiBPerSession  float64
 	FDsPerSession  float64
 	XPerSecond     float64 // PerSecond ÷ the best peer's; 0 without a peer
@@ -81,7 +98,7 @@ type Row struct {
 }
 
 // medianRow digests the samples of one scenario and peer.
-func medianRow(scenario, peer string, samples []Sample) Row {
+func medianRow(scenario, peer, gen string, samples []Sample) Row {
 	pick := func(f func(Sample) float64) float64 {
 		xs := make([]float64, len(samples))
 		for i, s := range samples {
@@ -89,11 +106,15 @@ func medianRow(scenario, peer string, samples []Sample) Row {
 		}
 		return median(xs)
 	}
-	r := Row{Scenario: scenario, Peer: peer, Runs: len(samples)}
+	r := Row{Scenario: scenario, Peer: peer, Generator: gen, Runs: len(samples)}
 	r.PerSecond = pick(func(s Sample) float64 { return s.PerSecond })
 	r.P50 = time.Duration(math.Round(pick(func(s Sample) float64 { return float64(s.P50) })))
 	r.P99 = time.Duration(math.Round(pick(func(s Sample) float64 { return float64(s.P99) })))
 	r.CPU = pick(func(s Sample) float64 { return s.CPU })
+	r.CPUPerOp = time.Duration(math.Round(pick(func(s Sample) float64 { return float64(s.CPUPerOp) })))
+	if !slices.ContainsFunc(samples, func(s Sample) bool { return s.SyscallsPerOp <= 0 }) {
+		r.SyscallsPerOp = pick(func(s Sample) float64 { return s.SyscallsPerOp })
+	}
 	r.KiBPerSession = pick(func(s Sample) float64 { return s.KiBPerSession })
 	r.FDsPerSession = pick(func(s Sample) float64 { return s.FDsPerSession })
 	for _, s := range samples {
@@ -145,16 +166,21 @@ func withRatios(rows []Row) []Row {
 	return out
 }
 
-// Rows are the medians of every scenario and peer, with their ratios, in
-// the order of the scenarios and peers.
+// Rows are the medians of every scenario, generator and peer, with their
+// ratios to the rows of the same scenario and generator, in the order of
+// the scenarios, the generators and the peers.
 func (c *Comparison) Rows() []Row {
 	var out []Row
 	for _, s := range c.Scenarios {
-		var rows []Row
-		for _, p := range c.Peers {
-			rows = append(rows, medianRow(s, p, c.Samples[sampleKey{s, p}]))
+		for _, g := range generatorsOf(GeneratorBoth, s) {
+			var rows []Row
+			for _, p := range c.Peers {
+				if samples := c.Samples[sampleKey{s, p, g}]; len(samples) > 0 {
+					rows = append(rows, medianRow(s, p, g, samples))
+				}
+			}
+			out = append(out, withRatios(rows)...)
 		}
-		out = append(out, withRatios(rows)...)
 	}
 	return out
 }
@@ -189,11 +215,28 @@ func writeRows(b *strings.Builder, rows []Row, keep func(string) bool, line func
 	}
 }
 
+// fmtCPUPerOp prints CPU time per operation in microseconds; "-" for none.
+func fmtCPUPerOp(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+}
+
+// fmtSyscalls prints system calls per operation; "n/a" when not counted.
+func fmtSyscalls(x float64) string {
+	if x <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", x)
+}
+
 // rateCells are the table cells of r after its throughput: ratio, p50,
-// ratio, p99, ratio, peer CPU, errors.
+// ratio, p99, ratio, peer CPU, CPU per op, system calls per op, errors.
 func (r Row) rateCells() string {
-	return fmt.Sprintf("%s | %s | %s | %s | %s | %.2f | %d", fmtRatio(r.XPerSecond),
-		fmtLatency(r.P50), fmtRatio(r.XP50), fmtLatency(r.P99), fmtRatio(r.XP99), r.CPU, r.Errors)
+	return fmt.Sprintf("%s | %s | %s | %s | %s | %.2f | %s | %s | %d", fmtRatio(r.XPerSecond),
+		fmtLatency(r.P50), fmtRatio(r.XP50), fmtLatency(r.P99), fmtRatio(r.XP99), r.CPU,
+		fmtCPUPerOp(r.CPUPerOp), fmtSyscalls(r.SyscallsPerOp), r.Errors)
 }
 
 // WriteMarkdown prints the machine, the method's settings and the tables
@@ -215,33 +258,35 @@ func (c *Comparison) WriteMarkdown(w io.Writer) error {
 	rows := c.Rows()
 	traffic := func(s string) bool { return s == CompareHTTP || s == CompareWS || s == CompareWSS }
 	if slices.ContainsFunc(c.Scenarios, traffic) {
-		b.WriteString("| scenario | peer | throughput | × best peer | p50 | × best peer | p99 | × best peer | peer CPU | errors |\n")
-		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("| scenario | generator | peer | throughput | × best peer | p50 | × best peer | p99 | × best peer | peer CPU | CPU/op | syscalls/op | errors |\n")
+		b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		writeRows(&b, rows, traffic, func(r Row) string {
 			unit := "msg/s"
 			if r.Scenario == CompareHTTP {
 				unit = "req/s"
 			}
-			return fmt.Sprintf("| %s | %s | %s %s | %s |\n", r.Scenario, r.Peer, fmtThousands(r.PerSecond), unit, r.rateCells())
+			return fmt.Sprintf("| %s | %s | %s | %s %s | %s |\n", r.Scenario, r.Generator, r.Peer, fmtThousands(r.PerSecond), unit, r.rateCells())
 		})
 		fmt.Fprintf(&b, "\nhttp: %d keep-alive connections, GET of %d B with the sticky cookie, %v per run. "+
 			"ws-echo: %d WebSockets, %d-byte messages echoed by the node, one in flight each; a message is a round trip, %v per run. "+
 			"wss-echo: the same through the peer's TLS listener (ECDSA P-256 certificate); direct has no TLS.\n",
 			cfg.Conns, cfg.ResourceBytes, cfg.Duration, cfg.Sessions, cfg.MessageBytes, cfg.Duration)
-		b.WriteString("× best peer: the figure ÷ the best of nginx and HAProxy in this run (highest throughput, lowest latency); " +
+		b.WriteString("× best peer: the figure ÷ the best of nginx and HAProxy in this run with the same generator (highest throughput, lowest latency); " +
 			"direct is shown for reference. peer CPU: cores the peer's processes used (nginx: its workers).\n")
+		b.WriteString(c.generatorNote())
 	}
 	handshakes := func(s string) bool { return s == CompareTLSRSA || s == CompareTLSECDSA }
 	if slices.ContainsFunc(c.Scenarios, handshakes) {
-		b.WriteString("\n| tls-handshake | peer | handshakes/s | × best peer | p50 | × best peer | p99 | × best peer | peer CPU | errors | negotiated |\n")
-		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		b.WriteString("\n| tls-handshake | peer | handshakes/s | × best peer | p50 | × best peer | p99 | × best peer | peer CPU | CPU/op | syscalls/op | errors | negotiated |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		writeRows(&b, rows, handshakes, func(r Row) string {
 			return fmt.Sprintf("| %s | %s | %s | %s | %s |\n", r.Scenario, r.Peer, fmtThousands(r.PerSecond), r.rateCells(), r.TLS)
 		})
 		fmt.Fprintf(&b, "\ntls-rsa, tls-ecdsa: %d clients in a closed loop, each connecting, doing a full TLS handshake "+
 			"(no resumption; the client offers X25519 only) and one GET / on Connection: close, %v per run; "+
 			"every peer serves the same self-signed RSA-2048 or ECDSA P-256 certificate. "+
-			"negotiated: certificate key, TLS version, cipher suite, key exchange, as the client saw them.\n",
+			"negotiated: certificate key, TLS version, cipher suite, key exchange, as the client saw them. "+
+			"Generator go; CPU/op and syscalls/op are per handshake.\n",
 			cfg.TLSConns, cfg.Duration)
 	}
 	if slices.ContainsFunc(c.Scenarios, isIdle) {
@@ -255,6 +300,9 @@ func (c *Comparison) WriteMarkdown(w io.Writer) error {
 			"from before the first session to %v after the last, ÷ sessions. nginx: its one worker process (the master holds no session). "+
 			"idle-wss: the same through the peer's TLS listener (ECDSA P-256 certificate); direct has no TLS.\n",
 			cfg.IdleSessions, cfg.IdleHold, min(compareIdleSettle, cfg.IdleHold))
+	}
+	for _, n := range c.Notes {
+		fmt.Fprintf(&b, "\nnote: %s\n", n)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

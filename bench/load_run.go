@@ -182,6 +182,7 @@ func (r *run) record(k opKind, worker int, stats *workerStats, start time.Durati
 	r.lat[k].record(worker, now, now-start)
 	stats.ops[k]++
 	stats.bytes[k] += int64(n)
+	stats.outage.ok(now)
 }
 
 // pause waits a little after a failure, so that a dead target is not
@@ -244,6 +245,7 @@ type workerStats struct {
 	sticky     stickiness
 	live       *atomic.Int64 // the run's error count, for progress lines; nil for none
 	tls        *TLSInfo      // what the first TLS connection negotiated; nil before
+	outage     outages       // from each failure to the next success (load_reconnect.go)
 }
 
 func newWorkerStats() *workerStats {
@@ -254,6 +256,7 @@ func newWorkerStats() *workerStats {
 func (r *run) newStats() *workerStats {
 	s := newWorkerStats()
 	s.live = &r.failures
+	s.outage.clock = r.clock
 	return s
 }
 
@@ -265,6 +268,7 @@ func (s *workerStats) failN(kind string, n int64) {
 	if s.live != nil {
 		s.live.Add(n)
 	}
+	s.outage.fail()
 }
 
 // node returns the counters of the node named by X-Node; "" (an answer
@@ -373,6 +377,7 @@ func (r *run) report(elapsed time.Duration, workers []*workerStats) *Report {
 		Errors:   make(map[string]int64),
 	}
 	rep.merge(workers)
+	rep.Reconnect = reconnectReport(r.start, workers)
 	secs := elapsed.Seconds()
 	for k, l := range r.lat {
 		if l == nil {

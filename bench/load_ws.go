@@ -55,13 +55,14 @@ func (w *sessionWorker) session(attempt int) bool {
 	if cust == nil {
 		return false
 	}
-	defer w.hangUp(cust)
 	agent := w.dial(id, "agent")
 	if agent == nil {
+		w.hangUp(cust)
 		return false
 	}
-	defer w.hangUp(agent)
-	return w.msgs.drive(wsStream{out: cust, in: agent}, w.opened())
+	p := newPairStream(cust, agent)
+	defer p.hangUp(r.hardEnd)
+	return w.msgs.drive(p, w.opened())
 }
 
 // opened counts a session whose WebSockets opened, on its node.

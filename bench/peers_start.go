@@ -20,6 +20,13 @@ type peerEnv struct {
 	cookie                                    string
 	proxyCPUs                                 string               // taskset list of the peer under test; "" for none
 	certs                                     map[string]*certPair // by TLS scenario
+	// Outside load generators (GeneratorWrk): wrk, its cookie script and
+	// wsgen's binary; "" when not needed.
+	wrkBin, wrkScript, wsgenBin string
+	loadCPUs                    string // taskset list of the load generators; "" for none
+	// perfErr says why system calls are not counted (syscallCounter); nil
+	// when they are.
+	perfErr error
 }
 
 // peerRun is one started peer: where the load goes and which processes

@@ -48,6 +48,9 @@ type Report struct {
 	StickyViolations int64
 	// SessionsEnded counts 409 answers: sessions a node did not own.
 	SessionsEnded int64
+	// Reconnect is how long the clients that failed were without service
+	// (see load_reconnect.go); nil when none failed.
+	Reconnect *ReconnectReport
 	// Nodes summarizes the answers per X-Node value, sorted by name; "-"
 	// holds the answers without X-Node.
 	Nodes []NodeReport
@@ -172,6 +175,9 @@ func (r *Report) WriteText(w io.Writer) error {
 
 	fmt.Fprintf(&b, "\nsessions ended %d, sticky violations %d, errors %d\n", r.SessionsEnded, r.StickyViolations, r.ErrorCount())
 	writeCounts(&b, r.Errors)
+	if r.Reconnect != nil {
+		r.Reconnect.writeText(&b)
+	}
 
 	if len(r.Nodes) > 0 {
 		b.WriteString("\n")
@@ -298,13 +304,14 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		ErrorCount       int64            `json:"error_count"`
 		StickyViolations int64            `json:"sticky_violations"`
 		SessionsEnded    int64            `json:"sessions_ended"`
+		Reconnect        *reconnectJSON   `json:"reconnect,omitempty"`
 		Nodes            []nodeJSON       `json:"nodes"`
 		Failed           bool             `json:"failed"`
 	}{
 		Target: r.Target, Scenario: r.Scenario, ElapsedS: r.Elapsed.Seconds(), Rate: r.Rate,
 		HTTP: op(r.HTTP), WS: op(r.WS), Poll: op(r.Poll), Snapshot: op(r.Snapshot),
 		Upload: op(r.Upload), Download: op(r.Download), Handshake: op(r.Handshake), TLS: r.TLS, Idle: r.Idle.json(), Errors: errs, ErrorCount: r.ErrorCount(),
-		StickyViolations: r.StickyViolations, SessionsEnded: r.SessionsEnded,
+		StickyViolations: r.StickyViolations, SessionsEnded: r.SessionsEnded, Reconnect: r.Reconnect.json(),
 		Nodes: nodes, Failed: r.Failed(),
 	})
 }

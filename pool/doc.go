@@ -6,5 +6,6 @@
 // node; after the exchange proxy gives the connection back (Put) or closes it.
 //
 // Nothing here knows HTTP beyond what a health probe needs; nothing a client
-// sends can name an address: nodes come only from Config.
+// sends can name an address: nodes come only from Config, and from the DNS
+// names it lists (discover.go).
 package pool

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -35,9 +36,32 @@ var (
 // Config is the backend side of tether's configuration. The proxy nests it
 // as proxy.Config.Pool; cmd/tether fills it from flags.
 type Config struct {
-	// Nodes are the backends, in the order the operator listed them. At least
-	// one is required; names must be unique.
+	// Nodes are the backends, in the order the operator listed them; names
+	// must be unique. At least one node, SRV name or DNS name is required
+	// (Nodes, NodeSRV, NodeDNS).
 	Nodes []NodeConfig
+
+	// NodeSRV are DNS names whose SRV records list nodes (see discover.go):
+	// each target is a node named by the target's first label, dialed at
+	// the target's address and the record's port. A "https+" prefix makes
+	// them https nodes. Empty means none.
+	NodeSRV []string
+	// NodeDNS are "HOST:PORT" values whose A and AAAA records list nodes:
+	// each address is a node named by the address. A "https+" prefix makes
+	// them https nodes. Empty means none.
+	NodeDNS []string
+	// DNSInterval is the time between two lookups of one NodeSRV or NodeDNS
+	// name; an answer is not asked again before its TTL ends. Zero means
+	// 10s; negative is invalid.
+	DNSInterval time.Duration
+	// DNSServer is the "HOST:PORT" of the DNS server asked. Empty means the
+	// servers of /etc/resolv.conf, in turn.
+	DNSServer string
+	// DNSTimeout bounds one DNS query. Zero means 2s; negative is invalid.
+	DNSTimeout time.Duration
+	// DNSMaxNodes caps the nodes one NodeSRV or NodeDNS name may yield; the
+	// records past it are ignored, and logged. Zero means 1000.
+	DNSMaxNodes int
 
 	// ConnectTimeout bounds one dial to a node (TCP connect, and the TLS
 	// handshake for https nodes). Zero means 5s.
@@ -95,6 +119,11 @@ type NodeConfig struct {
 	// URL is "http://host:port" or "https://host:port"; a missing port means
 	// 80 or 443. Paths, queries and user info are refused.
 	URL string
+	// Addr is the "ip:port" dialed. Empty means the URL's host and port.
+	// Discovery sets it to the address the URL's host name resolved to:
+	// the URL, and so the TLS server name, keep the name, and a new
+	// address replaces the node as a new URL does.
+	Addr string
 }
 
 // SetDefaults fills zero fields with their documented defaults.
@@ -126,12 +155,24 @@ func (c *Config) SetDefaults() {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 30 * time.Second
 	}
+	if c.DNSInterval == 0 {
+		c.DNSInterval = 10 * time.Second
+	}
+	if c.DNSTimeout == 0 {
+		c.DNSTimeout = 2 * time.Second
+	}
+	if c.DNSMaxNodes == 0 {
+		c.DNSMaxNodes = 1000
+	}
 }
 
 // Validate reports the first bad value, naming the flag an operator sets.
 func (c *Config) Validate() error {
-	if len(c.Nodes) == 0 {
-		return errors.New("--node: at least one node is required (NAME=http://HOST:PORT)")
+	if len(c.Nodes) == 0 && len(c.NodeSRV) == 0 && len(c.NodeDNS) == 0 {
+		return errors.New("--node: at least one node is required (NAME=http://HOST:PORT), or --node-srv NAME, or --node-dns HOST:PORT")
+	}
+	if err := c.validateDiscovery(); err != nil {
+		return err
 	}
 	seen := make(map[string]bool, len(c.Nodes))
 	for _, n := range c.Nodes {
@@ -144,6 +185,9 @@ func (c *Config) Validate() error {
 		seen[n.Name] = true
 		if _, _, err := parseNodeURL(n.URL); err != nil {
 			return fmt.Errorf("--node %s=%s: %w", n.Name, n.URL, err)
+		}
+		if _, err := netip.ParseAddrPort(n.Addr); n.Addr != "" && err != nil {
+			return fmt.Errorf("--node %s=%s: address %q: want IP:PORT", n.Name, n.URL, n.Addr)
 		}
 	}
 	switch {
@@ -346,9 +390,10 @@ func (n *Node) LastErrorAt() time.Time {
 	return time.Time{}
 }
 
-// Generation returns the reload that built n: 0 for the nodes of the first
-// configuration, k for those the k-th reload added (or re-added with a new
-// URL). Two nodes of one name in a table, the one a reload removed and its
+// Generation returns the change of the node set that built n: 0 for the
+// nodes of the first configuration, k for those the k-th change (a reload,
+// or a discovery answer that changed the discovered nodes) added, or
+// re-added with a new URL or address. Two nodes of one name in a table, the one a reload removed and its
 // successor, always differ in it.
 func (n *Node) Generation() uint64 { return n.gen }
 

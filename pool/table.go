@@ -93,7 +93,16 @@ type Pool struct {
 	mu    sync.Mutex // writer-only (never on the request path): guards nodes, close and gen, and orders table rebuilds (publish)
 	nodes []*Node
 	close bool
-	gen   uint64 // reloads applied (Update); guarded by mu
+	gen   uint64 // changes of the node set applied (reconcile); guarded by mu
+
+	// found are the nodes discovery found last (see discover.go), merged
+	// with the configured ones by reconcile; shadowed names those found
+	// that a configured node of the same name hides (logged once). Both
+	// guarded by mu.
+	found    []NodeConfig
+	shadowed map[string]bool
+	dns      dnsCounts     // lookups by result, for metrics
+	redisc   chan struct{} // wakes the discovery loop after a reload
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -108,25 +117,32 @@ func New(cfg Config, log zerolog.Logger) (*Pool, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Pool{log: log}
+	p := &Pool{log: log, redisc: make(chan struct{}, 1), shadowed: map[string]bool{}}
 	p.conf.Store(&cfg)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.mu.Lock()
 	for _, nc := range cfg.Nodes {
-		p.nodes = append(p.nodes, p.newNode(nc, &cfg))
+		p.nodes = append(p.nodes, p.newNode(nc, &cfg, false))
 	}
 	p.mu.Unlock()
 	p.publish()
 	p.wg.Go(p.sweepLoop)
+	p.wg.Go(p.discoverLoop)
 	return p, nil
 }
 
 // cfg returns the configuration in force: one atomic load.
 func (p *Pool) cfg() *Config { return p.conf.Load() }
 
-// newNode builds a node and starts its health and evict loops.
-func (p *Pool) newNode(nc NodeConfig, cfg *Config) *Node {
+// newNode builds a node and starts its health and evict loops. With down
+// set (a discovered node) and active checks on, it starts down and joins
+// after Rise good probes.
+func (p *Pool) newNode(nc NodeConfig, cfg *Config, down bool) *Node {
 	scheme, addr, _ := parseNodeURL(nc.URL)
+	host := addr
+	if nc.Addr != "" {
+		addr = nc.Addr
+	}
 	n := &Node{
 		Name:   nc.Name,
 		URL:    nc.URL,
@@ -142,7 +158,10 @@ func (p *Pool) newNode(nc NodeConfig, cfg *Config) *Node {
 	}
 	n.ctx, n.cancel = context.WithCancel(p.ctx)
 	if scheme == "https" {
-		n.tls = nodeTLS(cfg.TLS, addr)
+		n.tls = nodeTLS(cfg.TLS, host)
+	}
+	if down && cfg.HealthInterval > 0 {
+		n.facts.Store(factDown)
 	}
 	n.since.Store(time.Now().UnixNano())
 	p.wg.Go(n.healthLoop)

@@ -12,6 +12,8 @@ import (
 // sessions, their sticky traffic goes on until DrainTimeout, then their
 // WebSockets are told 1001 and they are gone. Timeouts and health settings
 // apply from the next use. cfg is checked first; a bad one changes nothing.
+// The nodes discovery found stay beside the configured ones (see
+// reconcile), and a change of NodeSRV or NodeDNS is looked up at once.
 func (p *Pool) Update(cfg Config) error {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -22,52 +24,105 @@ func (p *Pool) Update(cfg Config) error {
 		p.mu.Unlock()
 		return ErrClosed
 	}
+	p.conf.Store(&cfg)
+	c := p.reconcile(&cfg)
+	p.mu.Unlock()
+	c.finish(p, cfg.DrainTimeout)
+	select {
+	case p.redisc <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// nodeChange is what reconcile did: the nodes it added and those it
+// retired, with their facts before and after.
+type nodeChange struct {
+	added   []*Node
+	retired []retiredNode
+}
+
+type retiredNode struct {
+	n        *Node
+	old, now uint32
+}
+
+// reconcile makes the pool's nodes the configured ones (cfg.Nodes) and the
+// discovered ones (p.found) whose names no configured node has: a
+// configured node wins its name. Nodes whose name, URL and address are
+// unchanged stay as they are; the others are added, and discovered ones
+// start down until their health checks pass; those no longer wanted are
+// marked removed. Called under mu; finish does the rest outside it.
+func (p *Pool) reconcile(cfg *Config) nodeChange {
 	keep := make(map[string]*Node, len(p.nodes))
 	for _, n := range p.nodes {
 		if !n.Removed() {
 			keep[n.Name] = n
 		}
 	}
-	p.conf.Store(&cfg)
 	p.gen++
-	var added []*Node
-	type retiredNode struct {
-		n        *Node
-		old, now uint32
-	}
-	var retired []retiredNode
-	for _, nc := range cfg.Nodes {
-		if old := keep[nc.Name]; old != nil && old.URL == nc.URL {
+	var c nodeChange
+	want := func(nc NodeConfig, found bool) {
+		addr := nc.Addr
+		if addr == "" {
+			_, addr, _ = parseNodeURL(nc.URL)
+		}
+		if old := keep[nc.Name]; old != nil && old.URL == nc.URL && old.Addr == addr {
 			delete(keep, nc.Name)
+			return
+		}
+		n := p.newNode(nc, cfg, found)
+		p.nodes = append(p.nodes, n)
+		c.added = append(c.added, n)
+	}
+	configured := make(map[string]bool, len(cfg.Nodes))
+	for _, nc := range cfg.Nodes {
+		configured[nc.Name] = true
+		want(nc, false)
+	}
+	for _, nc := range p.found {
+		if configured[nc.Name] {
+			if !p.shadowed[nc.Name] {
+				p.shadowed[nc.Name] = true
+				p.log.Warn().Str("node", nc.Name).Str("url", nc.URL).Msg("node found in DNS is configured too: the configured one is used")
+			}
 			continue
 		}
-		n := p.newNode(nc, &cfg)
-		p.nodes = append(p.nodes, n)
-		added = append(added, n)
+		delete(p.shadowed, nc.Name)
+		want(nc, true)
 	}
-	for _, n := range keep { // configured before, not now (or a new URL)
+	for _, n := range keep { // wanted before, not now (or a new URL or address)
 		// Removal is a fact of its own: the node drains whatever its
 		// health verdict says, and stays down while that fails.
 		old, now := n.change(factRemoved, 0)
-		retired = append(retired, retiredNode{n, old, now})
+		c.retired = append(c.retired, retiredNode{n, old, now})
 	}
-	p.mu.Unlock()
-	for _, r := range retired {
+	return c
+}
+
+// finish follows a reconcile, outside mu: it publishes the table, logs the
+// nodes added and removed and wakes the removed nodes' evict loops, which
+// end them after drain.
+func (c nodeChange) finish(p *Pool, drain time.Duration) {
+	for _, r := range c.retired {
 		r.n.changed(r.old, r.now, "") // publishes; not under mu
 	}
 	p.publish()
-	for _, n := range added {
-		n.log.Info().Msg("node added")
+	for _, n := range c.added {
+		if n.State() == StateDown {
+			n.log.Info().Msg("node added: joins when its health checks pass")
+		} else {
+			n.log.Info().Msg("node added")
+		}
 	}
-	for _, r := range retired {
+	for _, r := range c.retired {
 		n := r.n
-		n.log.Warn().Dur("drain_timeout", cfg.DrainTimeout).Msg("node removed: draining")
+		n.log.Warn().Dur("drain_timeout", drain).Msg("node removed: draining")
 		select {
 		case n.retire <- struct{}{}:
 		default:
 		}
 	}
-	return nil
 }
 
 // finishRemoval runs on a removed node's evict loop: after DrainTimeout it

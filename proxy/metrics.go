@@ -32,6 +32,10 @@ func refusedIndex(status int) int {
 var refusedConnsDesc = prometheus.NewDesc("tether_refused_connections_total",
 	"Client connections closed at accept without a request read, by reason (max_conns: --max-conns reached; proxy_protocol: a missing, malformed or untrusted PROXY protocol header).", []string{"reason"}, nil)
 
+// dnsLookupsDesc counts the lookups of --node-srv and --node-dns names.
+var dnsLookupsDesc = prometheus.NewDesc("tether_dns_lookups_total",
+	"Lookups of --node-srv and --node-dns names, by result: ok (nodes found), error (no answer, timeout, server failure), empty (no usable record); error and empty keep the last nodes.", []string{"result"}, nil)
+
 // collector exposes a Server's counters to Prometheus.
 //
 // A reload that removes a node, or changes its URL, leaves the old copy in
@@ -115,6 +119,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.clientConns, gauge, float64(c.s.conns.open.Load()))
 	ch <- prometheus.MustNewConstMetric(refusedConnsDesc, counter, float64(c.s.maxConnsRefused.Load()), "max_conns")
 	ch <- prometheus.MustNewConstMetric(refusedConnsDesc, counter, float64(c.s.proxyRefused.Load()), "proxy_protocol")
+	dl := c.s.pool.DNSLookups()
+	ch <- prometheus.MustNewConstMetric(dnsLookupsDesc, counter, float64(dl.OK), "ok")
+	ch <- prometheus.MustNewConstMetric(dnsLookupsDesc, counter, float64(dl.Error), "error")
+	ch <- prometheus.MustNewConstMetric(dnsLookupsDesc, counter, float64(dl.Empty), "empty")
 	for i, status := range refusedStatuses {
 		ch <- prometheus.MustNewConstMetric(c.refused, counter, float64(c.s.refused[i].Load()), strconv.Itoa(status))
 	}

@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -138,7 +136,7 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 // --backend-ca is given: a bad CA file is a configuration error at start
 // even before a reload brings the first https node.
 func backendTLS(cfg *Config, log zerolog.Logger) error {
-	https := slices.ContainsFunc(cfg.Pool.Nodes, func(n pool.NodeConfig) bool { return strings.HasPrefix(n.URL, "https:") })
+	https := cfg.Pool.HasHTTPS()
 	if !https && cfg.TLS.BackendCA == "" {
 		return nil
 	}

@@ -11,6 +11,9 @@
 #
 # Flags are passed on: scripts/compare.sh --rounds 5 --duration 10s
 #                      scripts/compare.sh --scenarios http,tls-ecdsa
+#                      scripts/compare.sh --generator both --scenarios http,ws-echo
+# --generator wrk|both drives http with wrk and ws-echo with wsgen (C,
+# compiled with cc at run time); wrk and gcc are installed when missing.
 # Builds nothing: run `make build` first (BIN=dir picks other binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,10 +26,21 @@ done
 missing=()
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
+generator=go
+for ((i = 1; i <= $#; i++)); do
+  case "${!i}" in
+    --generator=* | -generator=*) generator=${!i#*=} ;;
+    --generator | -generator) j=$((i + 1)); generator=${!j:-go} ;;
+  esac
+done
+if [[ $generator == wrk || $generator == both ]]; then
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v cc >/dev/null || missing+=(gcc)
+fi
 if ((${#missing[@]})); then
   echo "installing ${missing[*]} from Debian's packages" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   # A service the packages may start on their default ports is left alone:
   # the comparison runs its own processes on ports chosen at run time.
 fi

@@ -52,3 +52,29 @@ start_tether() {
   pids+=($!)
   tether_pid=$!
 }
+
+# start_tether_as NAME LOGDIR [FLAG...]: start_tether for several tethers
+# side by side: its logs in LOGDIR/NAME.out (access log) and
+# LOGDIR/NAME.log; sets tp, ap and tether_pid as start_tether does.
+start_tether_as() {
+  local name=$1 dir=$2
+  shift 2
+  tp=$(free_port)
+  ap=$(free_port)
+  "$BIN/tether" --listen "127.0.0.1:$tp" \
+    --node "CB_Server_1=http://127.0.0.1:$n1" \
+    --node "CB_Server_2=http://127.0.0.1:$n2" \
+    --admin "127.0.0.1:$ap" --access-log=false --health-interval 1s --health-timeout 500ms \
+    "$@" >"$dir/$name.out" 2>"$dir/$name.log" &
+  pids+=($!)
+  tether_pid=$!
+}
+
+# wait_ok URL: until GET URL answers 200 (5 s at most).
+wait_ok() {
+  for _ in $(seq 1 50); do
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1" 2>/dev/null)" == 200 ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}

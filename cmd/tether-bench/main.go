@@ -336,6 +336,9 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	c.fs.DurationVar(&cfg.IdleHold, "idle-hold", 5*time.Second, "idle: how long they are held")
 	c.fs.StringVar(&cfg.Pin, "pin", bench.PinNone, "none, or split: the peer under test on the 2nd CPU, load and nodes on the 1st (taskset)")
 	c.fs.StringVar(&cfg.Dir, "dir", "", "directory for the processes' configurations and logs (default: a temporary one, removed)")
+	c.fs.StringVar(&cfg.Generator, "generator", bench.GeneratorGo, "who drives http and ws-echo: go (tether-bench's own generator, in this process), "+
+		"wrk (http by wrk, ws-echo by wsgen, a C program compiled with cc -O2 at run time), or both (each run once with each); other scenarios use go")
+	syscalls := c.fs.Bool("syscalls", true, "count the system calls of the peer's processes per request or message (Linux perf events on the raw_syscalls:sys_enter tracepoint; n/a where they are not allowed)")
 	if code := c.parse(args, stdout, stderr); code >= 0 {
 		return code
 	}
@@ -345,6 +348,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	cfg.Peers, cfg.Scenarios = strings.Split(*peers, ","), strings.Split(*scenarios, ",")
 	cfg.TetherArgs = strings.Fields(*tetherFlags)
+	cfg.NoSyscalls = !*syscalls
 	cfg.Progress = stderr
 	if err := cfg.Validate(); err != nil {
 		return c.bad(stderr, err.Error())

@@ -121,7 +121,7 @@ func TestConfigBadValueNamed(t *testing.T) {
 // is refused, not read as its last item. Only the flags that repeat take a
 // list (a new one goes in repeated).
 func TestConfigScalarKeyList(t *testing.T) {
-	repeated := map[string]bool{"config": true, "node": true, "cert": true, "key": true, "admin-hosts": true, "proxy-protocol-from": true}
+	repeated := map[string]bool{"config": true, "node": true, "cert": true, "key": true, "admin-hosts": true, "proxy-protocol-from": true, "node-srv": true, "node-dns": true}
 	for _, name := range flagNames(t) {
 		if repeated[name] {
 			continue
