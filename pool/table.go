@@ -15,8 +15,8 @@ import (
 // Table is an immutable snapshot of the routing state. The request path
 // reads it with one atomic load (Pool.Table) and takes no lock. Every change
 // of a node's facts (a health verdict, from the health loop or a failed
-// connection's Fail; the operator's drain or enable; a reload adding or
-// removing nodes) is followed by publish, which builds a new one under
+// connection's Fail; the operator's drain or enable; a reload or the DNS
+// discovery loop adding or removing nodes) is followed by publish, which builds a new one under
 // Pool.mu and stores it.
 type Table struct {
 	all    []*Node          // configured order
