@@ -51,7 +51,7 @@ type exchange struct {
 	asked    time.Time              // when the request went to the node (awaitHead)
 	rfr      wire.Framing           // the node's answer (readFinalHead)
 	pending  *spliced               // a 101 was relayed: splice once the exchange is released
-	session  *splice.Session        // with pending: what the splicer gets
+	session  *splice.Session        // with pending: what the splice engine gets
 }
 
 func newExchange(s *Server) *exchange {

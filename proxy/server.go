@@ -39,9 +39,9 @@ type Server struct {
 	pool    *pool.Pool
 	certs   *tlsterm.Certs      // nil without a TLS listener
 	hs      *tlsterm.Handshaker // nil without a TLS listener
-	splicer splice.Engine
-	loops   *splice.Loops  // the splicer when loops run; nil otherwise
-	errLog  zerolog.Logger // sampled: one bad client must not flood the log
+	engine  splice.Engine       // runs spliced sessions: the loops, or goroutines
+	loops   *splice.Loops       // the engine when loops run; nil otherwise
+	errLog  zerolog.Logger      // sampled: one bad client must not flood the log
 
 	exchanges sync.Pool // *exchange
 	readers   sync.Pool // *bufio.Reader of smallHead bytes
@@ -111,12 +111,12 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 		started: time.Now(),
 	}
 	s.adminToken.Store(adminToken)
-	s.splicer = splice.NewGo(copyBufSize, log)
+	s.engine = splice.NewGo(copyBufSize, log)
 	if cfg.SpliceLoops >= 0 {
 		if ls, err := splice.NewLoops(cfg.SpliceLoops, copyBufSize, log); err != nil {
 			log.Warn().Err(err).Msg("splice loops unavailable; sessions run on goroutines")
 		} else {
-			s.loops, s.splicer = ls, ls // TLS sessions still go to goroutines inside Start
+			s.loops, s.engine = ls, ls // TLS sessions still go to goroutines inside Start
 		}
 	}
 	s.conf.Store(&cfg)

@@ -108,7 +108,7 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) {
 	x.node.Active.Add(1)
 }
 
-// startSession hands an upgraded connection to the splicer. This
+// startSession hands an upgraded connection to the splice engine. This
 // connection's goroutine then ends, so its stack (grown while it read and
 // forwarded heads) is freed. A session on a splice loop also leaves the
 // server's connection set (the loop closed the Go conns; Shutdown ends loop
@@ -117,7 +117,7 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) {
 func (c *conn) startSession(u *spliced, sess *splice.Session) {
 	c.nc.SetDeadline(time.Time{})
 	sess.Node.SetDeadline(time.Time{})
-	c.s.splicer.Start(sess, u)
+	c.s.engine.Start(sess, u)
 	if sess.Detached {
 		c.s.conns.detach(u)
 	}
@@ -127,7 +127,7 @@ func (c *conn) startSession(u *spliced, sess *splice.Session) {
 // line. It runs on the session's goroutine or loop: it must not block.
 func (u *spliced) SessionEnded(toNode, toClient int64, err error) {
 	s := u.s
-	defer s.conns.ended(u) // the splicer closed both sockets
+	defer s.conns.ended(u) // the engine closed both sockets
 	u.node.Active.Add(-1)
 	u.node.Sessions.Add(-1)
 	u.node.Served.Add(1)

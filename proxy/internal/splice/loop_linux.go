@@ -2,9 +2,9 @@
 
 package splice
 
-// The event-loop Engine: this file has the splicer and its loops (start,
-// commands, events, sweep); eloop_linux.go has a session on a loop and its
-// state machine; eloop_other.go stands in off Linux.
+// The event-loop Engine: this file has the engine and its loops (start,
+// commands, events, sweep); loopsession_linux.go has a session on a loop and
+// its state machine; loop_other.go stands in off Linux.
 
 import (
 	"errors"

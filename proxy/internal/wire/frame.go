@@ -15,8 +15,9 @@ type FrameTracker struct {
 // of a frame (or before any frame).
 func (t *FrameTracker) AtBoundary() bool { return t.hn == 0 && t.remain == 0 }
 
-// headerLen returns the length of a frame header whose first two bytes are
-// b0 and b1: 2, plus 2 or 8 for extended lengths, plus 4 for a mask key.
+// headerLen returns the length of a frame header whose second byte is b1
+// (the mask bit and the 7-bit length): 2, plus 2 or 8 for extended lengths,
+// plus 4 for a mask key.
 func headerLen(b1 byte) int {
 	n := 2
 	switch b1 & 0x7f {
