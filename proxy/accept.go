@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tether-lb/tether/proxy/internal/proxyhdr"
 	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/tlsterm"
@@ -43,8 +44,8 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 			s.refuseConn(nc, m)
 			continue
 		}
-		if cfg.ProxyProtocol && !trustedSource(cfg.ProxyProtocolFrom, nc.RemoteAddr()) {
-			s.refuseProxy(nc, errProxyUntrusted)
+		if cfg.ProxyProtocol && !proxyhdr.Trusted(cfg.ProxyProtocolFrom, nc.RemoteAddr()) {
+			s.refuseProxy(nc, proxyhdr.ErrUntrusted)
 			nc.Close()
 			continue
 		}
@@ -255,7 +256,7 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 		// (a quiet one then holds nothing, and Shutdown can close it).
 		x.cr.SetReadLimit(sockio.HotWindow)
 		if _, err := x.br.Peek(1); err != nil {
-			return isTimeout(err)
+			return sockio.IsTimeout(err)
 		}
 	}
 	for {
@@ -288,7 +289,7 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 			// moment, holding the reader; then go idle without it.
 			x.cr.SetReadLimit(sockio.HotWindow)
 			if _, err := x.br.Peek(1); err != nil {
-				return isTimeout(err)
+				return sockio.IsTimeout(err)
 			}
 		}
 	}

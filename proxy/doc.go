@@ -6,9 +6,9 @@
 // access-log line (accesslog.go). conns.go accounts for every connection and
 // session; server.go starts and drains it all.
 //
-// The message format is package wire, socket I/O package sockio and the
-// splice engines package splice, all under internal/: proxy decides, they
-// carry out. Idle keep-alive connections and spliced sessions hold no buffer:
+// The message format is package wire, socket I/O package sockio, the PROXY
+// protocol header package proxyhdr and the splice engines package splice,
+// all under internal/: proxy decides, they carry out. Idle keep-alive connections and spliced sessions hold no buffer:
 // an exchange (headers, reader, writer) is borrowed only while bytes move.
 // docs/ARCHITECTURE.md names every goroutine, who stops it and who waits.
 package proxy

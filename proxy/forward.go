@@ -283,7 +283,7 @@ func (x *exchange) awaitHead(pc *pool.Conn, early, sentBody bool) (out outcome, 
 	}
 	if err != nil {
 		s.putReader(nbr)
-		if !isTimeout(err) {
+		if !sockio.IsTimeout(err) {
 			return x.nodeError(pc, err, !sentBody), false
 		}
 		if x.br != nil && x.br.Buffered() == 0 {
@@ -425,12 +425,6 @@ const maxInterim = 8
 // testHookSendEarly, set by tests only, sees the node conn a request head
 // is about to go out on inside the answer's first read.
 var testHookSendEarly func(net.Conn)
-
-// isTimeout reports a deadline that passed.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
 
 // errClientBody marks a failure to read the request body from the client.
 var errClientBody = errors.New("proxy: request body")

@@ -22,6 +22,12 @@ func PeerGone(err error) bool {
 		errors.Is(err, syscall.ENOTCONN)
 }
 
+// IsTimeout reports a deadline that passed (a net.Error that says so).
+func IsTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // HotWindow is how long a reader that just moved bytes keeps reading, holding
 // its buffer, before it goes back to waiting for readiness holding none: a
 // busy keep-alive client, a quick node answer or a chatty WebSocket then

@@ -1,4 +1,4 @@
-package proxy
+package proxyhdr
 
 import (
 	"io"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-lb/tether/proxy/internal/proxyhdr/proxyhdrtest"
 	"github.com/tether-lb/tether/proxy/internal/sockio"
 )
 
@@ -26,8 +27,8 @@ func BenchmarkProxyHeaderParse(b *testing.B) {
 		h    []byte
 	}{
 		{"v1tcp4", benchV1}, {"v1tcp6", benchV6},
-		{"v2tcp4", v2Header(b, "198.51.100.9", nil)},
-		{"v2tcp4tlv", v2Header(b, "198.51.100.9", tlv(0xEA, 40))},
+		{"v2tcp4", proxyhdrtest.V2Header(b, "198.51.100.9", nil)},
+		{"v2tcp4tlv", proxyhdrtest.V2Header(b, "198.51.100.9", proxyhdrtest.TLV(0xEA, 40))},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -68,7 +69,7 @@ func benchPair(b *testing.B) (client, server *net.TCPConn) {
 }
 
 // BenchmarkProxyHeaderRead: a header written to a loopback socket and read
-// by readProxyHeader (peek, exact read, parse), against "plain": the same
+// by Read (peek, exact read, parse), against "plain": the same
 // bytes read with one Read, as a connection without the protocol reads its
 // first bytes.
 func BenchmarkProxyHeaderRead(b *testing.B) {
@@ -77,7 +78,7 @@ func BenchmarkProxyHeaderRead(b *testing.B) {
 		h    []byte
 	}{
 		{"v1tcp4", benchV1},
-		{"v2tcp4", v2Header(b, "198.51.100.9", nil)},
+		{"v2tcp4", proxyhdrtest.V2Header(b, "198.51.100.9", nil)},
 		{"plain", benchV1},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
@@ -96,7 +97,7 @@ func BenchmarkProxyHeaderRead(b *testing.B) {
 					}
 					continue
 				}
-				if addr, err := readProxyHeader(server, rc); err != nil || addr == "" {
+				if addr, err := Read(server, rc); err != nil || addr == "" {
 					b.Fatal(addr, err)
 				}
 			}
