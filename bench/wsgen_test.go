@@ -131,11 +131,11 @@ func TestWSGenAgainstNode(t *testing.T) {
 func TestWSGenRefusesOffLoopback(t *testing.T) {
 	t.Parallel()
 	bin := buildWSGen(t)
-	if _, err := runGenerator(t.Context(), "", time.Second, []string{bin, "-a", "10.1.2.3:80", "-d", "0.1"}); err == nil ||
+	if _, err := runGenerator(t.Context(), "", time.Second, []string{bin, "-a", "192.0.2.1:80", "-d", "0.1"}); err == nil ||
 		!strings.Contains(err.Error(), "loopback") {
-		t.Errorf("wsgen -a 10.1.2.3:80: %v", err)
+		t.Errorf("wsgen -a 192.0.2.1:80: %v", err)
 	}
-	if _, err := (wsgenRun{Bin: bin, Addr: "10.1.2.3:80", Sessions: 1, MsgBytes: 1, Duration: time.Second}).run(t.Context()); err == nil {
-		t.Error("run accepted 10.1.2.3:80")
+	if _, err := (wsgenRun{Bin: bin, Addr: "192.0.2.1:80", Sessions: 1, MsgBytes: 1, Duration: time.Second}).run(t.Context()); err == nil {
+		t.Error("run accepted 192.0.2.1:80")
 	}
 }

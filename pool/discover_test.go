@@ -392,7 +392,7 @@ func TestValidateDiscovery(t *testing.T) {
 }
 
 func TestAddrName(t *testing.T) {
-	for in, want := range map[string]string{"10.0.0.5": "10.0.0.5", "fd00::5": "fd00--5", "::1": "--1"} {
+	for in, want := range map[string]string{"192.0.2.5": "192.0.2.5", "fd00::5": "fd00--5", "::1": "--1"} {
 		if got := addrName(netip.MustParseAddr(in)); got != want || validName(got) != nil {
 			t.Errorf("addrName(%s) = %q", in, got)
 		}

@@ -35,14 +35,14 @@ func TestAdminHostsFlag(t *testing.T) {
 // file it is a list or one comma-separated string. Either of
 // --proxy-protocol and --proxy-protocol-from without the other is refused.
 func TestProxyProtocolFromFlag(t *testing.T) {
-	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("fd00::/8")}
-	cfg, _, err := parseFlags([]string{"--node", "a=http://127.0.0.1:1", "--proxy-protocol", "--proxy-protocol-from", "10.1.2.3/8, 192.0.2.7", "--proxy-protocol-from", "fd00::/8"}, io.Discard)
+	want := []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("fd00::/8")}
+	cfg, _, err := parseFlags([]string{"--node", "a=http://127.0.0.1:1", "--proxy-protocol", "--proxy-protocol-from", "198.19.2.3/15, 192.0.2.7", "--proxy-protocol-from", "fd00::/8"}, io.Discard)
 	if err != nil || !cfg.ProxyProtocol || !slices.Equal(cfg.ProxyProtocolFrom, want) {
 		t.Fatalf("flags: %v %v %v, want %v", cfg.ProxyProtocol, cfg.ProxyProtocolFrom, err, want)
 	}
 	for _, doc := range []string{
-		"proxy-protocol: true\nproxy-protocol-from: [10.0.0.0/8, 192.0.2.7, fd00::/8]\n",
-		"proxy-protocol: true\nproxy-protocol-from: 10.0.0.0/8,192.0.2.7/32,fd00::/8\n",
+		"proxy-protocol: true\nproxy-protocol-from: [198.18.0.0/15, 192.0.2.7, fd00::/8]\n",
+		"proxy-protocol: true\nproxy-protocol-from: 198.18.0.0/15,192.0.2.7/32,fd00::/8\n",
 	} {
 		path := filepath.Join(t.TempDir(), "tether.yaml")
 		if err := os.WriteFile(path, []byte("node: [a=http://127.0.0.1:1]\n"+doc), 0o644); err != nil {
@@ -58,8 +58,8 @@ func TestProxyProtocolFromFlag(t *testing.T) {
 		want string
 	}{
 		{[]string{"--proxy-protocol"}, "--proxy-protocol needs --proxy-protocol-from"},
-		{[]string{"--proxy-protocol-from", "10.0.0.0/8"}, "--proxy-protocol-from is set without --proxy-protocol"},
-		{[]string{"--proxy-protocol", "--proxy-protocol-from", "10.0.0.0/33"}, `"10.0.0.0/33" is not a network`},
+		{[]string{"--proxy-protocol-from", "198.18.0.0/15"}, "--proxy-protocol-from is set without --proxy-protocol"},
+		{[]string{"--proxy-protocol", "--proxy-protocol-from", "198.18.0.0/33"}, `"198.18.0.0/33" is not a network`},
 		{[]string{"--drain-delay", "-1s"}, "--drain-delay -1s: must not be negative"},
 	} {
 		_, _, err := parseFlags(append([]string{"--node", "a=http://127.0.0.1:1"}, tc.args...), io.Discard)

@@ -56,7 +56,7 @@ func TestNodeDNSFlagsChecked(t *testing.T) {
 		{[]string{"--listen", "127.0.0.1:0"}, "--node-srv"},
 		{[]string{"--node-srv", "bad name"}, "--node-srv"},
 		{[]string{"--node-dns", "nodes.test"}, "--node-dns"},
-		{[]string{"--node-dns", "10.0.0.1:80"}, "--node-dns"},
+		{[]string{"--node-dns", "192.0.2.1:80"}, "--node-dns"},
 		{[]string{"--node-srv", "_x._tcp.test", "--dns-server", "dns.test:53"}, "--dns-server"},
 		{[]string{"--node-srv", "_x._tcp.test", "--node-dns-interval", "-1s"}, "--node-dns-interval"},
 		{[]string{"--node-srv", "_x._tcp.test", "--dns-timeout", "-1s"}, "--dns-timeout"},

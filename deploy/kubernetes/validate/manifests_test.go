@@ -47,7 +47,7 @@ func TestStrictDecoderRefuses(t *testing.T) {
 	for _, tc := range []struct{ name, doc string }{
 		{"unknown field", good + "  clusterIp: None\n"},
 		{"field in another case", "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  ClusterIP: None\n"},
-		{"duplicate field", good + "  clusterIP: 10.0.0.1\n"},
+		{"duplicate field", good + "  clusterIP: 192.0.2.1\n"},
 		{"unknown kind", "apiVersion: v1\nkind: Servise\nmetadata:\n  name: x\n"},
 		{"wrong type", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\nspec:\n  replicas: two\n"},
 	} {
