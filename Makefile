@@ -34,9 +34,9 @@ test-allocs:
 test-deploy:
 	cd deploy/kubernetes/validate && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...
 
-#? fuzz-short: run each fuzz target for FUZZTIME (default 3s); a failure that left no crasher in testdata (the fuzzing engine itself, on a loaded machine) is retried once
+#? fuzz-short: run each fuzz target of every package that has one for FUZZTIME (default 3s); a failure that left no crasher in testdata (the fuzzing engine itself, on a loaded machine) is retried once
 fuzz-short:
-	@set -e; for pkg in ./proxy; do \
+	@set -e; for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
 	    if ! $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/tether-fuzz.out 2>&1; then \

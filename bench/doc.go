@@ -3,7 +3,7 @@
 // nginx and HAProxy; it is not on tether's data path and imports nothing of
 // tether but tlsterm/tlstest, which writes the comparison's certificates.
 //
-// Node speaks the protocol of DESIGN.md: health and its switch, the
+// Node speaks the protocol of docs/ARCHITECTURE.md: health and its switch, the
 // stickiness cookie rules (409 with X-Session-Ended for a session it does
 // not own), customer/agent relay and echo WebSockets, long polls, resources
 // of N bytes, uploads answered with their checksum, and an echo of the

@@ -87,7 +87,7 @@ type nodeCounters struct {
 }
 
 // Node is a fake co-browse node: the backend that tether balances in tests,
-// demos and benchmarks. It speaks the protocol of DESIGN.md. Create it with
+// demos and benchmarks. It speaks the protocol of docs/ARCHITECTURE.md. Create it with
 // NewNode, run it with Serve, stop it with Close. Its methods are safe for
 // concurrent use.
 type Node struct {

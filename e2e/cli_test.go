@@ -82,7 +82,7 @@ func TestBadFlags(t *testing.T) {
 	}
 }
 
-// designFlags are the flags that DESIGN.md and README.md name.
+// designFlags are the flags that README.md and docs/ARCHITECTURE.md name.
 var designFlags = []string{
 	"listen", "tls-listen", "cert", "key", "node", "admin", "config",
 	"sticky-cookie", "sticky-param",

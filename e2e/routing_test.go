@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// TestStickyValueForms sends every form of stickiness that DESIGN.md names
+// TestStickyValueForms sends every form of stickiness that README.md names
 // and checks that each request, several times on one keep-alive connection,
 // reaches the named node and is logged with the right "why".
 func TestStickyValueForms(t *testing.T) {

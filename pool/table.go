@@ -13,8 +13,11 @@ import (
 )
 
 // Table is an immutable snapshot of the routing state. The request path
-// reads it with one atomic load (Pool.Table) and takes no lock; the health
-// loops and admin actions build a new one and publish it with one store.
+// reads it with one atomic load (Pool.Table) and takes no lock. Every change
+// of a node's facts (a health verdict, from the health loop or a failed
+// connection's Fail; the operator's drain or enable; a reload or the DNS
+// discovery loop adding or removing nodes) is followed by publish, which builds a new one under
+// Pool.mu and stores it.
 type Table struct {
 	all    []*Node          // configured order
 	open   []*Node          // nodes that take new sessions: up and not drained
@@ -87,7 +90,7 @@ type Pool struct {
 	table atomic.Pointer[Table]
 	rr    atomic.Uint64
 
-	mu    sync.Mutex // writer-only: guards table rebuilds and closed
+	mu    sync.Mutex // writer-only (never on the request path): guards nodes, close and gen, and orders table rebuilds (publish)
 	nodes []*Node
 	close bool
 	gen   uint64 // changes of the node set applied (reconcile); guarded by mu

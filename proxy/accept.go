@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tether-lb/tether/proxy/internal/proxyhdr"
+	"github.com/tether-lb/tether/proxy/internal/sockio"
+	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/tlsterm"
 	"github.com/valyala/fasthttp"
 )
@@ -27,7 +30,7 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 				return nil
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+			if errors.As(err, &ne) && ne.Timeout() || isSyscallError(err) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.errLog.Error().Err(err).Dur("retry_in", backoff).Msg("accept")
 				time.Sleep(backoff)
@@ -37,18 +40,17 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 		}
 		backoff = 0
 		cfg := s.cfg()
-		if m := cfg.MaxConns; m > 0 && s.conns.Load() >= int64(m) {
+		if m := cfg.MaxConns; m > 0 && s.conns.open.Load() >= int64(m) {
 			s.refuseConn(nc, m)
 			continue
 		}
-		if cfg.ProxyProtocol && !trustedSource(cfg.ProxyProtocolFrom, nc.RemoteAddr()) {
-			s.refuseProxy(nc, errProxyUntrusted)
+		if cfg.ProxyProtocol && !proxyhdr.Trusted(cfg.ProxyProtocolFrom, nc.RemoteAddr()) {
+			s.refuseProxy(nc, proxyhdr.ErrUntrusted)
 			nc.Close()
 			continue
 		}
-		c := &conn{s: s, c: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure, born: time.Now()}
-		s.track(c, true)
-		s.conns.Add(1)
+		c := &conn{s: s, nc: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure, born: time.Now()}
+		s.conns.opened(c)
 		go c.serve()
 	}
 }
@@ -57,10 +59,10 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 // (tether_refused_connections_total{reason="max_conns"}), and one line a
 // second at most is logged, saying how many refusals it left out since the
 // one before: a flood of them must not flood the log.
-func (s *Server) refuseConn(nc net.Conn, max int) {
+func (s *Server) refuseConn(nc net.Conn, limit int) {
 	s.maxConnsRefused.Add(1)
 	if n, ok := s.maxConnsLog.allow(time.Now(), time.Second); ok {
-		s.log.Warn().Str("remote", remoteIP(nc.RemoteAddr())).Int("max_conns", max).Uint64("suppressed", n).
+		s.log.Warn().Str("remote", remoteIP(nc.RemoteAddr())).Int("max_conns", limit).Uint64("suppressed", n).
 			Msg("connection refused at --max-conns")
 	}
 	nc.Close()
@@ -85,9 +87,10 @@ func (l *logSampler) allow(now time.Time, period time.Duration) (suppressed uint
 	return l.suppressed.Swap(0), true
 }
 
-// isTemporary reports accept errors worth retrying: descriptor exhaustion
-// and aborted handshakes.
-func isTemporary(err error) bool {
+// isSyscallError reports an accept error that a system call returned
+// (EMFILE, ENFILE, ECONNABORTED, ENOBUFS and the like): the listener is
+// still open, so acceptLoop retries after a backoff rather than end.
+func isSyscallError(err error) bool {
 	var se *os.SyscallError
 	return errors.As(err, &se)
 }
@@ -97,7 +100,7 @@ func isTemporary(err error) bool {
 // borrowed while a burst of requests is being read and answered.
 type conn struct {
 	s        *Server
-	c        net.Conn
+	nc       net.Conn
 	remoteIP string
 	idle     atomic.Bool     // waiting for a next request: Shutdown may close it
 	served   int             // requests answered on this connection
@@ -113,9 +116,8 @@ func (c *conn) serve() {
 	if cfg := c.s.cfg(); cfg.ProxyProtocol {
 		// Before the ClientHello on the TLS listener. The header gets the
 		// head's timeout; the request or the handshake then gets its own.
-		if !c.proxyHeader(cfg.HeaderTimeout, rawConnOf(c.c)) {
+		if !c.proxyHeader(cfg.HeaderTimeout, sockio.RawConnOf(c.nc)) {
 			c.close()
-			c.s.wg.Done()
 			return
 		}
 	}
@@ -127,12 +129,11 @@ func (c *conn) serve() {
 	if c.secure {
 		if !c.handshake() {
 			c.close()
-			c.s.wg.Done()
 			return
 		}
 		hot = true
 	} else {
-		c.raw = rawConnOf(c.c)
+		c.raw = sockio.RawConnOf(c.nc)
 	}
 	c.run(hot)
 }
@@ -151,13 +152,13 @@ func (c *conn) run(hot bool) {
 		if c.served == 0 {
 			wait = s.cfg().HeaderTimeout
 		}
-		c.c.SetReadDeadline(time.Now().Add(wait))
+		c.nc.SetReadDeadline(time.Now().Add(wait))
 		c.idle.Store(true)
 		var err error
 		if s.isClosing() {
 			err = errShutdown
 		} else {
-			err = waitReadable(c.c)
+			err = sockio.WaitReadable(c.nc)
 		}
 		c.idle.Store(false)
 		if grace := c.born.Add(firstRequestGrace); err != nil && c.served == 0 && s.isClosing() && time.Now().Before(grace) {
@@ -165,17 +166,16 @@ func (c *conn) run(hot bool) {
 			// sending its first request (later ones reach the new
 			// process). Wait for it until a moment after the accept
 			// rather than drop it.
-			c.c.SetReadDeadline(grace)
-			if waitReadable(c.c) == nil {
+			c.nc.SetReadDeadline(grace)
+			if sockio.WaitReadable(c.nc) == nil {
 				err = nil
 			}
 		}
 		// While tether drains, a request that has already arrived is still
 		// answered (with Connection: close); only a silent connection
 		// closes.
-		if err != nil && !(s.isClosing() && readableNow(c.c)) {
+		if err != nil && !(s.isClosing() && sockio.ReadableNow(c.nc)) {
 			c.close()
-			s.wg.Done()
 			return
 		}
 	}
@@ -188,10 +188,8 @@ func (c *conn) run(hot bool) {
 	switch {
 	case up != nil:
 		c.startSession(up, sess)
-		s.wg.Done()
 	case !keep || s.isClosing():
 		c.close()
-		s.wg.Done()
 	default:
 		go c.run(false)
 	}
@@ -207,17 +205,15 @@ const firstRequestGrace = time.Second
 // plain text. It reports whether the connection goes on.
 func (c *conn) handshake() bool {
 	s := c.s
-	tc, err := s.hs.Handshake(context.Background(), withRawIO(c.c))
+	tc, err := s.hs.Handshake(context.Background(), sockio.WithRawIO(c.nc))
 	switch {
 	case err == nil:
-		s.mu.Lock() // Shutdown reads c.c under s.mu
-		c.c = tc
-		s.mu.Unlock()
+		s.conns.setConn(c, tc)
 		return true
 	case errors.Is(err, tlsterm.ErrPlainHTTP):
-		c.c.SetDeadline(time.Now().Add(time.Second))
-		c.c.Write(plainHTTPToTLS)
-		lingerClose(c.c)
+		c.nc.SetDeadline(time.Now().Add(time.Second))
+		c.nc.Write(plainHTTPToTLS)
+		lingerClose(c.nc)
 	default:
 		s.errLog.Debug().Err(err).Str("remote", c.remoteIP).Msg("tls handshake")
 	}
@@ -234,51 +230,44 @@ var plainHTTPToTLS = func() []byte {
 // wakeIfIdle makes an idle connection's wait end now (Shutdown).
 func (c *conn) wakeIfIdle() {
 	if c.idle.Load() {
-		c.c.SetReadDeadline(time.Unix(1, 0))
+		c.nc.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 
 func (c *conn) close() {
 	if c.linger {
-		lingerClose(c.c)
+		lingerClose(c.nc)
 	}
-	c.c.Close()
-	c.untrack()
-}
-
-// untrack forgets the connection once its socket is closed (by close, or by
-// the splicer that ended its session).
-func (c *conn) untrack() {
-	c.s.track(c, false)
-	c.s.conns.Add(-1)
+	c.nc.Close()
+	c.s.conns.closed(c)
 }
 
 // serveBurst reads and answers requests on c while bytes keep arriving. It
 // reports whether the connection stays open for more. With hot, the first
-// request is read for at most hotWindow (a quiet connection stays open).
+// request is read for at most sockio.HotWindow (a quiet connection stays open).
 func (x *exchange) serveBurst(c *conn, hot bool) bool {
 	s := c.s
-	x.c = c
-	x.cr.reset(c.c, c.raw, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
+	x.conn = c
+	x.cr.Reset(c.nc, c.raw, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
 	x.br = s.getReader(&x.cr)
 	x.bw = s.getWriter(&x.cr)
 	if hot {
 		// A request comes at once or the connection goes back to waiting
 		// (a quiet one then holds nothing, and Shutdown can close it).
-		x.cr.setReadLimit(hotWindow)
+		x.cr.SetReadLimit(sockio.HotWindow)
 		if _, err := x.br.Peek(1); err != nil {
-			return isTimeout(err)
+			return sockio.IsTimeout(err)
 		}
 	}
 	for {
 		x.begin()
-		x.cr.setReadLimit(s.cfg().HeaderTimeout)
+		x.cr.SetReadLimit(s.cfg().HeaderTimeout)
 		maxFields := s.cfg().MaxHeaderFields
-		fr, err := readRequestHead(x.br, x.req, s.maxHead, maxFields)
-		if err == errHeadTooLarge {
+		fr, err := wire.ReadRequestHead(x.br, x.req, s.maxHead, maxFields)
+		if err == wire.ErrHeadTooLarge {
 			if big := s.grow(x.br, &x.cr); big != nil {
 				x.br = big
-				fr, err = readRequestHead(x.br, x.req, s.maxHead, maxFields)
+				fr, err = wire.ReadRequestHead(x.br, x.req, s.maxHead, maxFields)
 			}
 		}
 		if err != nil {
@@ -298,9 +287,9 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 		if x.br.Buffered() == 0 {
 			// A busy client sends its next request at once: wait for it a
 			// moment, holding the reader; then go idle without it.
-			x.cr.setReadLimit(hotWindow)
+			x.cr.SetReadLimit(sockio.HotWindow)
 			if _, err := x.br.Peek(1); err != nil {
-				return isTimeout(err)
+				return sockio.IsTimeout(err)
 			}
 		}
 	}
@@ -309,22 +298,22 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 // headError answers a request head that could not be read: 400, 408 or
 // 431 and close; a client that closed or sent nothing gets no answer.
 func (x *exchange) headError(err error) {
-	s := x.c.s
+	s := x.conn.s
 	var ne net.Error
 	switch {
-	case errors.Is(err, io.EOF), isConnGone(err):
+	case errors.Is(err, io.EOF), sockio.PeerGone(err):
 		return
 	case errors.As(err, &ne) && ne.Timeout():
 		if x.br.Buffered() == 0 {
 			return // nothing sent since the last answer: an idle close
 		}
 		x.refuse(408, err)
-	case errors.Is(err, errHeadTooLarge):
+	case errors.Is(err, wire.ErrHeadTooLarge):
 		x.refuse(431, err)
-	case errors.Is(err, errBadRequest):
+	case errors.Is(err, wire.ErrBadRequest):
 		x.refuse(400, err)
 	default:
-		s.errLog.Debug().Err(err).Str("remote", x.c.remoteIP).Msg("read request head")
+		s.errLog.Debug().Err(err).Str("remote", x.conn.remoteIP).Msg("read request head")
 	}
 }
 
@@ -348,8 +337,8 @@ func (x *exchange) refuse(status int, err error) {
 	x.s.recordRefused(x, status, err)
 }
 
-// forgetRequest empties h, keeping the settings of newRequestHeader.
-// readRequestHead fills h only once a whole head has passed the checks, so
+// forgetRequest empties h, keeping the settings of wire.NewRequestHeader.
+// wire.ReadRequestHead fills h only once a whole head has passed the checks, so
 // after a refused head h would otherwise hold the request it read before.
 func forgetRequest(h *fasthttp.RequestHeader) {
 	h.Reset()
@@ -360,19 +349,19 @@ func forgetRequest(h *fasthttp.RequestHeader) {
 // writeError sends one of tether's own short answers and logs why. The
 // connection is closed after it by the caller.
 func (x *exchange) writeError(status int, err error) {
-	s := x.c.s
+	s := x.conn.s
 	resp := errorResponse(status)
 	if x.bw == nil {
 		x.bw = s.getWriter(&x.cr)
 	}
 	x.bw.Write(resp)
 	x.bw.Flush()
-	x.c.linger = x.c.linger || lingers(status)
+	x.conn.linger = x.conn.linger || lingers(status)
 	x.bytesOut += int64(len(resp))
 	s.refused[refusedIndex(status)].Add(1)
 	ev := s.errLog.Info()
 	if status >= 500 {
 		ev = s.errLog.Warn()
 	}
-	ev.Int("status", status).Str("remote", x.c.remoteIP).Err(err).Msg("request refused")
+	ev.Int("status", status).Str("remote", x.conn.remoteIP).Err(err).Msg("request refused")
 }

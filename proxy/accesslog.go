@@ -102,7 +102,7 @@ func (s *Server) recordLine(x *exchange, status int, err error, head bool) {
 	if !e.Enabled() {
 		return
 	}
-	e = e.Str("remote", x.c.remoteIP)
+	e = e.Str("remote", x.conn.remoteIP)
 	if head {
 		path := x.req.RequestURI()
 		if len(path) > maxLoggedPath {

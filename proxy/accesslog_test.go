@@ -28,6 +28,13 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+// String returns what was written so far.
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // lines returns the JSON lines written so far, each with its raw text
 // under "_raw".
 func (l *logBuffer) lines(t *testing.T) []map[string]any {
@@ -73,17 +80,8 @@ func startLoggedServer(t *testing.T, cfg Config) (s *Server, addr string, access
 	cfg.Pool.Nodes = oneNode(node).Pool.Nodes
 	cfg.AccessLog = true
 	access, log = &logBuffer{}, &logBuffer{}
-	s, err := New(cfg, zerolog.New(log), zerolog.New(access))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Shutdown(t.Context()) })
-	return s, ln.Addr().String(), access, log
+	s, addr = serveWith(t, cfg, zerolog.New(log), zerolog.New(access), false)
+	return s, addr, access, log
 }
 
 // dialFrom dials addr from the loopback address ip when the system lets a

@@ -53,7 +53,7 @@ type Status struct {
 
 // Status returns a snapshot of tether's state for the admin endpoints.
 func (s *Server) Status() Status {
-	st := Status{Started: s.started, Conns: s.conns.Load()}
+	st := Status{Started: s.started, Conns: s.conns.open.Load()}
 	for _, n := range s.pool.Table().Nodes() {
 		st.Nodes = append(st.Nodes, nodeStatus(n))
 	}
@@ -125,7 +125,7 @@ func (s *Server) ServeAdmin(ln net.Listener) error {
 		MaxHeaderBytes:    16 << 10,
 	}
 	s.mu.Lock()
-	if s.closing {
+	if s.draining.Load() {
 		s.mu.Unlock()
 		ln.Close()
 		return nil

@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/tlsterm"
 )
 
 // Config is the whole of tether's configuration: cmd/tether builds one value
-// from flags (and later a file) and hands it to New. A reload builds a new
+// from flags and the --config file and hands it to New. A reload builds a new
 // value; a running Server never mutates its own.
 type Config struct {
 	// Listen is the plain-HTTP listen address ("127.0.0.1:8080"). Empty
@@ -221,10 +222,10 @@ func (c *Config) Validate() error {
 	if err := c.checkProxyProtocol(); err != nil {
 		return err
 	}
-	if !isConfigToken(c.StickyCookie) {
+	if !wire.IsToken(c.StickyCookie) {
 		return fmt.Errorf("--sticky-cookie %q: must be a cookie name (token characters)", c.StickyCookie)
 	}
-	if !isConfigToken(c.StickyParam) {
+	if !wire.IsToken(c.StickyParam) {
 		return fmt.Errorf("--sticky-param %q: must be a plain parameter name", c.StickyParam)
 	}
 	if err := c.TLS.Validate(); err != nil {
@@ -360,30 +361,4 @@ func maxConnsForLimit() int {
 		return -1
 	}
 	return max(int(lim.Cur)-fdReserve, 2) / 2
-}
-
-// isConfigToken reports whether s is a non-empty RFC 9110 token.
-func isConfigToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !configTokenByte(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-// configTokenByte reports whether c is a tchar of RFC 9110 §5.6.2.
-func configTokenByte(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
 }

@@ -1,11 +1,14 @@
-// Package proxy is the client side of tether, read in the order bytes move:
-// accept (accept.go) → read and check the request head (head.go) → choose a
-// node (route.go) → forward the request with streamed bodies (forward.go,
-// body.go) or, after a 101, splice the two sockets (splice.go) → one access
-// log line (accesslog.go).
+// Package proxy is the conductor of tether's client side, read in the order
+// bytes move: accept (accept.go) → PROXY protocol header (proxyproto.go) and
+// TLS handshake → read the request head (wire.ReadRequestHead) → choose a
+// node (route.go) → forward the request with streamed bodies (forward.go) or,
+// after a 101, hand both sockets to a splice engine (upgrade.go) → one
+// access-log line (accesslog.go). conns.go accounts for every connection and
+// session; server.go starts and drains it all.
 //
-// It owns its sockets: an accept loop and one goroutine per client
-// connection. Request heads are parsed with fasthttp's header types from
-// pooled buffered readers that are borrowed only while bytes are moving, so
-// an idle keep-alive connection or spliced session holds no buffer.
+// The message format is package wire, socket I/O package sockio, the PROXY
+// protocol header package proxyhdr and the splice engines package splice,
+// all under internal/: proxy decides, they carry out. Idle keep-alive connections and spliced sessions hold no buffer:
+// an exchange (headers, reader, writer) is borrowed only while bytes move.
+// docs/ARCHITECTURE.md names every goroutine, who stops it and who waits.
 package proxy

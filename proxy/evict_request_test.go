@@ -2,14 +2,11 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,24 +14,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
 )
-
-// syncBuffer is a bytes.Buffer safe for the access log's concurrent lines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // hangingNode answers requests until hang is set; then, like a stopped
 // process whose kernel still accepts connections, it answers nothing and
@@ -80,20 +59,11 @@ func TestRequestCaughtByEviction(t *testing.T) {
 	cfg.UpstreamTimeout = upstream
 	cfg.AccessLog = true
 	cfg.Pool.Cooldown = time.Minute // the node stays down for the test
-	var access syncBuffer
-	s, err := New(cfg, zerolog.Nop(), zerolog.New(&access))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	defer s.Shutdown(context.Background())
+	var access logBuffer
+	s, addr := serveWith(t, cfg, zerolog.Nop(), zerolog.New(&access), false)
 	n := s.Pool().Node("CB_Server_1")
 
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,23 +27,14 @@ func TestRoutingWhileNodesFlap(t *testing.T) {
 	for i, n := range nodes {
 		cfg.Pool.Nodes = append(cfg.Pool.Nodes, pool.NodeConfig{Name: fmt.Sprintf("CB_Server_%d", i+1), URL: "http://" + n.ln.Addr().String()})
 	}
-	s, err := New(cfg, zerolog.Nop(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	defer s.Shutdown(t.Context())
+	s, addr := serveWith(t, cfg, zerolog.Nop(), zerolog.Nop(), false)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	counts := make([]map[int]int, 4)
 	for i := range counts {
 		counts[i] = map[int]int{}
-		wg.Go(func() { flapClient(t, ln.Addr().String(), stop, counts[i]) })
+		wg.Go(func() { flapClient(t, addr, stop, counts[i]) })
 	}
 	deadline := time.Now().Add(time.Second)
 	r := rand.New(rand.NewPCG(3, 4))

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/sockio"
+	"github.com/tether-lb/tether/proxy/internal/splice"
+	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/valyala/fasthttp"
 )
 
@@ -22,15 +24,15 @@ import (
 // none of it.
 type exchange struct {
 	s    *Server
-	c    *conn
+	conn *conn
 	req  *fasthttp.RequestHeader
 	resp *fasthttp.ResponseHeader
 
-	cr  deadlineConn  // the client connection, with deadlines
-	nr  deadlineConn  // the node connection, with deadlines
-	br  *bufio.Reader // client reader; nil once released mid-request
-	bw  *bufio.Writer // client writer
-	nbr *bufio.Reader // node reader, while an answer is read
+	cr  sockio.DeadlineConn // the client connection, with deadlines
+	nr  sockio.DeadlineConn // the node connection, with deadlines
+	br  *bufio.Reader       // client reader; nil once released mid-request
+	bw  *bufio.Writer       // client writer
+	nbr *bufio.Reader       // node reader, while an answer is read
 
 	head    []byte    // serialized head scratch
 	param   [256]byte // percent-decoded stickiness parameter
@@ -44,10 +46,12 @@ type exchange struct {
 	bytesIn  int64 // request body bytes
 	bytesOut int64 // answer bytes written to the client
 	upgraded bool
-	expect   bool              // the client sent Expect: 100-continue
-	accept   [wsAcceptLen]byte // with an upgrade: the Sec-WebSocket-Accept its 101 must carry
-	pending  *upgraded         // a 101 was relayed: splice once the exchange is released
-	session  *Session          // with pending: what the splicer gets
+	expect   bool                   // the client sent Expect: 100-continue
+	accept   [wire.WSAcceptLen]byte // with an upgrade: the Sec-WebSocket-Accept its 101 must carry
+	asked    time.Time              // when the request went to the node (awaitHead)
+	rfr      wire.Framing           // the node's answer (readFinalHead)
+	pending  *spliced               // a 101 was relayed: splice once the exchange is released
+	session  *splice.Session        // with pending: what the splice engine gets
 }
 
 func newExchange(s *Server) *exchange {
@@ -65,9 +69,9 @@ func (x *exchange) release() {
 		x.s.putWriter(x.bw)
 		x.bw = nil
 	}
-	x.cr.Conn, x.nr.Conn, x.c, x.node = nil, nil, nil, nil
-	x.cr.raw.set(nil, nil)
-	x.nr.raw.set(nil, nil)
+	x.cr.Conn, x.nr.Conn, x.conn, x.node = nil, nil, nil, nil
+	x.cr.Raw.Set(nil, nil)
+	x.nr.Raw.Set(nil, nil)
 }
 
 var (
@@ -104,18 +108,18 @@ var (
 // handle routes one request, forwards it and relays the answer (or splices
 // an upgraded connection). It reports whether the client connection can
 // carry another request.
-func (s *Server) handle(x *exchange, fr framing) bool {
+func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 	t := s.pool.Table()
 	node, why := s.router.Load().route(t, x.req, x.param[:])
 	x.why = why
-	upgrade := fr.upgrade
+	upgrade := fr.Upgrade
 	if upgrade {
-		wsAccept(&x.accept, x.req.PeekBytes(strWSKey))
+		wire.WSAccept(&x.accept, x.req.PeekBytes(strWSKey))
 	}
 	keep := clientKeepAlive(x.req) && !upgrade && !s.draining.Load()
 	x.prepareRequest(upgrade)
-	if max := s.cfg().MaxBodyBytes; max > 0 && !fr.chunked && fr.length > max {
-		x.refuseBody(fmt.Errorf("%w: Content-Length %d, --max-body-bytes %d", errBodyTooLarge, fr.length, max))
+	if limit := s.cfg().MaxBodyBytes; limit > 0 && !fr.Chunked && fr.Length > limit {
+		x.refuseBody(fmt.Errorf("%w: Content-Length %d, --max-body-bytes %d", wire.ErrBodyTooLarge, fr.Length, limit))
 		return false
 	}
 
@@ -146,10 +150,10 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 		}
 		node.Active.Add(1)
 		node.InFlight.Add(1)
-		ok, retry := x.exchangeWith(pc, fr, upgrade, keep)
+		out := x.exchangeWith(pc, fr, upgrade, keep)
 		node.InFlight.Add(-1)
 		node.Active.Add(-1)
-		if retry {
+		if out == retry {
 			if attempt <= len(t.Nodes()) {
 				// A reused connection the node had closed: route again, as
 				// the node may have gone down or been replaced meanwhile (a
@@ -166,163 +170,203 @@ func (s *Server) handle(x *exchange, fr framing) bool {
 			s.record(x, 502, err)
 			return false
 		}
-		return ok
+		return out == answered
 	}
 }
 
-// exchangeWith sends the request on pc and relays the answer. ok reports
-// whether the client connection stays open; retry asks handle to send the
-// request again because pc was a reused connection that failed before any
-// of the request could have been processed (nothing of a body was sent).
-func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (ok, retry bool) {
+// outcome is how one attempt to exchange a request with a node ended.
+type outcome uint8
+
+const (
+	// answered: the answer went out whole; the client connection carries
+	// the next request if keep-alive allows it.
+	answered outcome = iota
+	// closeClient: the exchange is over (answered with a close, refused, or
+	// failed and answered with an error status); the client connection
+	// closes.
+	closeClient
+	// retry: the pooled connection the node had closed failed before any
+	// of the request could count; handle routes the request again.
+	retry
+)
+
+// exchangeWith sends the request on pc and relays the answer, in steps:
+// send the head and the body, wait for the answer's head, read it past any
+// interim answers, then either switch protocols (a 101) or relay the
+// answer and its body. Each step that fails ends the attempt through
+// clientBodyFailed or nodeError.
+func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bool) outcome {
 	s := x.s
-	x.nr.reset(pc.Conn, pc.Raw, s.cfg().UpstreamTimeout, s.cfg().WriteTimeout)
-	// A request without a body goes out inside the first read of its
-	// answer (sendBeforeRead): one write, then the wait, and no read that
-	// finds nothing. Others are written first, their bodies streamed.
-	early := !fr.chunked && fr.length <= 0 && x.nr.raw.use()
-	var sentBody bool
-	var err error
-	if early {
+	x.nr.Reset(pc.Conn, pc.Raw, s.cfg().UpstreamTimeout, s.cfg().WriteTimeout)
+	early, sentBody, err := x.send(pc, fr)
+	if err != nil {
+		if errors.Is(err, errClientBody) {
+			pc.Close()
+			x.clientBodyFailed(err)
+			return closeClient
+		}
+		return x.nodeError(pc, err, !sentBody)
+	}
+	if out, ok := x.awaitHead(pc, early, sentBody); !ok {
+		return out
+	}
+	defer x.putNodeReader()
+	if out, ok := x.readFinalHead(pc, sentBody); !ok {
+		return out
+	}
+	if x.resp.StatusCode() == 101 {
+		return x.switchProtocols(pc, upgrade)
+	}
+	return x.relayAnswer(pc, keep)
+}
+
+// send writes the request to the node. A request without a body goes out
+// inside the first read of its answer (sendBeforeRead, early): one write,
+// then the wait, and no read that finds nothing. Others are written first,
+// their bodies streamed. sentBody reports whether any body byte went out
+// (the request can no longer be sent again).
+func (x *exchange) send(pc *pool.Conn, fr wire.Framing) (early, sentBody bool, err error) {
+	if !fr.Chunked && fr.Length <= 0 && x.nr.Raw.Use() {
 		x.head = x.req.AppendBytes(x.head[:0])
-		x.nr.raw.sendBeforeRead(x.head)
+		x.nr.Raw.SendBeforeRead(x.head)
 		if h := testHookSendEarly; h != nil {
 			h(pc.Conn)
 		}
-	} else {
-		nbw := s.getWriter(&x.nr)
-		sentBody, err = x.sendRequest(nbw, fr)
-		s.putWriter(nbw)
+		return true, false, nil
 	}
-	if err != nil {
-		pc.Close()
-		if errors.Is(err, errClientBody) {
-			// The client sent a bad body (400) or stopped sending it (408);
-			// a client that is gone gets nothing.
-			var ne net.Error
-			switch {
-			case errors.Is(err, errBodyTooLarge):
-				x.refuseBody(err)
-			case errors.Is(err, errBadRequest):
-				x.writeError(400, err)
-				s.record(x, 400, err)
-			case errors.As(err, &ne) && ne.Timeout():
-				x.writeError(408, err)
-				s.record(x, 408, err)
-			default:
-				s.record(x, 400, err)
-			}
-			return false, false
-		}
-		if staleConn(pc, err, sentBody) {
-			return false, true
-		}
-		return x.nodeFailed(pc, err, false), false
-	}
+	nbw := x.s.getWriter(&x.nr)
+	sentBody, err = x.sendRequest(nbw, fr)
+	x.s.putWriter(nbw)
+	return false, sentBody, err
+}
 
-	// Most answers start within a few milliseconds: wait for the first byte
-	// holding the reader (one read). A slower one (a long poll may take
-	// minutes) is waited for holding no buffer at all, the client's reader
-	// included if the client sent nothing more.
+// clientBodyFailed answers a request whose body the client sent badly
+// (400, 413) or stopped sending (408); a client that is gone gets nothing.
+func (x *exchange) clientBodyFailed(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, wire.ErrBodyTooLarge):
+		x.refuseBody(err)
+	case errors.Is(err, wire.ErrBadRequest):
+		x.writeError(400, err)
+		x.s.record(x, 400, err)
+	case errors.As(err, &ne) && ne.Timeout():
+		x.writeError(408, err)
+		x.s.record(x, 408, err)
+	default:
+		x.s.record(x, 400, err)
+	}
+}
+
+// awaitHead waits for the first byte of the node's answer and leaves the
+// node reader holding it in x.nbr. Most answers start within a few
+// milliseconds: the first wait holds the reader (one read). A slower one (a
+// long poll may take minutes) is waited for holding no buffer at all, the
+// client's reader included if the client sent nothing more. ok is false when
+// the attempt ended (out).
+func (x *exchange) awaitHead(pc *pool.Conn, early, sentBody bool) (out outcome, ok bool) {
+	s := x.s
 	nbr := s.getReader(&x.nr)
 	asked := time.Now()
-	x.nr.setReadLimit(hotWindow)
-	_, err = nbr.Peek(1)
-	if rest := x.nr.raw.unsent(); early && rest != nil {
+	x.nr.SetReadLimit(sockio.HotWindow)
+	_, err := nbr.Peek(1)
+	if rest := x.nr.Raw.Unsent(); early && rest != nil {
 		// The head did not all go out with the read (a full socket buffer,
 		// or the read ended before trying): write the rest, then wait. A
 		// failed write is the request's, never a wait for an answer.
 		if _, err := x.nr.Write(rest); err != nil {
 			s.putReader(nbr)
-			pc.Close()
-			if staleConn(pc, err, false) {
-				return false, true
-			}
-			return x.nodeFailed(pc, err, false), false
+			return x.nodeError(pc, err, true), false
 		}
-		x.nr.setReadLimit(hotWindow)
+		x.nr.SetReadLimit(sockio.HotWindow)
 		_, err = nbr.Peek(1)
 	}
 	if err != nil {
 		s.putReader(nbr)
-		if !isTimeout(err) {
-			pc.Close()
-			if staleConn(pc, err, sentBody) {
-				return false, true
-			}
-			return x.nodeFailed(pc, err, false), false
+		if !sockio.IsTimeout(err) {
+			return x.nodeError(pc, err, !sentBody), false
 		}
 		if x.br != nil && x.br.Buffered() == 0 {
-			x.s.putReader(x.br)
+			s.putReader(x.br)
 			x.br = nil
 		}
-		pc.SetReadDeadline(asked.Add(s.cfg().UpstreamTimeout))
-		if err := x.awaitAnswer(pc, asked.Add(s.cfg().UpstreamTimeout)); err != nil {
-			pc.Close()
+		until := asked.Add(s.cfg().UpstreamTimeout)
+		pc.SetReadDeadline(until)
+		if err := x.awaitAnswer(pc, until); err != nil {
 			if err == errClientGone {
+				pc.Close()
 				s.record(x, statusClientGone, err)
-				return false, false
+				return closeClient, false
 			}
-			return x.nodeFailed(pc, err, false), false
+			return x.nodeError(pc, err, false), false
 		}
 		nbr = s.getReader(&x.nr)
 	}
 	x.nbr = nbr
-	defer x.putNodeReader()
-	x.nr.setReadTimeout(s.cfg().UpstreamTimeout)
+	x.asked = asked
+	return answered, true
+}
+
+// readFinalHead reads the node's answer head into x.resp, relaying 1xx
+// interim answers (103 Early Hints) to the client; 100 Continue was already
+// sent by tether itself. x.rfr gets the answer's framing. ok is false when
+// the attempt ended (out).
+func (x *exchange) readFinalHead(pc *pool.Conn, sentBody bool) (out outcome, ok bool) {
+	s := x.s
+	x.nr.SetReadTimeout(s.cfg().UpstreamTimeout)
 	isHead := x.req.IsHead()
-	var rfr framing
 	for interim := 0; ; interim++ {
 		if interim > maxInterim {
-			pc.Close()
-			return x.nodeFailed(pc, fmt.Errorf("%w: more than %d interim answers", errBadResponse, maxInterim), true), false
+			return x.nodeError(pc, fmt.Errorf("%w: more than %d interim answers", wire.ErrBadResponse, maxInterim), false), false
 		}
-		rfr, err = readResponseHead(nbr, x.resp, s.maxHead, isHead)
-		if errors.Is(err, faultTooLarge) {
-			if big := s.grow(nbr, &x.nr); big != nil {
-				nbr, x.nbr = big, big
-				rfr, err = readResponseHead(nbr, x.resp, s.maxHead, isHead)
+		rfr, err := wire.ReadResponseHead(x.nbr, x.resp, s.maxHead, isHead)
+		if errors.Is(err, wire.FaultTooLarge) {
+			if big := s.grow(x.nbr, &x.nr); big != nil {
+				x.nbr = big
+				rfr, err = wire.ReadResponseHead(x.nbr, x.resp, s.maxHead, isHead)
 			}
 		}
 		if err != nil {
-			pc.Close()
-			if staleConn(pc, err, sentBody) && nbr.Buffered() == 0 {
-				return false, true
-			}
-			return x.nodeFailed(pc, err, true), false
+			return x.nodeError(pc, err, !sentBody && x.nbr.Buffered() == 0), false
 		}
 		code := x.resp.StatusCode()
 		if code >= 200 || code == 101 {
-			x.node.Stats.Head.Observe(time.Since(asked))
-			break
+			x.node.Stats.Head.Observe(time.Since(x.asked))
+			x.rfr = rfr
+			return answered, true
 		}
-		// 1xx interim answers (103 Early Hints) pass through; 100 Continue
-		// was already sent by tether itself.
 		if code != 100 {
 			x.head = appendResponseHead(x.head[:0], x.resp)
 			x.bw.Write(x.head)
 			x.bw.Flush()
 		}
 	}
+}
 
-	status := x.resp.StatusCode()
-	if status == 101 {
-		// Only a 101 that completes the client's handshake makes the two
-		// connections a tunnel (RFC 6455 section 4.2.2); anything else
-		// ends both, and no byte the client sent after its head reaches
-		// the node.
-		err := errNoUpgrade
-		if upgrade {
-			err = x.checkSwitch()
-		}
-		if err != nil {
-			pc.Close()
-			return x.nodeFailed(pc, err, true), false
-		}
-		return x.upgrade(pc, nbr, status), false
+// switchProtocols handles a 101. Only one that completes the client's
+// handshake makes the two connections a tunnel (RFC 6455 section 4.2.2);
+// anything else ends both, and no byte the client sent after its head
+// reaches the node.
+func (x *exchange) switchProtocols(pc *pool.Conn, upgrade bool) outcome {
+	err := errNoUpgrade
+	if upgrade {
+		err = x.checkSwitch()
 	}
+	if err != nil {
+		return x.nodeError(pc, err, false)
+	}
+	x.upgrade(pc, x.nbr, 101)
+	return closeClient
+}
+
+// relayAnswer writes the answer head and streams its body to the client,
+// then gives pc back to its pool when the node can carry another request.
+func (x *exchange) relayAnswer(pc *pool.Conn, keep bool) outcome {
+	s := x.s
+	rfr, nbr := x.rfr, x.nbr
+	status := x.resp.StatusCode()
 	keepNode := x.prepareResponse(&rfr)
-	if !rfr.noBody && rfr.length < 0 && !rfr.chunked || s.draining.Load() {
+	if !rfr.NoBody && rfr.Length < 0 && !rfr.Chunked || s.draining.Load() {
 		keep = false // delimited by close, or tether is shutting down
 	}
 	if !keep {
@@ -333,11 +377,12 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	x.head = appendResponseHead(x.head[:0], x.resp)
 	x.bw.Write(x.head)
 	x.bytesOut = int64(len(x.head))
-	x.nr.setReadTimeout(s.cfg().BodyTimeout)
-	var n int64
-	if !rfr.noBody {
+	x.nr.SetReadTimeout(s.cfg().BodyTimeout)
+	var err error
+	if !rfr.NoBody {
 		bufp := s.bufs.Get().(*[]byte)
-		n, err = copyBody(x.bw, nbr, rfr, *bufp, false)
+		var n int64
+		n, err = wire.CopyBody(x.bw, nbr, rfr, *bufp, false)
 		s.bufs.Put(bufp)
 		x.bytesOut += n
 	}
@@ -348,19 +393,22 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr framing, upgrade, keep bool) (
 	if err != nil {
 		pc.Close()
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errBadResponse) {
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, wire.ErrBadResponse) {
 			s.errLog.Warn().Str("node", x.node.Name).Err(err).Msg("answer body cut short")
 		}
 		s.record(x, status, err)
-		return false, false
+		return closeClient
 	}
-	if keepNode && nbr.Buffered() == 0 && !rfr.closeAfter && (rfr.noBody || rfr.chunked || rfr.length >= 0) {
+	if keepNode && nbr.Buffered() == 0 && !rfr.CloseAfter && (rfr.NoBody || rfr.Chunked || rfr.Length >= 0) {
 		pc.Put()
 	} else {
 		pc.Close()
 	}
 	s.record(x, status, nil)
-	return keep, false
+	if keep {
+		return answered
+	}
+	return closeClient
 }
 
 // putNodeReader gives back the node reader of an exchange.
@@ -371,24 +419,12 @@ func (x *exchange) putNodeReader() {
 	}
 }
 
-// hotWindow is how long a connection that just moved a message keeps its
-// borrowed reader while waiting for the next bytes: a busy keep-alive client
-// or a quick node answer then costs one read, not a readiness wait and a
-// read. Past it, the wait holds no buffer.
-const hotWindow = 50 * time.Millisecond
-
 // maxInterim bounds the 1xx answers relayed before a final one.
 const maxInterim = 8
 
 // testHookSendEarly, set by tests only, sees the node conn a request head
 // is about to go out on inside the answer's first read.
 var testHookSendEarly func(net.Conn)
-
-// isTimeout reports a deadline that passed.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
 
 // errClientBody marks a failure to read the request body from the client.
 var errClientBody = errors.New("proxy: request body")
@@ -410,47 +446,52 @@ const statusClientGone = 499
 // request is already buffered is not watched. The watcher has ended when
 // awaitAnswer returns. Its stop signal is a past read deadline on the
 // client, which stays: every later read of the client is preceded by
-// setReadLimit (serveBurst) or, for a sliding deadline, re-arms it
-// (readSet is cleared here).
+// SetReadLimit (serveBurst) or, for a sliding deadline, re-arms it
+// (RearmRead here).
 func (x *exchange) awaitAnswer(pc *pool.Conn, until time.Time) error {
 	if x.br != nil {
 		// The client's next bytes are already here: it is not leaving.
-		return waitReadable(pc.Conn)
+		return sockio.WaitReadable(pc.Conn)
 	}
-	client := x.c.c
+	client := x.conn.nc
 	if err := client.SetReadDeadline(until); err != nil {
-		return waitReadable(pc.Conn)
+		return sockio.WaitReadable(pc.Conn)
 	}
 	var gone atomic.Bool
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// A hang-up, or the client's connection closed under it (Shutdown
-		// past its time): either way no answer can reach the client.
-		if hup, err := waitHangup(client); hup || errors.Is(err, net.ErrClosed) {
-			gone.Store(true)
-			pc.Conn.SetReadDeadline(time.Unix(1, 0)) // wake the wait below
-		}
-	}()
-	err := waitReadable(pc.Conn)
+	go watchClient(client, pc.Conn, &gone, done)
+	err := sockio.WaitReadable(pc.Conn)
 	client.SetReadDeadline(time.Unix(1, 0)) // end the watch
 	<-done
-	x.cr.readSet = 0 // the sliding read deadline is set again on the next read
+	x.cr.RearmRead() // the sliding read deadline is set again on the next read
 	if gone.Load() {
 		return errClientGone
 	}
 	return err
 }
 
+// watchClient is awaitAnswer's watcher: it waits for the client to hang up
+// (or for its connection to be closed under it: Shutdown past its time),
+// when no answer can reach the client any more; it then sets gone and wakes
+// the wait on node with a past read deadline. A past read deadline on
+// client (awaitAnswer's) stops it; it closes done as it returns.
+func watchClient(client, node net.Conn, gone *atomic.Bool, done chan<- struct{}) {
+	defer close(done)
+	if hup, err := sockio.WaitHangup(client); hup || errors.Is(err, net.ErrClosed) {
+		gone.Store(true)
+		node.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
 // sendRequest writes the request head and streams its body to the node.
 // sentBody reports whether any body byte went out (the request can no
 // longer be retried elsewhere).
-func (x *exchange) sendRequest(nbw *bufio.Writer, fr framing) (sentBody bool, err error) {
+func (x *exchange) sendRequest(nbw *bufio.Writer, fr wire.Framing) (sentBody bool, err error) {
 	x.head = x.req.AppendBytes(x.head[:0])
 	if _, err := nbw.Write(x.head); err != nil {
 		return false, err
 	}
-	if !fr.chunked && fr.length <= 0 {
+	if !fr.Chunked && fr.Length <= 0 {
 		return false, nbw.Flush()
 	}
 	if x.expect {
@@ -460,17 +501,17 @@ func (x *exchange) sendRequest(nbw *bufio.Writer, fr framing) (sentBody bool, er
 		}
 	}
 	cfg := x.s.cfg()
-	x.cr.setBodyRate(cfg.BodyTimeout, cfg.BodyTimeout, cfg.BodyMinRate)
-	fr.max = cfg.MaxBodyBytes
+	x.cr.SetBodyRate(cfg.BodyTimeout, cfg.BodyTimeout, cfg.BodyMinRate)
+	fr.Limit = cfg.MaxBodyBytes
 	bufp := x.s.bufs.Get().(*[]byte)
-	n, err := copyBody(nbw, x.br, fr, *bufp, true)
+	n, err := wire.CopyBody(nbw, x.br, fr, *bufp, true)
 	x.s.bufs.Put(bufp)
 	x.bytesIn = n
 	if err == nil {
 		err = nbw.Flush()
 	}
 	if err != nil {
-		if errors.Is(err, errBadRequest) || errors.Is(err, errBodyTooLarge) || isClientSide(err, &x.cr) {
+		if errors.Is(err, wire.ErrBadRequest) || errors.Is(err, wire.ErrBodyTooLarge) || isClientSide(err, &x.cr) {
 			return true, fmt.Errorf("%w: %w", errClientBody, err)
 		}
 		return true, err
@@ -488,7 +529,7 @@ func (x *exchange) refuseBody(err error) {
 
 // isClientSide guesses whether a body copy failed on the client's side:
 // the client conn's read failed (the error is not from a write to the node).
-func isClientSide(err error, cr *deadlineConn) bool {
+func isClientSide(err error, cr *sockio.DeadlineConn) bool {
 	var oe *net.OpError
 	if errors.As(err, &oe) {
 		return oe.Op == "read" && oe.Source != nil && cr.Conn != nil && oe.Source.String() == cr.Conn.LocalAddr().String()
@@ -496,21 +537,19 @@ func isClientSide(err error, cr *deadlineConn) bool {
 	return errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// staleConn reports whether a failure on pc before any answer byte is a
-// reused connection the node had closed: the request is routed and sent
-// again, as nothing of it was sent (sentBody false) or can have been
-// processed. A connection closed by its node's eviction is not stale: that
-// request ends at once (nodeFailed).
-func staleConn(pc *pool.Conn, err error, sentBody bool) bool {
-	return pc.Reused && !sentBody && isConnGone(err) && !pc.Evicted()
-}
-
-// nodeFailed answers the client after a failure talking to the node: 502
-// at once when the node's eviction (it went down) closed the connection,
-// 504 when the node did not answer in time, 502 otherwise. A reset or
-// refusal on a new connection marks the node failing. It reports false: the
-// client connection closes.
-func (x *exchange) nodeFailed(pc *pool.Conn, err error, readingHead bool) bool {
+// nodeError ends an attempt that failed talking to the node on pc, which
+// it closes. A reused connection the node had closed, failing before any
+// of the request could count (mayRetry: no body byte sent, no answer byte
+// read), is retried; a connection closed by its node's eviction never is:
+// that request ends at once. Otherwise the client is answered: 502 at once
+// when the node's eviction (it went down) closed the connection, 504 when
+// the node did not answer in time, 502 otherwise; a reset or refusal on a
+// new connection marks the node failing.
+func (x *exchange) nodeError(pc *pool.Conn, err error, mayRetry bool) outcome {
+	pc.Close()
+	if mayRetry && pc.Reused && sockio.PeerGone(err) && !pc.Evicted() {
+		return retry
+	}
 	status := 502
 	var ne net.Error
 	switch {
@@ -524,191 +563,5 @@ func (x *exchange) nodeFailed(pc *pool.Conn, err error, readingHead bool) bool {
 	err = fmt.Errorf("node %s: %w", pc.Node.Name, err)
 	x.writeError(status, err)
 	x.s.record(x, status, err)
-	return false
-}
-
-// isConnGone reports errors that mean the peer closed or reset the
-// connection: normal endings, logged at Debug at most.
-func isConnGone(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, syscall.ENOTCONN) || errors.Is(err, net.ErrClosed)
-}
-
-// prepareRequest turns the client's head into the node's: hop-by-hop
-// headers out (RFC 9110 §7.6.1), forwarding headers in, and for an upgrade
-// the Connection and Upgrade headers the node needs.
-func (x *exchange) prepareRequest(upgrade bool) {
-	h := x.req
-	x.expect = false
-	if v := h.PeekBytes(strExpect); len(v) > 0 && bytes.EqualFold(trimOWS(v), str100Continue) {
-		x.expect = true
-	}
-	x.deleteConnectionListed(h.PeekAll("Connection"))
-	for _, k := range hopHeaders {
-		h.DelBytes(k)
-	}
-	h.DelBytes(strUpgrade)
-	h.DelBytes(strExpect)
-
-	// X-Forwarded-For: the client's list, then the client's address.
-	x.xff = x.xff[:0]
-	for _, v := range h.PeekAll("X-Forwarded-For") {
-		if len(x.xff) > 0 {
-			x.xff = append(x.xff, ", "...)
-		}
-		x.xff = append(x.xff, v...)
-	}
-	if len(x.xff) > 0 {
-		x.xff = append(x.xff, ", "...)
-	}
-	x.xff = append(x.xff, x.c.remoteIP...)
-	h.SetBytesKV(strXFF, x.xff)
-	if x.c.secure {
-		h.SetBytesKV(strXFProto, strHTTPS)
-	} else {
-		h.SetBytesKV(strXFProto, strHTTP)
-	}
-	if host := h.PeekBytes(strHost); len(host) > 0 {
-		h.SetBytesKV(strXFHost, host)
-	} else {
-		h.DelBytes(strXFHost)
-	}
-	h.SetBytesK(strXRealIP, x.c.remoteIP)
-	if upgrade {
-		// WebSocket alone: the node must not switch to another protocol
-		// the client listed.
-		h.SetBytesKV(strConnection, strUpgradeTok)
-		h.SetBytesKV(strUpgrade, strWebSocket)
-	}
-	// The protocol version stays the client's: a node answers an HTTP/1.0
-	// request with a body an HTTP/1.0 client can read (never chunked).
-}
-
-// hopHeaders are removed from every forwarded message (RFC 9110 §7.6.1);
-// Transfer-Encoding and Content-Length framing is re-emitted by tether.
-var hopHeaders = [][]byte{strConnection, strKeepAlive, strProxyConnection, strProxyAuthz, strProxyAuthn, strTE, strTrailer}
-
-// deleteConnectionListed deletes the headers named in Connection values
-// (the connection-specific options of RFC 9110 §7.6.1).
-func (x *exchange) deleteConnectionListed(values [][]byte) {
-	x.connTok = x.connTok[:0]
-	for _, v := range values {
-		for len(v) > 0 {
-			var tok []byte
-			if tok, v = nextElement(v); len(tok) > 0 {
-				x.connTok = append(x.connTok, tok)
-			}
-		}
-	}
-	for _, tok := range x.connTok {
-		if bytes.EqualFold(tok, strClose) || bytes.EqualFold(tok, strKeepAliveTok) || bytes.EqualFold(tok, strUpgradeTok) {
-			continue
-		}
-		x.req.DelBytes(tok)
-	}
-}
-
-// prepareResponse removes hop-by-hop headers from the node's answer and
-// reports whether the node connection can be reused.
-func (x *exchange) prepareResponse(fr *framing) (keepNode bool) {
-	h := x.resp
-	keepNode = !h.ConnectionClose() && !hasToken(h.PeekAll("Connection"), strClose) &&
-		bytes.Equal(h.Protocol(), strHTTP11)
-	for _, v := range h.PeekAll("Connection") {
-		for len(v) > 0 {
-			var tok []byte
-			if tok, v = nextElement(v); len(tok) > 0 && !bytes.EqualFold(tok, strClose) && !bytes.EqualFold(tok, strKeepAliveTok) {
-				h.DelBytes(tok)
-			}
-		}
-	}
-	h.DelBytes(strConnection)
-	h.DelBytes(strKeepAlive)
-	h.DelBytes(strProxyConnection)
-	h.DelBytes(strUpgrade)
-	h.DelBytes(strTE)
-	if fr.chunked && !fr.noBody {
-		h.DelBytes(strContentLength)
-		h.SetBytesKV(strTransferEnc, strChunked)
-	}
-	return keepNode
-}
-
-// hasToken reports whether any of the comma-separated values holds tok.
-func hasToken(values [][]byte, tok []byte) bool {
-	for _, v := range values {
-		for len(v) > 0 {
-			var t []byte
-			if t, v = nextElement(v); bytes.EqualFold(t, tok) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// clientKeepAlive reports whether the client wants its connection kept:
-// HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with "keep-alive".
-func clientKeepAlive(h *fasthttp.RequestHeader) bool {
-	conn := h.PeekAll("Connection")
-	if bytes.Equal(h.Protocol(), strHTTP11) {
-		return !hasToken(conn, strClose)
-	}
-	return hasToken(conn, strKeepAliveTok)
-}
-
-// appendResponseHead serializes an answer head as the node sent it, less
-// what prepareResponse removed: status line, then every header line.
-func appendResponseHead(dst []byte, h *fasthttp.ResponseHeader) []byte {
-	dst = append(dst, strHTTP11...)
-	dst = append(dst, ' ')
-	dst = strconv.AppendInt(dst, int64(h.StatusCode()), 10)
-	dst = append(dst, ' ')
-	msg := h.StatusMessage()
-	if len(msg) == 0 {
-		msg = []byte(fasthttp.StatusMessage(h.StatusCode()))
-	}
-	dst = append(dst, msg...)
-	dst = append(dst, strCRLF...)
-	for k, v := range h.All() {
-		dst = append(dst, k...)
-		dst = append(dst, strColonSpace...)
-		dst = append(dst, v...)
-		dst = append(dst, strCRLF...)
-	}
-	return append(dst, strCRLF...)
-}
-
-// errorResponses holds tether's own short answers, built once.
-var errorResponses = map[int][]byte{}
-
-func init() {
-	for code, text := range map[int]string{
-		400: "bad request",
-		408: "request head timed out",
-		413: "request body too large",
-		431: "request head too large",
-		502: "bad gateway: the node failed or sent an invalid answer",
-		503: "service unavailable: no healthy node",
-		504: "gateway timeout: the node did not answer in time",
-	} {
-		body := "tether: " + text + "\n"
-		head := "HTTP/1.1 " + strconv.Itoa(code) + " " + fasthttp.StatusMessage(code) + "\r\n" +
-			"Content-Type: text/plain; charset=utf-8\r\n" +
-			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n" +
-			"Connection: close\r\n"
-		if code == 503 {
-			head += "Retry-After: 2\r\n"
-		}
-		errorResponses[code] = []byte(head + "\r\n" + body)
-	}
-}
-
-// errorResponse returns tether's answer for status.
-func errorResponse(status int) []byte {
-	if b, ok := errorResponses[status]; ok {
-		return b
-	}
-	return errorResponses[502]
+	return closeClient
 }

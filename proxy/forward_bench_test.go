@@ -106,7 +106,15 @@ func startServer(tb testing.TB, cfg Config, tlsOn bool) (*Server, string) {
 	if tlsOn {
 		cfg.TLS = tlsterm.Config{Listen: "127.0.0.1:0", SelfSigned: true}
 	}
-	s, err := New(cfg, zerolog.Nop(), zerolog.Nop())
+	return serveWith(tb, cfg, zerolog.Nop(), zerolog.Nop(), tlsOn)
+}
+
+// serveWith runs a Server for cfg with these loggers on a loopback port
+// (its TLS listener's with tlsOn) until the test ends, and returns it with
+// its address.
+func serveWith(tb testing.TB, cfg Config, log, access zerolog.Logger, tlsOn bool) (*Server, string) {
+	tb.Helper()
+	s, err := New(cfg, log, access)
 	if err != nil {
 		tb.Fatal(err)
 	}

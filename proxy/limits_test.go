@@ -11,38 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tether-lb/tether/proxy/internal/wire/wiretest"
 )
-
-// manyFields is a request head with n small header fields besides Host.
-func manyFields(n int) string {
-	var b strings.Builder
-	b.WriteString("GET / HTTP/1.1\r\nHost: a\r\n")
-	for i := range n {
-		b.WriteString("X-" + strconv.Itoa(i) + ": v\r\n")
-	}
-	b.WriteString("\r\n")
-	return b.String()
-}
-
-// TestHeadMaxFields accepts maxFields fields, Host included, and refuses
-// one more with errTooManyFields (a 431, without growing the reader).
-func TestHeadMaxFields(t *testing.T) {
-	t.Parallel()
-	for _, c := range []struct {
-		fields int
-		want   error
-	}{{testMaxFields - 1, nil}, {testMaxFields, errTooManyFields}} {
-		br := bufio.NewReaderSize(strings.NewReader(manyFields(c.fields)), testMaxHead)
-		_, err := readRequestHead(br, newRequestHeader(), testMaxHead, testMaxFields)
-		if err != c.want {
-			t.Errorf("%d fields and Host: %v, want %v", c.fields, err, c.want)
-		}
-	}
-	br := bufio.NewReaderSize(strings.NewReader(manyFields(testMaxFields)), testMaxHead)
-	if _, err := readRequestHead(br, newRequestHeader(), testMaxHead, 0); err != nil {
-		t.Errorf("no limit: %v", err)
-	}
-}
 
 // TestManyFieldsRefused: 5,000 small fields, well within
 // --max-header-bytes, get 431 through a Server.
@@ -55,7 +26,7 @@ func TestManyFieldsRefused(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	head := manyFields(5000)
+	head := wiretest.ManyFields(5000)
 	if len(head) >= 64<<10 {
 		t.Fatalf("the head is %d bytes: not under --max-header-bytes", len(head))
 	}
@@ -243,7 +214,7 @@ func TestRefusalLingers(t *testing.T) {
 		name, send, status string
 	}{
 		{"431", "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("v", 8<<10) + more, "431"},
-		{"400", strings.Replace(wsHandshake("/ws"), testWSKey, "x", 1) + more, "400"},
+		{"400", strings.Replace(wiretest.Handshake("/ws"), wiretest.Key, "x", 1) + more, "400"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cc, err := net.Dial("tcp", addr)

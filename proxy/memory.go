@@ -29,7 +29,6 @@ var releaseBurst, releaseQuiet uint64 = 16 << 20, 256 << 10
 // ReleaseAfterBursts runs the releaser until ctx ends (tether runs it with
 // --release-memory, the default).
 func ReleaseAfterBursts(ctx context.Context, log zerolog.Logger) {
-	burstMin, quiet := releaseBurst, releaseQuiet
 	t := time.NewTicker(releaseTick)
 	defer t.Stop()
 	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
@@ -37,29 +36,47 @@ func ReleaseAfterBursts(ctx context.Context, log zerolog.Logger) {
 		metrics.Read(sample)
 		return sample[0].Value.Uint64()
 	}
-	last := read()
-	var burst uint64
+	runReleaser(ctx, t.C, read, debug.FreeOSMemory, log)
+}
+
+// runReleaser is ReleaseAfterBursts with its clock (ticks), its reading of
+// the bytes allocated so far (read) and its release injected, for tests.
+func runReleaser(ctx context.Context, ticks <-chan time.Time, read func() uint64, release func(), log zerolog.Logger) {
+	r := releaser{burstMin: releaseBurst, quiet: releaseQuiet, last: read()}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-ticks:
 		}
-		now := read()
-		step := now - last
-		last = now
-		if step >= quiet {
-			burst += step
-			continue
-		}
-		if burst < burstMin {
-			burst = 0 // a short burst, or none: forget it
+		burst, ok := r.tick(read())
+		if !ok {
 			continue
 		}
 		start := time.Now()
-		debug.FreeOSMemory()
+		release()
 		log.Debug().Uint64("allocated", burst).Dur("took", time.Since(start)).Msg("memory released after a burst")
-		burst = 0
-		last = read()
+		r.last = read()
 	}
+}
+
+// releaser decides, tick by tick, when a burst has ended.
+type releaser struct {
+	burstMin, quiet uint64 // releaseBurst and releaseQuiet when it started
+	last            uint64 // bytes allocated at the last tick
+	burst           uint64 // bytes allocated by the busy ticks in a row so far
+}
+
+// tick takes the bytes allocated so far, at a tick. It reports whether to
+// release now (a quiet tick after a burst of at least burstMin bytes) and
+// the burst's size.
+func (r *releaser) tick(allocated uint64) (burst uint64, release bool) {
+	step := allocated - r.last
+	r.last = allocated
+	if step >= r.quiet {
+		r.burst += step
+		return 0, false
+	}
+	burst, r.burst = r.burst, 0 // a short burst, or none, is forgotten
+	return burst, burst >= r.burstMin
 }

@@ -116,7 +116,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		c.collectNode(ch, n)
 	}
 	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
-	ch <- prometheus.MustNewConstMetric(c.clientConns, gauge, float64(c.s.conns.Load()))
+	ch <- prometheus.MustNewConstMetric(c.clientConns, gauge, float64(c.s.conns.open.Load()))
 	ch <- prometheus.MustNewConstMetric(refusedConnsDesc, counter, float64(c.s.maxConnsRefused.Load()), "max_conns")
 	ch <- prometheus.MustNewConstMetric(refusedConnsDesc, counter, float64(c.s.proxyRefused.Load()), "proxy_protocol")
 	dl := c.s.pool.DNSLookups()

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -16,8 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pires/go-proxyproto"
 	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/proxy/internal/proxyhdr"
+	"github.com/tether-lb/tether/proxy/internal/proxyhdr/proxyhdrtest"
 )
 
 // heads records the request heads a node received.
@@ -80,49 +80,8 @@ func startPPServer(t *testing.T, tweak func(*Config)) (s *Server, addr string, n
 		tweak(&cfg)
 	}
 	access, log = &logBuffer{}, &logBuffer{}
-	s, err := New(cfg, zerolog.New(log), zerolog.New(access))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Shutdown(t.Context()) })
-	return s, ln.Addr().String(), node, access, log
-}
-
-// v2Header formats a v2 header of cmd from src (nil: LOCAL, no address)
-// with tlvs appended.
-func v2Header(t testing.TB, src string, tlvs []byte) []byte {
-	t.Helper()
-	h := &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}
-	if src != "" {
-		ip := netip.MustParseAddr(src)
-		h.Command, h.TransportProtocol = proxyproto.PROXY, proxyproto.TCPv4
-		dst := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 443}
-		if ip.Is6() {
-			h.TransportProtocol = proxyproto.TCPv6
-			dst = &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 443}
-		}
-		h.SourceAddr, h.DestinationAddr = &net.TCPAddr{IP: ip.AsSlice(), Port: 56324}, dst
-	}
-	b, err := h.Format()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(tlvs) > 0 {
-		b = append(b, tlvs...)
-		binary.BigEndian.PutUint16(b[14:16], uint16(len(b)-proxyV2Prefix))
-	}
-	return b
-}
-
-// tlv is one type-length-value entry of length n.
-func tlv(typ byte, n int) []byte {
-	b := []byte{typ, byte(n >> 8), byte(n)}
-	return append(b, strings.Repeat("x", n)...)
+	s, addr = serveWith(t, cfg, zerolog.New(log), zerolog.New(access), false)
+	return s, addr, node, access, log
 }
 
 const ppRequest = "GET /pp HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -172,12 +131,12 @@ func TestProxyProtocolAddress(t *testing.T) {
 		{"v1 tcp4", "203.0.113.7", func(*testing.T) []byte { return []byte("PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n") }},
 		{"v1 tcp6", "2001:db8::7", func(*testing.T) []byte { return []byte("PROXY TCP6 2001:db8::7 2001:db8::1 56324 443\r\n") }},
 		{"v1 unknown", "127.0.0.1", func(*testing.T) []byte { return []byte("PROXY UNKNOWN\r\n") }},
-		{"v2 tcp4", "198.51.100.9", func(t *testing.T) []byte { return v2Header(t, "198.51.100.9", nil) }},
-		{"v2 tcp6", "2001:db8::9", func(t *testing.T) []byte { return v2Header(t, "2001:db8::9", nil) }},
+		{"v2 tcp4", "198.51.100.9", func(t *testing.T) []byte { return proxyhdrtest.V2Header(t, "198.51.100.9", nil) }},
+		{"v2 tcp6", "2001:db8::9", func(t *testing.T) []byte { return proxyhdrtest.V2Header(t, "2001:db8::9", nil) }},
 		{"v2 tcp4 tlvs", "198.51.100.10", func(t *testing.T) []byte {
-			return v2Header(t, "198.51.100.10", append(tlv(0xEA, 40), tlv(0x05, 300)...)) // an NLB's VPC endpoint, a unique id
+			return proxyhdrtest.V2Header(t, "198.51.100.10", append(proxyhdrtest.TLV(0xEA, 40), proxyhdrtest.TLV(0x05, 300)...)) // an NLB's VPC endpoint, a unique id
 		}},
-		{"v2 local", "127.0.0.1", func(t *testing.T) []byte { return v2Header(t, "", nil) }},
+		{"v2 local", "127.0.0.1", func(t *testing.T) []byte { return proxyhdrtest.V2Header(t, "", nil) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -221,7 +180,7 @@ func TestProxyProtocolAddress(t *testing.T) {
 // addresses) is read whole, and the request after it too.
 func TestProxyProtocolSplitHeader(t *testing.T) {
 	v1 := "PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n"
-	v2 := string(v2Header(t, "198.51.100.9", tlv(0xEA, 200)))
+	v2 := string(proxyhdrtest.V2Header(t, "198.51.100.9", proxyhdrtest.TLV(0xEA, 200)))
 	for _, tc := range []struct {
 		name   string
 		pieces []string
@@ -285,8 +244,8 @@ func logText(l *logBuffer) string {
 // a missing, malformed or oversized header, is closed without an answer,
 // counted under reason="proxy_protocol" and logged; the node sees nothing.
 func TestProxyProtocolRefused(t *testing.T) {
-	big := tlv(0xE0, maxProxyV2Length) // 3 + 4096 bytes of TLVs: past the bound
-	oversized := v2Header(t, "198.51.100.9", nil)
+	big := proxyhdrtest.TLV(0xE0, proxyhdr.MaxV2Length) // 3 + 4096 bytes of TLVs: past the bound
+	oversized := proxyhdrtest.V2Header(t, "198.51.100.9", nil)
 	binary.BigEndian.PutUint16(oversized[14:16], uint16(12+len(big)))
 	oversized = append(oversized, big...)
 	for _, tc := range []struct {
@@ -301,8 +260,8 @@ func TestProxyProtocolRefused(t *testing.T) {
 		{"v1 lf alone", "127.0.0.1/32", []byte("PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\n" + ppRequest)},
 		{"v1 too long", "127.0.0.1/32", []byte("PROXY TCP4 " + strings.Repeat("1", 120) + "\r\n")},
 		{"v2 oversized", "127.0.0.1/32", oversized},
-		{"v2 bad version", "127.0.0.1/32", append(append([]byte{}, proxyV2Sig...), 0x31, 0x11, 0, 12)},
-		{"v2 short address", "127.0.0.1/32", append(append([]byte{}, proxyV2Sig...), 0x21, 0x11, 0, 4, 1, 2, 3, 4)},
+		{"v2 bad version", "127.0.0.1/32", append(append([]byte{}, proxyhdr.V2Sig...), 0x31, 0x11, 0, 12)},
+		{"v2 short address", "127.0.0.1/32", append(append([]byte{}, proxyhdr.V2Sig...), 0x21, 0x11, 0, 4, 1, 2, 3, 4)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -391,7 +350,7 @@ func TestProxyProtocolTLS(t *testing.T) {
 		header     []byte
 	}{
 		{"v1", "203.0.113.7", []byte("PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n")},
-		{"v2", "2001:db8::9", v2Header(t, "2001:db8::9", tlv(0xEA, 40))},
+		{"v2", "2001:db8::9", proxyhdrtest.V2Header(t, "2001:db8::9", proxyhdrtest.TLV(0xEA, 40))},
 	} {
 		raw, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -471,21 +430,6 @@ func TestProxyProtocolConfig(t *testing.T) {
 		cfg.SetDefaults()
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: Validate = %v, want %q", tc.name, err, tc.want)
-		}
-	}
-}
-
-// TestTrustedSource: IPv4-mapped addresses match IPv4 networks.
-func TestTrustedSource(t *testing.T) {
-	from := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
-	for _, tc := range []struct {
-		ip   string
-		want bool
-	}{
-		{"10.1.2.3", true}, {"::ffff:10.1.2.3", true}, {"fd00::1", true}, {"11.0.0.1", false}, {"127.0.0.1", false},
-	} {
-		if got := trustedSource(from, &net.TCPAddr{IP: net.ParseIP(tc.ip), Port: 1}); got != tc.want {
-			t.Errorf("%s: %v, want %v", tc.ip, got, tc.want)
 		}
 	}
 }
@@ -571,38 +515,4 @@ func TestShutdownHealthzAtOnce(t *testing.T) {
 		t.Fatalf("/livez during the drain: %d, want 200", w.Code)
 	}
 	<-done
-}
-
-// FuzzProxyHeader: any bytes give a length or an error, never a panic or a
-// length past the bound; a header found is parsed without a panic, and an
-// address it yields is an IP address.
-func FuzzProxyHeader(f *testing.F) {
-	f.Add([]byte("PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\nGET / HTTP/1.1\r\n"))
-	f.Add([]byte("PROXY TCP6 2001:db8::7 2001:db8::1 56324 443\r\n"))
-	f.Add([]byte("PROXY UNKNOWN\r\n"))
-	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
-	f.Add(v2Header(f, "198.51.100.9", tlv(0xEA, 10)))
-	f.Add(v2Header(f, "2001:db8::9", nil))
-	f.Add(v2Header(f, "", nil))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		n, err := proxyHeaderLen(b)
-		if err != nil || n == 0 {
-			return
-		}
-		if n > proxyV2Prefix+maxProxyV2Length || (bytes.HasPrefix(b, proxyV1Sig) && n > proxyV1Max) {
-			t.Fatalf("length %d past the bound", n)
-		}
-		if n > len(b) {
-			return
-		}
-		p := proxyReaders.Get().(*proxyReader)
-		defer proxyReaders.Put(p)
-		copy(p.buf[:], b[:n])
-		addr, err := p.parse(n)
-		if err == nil && addr != "" {
-			if _, perr := netip.ParseAddr(addr); perr != nil {
-				t.Fatalf("address %q from %q is not an IP", addr, b[:n])
-			}
-		}
-	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/valyala/fasthttp"
 )
 
@@ -145,44 +146,7 @@ func queryParam(uri, name, scratch []byte) (v []byte, ok bool) {
 		if bytes.IndexByte(v, '%') < 0 {
 			return v, true
 		}
-		return unescape(v, scratch)
+		return wire.Unescape(v, scratch)
 	}
 	return nil, false
-}
-
-// unescape percent-decodes v into scratch. ok is false on a bad escape or
-// when the result does not fit.
-func unescape(v, scratch []byte) ([]byte, bool) {
-	out := scratch[:0]
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c == '%' {
-			if i+2 >= len(v) {
-				return nil, false
-			}
-			hi, lo := unhex(v[i+1]), unhex(v[i+2])
-			if hi < 0 || lo < 0 {
-				return nil, false
-			}
-			c = byte(hi<<4 | lo)
-			i += 2
-		}
-		if len(out) == cap(out) {
-			return nil, false
-		}
-		out = append(out, c)
-	}
-	return out, true
-}
-
-func unhex(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
 }

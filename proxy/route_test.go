@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/valyala/fasthttp"
 )
 
@@ -25,8 +26,8 @@ func testTable(t testing.TB) *pool.Pool {
 }
 
 func parseTestHead(t testing.TB, raw string) *fasthttp.RequestHeader {
-	h := newRequestHeader()
-	if _, err := readRequestHead(bufio.NewReader(strings.NewReader(raw)), h, 64<<10, testMaxFields); err != nil {
+	h := wire.NewRequestHeader()
+	if _, err := wire.ReadRequestHead(bufio.NewReader(strings.NewReader(raw)), h, 64<<10, 100); err != nil {
 		t.Fatalf("head %q: %v", raw, err)
 	}
 	return h

@@ -16,6 +16,9 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/sockio"
+	"github.com/tether-lb/tether/proxy/internal/splice"
+	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/tlsterm"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
@@ -36,9 +39,9 @@ type Server struct {
 	pool    *pool.Pool
 	certs   *tlsterm.Certs      // nil without a TLS listener
 	hs      *tlsterm.Handshaker // nil without a TLS listener
-	splicer Splicer
-	loops   *LoopSplicer   // the splicer when loops run; nil otherwise
-	errLog  zerolog.Logger // sampled: one bad client must not flood the log
+	engine  splice.Engine       // runs spliced sessions: the loops, or goroutines
+	loops   *splice.Loops       // the engine when loops run; nil otherwise
+	errLog  zerolog.Logger      // sampled: one bad client must not flood the log
 
 	exchanges sync.Pool // *exchange
 	readers   sync.Pool // *bufio.Reader of smallHead bytes
@@ -46,7 +49,7 @@ type Server struct {
 	writers   sync.Pool // *bufio.Writer of 4 KiB
 	bufs      sync.Pool // *[]byte of copyBufSize
 
-	conns   atomic.Int64 // open client connections
+	conns   connSet // client connections and sessions: counted, waited for, woken
 	refused [len(refusedStatuses)]atomic.Uint64
 	started time.Time
 
@@ -57,14 +60,11 @@ type Server struct {
 
 	adminToken atomic.Pointer[[sha256.Size]byte] // SHA-256 of the admin token; nil: none (adminguard.go)
 
-	mu        sync.Mutex // guards listeners, active and closing
+	mu        sync.Mutex // guards listeners and admins; draining is set under it
 	listeners []net.Listener
 	admins    []*http.Server
-	active    map[*conn]struct{}
-	closing   bool
-	draining  atomic.Bool    // Shutdown has begun: answers close their connections
-	withdrawn atomic.Bool    // Withdraw was called: /healthz answers 503
-	wg        sync.WaitGroup // one per client connection and accept loop
+	draining  atomic.Bool // Shutdown has begun: no listener is added, answers close their connections
+	withdrawn atomic.Bool // Withdraw was called: /healthz answers 503
 }
 
 // New checks cfg, applies its defaults and builds a Server with its backend
@@ -107,16 +107,16 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 		certs:   certs,
 		hs:      hs,
 		errLog:  log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second}),
-		active:  make(map[*conn]struct{}),
+		conns:   newConnSet(),
 		started: time.Now(),
 	}
 	s.adminToken.Store(adminToken)
-	s.splicer = NewGoSplicer(copyBufSize, log)
+	s.engine = splice.NewGo(copyBufSize, log)
 	if cfg.SpliceLoops >= 0 {
-		if ls, err := NewLoopSplicer(cfg.SpliceLoops, copyBufSize, log); err != nil {
+		if ls, err := splice.NewLoops(cfg.SpliceLoops, copyBufSize, log); err != nil {
 			log.Warn().Err(err).Msg("splice loops unavailable; sessions run on goroutines")
 		} else {
-			s.loops, s.splicer = ls, ls // TLS sessions still go to goroutines inside Start
+			s.loops, s.engine = ls, ls // TLS sessions still go to goroutines inside Start
 		}
 	}
 	s.conf.Store(&cfg)
@@ -213,7 +213,7 @@ func (s *Server) Reload(cfg Config) error {
 func (s *Server) Pool() *pool.Pool { return s.pool }
 
 // Conns returns the number of open client connections.
-func (s *Server) Conns() int64 { return s.conns.Load() }
+func (s *Server) Conns() int64 { return s.conns.open.Load() }
 
 // ListenAndServe listens on cfg.Listen (plain HTTP) and serves until
 // Shutdown. It returns nil at once when cfg.Listen is empty.
@@ -291,15 +291,15 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 
 func (s *Server) serve(ln net.Listener, secure bool) error {
 	s.mu.Lock()
-	if s.closing {
+	if s.draining.Load() {
 		s.mu.Unlock()
 		ln.Close()
 		return nil
 	}
 	s.listeners = append(s.listeners, ln)
-	s.wg.Add(1)
+	s.conns.wg.Add(1)
 	s.mu.Unlock()
-	defer s.wg.Done()
+	defer s.conns.wg.Done()
 	s.log.Info().Str("addr", ln.Addr().String()).Bool("tls", secure).Int("max_conns", s.cfg().MaxConns).Msg("listening")
 	return s.acceptLoop(ln, secure)
 }
@@ -313,15 +313,12 @@ func (s *Server) serve(ln net.Listener, secure bool) error {
 // /healthz with 503 until the end; then it and the backend pool close.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing = true
 	s.draining.Store(true)
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
-	for c := range s.active {
-		c.wakeIfIdle()
-	}
 	s.mu.Unlock()
+	s.conns.wakeIdle()
 
 	done := make(chan struct{})
 	go s.waitConns(done)
@@ -335,12 +332,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = ctx.Err()
-		s.mu.Lock()
-		for c := range s.active { // sessions on loops left the set at their start
-			c.c.Close()
-		}
-		s.mu.Unlock()
-		s.loops.Close() // they are closed here
+		s.conns.closeAll() // sessions on loops left the set at their start
+		s.loops.Close()    // they are closed here
 		<-done
 	}
 	s.mu.Lock()
@@ -358,38 +351,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // waitConns closes done when every connection and accept loop has ended.
 func (s *Server) waitConns(done chan struct{}) {
-	s.wg.Wait()
+	s.conns.wg.Wait()
 	close(done)
 }
 
 // isClosing reports whether Shutdown has begun.
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
-
-// track adds or removes a client connection from the set Shutdown walks.
-// A connection accepted while Shutdown begins is tracked and served too (the
-// accept loop's own count keeps Shutdown's wait open meanwhile): its
-// client already sent a request.
-func (s *Server) track(c *conn, add bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if add {
-		s.active[c] = struct{}{}
-		s.wg.Add(1)
-		return
-	}
-	delete(s.active, c)
-}
+func (s *Server) isClosing() bool { return s.draining.Load() }
 
 // smallHead is the size of the readers lent first: most heads fit, and a
 // larger one moves to a MaxHeaderBytes reader (grow).
 const smallHead = 8 << 10
 
 // getReader lends a buffered reader of smallHead bytes over r.
-func (s *Server) getReader(r *deadlineConn) *bufio.Reader {
+func (s *Server) getReader(r *sockio.DeadlineConn) *bufio.Reader {
 	br := s.readers.Get().(*bufio.Reader)
 	br.Reset(r)
 	return br
@@ -409,16 +383,16 @@ func (s *Server) putReader(br *bufio.Reader) {
 // grow moves the bytes br holds into a MaxHeaderBytes reader over r, for a
 // head that did not fit br, and gives br back. It returns nil when br is as
 // large as heads may be.
-func (s *Server) grow(br *bufio.Reader, r *deadlineConn) *bufio.Reader {
+func (s *Server) grow(br *bufio.Reader, r *sockio.DeadlineConn) *bufio.Reader {
 	if br.Size() >= s.maxHead {
 		return nil
 	}
 	held, _ := br.Peek(br.Buffered())
 	big := s.large.Get().(*bufio.Reader)
 	big.Reset(r)
-	r.prefix = held // the big reader's first read takes them
+	r.SetPrefix(held) // the big reader's first read takes them
 	_, err := big.Peek(len(held))
-	r.prefix = nil
+	r.SetPrefix(nil)
 	s.putReader(br)
 	if err != nil {
 		// Unreachable: the prefix is served from memory in one read.
@@ -428,7 +402,7 @@ func (s *Server) grow(br *bufio.Reader, r *deadlineConn) *bufio.Reader {
 	return big
 }
 
-func (s *Server) getWriter(w *deadlineConn) *bufio.Writer {
+func (s *Server) getWriter(w *sockio.DeadlineConn) *bufio.Writer {
 	bw := s.writers.Get().(*bufio.Writer)
 	bw.Reset(w)
 	return bw
@@ -437,121 +411,6 @@ func (s *Server) getWriter(w *deadlineConn) *bufio.Writer {
 func (s *Server) putWriter(bw *bufio.Writer) {
 	bw.Reset(nil)
 	s.writers.Put(bw)
-}
-
-// deadlineConn bounds every read and write. Writes, and reads of a body,
-// get a sliding deadline: it moves before a read or write that follows a
-// pause, at most every eighth of its timeout, so each wait is bounded without
-// a deadline update per call. Reads of a head get a fixed deadline instead:
-// the whole head must arrive within its timeout (a client dribbling bytes
-// cannot hold it open). Reads of a request body may also have to keep up a
-// minimum rate (setBodyRate): a client sending a byte now and then cannot
-// hold it open either.
-type deadlineConn struct {
-	net.Conn
-	raw                       rawIO // set for a TCP conn: its reads and writes as raw system calls
-	readTimeout, writeTimeout time.Duration
-	readSet, writeSet         int64  // unix nanos of the deadline last set
-	readFixed                 bool   // the read deadline does not slide
-	prefix                    []byte // served before the conn's own bytes (grow)
-
-	// With minRate above zero, no read ends later than rateFrom plus a
-	// second per minRate bytes read since setBodyRate (rateRead).
-	minRate   int64 // bytes a second; 0: no minimum
-	rateFrom  int64 // unix nanos: when the body began, plus its grace
-	rateRead  int64
-	rateBound bool // the deadline last set was the rate's: reads move it each time
-}
-
-// reset points d at c. rc is c's RawConn for raw reads and writes
-// (rawConnOf, kept per socket), or nil.
-func (d *deadlineConn) reset(c net.Conn, rc syscall.RawConn, read, write time.Duration) {
-	d.Conn, d.readTimeout, d.writeTimeout, d.readSet, d.writeSet, d.readFixed, d.prefix = c, read, write, 0, 0, false, nil
-	d.minRate, d.rateBound = 0, false
-	d.raw.set(c, rc)
-}
-
-// setReadTimeout makes reads slide a deadline of t, starting now.
-func (d *deadlineConn) setReadTimeout(t time.Duration) {
-	d.readTimeout, d.readFixed, d.minRate, d.rateBound = t, false, 0, false
-	now := time.Now()
-	d.readSet = now.UnixNano()
-	d.Conn.SetReadDeadline(now.Add(t))
-}
-
-// setBodyRate is setReadTimeout(t) for a request body that must also
-// average minRate bytes a second once grace has passed: a read ends by now
-// + grace + n/minRate at the latest, n being the bytes read from now on
-// (Apache's mod_reqtimeout MinRate reads a body so). minRate 0 or less is
-// setReadTimeout alone.
-func (d *deadlineConn) setBodyRate(t, grace time.Duration, minRate int64) {
-	d.setReadTimeout(t)
-	if minRate <= 0 {
-		return
-	}
-	d.minRate, d.rateRead = minRate, 0
-	d.rateFrom = d.readSet + int64(grace)
-	d.rateBound = d.rateFrom < d.readSet+int64(t)
-	if d.rateBound {
-		d.Conn.SetReadDeadline(time.Unix(0, d.rateFrom))
-	}
-}
-
-// rateDeadline is the latest a read may end under the minimum rate.
-func (d *deadlineConn) rateDeadline() int64 {
-	// A second per minRate bytes, without overflowing for huge bodies.
-	sec, rem := d.rateRead/d.minRate, d.rateRead%d.minRate
-	return d.rateFrom + sec*int64(time.Second) + rem*int64(time.Second)/d.minRate
-}
-
-// setReadLimit makes every read until the next setReadTimeout end by t from
-// now, however the bytes trickle in.
-func (d *deadlineConn) setReadLimit(t time.Duration) {
-	d.readFixed, d.minRate, d.rateBound = true, 0, false
-	d.Conn.SetReadDeadline(time.Now().Add(t))
-}
-
-func (d *deadlineConn) Read(p []byte) (int, error) {
-	if len(d.prefix) > 0 {
-		n := copy(p, d.prefix)
-		d.prefix = d.prefix[n:]
-		return n, nil
-	}
-	if !d.readFixed {
-		if now := time.Now(); now.UnixNano()-d.readSet > int64(d.readTimeout/8) || d.rateBound {
-			d.readSet = now.UnixNano()
-			dl := now.Add(d.readTimeout)
-			if d.minRate > 0 {
-				r := d.rateDeadline()
-				if d.rateBound = r < dl.UnixNano(); d.rateBound {
-					dl = time.Unix(0, r)
-				}
-			}
-			d.Conn.SetReadDeadline(dl)
-		}
-	}
-	var n int
-	var err error
-	if d.raw.use() {
-		n, err = d.raw.read(p)
-	} else {
-		n, err = d.Conn.Read(p)
-	}
-	if d.minRate > 0 {
-		d.rateRead += int64(n)
-	}
-	return n, err
-}
-
-func (d *deadlineConn) Write(p []byte) (int, error) {
-	if now := time.Now(); now.UnixNano()-d.writeSet > int64(d.writeTimeout/8) {
-		d.writeSet = now.UnixNano()
-		d.Conn.SetWriteDeadline(now.Add(d.writeTimeout))
-	}
-	if d.raw.use() {
-		return d.raw.write(p)
-	}
-	return d.Conn.Write(p)
 }
 
 // Lingering close. After tether refuses a request it has not read whole
@@ -592,5 +451,5 @@ var errShutdown = errors.New("proxy: shutting down")
 
 // newFastHeaders returns the per-exchange header values.
 func newFastHeaders() (*fasthttp.RequestHeader, *fasthttp.ResponseHeader) {
-	return newRequestHeader(), newResponseHeader()
+	return wire.NewRequestHeader(), wire.NewResponseHeader()
 }

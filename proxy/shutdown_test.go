@@ -84,10 +84,10 @@ func TestShutdownServesAFreshConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	time.Sleep(50 * time.Millisecond) // accepted, idle
+	waitFor(t, "the connection accepted", func() bool { return s.Conns() == 1 })
 	shut := make(chan error, 1)
 	go func() { shut <- s.Shutdown(t.Context()) }()
-	time.Sleep(200 * time.Millisecond)
+	waitFor(t, "Shutdown begun", s.isClosing)
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	got, err := io.ReadAll(c)
@@ -96,5 +96,16 @@ func TestShutdownServesAFreshConnection(t *testing.T) {
 	}
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown = %v", err)
+	}
+}
+
+// waitFor polls cond until it holds, for 5 seconds at most.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5 s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

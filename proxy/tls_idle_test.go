@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tether-lb/tether/proxy/internal/splice"
+	"github.com/tether-lb/tether/proxy/internal/wire/wiretest"
 )
 
 // startEchoNode answers a WebSocket handshake with its 101 and then echoes
@@ -23,7 +26,7 @@ func startEchoNode(t *testing.T) string {
 		if err != nil {
 			return
 		}
-		io.WriteString(c, switched(req.Header.Get("Sec-WebSocket-Key")))
+		io.WriteString(c, wiretest.Switched(req.Header.Get("Sec-WebSocket-Key")))
 		io.Copy(c, br)
 	})
 }
@@ -117,7 +120,7 @@ func TestTLSRecordsArrivingTogether(t *testing.T) {
 	if err := c.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(c, wsHandshake("/ws"))
+	io.WriteString(c, wiretest.Handshake("/ws"))
 	io.WriteString(c, "first bytes")
 	if err := cc.Flush(); err != nil {
 		t.Fatal(err)
@@ -159,7 +162,7 @@ func TestIdleWSSHoldsNoBuffer(t *testing.T) {
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(c, wsHandshake("/ws"))
+		io.WriteString(c, wiretest.Handshake("/ws"))
 		br := bufio.NewReader(c)
 		line, _ := br.ReadString('\n')
 		if !strings.HasPrefix(line, "HTTP/1.1 101") {
@@ -178,10 +181,10 @@ func TestIdleWSSHoldsNoBuffer(t *testing.T) {
 		conns = append(conns, c)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for spliceBufsOut.Load() != 0 && time.Now().Before(deadline) {
+	for splice.BufsOut() != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := spliceBufsOut.Load(); n != 0 {
+	if n := splice.BufsOut(); n != 0 {
 		t.Fatalf("%d copy buffers held by %d idle wss sessions, want 0", n, sessions)
 	}
 	// And they still work after idling.

@@ -2,52 +2,15 @@ package proxy
 
 import (
 	"bufio"
-	"crypto/sha1"
-	"encoding/base64"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tether-lb/tether/proxy/internal/wire/wiretest"
 )
-
-// testWSKey is the Sec-WebSocket-Key of RFC 6455 section 1.3's example;
-// its Sec-WebSocket-Accept is testWSAccept.
-const (
-	testWSKey    = "dGhlIHNhbXBsZSBub25jZQ=="
-	testWSAccept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-)
-
-// wsHandshake is a WebSocket opening handshake for path.
-func wsHandshake(path string) string {
-	return "GET " + path + " HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
-		"Sec-WebSocket-Key: " + testWSKey + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
-}
-
-// switched is a node's 101 to a handshake carrying key, its accept
-// computed here independently of wsAccept.
-func switched(key string) string {
-	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n"
-}
-
-// TestWSAccept computes RFC 6455's example and agrees with the test's own
-// computation for other keys.
-func TestWSAccept(t *testing.T) {
-	var got [wsAcceptLen]byte
-	wsAccept(&got, []byte(testWSKey))
-	if string(got[:]) != testWSAccept {
-		t.Fatalf("accept of the RFC's key: %q, want %q", got[:], testWSAccept)
-	}
-	for _, key := range []string{"AAAAAAAAAAAAAAAAAAAAAA==", "/////////////////////w==", "x3JJHMbDL1EzLkh9GBhXDw=="} {
-		wsAccept(&got, []byte(key))
-		if want := switched(key); !strings.Contains(want, "Accept: "+string(got[:])+"\r\n") {
-			t.Errorf("accept of %q: %q, not in %q", key, got[:], want)
-		}
-	}
-}
 
 // anySwitchNode answers every request with answer (a 101 of any kind),
 // then records what else arrives on the connection into got, until the
@@ -79,19 +42,19 @@ func TestUpgradeNeedsTheAccept(t *testing.T) {
 		answer func(key string) string
 		status string
 	}{
-		{"right accept", switched, "101"},
+		{"right accept", wiretest.Switched, "101"},
 		{"no accept", func(string) string {
 			return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
 		}, "502"},
-		{"wrong accept", func(string) string { return switched("AAAAAAAAAAAAAAAAAAAAAA==") }, "502"},
+		{"wrong accept", func(string) string { return wiretest.Switched("AAAAAAAAAAAAAAAAAAAAAA==") }, "502"},
 		{"two accepts", func(key string) string {
-			return strings.Replace(switched(key), "\r\n\r\n", "\r\nSec-WebSocket-Accept: "+testWSAccept+"\r\n\r\n", 1)
+			return strings.Replace(wiretest.Switched(key), "\r\n\r\n", "\r\nSec-WebSocket-Accept: "+wiretest.Accept+"\r\n\r\n", 1)
 		}, "502"},
 		{"accept without Upgrade", func(key string) string {
-			return strings.Replace(switched(key), "Upgrade: websocket\r\n", "", 1)
+			return strings.Replace(wiretest.Switched(key), "Upgrade: websocket\r\n", "", 1)
 		}, "502"},
 		{"another protocol", func(key string) string {
-			return strings.Replace(switched(key), "Upgrade: websocket", "Upgrade: h2c", 1)
+			return strings.Replace(wiretest.Switched(key), "Upgrade: websocket", "Upgrade: h2c", 1)
 		}, "502"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -103,7 +66,7 @@ func TestUpgradeNeedsTheAccept(t *testing.T) {
 			}
 			defer cc.Close()
 			cc.SetDeadline(time.Now().Add(5 * time.Second))
-			io.WriteString(cc, wsHandshake("/ws")+tunnel)
+			io.WriteString(cc, wiretest.Handshake("/ws")+tunnel)
 			br := bufio.NewReader(cc)
 			line, err := br.ReadString('\n')
 			if err != nil || !strings.HasPrefix(line, "HTTP/1.1 "+c.status+" ") {
@@ -147,13 +110,13 @@ func TestUpgradeRequestChecked(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	})
 	_, addr := startServer(t, oneNode(node), false)
-	hs := wsHandshake("/ws")
+	hs := wiretest.Handshake("/ws")
 	for _, c := range []struct {
 		name, head, status string
 	}{
-		{"bad key", strings.Replace(hs, testWSKey, "not base64 at all!!!!!==", 1), "400"},
-		{"key of 15 bytes", strings.Replace(hs, testWSKey, "AAAAAAAAAAAAAAAAAAAA", 1), "400"},
-		{"no key", strings.Replace(hs, "Sec-WebSocket-Key: "+testWSKey+"\r\n", "", 1), "400"},
+		{"bad key", strings.Replace(hs, wiretest.Key, "not base64 at all!!!!!==", 1), "400"},
+		{"key of 15 bytes", strings.Replace(hs, wiretest.Key, "AAAAAAAAAAAAAAAAAAAA", 1), "400"},
+		{"no key", strings.Replace(hs, "Sec-WebSocket-Key: "+wiretest.Key+"\r\n", "", 1), "400"},
 		{"version 8", strings.Replace(hs, "Version: 13", "Version: 8", 1), "400"},
 		{"no version", strings.Replace(hs, "Sec-WebSocket-Version: 13\r\n", "", 1), "400"},
 		{"POST", strings.Replace(hs, "GET", "POST", 1), "400"},

@@ -136,7 +136,7 @@ func isTerminal(w io.Writer) bool {
 }
 
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCommand("node", "Runs a fake co-browse node (see DESIGN.md) until SIGINT or SIGTERM.")
+	c := newCommand("node", "Runs a fake co-browse node (see docs/ARCHITECTURE.md) until SIGINT or SIGTERM.")
 	name := c.fs.String("name", "CB_Server_1", "node name: the X-Node header and the value of the cookie it sets")
 	listen := c.fs.String("listen", "127.0.0.1:8700", "loopback address to listen on (port 0 picks a free one)")
 	pollWait := c.fs.Duration("poll-wait", bench.DefaultPollWait, "how long a long poll waits for a message before 204")

@@ -213,8 +213,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", 0, "on SIGTERM, keep accepting and serving this long with /healthz answering 503 (/livez stays 200), so an L4 tier or a Kubernetes Service takes tether out first; then drain (a second SIGTERM cuts it short)")
 	fs.DurationVar(&cfg.Pool.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take before connections are closed (WebSockets are told 1001 over its first half); after a reload, how long a removed node keeps its sticky traffic")
 
-	// fs.Usage stays unset: the flag package would print it on every parse
-	// error, and a bad flag gets one line.
+	// fs.Usage does nothing: the flag package calls it on every parse error,
+	// and a bad flag gets one line; --help prints usage below instead.
 	fs.Usage = func() {}
 	var switches []string // the on/off flags
 	fs.VisitAll(func(f *flag.Flag) {

@@ -1,0 +1,15 @@
+// Package wire is tether's HTTP/1.1 message format: it reads and checks a
+// request or response head strictly before fasthttp parses the same bytes
+// (ReadRequestHead, ReadResponseHead), streams a body by its framing and
+// re-emits chunked bodies canonically (CopyBody), follows WebSocket frame
+// boundaries in a byte stream (FrameTracker) and computes the handshake's
+// Sec-WebSocket-Accept (WSAccept). FRAMING.md lists what it accepts beside
+// fasthttp alone.
+//
+// It works on bufio readers and writers and byte slices only: it must never
+// know sockets, deadlines, nodes, routing or logs, and it imports nothing of
+// tether's. Every function here is pure enough to be fuzzed.
+//
+//	fr, err := wire.ReadRequestHead(br, h, maxHead, maxFields)
+//	n, err := wire.CopyBody(nodeWriter, br, fr, buf, true)
+package wire
