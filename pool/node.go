@@ -351,13 +351,10 @@ type Node struct {
 	log  zerolog.Logger
 	tls  *tls.Config // nil for http nodes
 
-	// Active is in-flight requests plus spliced sessions: what the balancer
-	// compares.
-	Active atomic.Int64
-	// InFlight is HTTP requests waiting for or receiving an answer.
-	InFlight atomic.Int64
-	// Sessions is the number of spliced WebSocket sessions open now.
-	Sessions atomic.Int64
+	// active (in-flight requests plus spliced sessions), inFlight and
+	// spliced are the balancer's counts: changed only by leases (lease.go),
+	// read through Active, InFlight and Sessions.
+	active, inFlight, spliced atomic.Int64
 	// Served counts requests answered and sessions ended.
 	Served atomic.Uint64
 	// Dials counts new connections; Reuses counts requests on pooled ones.

@@ -148,11 +148,9 @@ func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 			s.record(x, 503, err)
 			return false
 		}
-		node.Active.Add(1)
-		node.InFlight.Add(1)
+		lease := node.Acquire()
 		out := x.exchangeWith(pc, fr, upgrade, keep)
-		node.InFlight.Add(-1)
-		node.Active.Add(-1)
+		lease.Release()
 		if out == retry {
 			if attempt <= len(t.Nodes()) {
 				// A reused connection the node had closed: route again, as

@@ -158,8 +158,8 @@ func (c *collector) collectNode(ch chan<- prometheus.Metric, n *pool.Node) {
 	}
 	ch <- prometheus.MustNewConstMetric(d.bytes, counter, float64(st.BytesIn.Load()), values("in")...)
 	ch <- prometheus.MustNewConstMetric(d.bytes, counter, float64(st.BytesOut.Load()), values("out")...)
-	ch <- prometheus.MustNewConstMetric(d.sessions, gauge, float64(n.Sessions.Load()), values()...)
-	ch <- prometheus.MustNewConstMetric(d.inFlight, gauge, float64(n.InFlight.Load()), values()...)
+	ch <- prometheus.MustNewConstMetric(d.sessions, gauge, float64(n.Sessions()), values()...)
+	ch <- prometheus.MustNewConstMetric(d.inFlight, gauge, float64(n.InFlight()), values()...)
 	now := n.State()
 	for _, state := range stateNames {
 		v := 0.0
