@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/admin"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/tlsterm"
 )
@@ -210,7 +211,7 @@ func (c *Config) Validate() error {
 	if err := c.checkCounts(); err != nil {
 		return err
 	}
-	if err := c.checkAdmin(); err != nil {
+	if err := admin.CheckSettings(c.Admin, c.AdminTokenFile, c.AdminHosts); err != nil {
 		return err
 	}
 	if c.BodyMinRate < -1 || c.BodyMinRate > 1<<30 {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/admin"
 	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"github.com/tether-lb/tether/proxy/internal/splice"
 	"github.com/tether-lb/tether/proxy/internal/wire"
@@ -50,7 +50,7 @@ type Server struct {
 	bufs      sync.Pool // *[]byte of copyBufSize
 
 	conns   connSet // client connections and sessions: counted, waited for, woken
-	refused [len(refusedStatuses)]atomic.Uint64
+	refused [len(admin.RefusedStatuses)]atomic.Uint64
 	started time.Time
 
 	maxConnsRefused atomic.Uint64 // connections closed at accept by --max-conns
@@ -58,7 +58,7 @@ type Server struct {
 	proxyRefused    atomic.Uint64 // connections closed for their PROXY protocol header or source
 	proxyLog        logSampler    // their log lines, one a second
 
-	adminToken atomic.Pointer[[sha256.Size]byte] // SHA-256 of the admin token; nil: none (adminguard.go)
+	adminToken atomic.Pointer[admin.Token] // the admin token in force; nil: none
 
 	mu        sync.Mutex // guards listeners and admins; draining is set under it
 	listeners []net.Listener
@@ -79,7 +79,7 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 	if err := backendTLS(&cfg, log); err != nil {
 		return nil, err
 	}
-	adminToken, err := loadAdminToken(cfg.AdminTokenFile)
+	adminToken, err := admin.LoadToken(cfg.AdminTokenFile)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func (s *Server) Reload(cfg Config) error {
 	if err := backendTLS(&cfg, s.log); err != nil {
 		return err
 	}
-	adminToken, err := loadAdminToken(cfg.AdminTokenFile) // re-read: tokens rotate
+	adminToken, err := admin.LoadToken(cfg.AdminTokenFile) // re-read: tokens rotate
 	if err != nil {
 		return err
 	}
