@@ -187,6 +187,9 @@ func (c *Config) SetDefaults() {
 
 // Validate reports the first bad value, naming the flag an operator sets.
 func (c *Config) Validate() error {
+	if err := checkNodeURLs(c.Nodes); err != nil {
+		return err
+	}
 	if len(c.Nodes) == 0 && len(c.NodeSRV) == 0 && len(c.NodeDNS) == 0 {
 		return errors.New("--node: at least one node is required (NAME=http://HOST:PORT), or --node-srv NAME, or --node-dns HOST:PORT")
 	}

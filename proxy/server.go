@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -21,7 +20,6 @@ import (
 	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/tlsterm"
 	"github.com/valyala/fasthttp"
-	"golang.org/x/sys/unix"
 )
 
 // copyBufSize is the size of the pooled buffers that bodies and spliced
@@ -221,7 +219,7 @@ func (s *Server) ListenAndServe() error {
 	if s.cfg().Listen == "" {
 		return nil
 	}
-	ln, err := listen(s.cfg().Listen, s.cfg().ReusePort)
+	ln, err := sockio.Listen(s.cfg().Listen, s.cfg().ReusePort)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
@@ -234,7 +232,7 @@ func (s *Server) ListenAndServeTLS() error {
 	if s.hs == nil {
 		return nil
 	}
-	ln, err := listen(s.cfg().TLS.Listen, s.cfg().ReusePort)
+	ln, err := sockio.Listen(s.cfg().TLS.Listen, s.cfg().ReusePort)
 	if err != nil {
 		return fmt.Errorf("--tls-listen: %w", err)
 	}
@@ -247,33 +245,11 @@ func (s *Server) ListenAndServeAdmin() error {
 	if s.cfg().Admin == "" {
 		return nil
 	}
-	ln, err := listen(s.cfg().Admin, s.cfg().ReusePort)
+	ln, err := sockio.Listen(s.cfg().Admin, s.cfg().ReusePort)
 	if err != nil {
 		return fmt.Errorf("--admin: %w", err)
 	}
 	return s.ServeAdmin(ln)
-}
-
-// listen opens a TCP listener, with SO_REUSEPORT when reuse is set so a
-// new tether can listen on the same address before the old one stops
-// (hitless restart).
-func listen(addr string, reuse bool) (net.Listener, error) {
-	lc := net.ListenConfig{}
-	if reuse {
-		lc.Control = setReusePort
-	}
-	return lc.Listen(context.Background(), "tcp", addr)
-}
-
-// setReusePort is the listener's Control: SO_REUSEPORT on the socket.
-func setReusePort(network, address string, c syscall.RawConn) error {
-	var serr error
-	if err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-	}); err != nil {
-		return err
-	}
-	return serr
 }
 
 // Serve accepts client connections on ln until Shutdown; it returns nil

@@ -46,7 +46,7 @@ var errNoUpgrade = fmt.Errorf("%w: 101 to a request that asked for no upgrade", 
 // answer) fails with wire.ErrBadResponse: 502, and neither connection becomes a
 // tunnel.
 func (x *exchange) checkSwitch() error {
-	if !hasToken(x.resp.PeekAll(strUpgradeS), strWebSocket) {
+	if !wire.HasToken(x.resp.PeekAll(strUpgradeS), strWebSocket) {
 		return fmt.Errorf("%w: 101 without Upgrade: websocket", wire.ErrBadResponse)
 	}
 	got := x.resp.PeekAll(strWSAccept)
@@ -68,7 +68,7 @@ var errWrongAccept = errors.New("101 without the Sec-WebSocket-Accept of the cli
 func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) {
 	s := x.s
 	x.upgraded = true
-	x.head = appendResponseHead(x.head[:0], x.resp)
+	x.head = wire.AppendResponseHead(x.head[:0], x.resp)
 	x.bw.Write(x.head)
 	if err := x.bw.Flush(); err != nil {
 		pc.Close()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/internal/heap"
 	"github.com/tether-lb/tether/pool"
 	"github.com/tether-lb/tether/proxy"
 	"github.com/tether-lb/tether/tlsterm"
@@ -356,7 +357,7 @@ func run(args []string) int {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			proxy.ReleaseAfterBursts(ctx, log)
+			heap.ReleaseAfterBursts(ctx, log)
 		}()
 		defer func() { stop(); <-done }()
 	}
