@@ -422,8 +422,9 @@ func TestProxyProtocolConfig(t *testing.T) {
 		want string
 	}{
 		{"on without from", true, nil, "--proxy-protocol needs --proxy-protocol-from"},
-		{"from without on", false, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, "--proxy-protocol-from is set without --proxy-protocol"},
+		{"from without on", false, []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")}, "--proxy-protocol-from is set without --proxy-protocol"},
 		{"invalid", true, []netip.Prefix{{}}, "--proxy-protocol-from invalid Prefix: not a network"},
+		{"IPv4-mapped", true, []netip.Prefix{netip.MustParsePrefix("::ffff:198.18.0.0/111")}, "write it as IPv4 (198.18.0.0/15)"},
 	} {
 		cfg := oneNode("127.0.0.1:1")
 		cfg.Listen, cfg.ProxyProtocol, cfg.ProxyProtocolFrom = "127.0.0.1:0", tc.on, tc.from
