@@ -50,7 +50,13 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 			continue
 		}
 		c := &conn{s: s, nc: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure, born: time.Now()}
+		if cfg.ProxyProtocol { // decided with the trust check, from the same configuration
+			c.proxyWait = cfg.HeaderTimeout
+		}
 		s.conns.opened(c)
+		if hook := testHookAccepted.Load(); hook != nil {
+			(*hook)()
+		}
 		go c.serve()
 	}
 }
@@ -108,15 +114,24 @@ type conn struct {
 	born     time.Time       // when it was accepted
 	raw      syscall.RawConn // c's, for raw reads and writes; nil on the TLS listener
 	linger   bool            // an answer refused a request the client may still be sending: close lingering
+	// proxyWait, when set, is the time the PROXY protocol header has to
+	// arrive in. acceptLoop sets it from the configuration it checked the
+	// source against: a reload between the two must not make serve believe
+	// a header from a source that was never checked.
+	proxyWait time.Duration
 }
+
+// testHookAccepted, set by tests only, runs in acceptLoop between the
+// admission of a connection and the start of its goroutine.
+var testHookAccepted atomic.Pointer[func()]
 
 // serve runs the connection: the PROXY protocol header if required, the
 // TLS handshake if any, then run.
 func (c *conn) serve() {
-	if cfg := c.s.cfg(); cfg.ProxyProtocol {
+	if c.proxyWait > 0 {
 		// Before the ClientHello on the TLS listener. The header gets the
 		// head's timeout; the request or the handshake then gets its own.
-		if !c.proxyHeader(cfg.HeaderTimeout, sockio.RawConnOf(c.nc)) {
+		if !c.proxyHeader(c.proxyWait, sockio.RawConnOf(c.nc)) {
 			c.close()
 			return
 		}

@@ -117,7 +117,7 @@ func TestAdminHostCheck(t *testing.T) {
 		t.Errorf("drain with a foreign Host: %d, want 421", w.Code)
 	}
 	for _, host := range []string{"127.0.0.1:9090", "127.0.0.1", "[::1]:9090", "localhost:9090", "LOCALHOST", "localhost.:9090",
-		"10.1.2.3:9090", "admin.example:9090", "Admin.Example.", ""} {
+		"198.51.100.3:9090", "admin.example:9090", "Admin.Example.", ""} {
 		if w := adminDo(h, "GET", "/status", "", map[string]string{"Host": host}); w.Code != 200 {
 			t.Errorf("GET /status with Host %q: %d, want 200", host, w.Code)
 		}
@@ -202,7 +202,7 @@ func TestAdminOffLoopbackNeedsToken(t *testing.T) {
 	t.Parallel()
 	for addr, ok := range map[string]bool{
 		"127.0.0.1:9090": true, "127.0.0.2:9090": true, "[::1]:9090": true, "localhost:9090": true, "LocalHost:0": true, "": true,
-		"0.0.0.0:9090": false, ":9090": false, "[::]:9090": false, "10.0.0.1:9090": false, "admin.example:9090": false, "[::ffff:10.0.0.1]:9090": false,
+		"0.0.0.0:9090": false, ":9090": false, "[::]:9090": false, "198.51.100.1:9090": false, "admin.example:9090": false, "[::ffff:198.51.100.1]:9090": false,
 	} {
 		cfg := oneNode("127.0.0.1:1")
 		cfg.Admin = addr

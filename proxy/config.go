@@ -269,6 +269,11 @@ func (c *Config) checkProxyProtocol() error {
 		if !p.IsValid() {
 			return fmt.Errorf("--proxy-protocol-from %s: not a network", p)
 		}
+		if p.Addr().Is4In6() {
+			// Sources are compared as IPv4 (a dual-stack listener's
+			// ::ffff:a.b.c.d is a.b.c.d): such a network would match none.
+			return fmt.Errorf("--proxy-protocol-from %s: an IPv4-mapped network matches no source; write it as IPv4 (%s)", p, netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0)).Masked())
+		}
 	}
 	return nil
 }

@@ -48,6 +48,13 @@ func TestMetricsDNSLookups(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	skipped := map[string]bool{}
+	for _, m := range scrape(t, h)["tether_dns_skipped_total"].GetMetric() {
+		skipped[m.GetLabel()[0].GetValue()] = true
+	}
+	if !skipped["refused_address"] || !skipped["target_error"] {
+		t.Fatalf("tether_dns_skipped_total series: %v, want refused_address and target_error", skipped)
+	}
 	if n := len(s.Pool().Table().Nodes()); n != 0 {
 		t.Fatalf("%d nodes without an answer", n)
 	}

@@ -422,8 +422,9 @@ func TestProxyProtocolConfig(t *testing.T) {
 		want string
 	}{
 		{"on without from", true, nil, "--proxy-protocol needs --proxy-protocol-from"},
-		{"from without on", false, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, "--proxy-protocol-from is set without --proxy-protocol"},
+		{"from without on", false, []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")}, "--proxy-protocol-from is set without --proxy-protocol"},
 		{"invalid", true, []netip.Prefix{{}}, "--proxy-protocol-from invalid Prefix: not a network"},
+		{"IPv4-mapped", true, []netip.Prefix{netip.MustParsePrefix("::ffff:198.18.0.0/111")}, "write it as IPv4 (198.18.0.0/15)"},
 	} {
 		cfg := oneNode("127.0.0.1:1")
 		cfg.Listen, cfg.ProxyProtocol, cfg.ProxyProtocolFrom = "127.0.0.1:0", tc.on, tc.from
@@ -515,4 +516,41 @@ func TestShutdownHealthzAtOnce(t *testing.T) {
 		t.Fatalf("/livez during the drain: %d, want 200", w.Code)
 	}
 	<-done
+}
+
+// TestProxyProtocolDecidedAtAccept: whether a connection must start with a
+// PROXY protocol header is decided once, with the check of its source. A
+// reload that turns the protocol on (trusting other networks) between the
+// accept and the connection's first read must not make tether believe a
+// header from the unchecked source.
+func TestProxyProtocolDecidedAtAccept(t *testing.T) {
+	s, addr, node, _, _ := startPPServer(t, func(c *Config) { c.ProxyProtocol, c.ProxyProtocolFrom = false, nil })
+	on := *s.cfg()
+	on.ProxyProtocol, on.ProxyProtocolFrom = true, []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")}
+	var once sync.Once
+	hook := func() {
+		once.Do(func() {
+			if err := s.Reload(on); err != nil {
+				t.Errorf("reload: %v", err)
+			}
+		})
+	}
+	testHookAccepted.Store(&hook)
+	defer testHookAccepted.Store(nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "PROXY TCP4 6.6.6.6 127.0.0.1 4000 80\r\n"+ppRequest); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.Copy(io.Discard, c) // a 400 for the header read as a request line, or a close
+	if h := node.last(); h != nil && h.Get("X-Real-Ip") == "6.6.6.6" {
+		t.Fatalf("a header from an unchecked source was believed: X-Real-IP %s", h.Get("X-Real-Ip"))
+	}
+	if !s.cfg().ProxyProtocol {
+		t.Fatal("the reload did not run")
+	}
 }

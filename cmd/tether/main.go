@@ -158,7 +158,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "plain-HTTP listen `address`")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin `address` for /metrics, /status, /healthz and node drain/enable (empty: none); an address that is not loopback needs --admin-token-file")
-	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "`file` holding a bearer token every admin request must carry (Authorization: Bearer TOKEN), except GET /healthz so health checkers need none; SIGHUP re-reads it (empty: no token, loopback --admin only)")
+	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "`file` holding a bearer token every admin request must carry (Authorization: Bearer TOKEN), except GET /healthz and /livez so health checkers need none; SIGHUP re-reads it (empty: no token, loopback --admin only)")
 	fs.Var((*hostList)(&cfg.AdminHosts), "admin-hosts", "host `names` (comma-separated) the admin listener answers to, beside IP addresses and localhost; any other Host header gets 421 (DNS rebinding)")
 	fs.BoolVar(&cfg.ReusePort, "reuseport", true, "listen with SO_REUSEPORT: a new tether can start on the same ports before the old one gets SIGTERM")
 	fs.IntVar(&cfg.SpliceLoops, "splice-loops", 0, "epoll loops that splice plain WebSocket sessions (0: one per CPU; -1: goroutines only; TLS sessions always use goroutines)")
@@ -413,6 +413,7 @@ func waitDrainDelay(delay time.Duration, sig <-chan os.Signal, log zerolog.Logge
 				log.Info().Str("signal", s.String()).Msg("drain delay cut short")
 				return
 			}
+			log.Warn().Msg("SIGHUP during the drain delay: ignored, tether is stopping")
 		}
 	}
 }

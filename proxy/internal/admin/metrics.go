@@ -23,6 +23,10 @@ var refusedConnsDesc = prometheus.NewDesc("tether_refused_connections_total",
 var dnsLookupsDesc = prometheus.NewDesc("tether_dns_lookups_total",
 	"Lookups of --node-srv and --node-dns names, by result: ok (nodes found), error (no answer, timeout, server failure), empty (no usable record); error and empty keep the last nodes.", []string{"result"}, nil)
 
+// dnsSkippedDesc counts what answers gave that made no node.
+var dnsSkippedDesc = prometheus.NewDesc("tether_dns_skipped_total",
+	"What DNS answers gave that made no node, by reason: refused_address (loopback without --node-dns-allow-loopback, unspecified, link-local, multicast, or tether's own listener), target_error (an SRV target whose address lookup failed while others did not).", []string{"reason"}, nil)
+
 // collector exposes a Server's counters to Prometheus.
 //
 // A reload that removes a node, or changes its URL, leaves the old copy in
@@ -111,6 +115,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(dnsLookupsDesc, counter, float64(dl.OK), "ok")
 	ch <- prometheus.MustNewConstMetric(dnsLookupsDesc, counter, float64(dl.Error), "error")
 	ch <- prometheus.MustNewConstMetric(dnsLookupsDesc, counter, float64(dl.Empty), "empty")
+	ch <- prometheus.MustNewConstMetric(dnsSkippedDesc, counter, float64(dl.Refused), "refused_address")
+	ch <- prometheus.MustNewConstMetric(dnsSkippedDesc, counter, float64(dl.TargetErrors), "target_error")
 	for i, status := range RefusedStatuses {
 		ch <- prometheus.MustNewConstMetric(c.refused, counter, float64(s.Refused[i]), strconv.Itoa(status))
 	}

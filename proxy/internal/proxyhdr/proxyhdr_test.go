@@ -11,12 +11,12 @@ import (
 
 // TestTrustedSource: IPv4-mapped addresses match IPv4 networks.
 func TestTrustedSource(t *testing.T) {
-	from := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	from := []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("fd00::/8")}
 	for _, tc := range []struct {
 		ip   string
 		want bool
 	}{
-		{"10.1.2.3", true}, {"::ffff:10.1.2.3", true}, {"fd00::1", true}, {"11.0.0.1", false}, {"127.0.0.1", false},
+		{"198.19.2.3", true}, {"::ffff:198.19.2.3", true}, {"fd00::1", true}, {"198.20.0.1", false}, {"127.0.0.1", false},
 	} {
 		if got := Trusted(from, &net.TCPAddr{IP: net.ParseIP(tc.ip), Port: 1}); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.ip, got, tc.want)

@@ -1,6 +1,7 @@
 package sockio
 
 import (
+	"math"
 	"net"
 	"syscall"
 	"time"
@@ -66,8 +67,12 @@ func (d *DeadlineConn) SetBodyRate(t, grace time.Duration, minRate int64) {
 
 // rateDeadline is the latest a read may end under the minimum rate.
 func (d *DeadlineConn) rateDeadline() int64 {
-	// A second per minRate bytes, without overflowing for huge bodies.
+	// A second per minRate bytes, without overflowing for huge bodies: past
+	// what int64 nanoseconds hold, the rate sets no bound.
 	sec, rem := d.rateRead/d.minRate, d.rateRead%d.minRate
+	if sec >= (math.MaxInt64-d.rateFrom)/int64(time.Second)-1 {
+		return math.MaxInt64
+	}
 	return d.rateFrom + sec*int64(time.Second) + rem*int64(time.Second)/d.minRate
 }
 
