@@ -185,6 +185,19 @@ func (c *Config) SetDefaults() {
 	}
 }
 
+// CheckRiseFall refuses a rise or fall count below 1. Config.Validate
+// checks them so after SetDefaults (zero means 2); a command line whose
+// flags start at 2 checks them with it before, so an explicit 0 is refused.
+func CheckRiseFall(rise, fall int) error {
+	if rise < 1 {
+		return fmt.Errorf("--rise %d: must be at least 1", rise)
+	}
+	if fall < 1 {
+		return fmt.Errorf("--fall %d: must be at least 1", fall)
+	}
+	return nil
+}
+
 // Validate reports the first bad value, naming the flag an operator sets.
 func (c *Config) Validate() error {
 	if err := checkNodeURLs(c.Nodes); err != nil {
@@ -221,12 +234,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--health-interval %s: must not be negative (0 turns checks off)", c.HealthInterval)
 	case c.HealthTimeout < 0:
 		return fmt.Errorf("--health-timeout %s: must not be negative", c.HealthTimeout)
-	case c.Rise < 0:
-		return fmt.Errorf("--rise %d: must be at least 1", c.Rise)
+	case c.Rise < 0: // zero is the default (SetDefaults)
+		return CheckRiseFall(c.Rise, c.Fall)
 	case c.EvictSpread < 0:
 		return fmt.Errorf("--evict-spread %s: must not be negative", c.EvictSpread)
 	case c.Fall < 0:
-		return fmt.Errorf("--fall %d: must be at least 1", c.Fall)
+		return CheckRiseFall(max(c.Rise, 1), c.Fall)
 	case !strings.HasPrefix(c.HealthPath, "/") || strings.ContainsAny(c.HealthPath, " \r\n\t"):
 		return fmt.Errorf("--health-path %q: must be an absolute path without spaces", c.HealthPath)
 	}
