@@ -72,7 +72,7 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
 
 #? cover: test coverage per package
-cover:
+cover: build
 	TETHER_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -cover ./...
 
 #? ci: what .ci/run calls
