@@ -60,9 +60,11 @@ type Server struct {
 
 	adminToken atomic.Pointer[[sha256.Size]byte] // SHA-256 of the admin token; nil: none (adminguard.go)
 
-	mu        sync.Mutex // guards listeners and admins; draining is set under it
+	mu        sync.Mutex // guards listeners, admins and adminLns; draining and stopped are set under it
 	listeners []net.Listener
 	admins    []*http.Server
+	adminLns  []net.Listener // the admin listeners, for StopAccepting
+	stopped   atomic.Bool    // StopAccepting was called: no listener is added
 	draining  atomic.Bool // Shutdown has begun: no listener is added, answers close their connections
 	withdrawn atomic.Bool // Withdraw was called: /healthz answers 503
 }
@@ -291,7 +293,7 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 
 func (s *Server) serve(ln net.Listener, secure bool) error {
 	s.mu.Lock()
-	if s.draining.Load() {
+	if s.acceptStopped() {
 		s.mu.Unlock()
 		ln.Close()
 		return nil
