@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -316,5 +318,53 @@ func TestUpgradeBinaryFails(t *testing.T) {
 	}
 	if f := l.failed.Load(); f > 0 {
 		t.Fatalf("%d requests failed; first: %v", f, l.firstErr.Load())
+	}
+}
+
+// TestUpgradeBinaryTLS: the TLS listener moves with the plain and admin
+// ones; new TLS connections reach the new process, and the old one, its
+// idle TLS connection closed by its drain, exits.
+func TestUpgradeBinaryTLS(t *testing.T) {
+	n1 := startNode(t, node1, 0)
+	tlsAddr := freeAddr(t)
+	a := startUpgradable(t, []*testNode{n1}, "--tls-listen", tlsAddr, "--tls-self-signed", "--drain-timeout", "3s")
+	get := func(c *tls.Conn) int {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /cobrowse/tls HTTP/1.1\r\nHost: a\r\n\r\n")
+		r, err := parseResponse(bufio.NewReader(c), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.status
+	}
+	dial := func() *tls.Conn {
+		t.Helper()
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tlsAddr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	held := dial()
+	if s := get(held); s != 200 {
+		t.Fatalf("before: %d", s)
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	a.waitNewPID(t, 1)
+	recv := a.logLines("hand-over: state received")
+	if len(recv) != 1 || num(recv[0], "listeners") != 3 {
+		t.Fatalf("state received: %v", recv)
+	}
+	if s := get(dial()); s != 200 {
+		t.Fatalf("new TLS connection after the hand-over: %d", s)
+	}
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old process did not exit")
 	}
 }
