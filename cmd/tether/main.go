@@ -1,6 +1,7 @@
 // Command tether is a load balancer for long, sticky, WebSocket-heavy
 // sessions. It reads its flags into one proxy.Config, builds the logger and
-// runs the server until SIGTERM or SIGINT.
+// runs the server until SIGTERM or SIGINT, or until SIGUSR2 has handed its
+// listeners to a new process (upgrade.go).
 package main
 
 import (
@@ -318,6 +319,7 @@ configuration. SIGUSR2 starts the binary again (--upgrade-binary) with the
 same arguments and hands it the listening sockets and the nodes' states;
 once it serves, this process drains as on SIGTERM. A failed hand-over
 (--handover-timeout) keeps this process serving and logs why.
+tether --version prints the version.
 Exit status: 0 after a clean shutdown, 1 when serving fails, 2 for a bad flag.
 `)
 }
