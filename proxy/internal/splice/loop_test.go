@@ -429,17 +429,44 @@ func TestLoopSpliceIdleTimeout(t *testing.T) {
 			}
 		})
 		t.Run("traffic one way keeps both alive", func(t *testing.T) {
-			r := startSplice(t, lb, sp, idleSession)
-			defer r.close()
-			r.client.SetDeadline(time.Now().Add(spliceBound))
-			b := make([]byte, 1)
-			for end := time.Now().Add(4 * idle); time.Now().Before(end); {
-				time.Sleep(idle / 5)
-				r.node.Write([]byte{'x'})
-				if _, err := io.ReadFull(r.client, b); err != nil {
-					t.Fatalf("session ended while node→client traffic flowed: %v", err)
+			// The premise is a byte every idle/5. A machine that stalls
+			// this goroutine for half the idle timeout breaks it (the
+			// session may then rightly end): such an attempt is run again,
+			// up to five times.
+			var r *rig
+			for attempt := 1; ; attempt++ {
+				r = startSplice(t, lb, sp, idleSession)
+				r.client.SetDeadline(time.Now().Add(spliceBound))
+				b := make([]byte, 1)
+				stalled := false
+				last := time.Now()
+				for end := last.Add(4 * idle); time.Now().Before(end); {
+					time.Sleep(idle / 5)
+					if time.Since(last) > idle/2 {
+						stalled = true
+						break
+					}
+					r.node.Write([]byte{'x'})
+					_, err := io.ReadFull(r.client, b)
+					if time.Since(last) > idle/2 {
+						stalled = true
+						break
+					}
+					if err != nil {
+						t.Fatalf("session ended while node→client traffic flowed: %v", err)
+					}
+					last = time.Now()
 				}
+				if !stalled {
+					break
+				}
+				r.close()
+				if attempt == 5 {
+					t.Fatalf("the test goroutine stalled past half the idle timeout in %d attempts", attempt)
+				}
+				t.Logf("attempt %d: stalled past half the idle timeout; again", attempt)
 			}
+			defer r.close()
 			stopped := time.Now()
 			if res := r.wait(t); !errors.Is(res.err, errSpliceIdle) {
 				t.Errorf("err %v, want errSpliceIdle", res.err)
