@@ -407,15 +407,20 @@ func run(args []string) int {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
+	if hc != nil {
+		// Everything that could fail has succeeded: the old process may stop
+		// accepting. Ready goes before the first accept, so that if the old
+		// process hears it too late and kills this one, this one has taken
+		// no connection: they wait in the sockets' queues for the old one.
+		if err := hc.Ready(); err != nil {
+			log.Warn().Err(err).Msg("hand-over: ready not sent; the old process decides at its timeout")
+		}
+	}
 	serveErr := make(chan error, 3)
 	go serve(srv, lns.plain, serveErr)
 	go serveAdmin(srv, lns.admin, serveErr)
 	go serveTLS(srv, lns.tls, serveErr)
 	if hc != nil {
-		// The listeners are served: the old process may stop accepting.
-		if err := hc.Ready(); err != nil {
-			log.Warn().Err(err).Msg("hand-over: the old process did not hear ready; both serve until it times out")
-		}
 		if err := sdNotify(fmt.Sprintf("MAINPID=%d\nREADY=1", os.Getpid())); err != nil {
 			log.Warn().Err(err).Msg("hand-over")
 		}
