@@ -223,7 +223,7 @@ func TestUpgradeBinary(t *testing.T) {
 	if !waitFor(5*time.Second, func() bool { return !alive(newPID) }) {
 		t.Fatal("the second process did not exit after handing over")
 	}
-	r := poll.withDeadline(5 * time.Second).readResponse(t, false)
+	r := poll.withDeadline(5*time.Second).readResponse(t, false)
 	if r.status != 204 && r.status != 200 {
 		t.Fatalf("the long poll held across the hand-overs got %d", r.status)
 	}

@@ -65,8 +65,8 @@ type Server struct {
 	admins    []*http.Server
 	adminLns  []net.Listener // the admin listeners, for StopAccepting
 	stopped   atomic.Bool    // StopAccepting was called: no listener is added
-	draining  atomic.Bool // Shutdown has begun: no listener is added, answers close their connections
-	withdrawn atomic.Bool // Withdraw was called: /healthz answers 503
+	draining  atomic.Bool    // Shutdown has begun: no listener is added, answers close their connections
+	withdrawn atomic.Bool    // Withdraw was called: /healthz answers 503
 }
 
 // New checks cfg, applies its defaults and builds a Server with its backend
