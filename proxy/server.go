@@ -60,13 +60,14 @@ type Server struct {
 
 	adminToken atomic.Pointer[[sha256.Size]byte] // SHA-256 of the admin token; nil: none (adminguard.go)
 
-	mu        sync.Mutex // guards listeners, admins and adminLns; draining and stopped are set under it
+	mu        sync.Mutex // guards listeners and admins; draining is set under it
 	listeners []net.Listener
 	admins    []*http.Server
-	adminLns  []net.Listener // the admin listeners, for StopAccepting
-	stopped   atomic.Bool    // StopAccepting was called: no listener is added
-	draining  atomic.Bool    // Shutdown has begun: no listener is added, answers close their connections
-	withdrawn atomic.Bool    // Withdraw was called: /healthz answers 503
+	draining  atomic.Bool // Shutdown has begun: no listener is added, answers close their connections
+	withdrawn atomic.Bool // Withdraw was called: /healthz answers 503
+
+	adminLns []net.Listener // the admin listeners, for StopAccepting; guarded by mu
+	stopped  atomic.Bool    // StopAccepting was called (set under mu): no listener is added
 }
 
 // New checks cfg, applies its defaults and builds a Server with its backend
