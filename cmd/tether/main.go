@@ -216,7 +216,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.StringVar(&opts.logFormat, "log-format", "json", "json, or console for people")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", 0, "on SIGTERM, keep accepting and serving this long with /healthz answering 503 (/livez stays 200), so an L4 tier or a Kubernetes Service takes tether out first; then drain (a second SIGTERM cuts it short)")
 	fs.StringVar(&opts.upgrade.binary, "upgrade-binary", "", "`path` of the binary SIGUSR2 starts and hands the listeners and node states to (empty: the path of the running binary, looked up again at each SIGUSR2, so a binary replaced in place is the one started)")
-	fs.DurationVar(&opts.upgrade.timeout, "handover-timeout", 30*time.Second, "bound on a hand-over to a new binary (SIGUSR2), from its start to its first accept; past it, or if it fails or exits, the new process is killed and this one goes on serving")
+	fs.DurationVar(&opts.upgrade.timeout, "handover-timeout", 30*time.Second, "bound on a hand-over to a new binary (SIGUSR2), from its start until it says it serves; past it, or if it fails or exits, the new process is killed and this one goes on serving")
 	fs.DurationVar(&cfg.Pool.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take before connections are closed (WebSockets are told 1001 over its first half); after a reload, how long a removed node keeps its sticky traffic")
 
 	// fs.Usage does nothing: the flag package calls it on every parse error,
