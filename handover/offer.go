@@ -77,10 +77,23 @@ func (o *Offer) Run() (*Child, error) {
 		ln.Close()
 	})
 	hello, err := o.run(ln, cmd.Process.Pid, deadline)
+	if err != nil {
+		// A stream that broke is most often a process that exited: give
+		// its exit a moment to arrive, so the error names it.
+		select {
+		case <-watched:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	close(stop)
 	<-watched
 	mu.Lock()
-	if exitErr != nil || err != nil && errors.Is(err, net.ErrClosed) {
+	switch {
+	case err != nil && errors.Is(err, net.ErrClosed): // Accept woken by the exit
+		err = fmt.Errorf("new process pid %d exited: %v", cmd.Process.Pid, exitStatus(exitErr))
+	case err != nil && exitErr != nil:
+		err = fmt.Errorf("new process pid %d exited: %v; %w", cmd.Process.Pid, exitStatus(exitErr), err)
+	case exitErr != nil: // after its Ready
 		err = fmt.Errorf("new process pid %d exited: %v", cmd.Process.Pid, exitStatus(exitErr))
 	}
 	mu.Unlock()

@@ -3,9 +3,6 @@ package handover
 import (
 	"errors"
 	"fmt"
-	"net"
-
-	"golang.org/x/sys/unix"
 )
 
 // ErrPeer means the process at the other end of the hand-over socket is not
@@ -19,36 +16,23 @@ type Peer struct {
 	PID int // 0: any process of UID
 }
 
+// Cred are the credentials of the process at the other end of a unix
+// socket, as the kernel recorded them when it connected.
+type Cred struct {
+	PID int
+	UID uint32
+}
+
 // Check reports whether the credentials cred are those of p.
-func (p Peer) Check(cred *unix.Ucred) error {
+func (p Peer) Check(cred *Cred) error {
 	if cred == nil {
 		return fmt.Errorf("no credentials: %w", ErrPeer)
 	}
-	if cred.Uid != p.UID {
-		return fmt.Errorf("peer pid %d runs as uid %d, not %d: %w", cred.Pid, cred.Uid, p.UID, ErrPeer)
+	if cred.UID != p.UID {
+		return fmt.Errorf("peer pid %d runs as uid %d, not %d: %w", cred.PID, cred.UID, p.UID, ErrPeer)
 	}
-	if p.PID != 0 && int(cred.Pid) != p.PID {
-		return fmt.Errorf("peer pid %d is not the new process %d: %w", cred.Pid, p.PID, ErrPeer)
+	if p.PID != 0 && cred.PID != p.PID {
+		return fmt.Errorf("peer pid %d is not the new process %d: %w", cred.PID, p.PID, ErrPeer)
 	}
 	return nil
-}
-
-// PeerCred returns the credentials the kernel recorded for the process at
-// the other end of c when it connected (SO_PEERCRED).
-func PeerCred(c *net.UnixConn) (*unix.Ucred, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var cred *unix.Ucred
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return nil, err
-	}
-	if serr != nil {
-		return nil, fmt.Errorf("SO_PEERCRED: %w", serr)
-	}
-	return cred, nil
 }

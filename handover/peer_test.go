@@ -6,21 +6,19 @@ import (
 	"os"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 func TestPeerCheck(t *testing.T) {
 	p := Peer{UID: 1000, PID: 4242}
 	cases := []struct {
 		name string
-		cred *unix.Ucred
+		cred *Cred
 		ok   bool
 	}{
-		{"the new process", &unix.Ucred{Pid: 4242, Uid: 1000, Gid: 1000}, true},
-		{"another process of the user", &unix.Ucred{Pid: 4243, Uid: 1000}, false},
-		{"the new pid under another user", &unix.Ucred{Pid: 4242, Uid: 1001}, false},
-		{"root", &unix.Ucred{Pid: 4242, Uid: 0}, false},
+		{"the new process", &Cred{PID: 4242, UID: 1000}, true},
+		{"another process of the user", &Cred{PID: 4243, UID: 1000}, false},
+		{"the new pid under another user", &Cred{PID: 4242, UID: 1001}, false},
+		{"root", &Cred{PID: 4242, UID: 0}, false},
 		{"no credentials", nil, false},
 	}
 	for _, tc := range cases {
@@ -31,7 +29,7 @@ func TestPeerCheck(t *testing.T) {
 			}
 		})
 	}
-	if err := (Peer{UID: 1000}).Check(&unix.Ucred{Pid: 7, Uid: 1000}); err != nil {
+	if err := (Peer{UID: 1000}).Check(&Cred{PID: 7, UID: 1000}); err != nil {
 		t.Fatalf("any pid of the user: %v", err)
 	}
 }
@@ -59,7 +57,7 @@ func TestPeerCredSameUID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int(cred.Pid) != os.Getpid() || int(cred.Uid) != os.Getuid() {
+	if cred.PID != os.Getpid() || int(cred.UID) != os.Getuid() {
 		t.Fatalf("cred %+v, want pid %d uid %d", cred, os.Getpid(), os.Getuid())
 	}
 	if err := (Peer{UID: uint32(os.Getuid()), PID: os.Getpid()}).Check(cred); err != nil {

@@ -30,7 +30,7 @@ const headerLen = 8
 const MaxFiles = 16
 
 // DefaultMaxPayload bounds a record's payload when a Reader is given none.
-const DefaultMaxPayload = 1 << 20
+const DefaultMaxPayload = 16 << 20
 
 // Type says what a record holds.
 type Type uint16
