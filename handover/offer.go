@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -167,6 +168,9 @@ var testHookListening func(addr string)
 // (nothing on disk to clean up); only the credential check decides who
 // may use it.
 func listenAbstract() (*net.UnixListener, string, error) {
+	if runtime.GOOS != "linux" {
+		return nil, "", errors.New("handover: needs Linux (abstract unix sockets, SO_PEERCRED)")
+	}
 	var b [8]byte
 	rand.Read(b[:])
 	addr := fmt.Sprintf("@tether-handover-%d-%s", os.Getpid(), hex.EncodeToString(b[:]))
