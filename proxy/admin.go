@@ -136,7 +136,10 @@ func (s *Server) ServeAdmin(ln net.Listener) error {
 	if s.cfg().Pprof {
 		srv.WriteTimeout = 0 // profiles stream for their duration
 	}
-	if err := srv.Serve(ln); err != http.ErrServerClosed {
+	if !s.trackAdmin(ln) {
+		return nil
+	}
+	if err := srv.Serve(ln); err != http.ErrServerClosed && !s.acceptStopped() {
 		return err
 	}
 	return nil
