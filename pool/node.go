@@ -128,6 +128,13 @@ type Config struct {
 	// TLS is the client-side TLS configuration for https nodes. Nil means the
 	// system roots with default settings. The pool sets ServerName per node.
 	TLS *tls.Config
+
+	// Seed are node facts from the tether this one replaces (see Facts):
+	// the first node built with a seed's name and URL, configured or
+	// discovered, starts down or drained as the seed says instead of up
+	// (configured) or down until its checks pass (discovered). Seeds are
+	// read by New only; a reload ignores them. Empty means none.
+	Seed []NodeFacts
 }
 
 // NodeConfig names one backend.

@@ -101,8 +101,9 @@ type Pool struct {
 	// guarded by mu.
 	found    []NodeConfig
 	shadowed map[string]bool
-	dns      dnsCounts     // lookups by result, for metrics
-	redisc   chan struct{} // wakes the discovery loop after a reload
+	dns      dnsCounts            // lookups by result, for metrics
+	redisc   chan struct{}        // wakes the discovery loop after a reload
+	seeds    map[string]NodeFacts // Config.Seed by name, until used; guarded by mu
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -121,6 +122,12 @@ func New(cfg Config, log zerolog.Logger) (*Pool, error) {
 	p.conf.Store(&cfg)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.mu.Lock()
+	if len(cfg.Seed) > 0 {
+		p.seeds = make(map[string]NodeFacts, len(cfg.Seed))
+		for _, f := range cfg.Seed {
+			p.seeds[f.Name] = f
+		}
+	}
 	for _, nc := range cfg.Nodes {
 		p.nodes = append(p.nodes, p.newNode(nc, &cfg, false))
 	}
@@ -164,6 +171,7 @@ func (p *Pool) newNode(nc NodeConfig, cfg *Config, down bool) *Node {
 		n.facts.Store(factDown)
 	}
 	n.since.Store(time.Now().UnixNano())
+	p.seed(n)
 	p.wg.Go(n.healthLoop)
 	p.wg.Go(n.evictLoop)
 	return n

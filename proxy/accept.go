@@ -26,7 +26,7 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if s.isClosing() {
+			if s.acceptStopped() {
 				return nil
 			}
 			var ne net.Error

@@ -81,7 +81,10 @@ func (s *Server) ServeAdmin(ln net.Listener) error {
 	s.admins = append(s.admins, srv)
 	s.mu.Unlock()
 	s.log.Info().Str("addr", ln.Addr().String()).Bool("token", s.adminToken.Load() != nil).Msg("admin listening")
-	if err := srv.Serve(ln); err != http.ErrServerClosed {
+	if !s.trackAdmin(ln) {
+		return nil
+	}
+	if err := srv.Serve(ln); err != http.ErrServerClosed && !s.acceptStopped() {
 		return err
 	}
 	return nil

@@ -63,6 +63,9 @@ type Server struct {
 	admins    []*http.Server
 	draining  atomic.Bool // Shutdown has begun: no listener is added, answers close their connections
 	withdrawn atomic.Bool // Withdraw was called: /healthz answers 503
+
+	adminLns []net.Listener // the admin listeners, for StopAccepting; guarded by mu
+	stopped  atomic.Bool    // StopAccepting was called (set under mu): no listener is added
 }
 
 // New checks cfg, applies its defaults and builds a Server with its backend
@@ -267,7 +270,7 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 
 func (s *Server) serve(ln net.Listener, secure bool) error {
 	s.mu.Lock()
-	if s.draining.Load() {
+	if s.acceptStopped() {
 		s.mu.Unlock()
 		ln.Close()
 		return nil

@@ -1,6 +1,7 @@
 // Command tether is a load balancer for long, sticky, WebSocket-heavy
 // sessions. It reads its flags into one proxy.Config, builds the logger and
-// runs the server until SIGTERM or SIGINT.
+// runs the server until SIGTERM or SIGINT, or until SIGUSR2 has handed its
+// listeners to a new process (upgrade.go).
 package main
 
 import (
@@ -9,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/handover"
 	"github.com/tether-lb/tether/internal/heap"
 	"github.com/tether-lb/tether/pool"
 	"github.com/tether-lb/tether/proxy"
@@ -144,6 +147,7 @@ type options struct {
 	logLevel      string
 	logFormat     string
 	releaseMemory bool
+	upgrade       upgradeOpts
 }
 
 // parseFlags binds every flag into cfg and opts. It returns flag.ErrHelp
@@ -219,6 +223,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.StringVar(&opts.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&opts.logFormat, "log-format", "json", "json, or console for people")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", 0, "on SIGTERM, keep accepting and serving this long with /healthz answering 503 (/livez stays 200), so an L4 tier or a Kubernetes Service takes tether out first; then drain (a second SIGTERM cuts it short)")
+	fs.StringVar(&opts.upgrade.binary, "upgrade-binary", "", "`path` of the binary SIGUSR2 starts and hands the listeners and node states to (empty: the path of the running binary, looked up again at each SIGUSR2, so a binary replaced in place is the one started)")
+	fs.DurationVar(&opts.upgrade.timeout, "handover-timeout", 30*time.Second, "bound on a hand-over to a new binary (SIGUSR2), from its start until it says it serves; past it, or if it fails or exits, the new process is killed and this one goes on serving")
 	fs.DurationVar(&cfg.Pool.DrainTimeout, "drain-timeout", def.Pool.DrainTimeout, "on SIGTERM, how long requests in flight may take before connections are closed (WebSockets are told 1001 over its first half); after a reload, how long a removed node keeps its sticky traffic")
 
 	// fs.Usage does nothing: the flag package calls it on every parse error,
@@ -261,6 +267,9 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	}
 	if opts.logFormat != "json" && opts.logFormat != "console" {
 		return cfg, opts, fmt.Errorf("--log-format %q: use json or console", opts.logFormat)
+	}
+	if opts.upgrade.timeout <= 0 {
+		return cfg, opts, fmt.Errorf("--handover-timeout %s: must be positive", opts.upgrade.timeout)
 	}
 	if cfg.Listen == "" && cfg.TLS.Listen == "" {
 		return cfg, opts, errors.New("--listen or --tls-listen: at least one listener is required")
@@ -311,7 +320,11 @@ for --drain-delay, then stop accepting, let requests in flight finish
 (up to --drain-timeout), tell WebSocket clients 1001 and exit 0. SIGHUP
 re-reads --config (and --admin-token-file) and applies nodes, timeouts and
 limits without dropping connections; a bad file keeps the running
-configuration.
+configuration. SIGUSR2 starts the binary again (--upgrade-binary) with the
+same arguments and hands it the listening sockets and the nodes' states;
+once it serves, this process drains as on SIGTERM. A failed hand-over
+(--handover-timeout) keeps this process serving and logs why.
+tether --version prints the version.
 Exit status: 0 after a clean shutdown, 1 when serving fails, 2 for a bad flag.
 `)
 }
@@ -331,6 +344,12 @@ func main() {
 }
 
 func run(args []string) int {
+	if slices.Contains(args, "--version") || slices.Contains(args, "-version") {
+		fmt.Println("tether", version())
+		return 0
+	}
+	handoverAddr := os.Getenv(handover.EnvAddr)
+	os.Unsetenv(handover.EnvAddr) // not for a later hand-over's child
 	cfg, opts, err := parseFlags(args, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -351,10 +370,36 @@ func run(args []string) int {
 	defer aw.Close()
 	access := zerolog.New(aw).With().Timestamp().Str("log", "access").Logger()
 
+	var handed *handover.State
+	var hc *handover.Conn
+	if handoverAddr != "" {
+		if handed, hc, err = takeOver(handoverAddr, opts.upgrade.timeout, log); err != nil {
+			log.Error().Err(err).Msg("hand-over: nothing received; the old process goes on serving")
+			return 1
+		}
+		cfg.Pool.Seed = seedOf(handed.Nodes)
+	}
 	srv, err := proxy.New(cfg, log, access)
 	if err != nil {
+		if hc != nil {
+			hc.Abort(redacted(err).Error())
+			handed.Close()
+		}
 		fmt.Fprintf(os.Stderr, "tether: %v\n", redacted(err))
 		return 2
+	}
+	var handedLns []handover.Listener
+	if handed != nil {
+		handedLns = handed.Listeners
+	}
+	lns, err := openListeners(&cfg, handedLns, log)
+	if err != nil {
+		if hc != nil {
+			hc.Abort(err.Error())
+		}
+		log.Error().Err(err).Msg("serve")
+		srv.Shutdown(context.Background())
+		return 1
 	}
 	if opts.releaseMemory {
 		ctx, stop := context.WithCancel(context.Background())
@@ -366,12 +411,31 @@ func run(args []string) int {
 		defer func() { stop(); <-done }()
 	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
+	if hc != nil {
+		// Everything that could fail has succeeded: the old process may stop
+		// accepting. Ready goes before the first accept, so that if the old
+		// process hears it too late and kills this one, this one has taken
+		// no connection: they wait in the sockets' queues for the old one.
+		if err := hc.Ready(); err != nil {
+			log.Warn().Err(err).Msg("hand-over: ready not sent; the old process decides at its timeout")
+		}
+	}
 	serveErr := make(chan error, 3)
-	go serve(srv, serveErr)
-	go serveAdmin(srv, serveErr)
-	go serveTLS(srv, serveErr)
+	go serve(srv, lns.plain, serveErr)
+	go serveAdmin(srv, lns.admin, serveErr)
+	go serveTLS(srv, lns.tls, serveErr)
+	if hc != nil {
+		if err := sdNotify(fmt.Sprintf("MAINPID=%d\nREADY=1", os.Getpid())); err != nil {
+			log.Warn().Err(err).Msg("hand-over")
+		}
+		log.Info().Int("pid", os.Getpid()).Str("version", version()).Int("from_pid", handed.From.PID).Msg("hand-over: serving")
+	} else if err := sdNotify("READY=1"); err != nil {
+		log.Warn().Err(err).Msg("start")
+	}
 
+	upgraded := make(chan upgradeResult, 1)
+	upgrading := false
 	for {
 		select {
 		case err := <-serveErr:
@@ -380,26 +444,49 @@ func run(args []string) int {
 			srv.Shutdown(ctx)
 			cancel()
 			return 1
-		case s := <-sig:
-			if s == syscall.SIGHUP {
-				reload(srv, args, cfg.Pool.SelfAddrs, log)
+		case r := <-upgraded:
+			upgrading = false
+			if r.err != nil {
+				log.Error().Err(r.err).Int("pid", os.Getpid()).Str("version", version()).Msg("hand-over failed: this process goes on serving")
 				continue
 			}
-			drain := cfg.Pool.DrainTimeout
-			log.Info().Str("signal", s.String()).Dur("drain_timeout", drain).Msg("shutting down")
+			srv.StopAccepting()
+			log.Info().Int("pid", os.Getpid()).Str("version", version()).Int("new_pid", r.child.PID).Str("new_version", r.child.Version).Msg("hand-over done: the new process serves; draining")
+			return drain(srv, cfg.Pool.DrainTimeout, log)
+		case s := <-sig:
+			switch s {
+			case syscall.SIGHUP:
+				reload(srv, args, cfg.Pool.SelfAddrs, log)
+				continue
+			case syscall.SIGUSR2:
+				if upgrading {
+					log.Warn().Msg("SIGUSR2: a hand-over is running; ignored")
+					continue
+				}
+				upgrading = true
+				go upgrade(opts.upgrade, args, lns, srv.Pool(), log, upgraded)
+				continue
+			}
+			log.Info().Str("signal", s.String()).Dur("drain_timeout", cfg.Pool.DrainTimeout).Msg("shutting down")
 			if delay := srv.Withdraw(); delay > 0 {
 				waitDrainDelay(delay, sig, log)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), drain)
-			err := srv.Shutdown(ctx)
-			cancel()
-			if err != nil {
-				log.Warn().Err(err).Msg("drain timed out; connections closed")
-			}
-			log.Info().Msg("stopped")
-			return 0
+			return drain(srv, cfg.Pool.DrainTimeout, log)
 		}
 	}
+}
+
+// drain shuts srv down, letting what is in flight finish for up to
+// timeout, and returns the exit status.
+func drain(srv *proxy.Server, timeout time.Duration, log zerolog.Logger) int {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	err := srv.Shutdown(ctx)
+	cancel()
+	if err != nil {
+		log.Warn().Err(err).Msg("drain timed out; connections closed")
+	}
+	log.Info().Msg("stopped")
+	return 0
 }
 
 // waitDrainDelay waits out --drain-delay, while /healthz answers 503 and
@@ -413,11 +500,11 @@ func waitDrainDelay(delay time.Duration, sig <-chan os.Signal, log zerolog.Logge
 		case <-t.C:
 			return
 		case s := <-sig:
-			if s != syscall.SIGHUP {
+			if s != syscall.SIGHUP && s != syscall.SIGUSR2 {
 				log.Info().Str("signal", s.String()).Msg("drain delay cut short")
 				return
 			}
-			log.Warn().Msg("SIGHUP during the drain delay: ignored, tether is stopping")
+			log.Warn().Str("signal", s.String()).Msg("signal during the drain delay: ignored, tether is stopping")
 		}
 	}
 }
@@ -438,23 +525,32 @@ func reload(srv *proxy.Server, args []string, self []string, log zerolog.Logger)
 	}
 }
 
-// serveTLS runs the TLS listener and reports a failure.
-func serveTLS(srv *proxy.Server, done chan<- error) {
-	if err := srv.ListenAndServeTLS(); err != nil {
-		done <- err
+// serveTLS runs the TLS listener (nil: none) and reports a failure.
+func serveTLS(srv *proxy.Server, ln net.Listener, done chan<- error) {
+	if ln == nil {
+		return
+	}
+	if err := srv.ServeTLS(ln); err != nil {
+		done <- fmt.Errorf("--tls-listen: %w", err)
 	}
 }
 
-// serveAdmin runs the admin listener and reports a failure.
-func serveAdmin(srv *proxy.Server, done chan<- error) {
-	if err := srv.ListenAndServeAdmin(); err != nil {
-		done <- err
+// serveAdmin runs the admin listener (nil: none) and reports a failure.
+func serveAdmin(srv *proxy.Server, ln net.Listener, done chan<- error) {
+	if ln == nil {
+		return
+	}
+	if err := srv.ServeAdmin(ln); err != nil {
+		done <- fmt.Errorf("--admin: %w", err)
 	}
 }
 
-// serve runs the listener and reports how it ended.
-func serve(srv *proxy.Server, done chan<- error) {
-	if err := srv.ListenAndServe(); err != nil {
-		done <- err
+// serve runs the plain listener (nil: none) and reports how it ended.
+func serve(srv *proxy.Server, ln net.Listener, done chan<- error) {
+	if ln == nil {
+		return
+	}
+	if err := srv.Serve(ln); err != nil {
+		done <- fmt.Errorf("--listen: %w", err)
 	}
 }

@@ -1,0 +1,262 @@
+package handover
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Version is the version of the record stream this package speaks. Both
+// ends send it in their preamble; a stream of another version is refused.
+const Version uint16 = 1
+
+// magic opens every stream, before the version.
+const magic = "tetherHO"
+
+// preambleLen is the length of magic and the version.
+const preambleLen = len(magic) + 2
+
+// headerLen is the length of a record header: the payload length (4
+// bytes), the type (2) and the number of descriptors (1), and one byte kept
+// zero.
+const headerLen = 8
+
+// MaxFiles is the most descriptors one record may carry.
+const MaxFiles = 16
+
+// DefaultMaxPayload bounds a record's payload when a Reader is given none.
+const DefaultMaxPayload = 16 << 20
+
+// Type says what a record holds.
+type Type uint16
+
+// The record types. Numbers are never reused: a later version adds types
+// (spliced sessions and their descriptors, idle keep-alive connections).
+const (
+	TypeHello    Type = 1 // Hello (JSON): who sends
+	TypeListener Type = 2 // Listener (JSON) and its socket
+	TypeNodes    Type = 3 // []NodeState (JSON)
+	TypeEnd      Type = 4 // no payload: the sender's state is complete
+	TypeReady    Type = 5 // no payload: the new process serves
+	TypeAbort    Type = 6 // a reason (text): the sender gives up
+)
+
+func (t Type) String() string {
+	switch t {
+	case TypeHello:
+		return "hello"
+	case TypeListener:
+		return "listener"
+	case TypeNodes:
+		return "nodes"
+	case TypeEnd:
+		return "end"
+	case TypeReady:
+		return "ready"
+	case TypeAbort:
+		return "abort"
+	}
+	return fmt.Sprintf("type %d", uint16(t))
+}
+
+// Errors of the stream, checked with errors.Is.
+var (
+	ErrVersion   = errors.New("handover: another stream version")
+	ErrTooLarge  = errors.New("handover: record too large")
+	ErrFiles     = errors.New("handover: descriptors do not match the record")
+	ErrMalformed = errors.New("handover: malformed stream")
+)
+
+// Record is one typed record. Files are the descriptors it carries; the
+// receiver owns them (Close closes them).
+type Record struct {
+	Type    Type
+	Payload []byte
+	Files   []*os.File
+}
+
+// Close closes the record's descriptors.
+func (r *Record) Close() {
+	for _, f := range r.Files {
+		f.Close()
+	}
+	r.Files = nil
+}
+
+// Writer writes records to a unix stream socket. It is not safe for
+// concurrent use.
+type Writer struct {
+	c         *net.UnixConn
+	preambled bool
+	buf       []byte
+}
+
+// NewWriter returns a Writer on c; its first write sends the preamble.
+func NewWriter(c *net.UnixConn) *Writer { return &Writer{c: c} }
+
+// Write sends one record: its header and payload in one message, with
+// files attached to it. The files stay the caller's to close.
+func (w *Writer) Write(t Type, payload []byte, files ...*os.File) error {
+	if len(files) > MaxFiles {
+		return fmt.Errorf("write %s: %d descriptors: %w", t, len(files), ErrTooLarge)
+	}
+	if uint64(len(payload)) > 1<<32-1 {
+		return fmt.Errorf("write %s: %d bytes: %w", t, len(payload), ErrTooLarge)
+	}
+	w.buf = w.buf[:0]
+	if !w.preambled {
+		w.buf = append(w.buf, magic...)
+		w.buf = binary.BigEndian.AppendUint16(w.buf, Version)
+	}
+	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(len(payload)))
+	w.buf = binary.BigEndian.AppendUint16(w.buf, uint16(t))
+	w.buf = append(w.buf, byte(len(files)), 0)
+	w.buf = append(w.buf, payload...)
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	// The descriptors ride on the first byte of the message; the rest of
+	// a long payload may follow in further writes.
+	n, _, err := w.c.WriteMsgUnix(w.buf, oob, nil)
+	if err == nil && n < len(w.buf) {
+		_, err = w.c.Write(w.buf[n:])
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", t, err)
+	}
+	w.preambled = true
+	return nil
+}
+
+// Reader reads records from a unix stream socket. It is not safe for
+// concurrent use.
+type Reader struct {
+	c         *net.UnixConn
+	max       int
+	preambled bool
+	oob       []byte
+	pending   []*os.File // descriptors received before their record was whole
+}
+
+// NewReader returns a Reader on c that refuses payloads over maxPayload
+// bytes (0 means DefaultMaxPayload).
+func NewReader(c *net.UnixConn, maxPayload int) *Reader {
+	if maxPayload <= 0 {
+		maxPayload = DefaultMaxPayload
+	}
+	return &Reader{c: c, max: maxPayload, oob: make([]byte, unix.CmsgSpace(MaxFiles*4))}
+}
+
+// Read returns the next record. A record refused (too large, descriptors
+// that do not match its header) has its descriptors closed; after any
+// error the stream is unusable.
+func (r *Reader) Read() (Record, error) {
+	if !r.preambled {
+		var p [preambleLen]byte
+		if err := r.full(p[:]); err != nil {
+			return Record{}, r.fail(fmt.Errorf("read preamble: %w", err))
+		}
+		if string(p[:len(magic)]) != magic {
+			return Record{}, r.fail(fmt.Errorf("read preamble %q: %w", p[:len(magic)], ErrMalformed))
+		}
+		if v := binary.BigEndian.Uint16(p[len(magic):]); v != Version {
+			return Record{}, r.fail(fmt.Errorf("stream version %d, this tether speaks %d: %w", v, Version, ErrVersion))
+		}
+		r.preambled = true
+	}
+	var h [headerLen]byte
+	if err := r.full(h[:]); err != nil {
+		return Record{}, r.fail(fmt.Errorf("read record header: %w", err))
+	}
+	size := binary.BigEndian.Uint32(h[0:4])
+	rec := Record{Type: Type(binary.BigEndian.Uint16(h[4:6]))}
+	nfiles := int(h[6])
+	if h[7] != 0 {
+		return Record{}, r.fail(fmt.Errorf("read %s: reserved byte %d: %w", rec.Type, h[7], ErrMalformed))
+	}
+	if uint64(size) > uint64(r.max) {
+		return Record{}, r.fail(fmt.Errorf("read %s: %d bytes, at most %d: %w", rec.Type, size, r.max, ErrTooLarge))
+	}
+	if size > 0 {
+		rec.Payload = make([]byte, size)
+		if err := r.full(rec.Payload); err != nil {
+			return Record{}, r.fail(fmt.Errorf("read %s payload: %w", rec.Type, err))
+		}
+	}
+	if len(r.pending) != nfiles {
+		return Record{}, r.fail(fmt.Errorf("read %s: %d descriptors for %d announced: %w", rec.Type, len(r.pending), nfiles, ErrFiles))
+	}
+	rec.Files, r.pending = r.pending, nil
+	return rec, nil
+}
+
+// fail closes the descriptors received for a record that will never be
+// returned, and passes err on.
+func (r *Reader) fail(err error) error {
+	for _, f := range r.pending {
+		f.Close()
+	}
+	r.pending = nil
+	return err
+}
+
+// full fills p from the socket, collecting any descriptors that arrive.
+func (r *Reader) full(p []byte) error {
+	for len(p) > 0 {
+		n, oobn, flags, _, err := r.c.ReadMsgUnix(p, r.oob)
+		if oobn > 0 {
+			if perr := r.takeRights(r.oob[:oobn]); perr != nil && err == nil {
+				err = perr
+			}
+		}
+		if err == nil && flags&unix.MSG_CTRUNC != 0 {
+			err = fmt.Errorf("more than %d descriptors: %w", MaxFiles, ErrFiles)
+		}
+		p = p[n:]
+		if err != nil {
+			if errors.Is(err, io.EOF) && len(p) > 0 {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if n == 0 {
+			return io.ErrUnexpectedEOF
+		}
+	}
+	return nil
+}
+
+// takeRights adds the descriptors of the control messages in oob to
+// pending, marked close-on-exec.
+func (r *Reader) takeRights(oob []byte) error {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return fmt.Errorf("control message: %w", err)
+	}
+	var bad error
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			bad = fmt.Errorf("control message: %w", err)
+			continue
+		}
+		for _, fd := range fds {
+			unix.CloseOnExec(fd)
+			r.pending = append(r.pending, os.NewFile(uintptr(fd), "handover"))
+		}
+	}
+	if len(r.pending) > MaxFiles {
+		return fmt.Errorf("%d descriptors: %w", len(r.pending), ErrFiles)
+	}
+	return bad
+}
