@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/handover"
 	"github.com/tether-lb/tether/internal/heap"
+	"github.com/tether-lb/tether/internal/logwriter"
 	"github.com/tether-lb/tether/pool"
 	"github.com/tether-lb/tether/proxy"
 	"github.com/tether-lb/tether/tlsterm"
@@ -366,7 +367,7 @@ func run(args []string) int {
 	if opts.logFormat == "console" {
 		accessOut = zerolog.ConsoleWriter{Out: os.Stdout, TimeFormat: time.RFC3339}
 	}
-	aw := proxy.NewLogWriter(accessOut, 0)
+	aw := logwriter.New(accessOut, 0)
 	defer aw.Close()
 	access := zerolog.New(aw).With().Timestamp().Str("log", "access").Logger()
 
