@@ -4,6 +4,9 @@ GO ?= go
 BIN := bin
 FUZZTIME ?= 3s
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
+# Every package of the workspace (go.work): tether's module and the
+# harness's (bench, cmd/tether-bench, e2e), which "./..." would leave out.
+PKGS := github.com/tether-lb/tether/...
 
 .PHONY: help build test test-allocs test-deploy unit e2e fuzz-short fuzz bench compare soak scale-out lint cover ci demo clean
 
@@ -16,23 +19,23 @@ build:
 	$(GO) build -o $(BIN)/tether ./cmd/tether
 	$(GO) build -o $(BIN)/tether-bench ./cmd/tether-bench
 
-#? test: vet, gofmt check, go test -race ./... (end-to-end tests included), the allocation tests without -race, the deployment checks (test-deploy), and a short run of every fuzz target
+#? test: vet, gofmt check, go test -race on every package of the workspace (end-to-end tests included), the allocation tests without -race, the deployment checks (test-deploy), and a short run of every fuzz target
 test: build
-	$(GO) vet ./...
+	$(GO) vet $(PKGS)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
-	TETHER_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+	TETHER_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory test-allocs
 	$(MAKE) --no-print-directory test-deploy
 	$(MAKE) --no-print-directory fuzz-short
 
 #? test-allocs: the allocation tests (built without -race, which allocates on its own): the hot path allocates nothing
 test-allocs:
-	$(GO) test -count=1 -run 'Allocs$$' $$($(GO) list ./... | grep -v /e2e)
+	$(GO) test -count=1 -run 'Allocs$$' $$($(GO) list $(PKGS) | grep -v /e2e)
 
-#? test-deploy: deploy/kubernetes decoded strictly into Kubernetes' API types and checked against tether (flags, ports, probes, started on loopback); deploy/Containerfile's build gives a static binary (its own Go module: cd deploy/kubernetes/validate && go test)
+#? test-deploy: deploy/kubernetes decoded strictly into Kubernetes' API types and checked against tether (flags, ports, probes, started on loopback); deploy/Containerfile's build gives a static binary (its own Go module, outside the workspace: cd deploy/kubernetes/validate && GOWORK=off go test)
 test-deploy:
-	cd deploy/kubernetes/validate && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...
+	cd deploy/kubernetes/validate && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -count=1 -timeout 15m ./...
 
 #? fuzz-short: run each fuzz target of every package that has one for FUZZTIME (default 3s); a failure that left no crasher in testdata (the fuzzing engine itself, on a loaded machine) is retried once
 fuzz-short:
@@ -51,7 +54,7 @@ fuzz: fuzz-short
 
 #? bench: Go benchmarks of each stage, with allocations (-benchmem)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
 
 #? compare: tether beside nginx and HAProxy (and a node alone) on loopback; prints the Markdown table of BENCHMARKS.md
 compare: build
@@ -68,12 +71,12 @@ scale-out: build
 
 #? lint: go vet and staticcheck
 lint:
-	$(GO) vet ./...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest $(PKGS)
 
 #? cover: test coverage per package
-cover:
-	TETHER_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -cover ./...
+cover: build
+	TETHER_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -cover $(PKGS)
 
 #? ci: what .ci/run calls
 ci: test

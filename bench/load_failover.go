@@ -21,7 +21,7 @@ import (
 // Bounds of the failover scenario.
 const (
 	// FailoverLimit is how long after tether detects a dead node the last of
-	// its clients may be told (DESIGN: within a second of detection).
+	// its clients may be told 1012: a second.
 	FailoverLimit = time.Second
 	// MaxFailoverDetect bounds the wait for tether to mark the node down
 	// once its health is switched off.

@@ -235,7 +235,7 @@ func failoverNode(t *testing.T, name string) (*Node, string) {
 func startTetherBinary(t *testing.T, args ...string) (target, admin string) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "tether")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/tether")
+	build := exec.Command("go", "build", "-o", bin, "github.com/tether-lb/tether/cmd/tether")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build tether: %v\n%s", err, out)
 	}

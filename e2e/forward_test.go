@@ -190,11 +190,15 @@ func TestLongPollHeldPastFiveSeconds(t *testing.T) {
 func TestLongPollClientHangsUp(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, node1, 8*time.Second)
-	tt := startTether(t, []*testNode{n}, healthOff...)
+	tt := startTether(t, []*testNode{n}, append(healthOff, "--pprof")...)
 	const path = "/cobrowse/poll?session=gone&role=agent"
 	poll := dialRaw(t, tt.addr)
 	poll.write(t, get(path, "Cookie: gcbSessionServer=CB_Server_1\r\n"))
-	time.Sleep(300 * time.Millisecond) // past the hot window: the poll waits holding nothing
+	// Past the hot window the poll waits holding nothing, and a watcher
+	// notices the client leave.
+	if !tt.waitGoroutine(t, "proxy.watchClient") {
+		t.Fatal("no watcher of the client while its poll waits")
+	}
 	poll.Close()
 	lines := tt.waitAccess(t, 1, 3*time.Second, func(l map[string]any) bool { return l["path"] == path })
 	if l := lines[0]; l["status"] != 499.0 || l["node"] != node1 {
@@ -208,13 +212,21 @@ func TestLongPollClientHangsUp(t *testing.T) {
 func TestLongPollWithPipelinedRequest(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, node1, 8*time.Second)
-	tt := startTether(t, []*testNode{n}, healthOff...)
+	tt := startTether(t, []*testNode{n}, append(healthOff, "--pprof")...)
 	const cookie = "Cookie: gcbSessionServer=CB_Server_1\r\n"
 	poll := dialRaw(t, tt.addr).withDeadline(10 * time.Second)
 	poll.write(t, get("/cobrowse/poll?session=piped&role=agent", cookie))
-	time.Sleep(300 * time.Millisecond)
+	if !tt.waitGoroutine(t, "proxy.watchClient") {
+		t.Fatal("no watcher of the client while its poll waits")
+	}
+	// The next request reaches tether while the watcher watches: bytes, not
+	// a hang-up. It is in tether's socket before the send below is even
+	// written, so before the node can answer the poll; the watcher, woken
+	// by it, must still be watching after it.
 	poll.write(t, get("/cobrowse/resource?bytes=10", cookie))
-	time.Sleep(300 * time.Millisecond)
+	if !tt.waitGoroutine(t, "proxy.watchClient") {
+		t.Fatal("the watcher ended on the pipelined request")
+	}
 	const msg = "the poll's answer"
 	send := dialRaw(t, tt.addr).withDeadline(5 * time.Second)
 	if r := send.do(t, "POST /cobrowse/send?session=piped&role=customer HTTP/1.1\r\nHost: example.test\r\n"+cookie+

@@ -143,7 +143,9 @@ func TestInFlightRequestsOfDownNodeAnswered502(t *testing.T) {
 	if _, err := io.WriteString(c, get("/cobrowse/poll?session=lp&role=agent", "Cookie: gcbSessionServer="+node1+"\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // the poll waits at the node
+	if !waitFor(3*time.Second, func() bool { return n1.Stats().Polls == 1 }) {
+		t.Fatal("the poll never reached the node")
+	}
 	off := time.Now()
 	n1.SetHealthy(false)
 	r := c.readResponse(t, false)

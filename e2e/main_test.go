@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,16 +23,31 @@ import (
 	"github.com/tether-lb/tether/bench"
 )
 
+// tetherBin is the tether binary the tests run: $TETHER_BIN/tether when
+// TETHER_BIN names a directory (make test builds bin/ and sets it), else
+// one built from ../cmd/tether for this run.
 var tetherBin string
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("TETHER_BIN"); dir != "" {
+		tetherBin = filepath.Join(dir, "tether")
+		if !filepath.IsAbs(dir) {
+			fmt.Fprintf(os.Stderr, "TETHER_BIN=%s: want an absolute directory (make test sets $(CURDIR)/bin)\n", dir)
+			os.Exit(1)
+		}
+		if _, err := os.Stat(tetherBin); err != nil {
+			fmt.Fprintf(os.Stderr, "TETHER_BIN: %v (make build writes it)\n", err)
+			os.Exit(1)
+		}
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "tether-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	tetherBin = filepath.Join(dir, "tether")
-	build := exec.Command("go", "build", "-o", tetherBin, "../cmd/tether")
+	build := exec.Command("go", "build", "-o", tetherBin, "github.com/tether-lb/tether/cmd/tether")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build tether:", err)
@@ -197,6 +213,24 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// waitGoroutine waits, up to 5 s, for a goroutine running fn (a function
+// name as stack dumps print it, e.g. "proxy.watchClient") in tether's
+// goroutine profile; tether must run with --pprof. It reports whether one
+// appeared.
+func (tt *tether) waitGoroutine(t *testing.T, fn string) bool {
+	t.Helper()
+	url := "http://" + tt.adminAddr(t) + "/debug/pprof/goroutine?debug=1"
+	return waitFor(5*time.Second, func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		return resp.StatusCode == 200 && bytes.Contains(b, []byte(fn+"+0x"))
+	})
 }
 
 // adminAddr returns the admin listener's address from tether's log.

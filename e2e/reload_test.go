@@ -52,7 +52,9 @@ func TestReloadAddsAndRemovesNodes(t *testing.T) {
 			t.Errorf("load on the kept node across the reload: %d ok, %d failed (first: %v)", load.ok.Load(), f, load.firstErr.Load())
 		}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	if !waitFor(3*time.Second, func() bool { return load.ok.Load() >= 5 }) {
+		t.Fatalf("no steady load before the reload: %d ok, %d failed (first: %v)", load.ok.Load(), load.failed.Load(), load.firstErr.Load())
+	}
 
 	writeConfig(t, path, []*testNode{n1, n3}, "drain-timeout: 1s\nhealth-interval: 1h\n")
 	reloaded := time.Now()

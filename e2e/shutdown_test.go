@@ -19,7 +19,9 @@ func TestSIGTERMDrains(t *testing.T) {
 	if _, err := io.WriteString(poll, get("/cobrowse/poll?session=drain&role=agent", "Cookie: gcbSessionServer="+node1+"\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // the poll waits at the node
+	if !waitFor(3*time.Second, func() bool { return n1.Stats().Polls == 1 }) {
+		t.Fatal("the poll never reached the node")
+	}
 	sent := time.Now()
 	if err := tt.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/tether-lb/tether/internal/sockpoll"
 )
 
 // Conn is a connection to one node, lent by Get and given back with Put or
@@ -178,20 +178,15 @@ func (p *Pool) sweepLoop() {
 
 // open reports whether an idle connection is still usable: nothing to read
 // (a node sends nothing unasked, so readable means closed, reset or broken).
-// A zero-timeout poll (pollNow): it neither blocks, consumes nor allocates.
-// Only called on idle connections the pool owns, so fd is still theirs.
+// A zero-timeout poll (sockpoll.Readable): it neither blocks, consumes nor
+// allocates. Only called on idle connections the pool owns, so fd is still
+// theirs.
 func (c *Conn) open() bool {
 	if c.fd < 0 {
 		return true
 	}
-	pfd := [1]unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
-	for {
-		n, err := pollNow(pfd[:])
-		if err == unix.EINTR {
-			continue
-		}
-		return err == nil && n == 0
-	}
+	readable, err := sockpoll.Readable(c.fd)
+	return err == nil && !readable
 }
 
 // socketFD returns the descriptor under a plain TCP connection and its

@@ -371,24 +371,30 @@ func (p *Pool) noteAnswer(s *source, a answer, err error) {
 	}
 	p.dns.refused.Add(uint64(len(a.refused)))
 	p.dns.targetErr.Add(uint64(len(a.failed)))
-	switch refusing := len(a.refused) > 0; {
-	case refusing && !s.refusing:
-		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Strs("refused", logList(a.refused)).Int("count", len(a.refused)).Msg("dns answer names addresses tether does not dial: refused")
-	case !refusing && s.refusing:
-		p.log.Info().Str("flag", s.flag).Str("name", s.spec).Msg("dns answer names no refused address any more")
-	case refusing && p.log.Debug().Enabled():
-		p.log.Debug().Str("name", s.spec).Strs("refused", logList(a.refused)).Msg("dns addresses refused")
+	s.refusing = p.noteTrouble(s, s.refusing, "refused", a.refused,
+		"dns answer names addresses tether does not dial: refused",
+		"dns answer names no refused address any more",
+		"dns addresses refused")
+	s.failing = p.noteTrouble(s, s.failing, "targets", a.failed,
+		"dns address lookup of srv targets failed: skipped, or kept at their last address",
+		"dns address lookups of srv targets answer again",
+		"dns address lookup of srv targets failed")
+}
+
+// noteTrouble logs one kind of trouble in s's answers, listed in items
+// under key: a Warn when it starts (was is false), an Info when it ends,
+// Debug while it goes on. It reports whether the trouble is there now.
+func (p *Pool) noteTrouble(s *source, was bool, key string, items []string, starts, ends, goesOn string) bool {
+	now := len(items) > 0
+	switch {
+	case now && !was:
+		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Strs(key, logList(items)).Int("count", len(items)).Msg(starts)
+	case !now && was:
+		p.log.Info().Str("flag", s.flag).Str("name", s.spec).Msg(ends)
+	case now && p.log.Debug().Enabled():
+		p.log.Debug().Str("name", s.spec).Strs(key, logList(items)).Msg(goesOn)
 	}
-	s.refusing = len(a.refused) > 0
-	switch failing := len(a.failed) > 0; {
-	case failing && !s.failing:
-		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Strs("targets", logList(a.failed)).Int("count", len(a.failed)).Msg("dns address lookup of srv targets failed: skipped, or kept at their last address")
-	case !failing && s.failing:
-		p.log.Info().Str("flag", s.flag).Str("name", s.spec).Msg("dns address lookups of srv targets answer again")
-	case failing && p.log.Debug().Enabled():
-		p.log.Debug().Str("name", s.spec).Strs("targets", logList(a.failed)).Msg("dns address lookup of srv targets failed")
-	}
-	s.failing = len(a.failed) > 0
+	return now
 }
 
 // logList caps a list for one log line at its first 10 entries.

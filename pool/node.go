@@ -192,8 +192,24 @@ func (c *Config) SetDefaults() {
 	}
 }
 
+// CheckRiseFall refuses a rise or fall count below 1. Config.Validate
+// checks them so after SetDefaults (zero means 2); a command line whose
+// flags start at 2 checks them with it before, so an explicit 0 is refused.
+func CheckRiseFall(rise, fall int) error {
+	if rise < 1 {
+		return fmt.Errorf("--rise %d: must be at least 1", rise)
+	}
+	if fall < 1 {
+		return fmt.Errorf("--fall %d: must be at least 1", fall)
+	}
+	return nil
+}
+
 // Validate reports the first bad value, naming the flag an operator sets.
 func (c *Config) Validate() error {
+	if err := checkNodeURLs(c.Nodes); err != nil {
+		return err
+	}
 	if len(c.Nodes) == 0 && len(c.NodeSRV) == 0 && len(c.NodeDNS) == 0 {
 		return errors.New("--node: at least one node is required (NAME=http://HOST:PORT), or --node-srv NAME, or --node-dns HOST:PORT")
 	}
@@ -225,12 +241,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--health-interval %s: must not be negative (0 turns checks off)", c.HealthInterval)
 	case c.HealthTimeout < 0:
 		return fmt.Errorf("--health-timeout %s: must not be negative", c.HealthTimeout)
-	case c.Rise < 0:
-		return fmt.Errorf("--rise %d: must be at least 1", c.Rise)
+	case c.Rise < 0: // zero is the default (SetDefaults)
+		return CheckRiseFall(c.Rise, c.Fall)
 	case c.EvictSpread < 0:
 		return fmt.Errorf("--evict-spread %s: must not be negative", c.EvictSpread)
 	case c.Fall < 0:
-		return fmt.Errorf("--fall %d: must be at least 1", c.Fall)
+		return CheckRiseFall(max(c.Rise, 1), c.Fall)
 	case !strings.HasPrefix(c.HealthPath, "/") || strings.ContainsAny(c.HealthPath, " \r\n\t"):
 		return fmt.Errorf("--health-path %q: must be an absolute path without spaces", c.HealthPath)
 	}
@@ -358,13 +374,10 @@ type Node struct {
 	log  zerolog.Logger
 	tls  *tls.Config // nil for http nodes
 
-	// Active is in-flight requests plus spliced sessions: what the balancer
-	// compares.
-	Active atomic.Int64
-	// InFlight is HTTP requests waiting for or receiving an answer.
-	InFlight atomic.Int64
-	// Sessions is the number of spliced WebSocket sessions open now.
-	Sessions atomic.Int64
+	// active (in-flight requests plus spliced sessions), inFlight and
+	// spliced are the balancer's counts: changed only by leases (lease.go),
+	// read through Active, InFlight and Sessions.
+	active, inFlight, spliced atomic.Int64
 	// Served counts requests answered and sessions ended.
 	Served atomic.Uint64
 	// Dials counts new connections; Reuses counts requests on pooled ones.

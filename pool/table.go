@@ -75,7 +75,7 @@ func (t *Table) Pick(skip *Node) *Node {
 		if n == skip || n.State() != StateUp {
 			continue
 		}
-		if a := n.Active.Load(); best == nil || a < bestActive {
+		if a := n.active.Load(); best == nil || a < bestActive {
 			best, bestActive = n, a
 		}
 	}

@@ -99,7 +99,15 @@ func TestPickSpreadsABurst(t *testing.T) {
 func TestPickPrefersFewestActive(t *testing.T) {
 	p := newTestPool(t, Config{}, "http://127.0.0.1:1", "http://127.0.0.1:2")
 	n1 := p.Node("CB_Server_1")
-	n1.Active.Add(5)
+	var leases [5]Lease
+	for i := range leases {
+		leases[i] = n1.Acquire()
+	}
+	defer func() {
+		for i := range leases {
+			leases[i].Release()
+		}
+	}()
 	for range 10 {
 		if n := p.Table().Pick(nil); n.Name != "CB_Server_2" {
 			t.Fatalf("picked %s with 5 active over an empty node", n.Name)
@@ -297,8 +305,8 @@ func TestTableRace(t *testing.T) {
 				}
 				tb := p.Table()
 				if n := tb.Pick(nil); n != nil {
-					n.Active.Add(1)
-					n.Active.Add(-1)
+					l := n.Acquire()
+					l.Release()
 				}
 				tb.Lookup(v)
 				picks.Add(1)

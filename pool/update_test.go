@@ -28,7 +28,10 @@ func TestUpdateAddsRemovesAndReplaces(t *testing.T) {
 	}
 	defer p.Close()
 	a, b, c := p.Node("A"), p.Node("B"), p.Node("C")
-	a.Active.Add(7) // state that must survive the reload
+	var leases [7]Lease // state that must survive the reload
+	for i := range leases {
+		leases[i] = a.Acquire()
+	}
 	var sessB countingEvictor
 	b.Register(&sessB)
 
@@ -42,7 +45,7 @@ func TestUpdateAddsRemovesAndReplaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	tb := p.Table()
-	if p.Node("A") != a || a.Active.Load() != 7 {
+	if p.Node("A") != a || a.Active() != 7 {
 		t.Fatal("an unchanged node was replaced")
 	}
 	if got := p.Node("C"); got == c || got.Addr != "127.0.0.1:33" {

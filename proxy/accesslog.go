@@ -1,78 +1,9 @@
 package proxy
 
 import (
-	"bufio"
-	"io"
 	"net"
-	"sync"
 	"time"
 )
-
-// LogWriter is a buffered, mutex-guarded writer for the access log: zerolog
-// hands it one whole line per Write, and it reaches the output when the
-// buffer fills or at the latest after the flush interval, so a busy proxy
-// does not make one write system call per request. Nothing is dropped.
-type LogWriter struct {
-	mu  sync.Mutex // guards w
-	w   *bufio.Writer
-	out io.Writer
-
-	interval time.Duration
-	stop     chan struct{}
-	wg       sync.WaitGroup
-}
-
-// NewLogWriter buffers writes to out (64 KiB) and flushes them every
-// interval (zero means 200ms) until Close.
-func NewLogWriter(out io.Writer, interval time.Duration) *LogWriter {
-	if interval <= 0 {
-		interval = 200 * time.Millisecond
-	}
-	w := &LogWriter{
-		w:        bufio.NewWriterSize(out, 64<<10),
-		out:      out,
-		interval: interval,
-		stop:     make(chan struct{}),
-	}
-	w.wg.Go(w.flushLoop)
-	return w
-}
-
-// Write writes one log line.
-func (w *LogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	n, err := w.w.Write(p)
-	w.mu.Unlock()
-	return n, err
-}
-
-// Flush writes out what is buffered.
-func (w *LogWriter) Flush() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Flush()
-}
-
-// Close stops the flusher and flushes what is left.
-func (w *LogWriter) Close() error {
-	close(w.stop)
-	w.wg.Wait()
-	return w.Flush()
-}
-
-// flushLoop flushes the buffer every interval until Close.
-func (w *LogWriter) flushLoop() {
-	t := time.NewTicker(w.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-w.stop:
-			return
-		case <-t.C:
-			w.Flush()
-		}
-	}
-}
 
 // maxLoggedPath bounds the request target written to the access log.
 const maxLoggedPath = 512
@@ -138,5 +69,3 @@ func remoteIP(a net.Addr) string {
 	}
 	return host
 }
-
-var _ io.Writer = (*LogWriter)(nil)

@@ -264,7 +264,7 @@ func TestMaxConnsRefusals(t *testing.T) {
 	seconds := int(time.Since(began)/time.Second) + 1
 
 	rec := httptest.NewRecorder()
-	s.metricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	s.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/metrics", nil))
 	want := fmt.Sprintf(`tether_refused_connections_total{reason="max_conns"} %d`, refusals)
 	if !strings.Contains(rec.Body.String(), want+"\n") {
 		t.Errorf("/metrics has no %q", want)

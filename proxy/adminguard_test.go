@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/admin"
 )
 
 // adminServer builds a Server in front of CB_Server_1 (no health checks)
@@ -177,7 +178,7 @@ func TestAdminTokenFileErrors(t *testing.T) {
 		"empty":       writeToken(t, ""),
 		"blank":       writeToken(t, " \n\t\n"),
 		"with spaces": writeToken(t, "two words\n"),
-		"too large":   writeToken(t, strings.Repeat("x", maxTokenFile+1)),
+		"too large":   writeToken(t, strings.Repeat("x", admin.MaxTokenFile+1)),
 		"missing":     filepath.Join(t.TempDir(), "none"),
 	}
 	for name, path := range cases {

@@ -7,8 +7,9 @@
 // session; server.go starts and drains it all.
 //
 // The message format is package wire, socket I/O package sockio, the PROXY
-// protocol header package proxyhdr and the splice engines package splice,
-// all under internal/: proxy decides, they carry out. Idle keep-alive connections and spliced sessions hold no buffer:
+// protocol header package proxyhdr, the splice engines package splice and
+// the admin endpoints package admin, all under internal/: proxy decides,
+// they carry out; admin.go is what the admin endpoints see of a Server. Idle keep-alive connections and spliced sessions hold no buffer:
 // an exchange (headers, reader, writer) is borrowed only while bytes move.
 // docs/ARCHITECTURE.md names every goroutine, who stops it and who waits.
 package proxy

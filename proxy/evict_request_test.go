@@ -88,10 +88,10 @@ func TestRequestCaughtByEviction(t *testing.T) {
 
 	node.hang.Store(true)
 	io.WriteString(c, req)
-	for n.InFlight.Load() == 0 && time.Now().Before(deadline) {
+	for n.InFlight() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if n.InFlight.Load() == 0 {
+	if n.InFlight() == 0 {
 		t.Fatal("second request never reached the node")
 	}
 	start := time.Now()

@@ -88,10 +88,10 @@ func TestRoutingWhileNodesFlap(t *testing.T) {
 	// it done: give the counters a moment, then they must be back to zero.
 	for _, n := range s.Pool().Table().Nodes() {
 		deadline := time.Now().Add(2 * time.Second)
-		for (n.Active.Load() != 0 || n.InFlight.Load() != 0) && time.Now().Before(deadline) {
+		for (n.Active() != 0 || n.InFlight() != 0) && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		if a, f := n.Active.Load(), n.InFlight.Load(); a != 0 || f != 0 {
+		if a, f := n.Active(), n.InFlight(); a != 0 || f != 0 {
 			t.Errorf("%s: %d active, %d in flight after all requests ended", n.Name, a, f)
 		}
 	}

@@ -100,8 +100,6 @@ var (
 	str100Continue     = []byte("100-continue")
 	strChunked         = []byte("chunked")
 	strHTTP11          = []byte("HTTP/1.1")
-	strCRLF            = []byte("\r\n")
-	strColonSpace      = []byte(": ")
 	strContinue        = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 )
 
@@ -116,7 +114,7 @@ func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 	if upgrade {
 		wire.WSAccept(&x.accept, x.req.PeekBytes(strWSKey))
 	}
-	keep := clientKeepAlive(x.req) && !upgrade && !s.draining.Load()
+	keep := wire.ClientKeepAlive(x.req) && !upgrade && !s.draining.Load()
 	x.prepareRequest(upgrade)
 	if limit := s.cfg().MaxBodyBytes; limit > 0 && !fr.Chunked && fr.Length > limit {
 		x.refuseBody(fmt.Errorf("%w: Content-Length %d, --max-body-bytes %d", wire.ErrBodyTooLarge, fr.Length, limit))
@@ -148,11 +146,9 @@ func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 			s.record(x, 503, err)
 			return false
 		}
-		node.Active.Add(1)
-		node.InFlight.Add(1)
+		lease := node.Acquire()
 		out := x.exchangeWith(pc, fr, upgrade, keep)
-		node.InFlight.Add(-1)
-		node.Active.Add(-1)
+		lease.Release()
 		if out == retry {
 			if attempt <= len(t.Nodes()) {
 				// A reused connection the node had closed: route again, as
@@ -336,7 +332,7 @@ func (x *exchange) readFinalHead(pc *pool.Conn, sentBody bool) (out outcome, ok 
 			return answered, true
 		}
 		if code != 100 {
-			x.head = appendResponseHead(x.head[:0], x.resp)
+			x.head = wire.AppendResponseHead(x.head[:0], x.resp)
 			x.bw.Write(x.head)
 			x.bw.Flush()
 		}
@@ -374,7 +370,7 @@ func (x *exchange) relayAnswer(pc *pool.Conn, keep bool) outcome {
 	} else if !bytes.Equal(x.req.Protocol(), strHTTP11) {
 		x.resp.SetBytesKV(strConnection, strKeepAliveTok)
 	}
-	x.head = appendResponseHead(x.head[:0], x.resp)
+	x.head = wire.AppendResponseHead(x.head[:0], x.resp)
 	x.bw.Write(x.head)
 	x.bytesOut = int64(len(x.head))
 	x.nr.SetReadTimeout(s.cfg().BodyTimeout)

@@ -89,7 +89,7 @@ func (x *exchange) deleteConnectionListed(values [][]byte) {
 // reports whether the node connection can be reused.
 func (x *exchange) prepareResponse(fr *wire.Framing) (keepNode bool) {
 	h := x.resp
-	keepNode = !h.ConnectionClose() && !hasToken(h.PeekAll("Connection"), strClose) &&
+	keepNode = !h.ConnectionClose() && !wire.HasToken(h.PeekAll("Connection"), strClose) &&
 		bytes.Equal(h.Protocol(), strHTTP11)
 	for _, v := range h.PeekAll("Connection") {
 		for len(v) > 0 {
@@ -109,51 +109,6 @@ func (x *exchange) prepareResponse(fr *wire.Framing) (keepNode bool) {
 		h.SetBytesKV(strTransferEnc, strChunked)
 	}
 	return keepNode
-}
-
-// hasToken reports whether any of the comma-separated values holds tok.
-func hasToken(values [][]byte, tok []byte) bool {
-	for _, v := range values {
-		for len(v) > 0 {
-			var t []byte
-			if t, v = wire.NextElement(v); bytes.EqualFold(t, tok) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// clientKeepAlive reports whether the client wants its connection kept:
-// HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with "keep-alive".
-func clientKeepAlive(h *fasthttp.RequestHeader) bool {
-	conn := h.PeekAll("Connection")
-	if bytes.Equal(h.Protocol(), strHTTP11) {
-		return !hasToken(conn, strClose)
-	}
-	return hasToken(conn, strKeepAliveTok)
-}
-
-// appendResponseHead serializes an answer head as the node sent it, less
-// what prepareResponse removed: status line, then every header line.
-func appendResponseHead(dst []byte, h *fasthttp.ResponseHeader) []byte {
-	dst = append(dst, strHTTP11...)
-	dst = append(dst, ' ')
-	dst = strconv.AppendInt(dst, int64(h.StatusCode()), 10)
-	dst = append(dst, ' ')
-	msg := h.StatusMessage()
-	if len(msg) == 0 {
-		msg = []byte(fasthttp.StatusMessage(h.StatusCode()))
-	}
-	dst = append(dst, msg...)
-	dst = append(dst, strCRLF...)
-	for k, v := range h.All() {
-		dst = append(dst, k...)
-		dst = append(dst, strColonSpace...)
-		dst = append(dst, v...)
-		dst = append(dst, strCRLF...)
-	}
-	return append(dst, strCRLF...)
 }
 
 // errorResponses holds tether's own short answers, built once.

@@ -1,11 +1,15 @@
 package proxy
 
-import "net"
+import (
+	"net"
+
+	"github.com/tether-lb/tether/proxy/internal/sockio"
+)
 
 // Listen opens a TCP listener on addr the way tether's own listeners are
 // opened, with SO_REUSEPORT when reuse is set, for Serve, ServeTLS and
 // ServeAdmin.
-func Listen(addr string, reuse bool) (net.Listener, error) { return listen(addr, reuse) }
+func Listen(addr string, reuse bool) (net.Listener, error) { return sockio.Listen(addr, reuse) }
 
 // StopAccepting closes every listener, the admin listeners among them, and
 // drains nothing: connections and sessions go on as they are, and the

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/admin"
 )
 
 // adminGet sends one request to h as a local operator would (Host names
@@ -127,7 +128,7 @@ func TestMetricsAndStatusAfterReload(t *testing.T) {
 				}
 			}
 		}
-		var st Status
+		var st admin.Status
 		if err := json.Unmarshal(adminGet(t, h, "/status").Body.Bytes(), &st); err != nil {
 			t.Fatalf("%s: /status: %v", step.name, err)
 		}
@@ -164,10 +165,10 @@ func TestStatusLastErrorAt(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
 	h := s.AdminHandler()
-	var n NodeStatus
+	var n admin.NodeStatus
 	deadline := time.Now().Add(5 * time.Second)
 	for n.LastError == "" && time.Now().Before(deadline) {
-		var st Status
+		var st admin.Status
 		if err := json.Unmarshal(adminGet(t, h, "/status").Body.Bytes(), &st); err != nil {
 			t.Fatal(err)
 		}

@@ -494,7 +494,7 @@ func TestShutdownHealthzAtOnce(t *testing.T) {
 	}
 	defer c.Close()
 	io.WriteString(c, "GET /cobrowse/poll HTTP/1.1\r\nHost: a\r\n\r\n")
-	if !waitCond(2*time.Second, func() bool { return s.pool.Node("CB_Server_1").InFlight.Load() == 1 }) {
+	if !waitCond(2*time.Second, func() bool { return s.pool.Node("CB_Server_1").InFlight() == 1 }) {
 		t.Fatal("the request did not reach the node")
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -11,17 +10,16 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/admin"
 	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"github.com/tether-lb/tether/proxy/internal/splice"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/tlsterm"
 	"github.com/valyala/fasthttp"
-	"golang.org/x/sys/unix"
 )
 
 // copyBufSize is the size of the pooled buffers that bodies and spliced
@@ -50,7 +48,7 @@ type Server struct {
 	bufs      sync.Pool // *[]byte of copyBufSize
 
 	conns   connSet // client connections and sessions: counted, waited for, woken
-	refused [len(refusedStatuses)]atomic.Uint64
+	refused [len(admin.RefusedStatuses)]atomic.Uint64
 	started time.Time
 
 	maxConnsRefused atomic.Uint64 // connections closed at accept by --max-conns
@@ -58,7 +56,7 @@ type Server struct {
 	proxyRefused    atomic.Uint64 // connections closed for their PROXY protocol header or source
 	proxyLog        logSampler    // their log lines, one a second
 
-	adminToken atomic.Pointer[[sha256.Size]byte] // SHA-256 of the admin token; nil: none (adminguard.go)
+	adminToken atomic.Pointer[admin.Token] // the admin token in force; nil: none
 
 	mu        sync.Mutex // guards listeners and admins; draining is set under it
 	listeners []net.Listener
@@ -82,7 +80,7 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 	if err := backendTLS(&cfg, log); err != nil {
 		return nil, err
 	}
-	adminToken, err := loadAdminToken(cfg.AdminTokenFile)
+	adminToken, err := admin.LoadToken(cfg.AdminTokenFile)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +190,7 @@ func (s *Server) Reload(cfg Config) error {
 	if err := backendTLS(&cfg, s.log); err != nil {
 		return err
 	}
-	adminToken, err := loadAdminToken(cfg.AdminTokenFile) // re-read: tokens rotate
+	adminToken, err := admin.LoadToken(cfg.AdminTokenFile) // re-read: tokens rotate
 	if err != nil {
 		return err
 	}
@@ -224,7 +222,7 @@ func (s *Server) ListenAndServe() error {
 	if s.cfg().Listen == "" {
 		return nil
 	}
-	ln, err := listen(s.cfg().Listen, s.cfg().ReusePort)
+	ln, err := sockio.Listen(s.cfg().Listen, s.cfg().ReusePort)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
@@ -237,7 +235,7 @@ func (s *Server) ListenAndServeTLS() error {
 	if s.hs == nil {
 		return nil
 	}
-	ln, err := listen(s.cfg().TLS.Listen, s.cfg().ReusePort)
+	ln, err := sockio.Listen(s.cfg().TLS.Listen, s.cfg().ReusePort)
 	if err != nil {
 		return fmt.Errorf("--tls-listen: %w", err)
 	}
@@ -250,33 +248,11 @@ func (s *Server) ListenAndServeAdmin() error {
 	if s.cfg().Admin == "" {
 		return nil
 	}
-	ln, err := listen(s.cfg().Admin, s.cfg().ReusePort)
+	ln, err := sockio.Listen(s.cfg().Admin, s.cfg().ReusePort)
 	if err != nil {
 		return fmt.Errorf("--admin: %w", err)
 	}
 	return s.ServeAdmin(ln)
-}
-
-// listen opens a TCP listener, with SO_REUSEPORT when reuse is set so a
-// new tether can listen on the same address before the old one stops
-// (hitless restart).
-func listen(addr string, reuse bool) (net.Listener, error) {
-	lc := net.ListenConfig{}
-	if reuse {
-		lc.Control = setReusePort
-	}
-	return lc.Listen(context.Background(), "tcp", addr)
-}
-
-// setReusePort is the listener's Control: SO_REUSEPORT on the socket.
-func setReusePort(network, address string, c syscall.RawConn) error {
-	var serr error
-	if err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-	}); err != nil {
-		return err
-	}
-	return serr
 }
 
 // Serve accepts client connections on ln until Shutdown; it returns nil

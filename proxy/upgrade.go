@@ -21,11 +21,11 @@ import (
 // on amd64 (an 80-byte allocation), plus the logged request line.
 type spliced struct {
 	s      *Server
-	conn   *conn // the client connection while the server tracks it; nil once a loop owns the descriptors
-	node   *pool.Node
-	remote string // the client's IP, as logged (the conn's)
-	line   string // method, a space and the request target (cut to maxLoggedPath)
-	start  int64  // monotonic nanoseconds since the server started
+	conn   *conn             // the client connection while the server tracks it; nil once a loop owns the descriptors
+	lease  pool.SessionLease // its node's counts, released once when the session ends; holds the node
+	remote string            // the client's IP, as logged (the conn's)
+	line   string            // method, a space and the request target (cut to maxLoggedPath)
+	start  int64             // monotonic nanoseconds since the server started
 	status int32
 	why    reason
 }
@@ -46,7 +46,7 @@ var errNoUpgrade = fmt.Errorf("%w: 101 to a request that asked for no upgrade", 
 // answer) fails with wire.ErrBadResponse: 502, and neither connection becomes a
 // tunnel.
 func (x *exchange) checkSwitch() error {
-	if !hasToken(x.resp.PeekAll(strUpgradeS), strWebSocket) {
+	if !wire.HasToken(x.resp.PeekAll(strUpgradeS), strWebSocket) {
 		return fmt.Errorf("%w: 101 without Upgrade: websocket", wire.ErrBadResponse)
 	}
 	got := x.resp.PeekAll(strWSAccept)
@@ -68,7 +68,7 @@ var errWrongAccept = errors.New("101 without the Sec-WebSocket-Accept of the cli
 func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) {
 	s := x.s
 	x.upgraded = true
-	x.head = appendResponseHead(x.head[:0], x.resp)
+	x.head = wire.AppendResponseHead(x.head[:0], x.resp)
 	x.bw.Write(x.head)
 	if err := x.bw.Flush(); err != nil {
 		pc.Close()
@@ -93,7 +93,6 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) {
 	x.pending = &spliced{
 		s:      s,
 		conn:   x.conn,
-		node:   x.node,
 		remote: x.conn.remoteIP,
 		line:   string(x.head),
 		start:  int64(x.start.Sub(s.started)),
@@ -104,8 +103,7 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) {
 	// with its node instead, to be told when the node goes down. It is
 	// counted from now, so the balancer sees it at once.
 	pc.Detach()
-	x.node.Sessions.Add(1)
-	x.node.Active.Add(1)
+	x.pending.lease = x.node.AcquireSession()
 }
 
 // startSession hands an upgraded connection to the splice engine. This
@@ -128,12 +126,12 @@ func (c *conn) startSession(u *spliced, sess *splice.Session) {
 func (u *spliced) SessionEnded(toNode, toClient int64, err error) {
 	s := u.s
 	defer s.conns.ended(u) // the engine closed both sockets
-	u.node.Active.Add(-1)
-	u.node.Sessions.Add(-1)
-	u.node.Served.Add(1)
-	u.node.Stats.CountStatus(int(u.status))
-	u.node.Stats.BytesIn.Add(uint64(toNode))
-	u.node.Stats.BytesOut.Add(uint64(toClient))
+	n := u.lease.Node()
+	u.lease.Release()
+	n.Served.Add(1)
+	n.Stats.CountStatus(int(u.status))
+	n.Stats.BytesIn.Add(uint64(toNode))
+	n.Stats.BytesOut.Add(uint64(toClient))
 	if !s.cfg().AccessLog {
 		return
 	}
@@ -149,8 +147,8 @@ func (u *spliced) SessionEnded(toNode, toClient int64, err error) {
 		Int64("bytes_in", toNode).
 		Int64("bytes_out", toClient).
 		Dur("dur", time.Since(s.started)-time.Duration(u.start)).
-		Str("node", u.node.Name).
-		Str("addr", u.node.Addr).
+		Str("node", n.Name).
+		Str("addr", n.Addr).
 		Str("why", u.why.String()).
 		Bool("ws", true)
 	if err != nil {

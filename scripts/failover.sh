@@ -46,11 +46,4 @@ status=0
 "$BIN/tether-bench" load --target "http://127.0.0.1:$tp" --scenario failover --sessions "$N" \
   --admin "http://127.0.0.1:$ap" --kill-node CB_Server_1 --node-url "http://127.0.0.1:$n1" \
   "${spread[@]}" --log-level warn || status=$?
-if ! kill -0 "$tether_pid" 2>/dev/null; then
-  echo "tether exited during the run; its log: $logdir/tether.log" >&2
-  status=1
-fi
-stop_all
-echo
-echo "logs in $logdir"
-exit $status
+finish_run "$status" "$logdir"

@@ -46,11 +46,4 @@ echo "open-files limit: $(grep 'Max open files' "/proc/$tether_pid/limits" | awk
 status=0
 "$BIN/tether-bench" load --target "http://127.0.0.1:$tp" --scenario idle --sessions "$N" \
   --pid "$tether_pid" --hold "$HOLD" --settle "$SETTLE" --source-ips "$SOURCE_IPS" --log-level warn || status=$?
-if ! kill -0 "$tether_pid" 2>/dev/null; then
-  echo "tether exited during the run; its log: $logdir/tether.log" >&2
-  status=1
-fi
-stop_all
-echo
-echo "logs in $logdir"
-exit $status
+finish_run "$status" "$logdir"

@@ -42,15 +42,7 @@ wait_port() {
 start_tether() {
   local dir=$1
   shift
-  tp=$(free_port)
-  ap=$(free_port)
-  "$BIN/tether" --listen "127.0.0.1:$tp" \
-    --node "CB_Server_1=http://127.0.0.1:$n1" \
-    --node "CB_Server_2=http://127.0.0.1:$n2" \
-    --admin "127.0.0.1:$ap" --access-log=false --health-interval 1s --health-timeout 500ms \
-    "$@" >"$dir/tether.out" 2>"$dir/tether.log" &
-  pids+=($!)
-  tether_pid=$!
+  start_tether_as tether "$dir" "$@"
 }
 
 # start_tether_as NAME LOGDIR [FLAG...]: start_tether for several tethers
@@ -77,4 +69,19 @@ wait_ok() {
     sleep 0.1
   done
   return 1
+}
+
+# finish_run STATUS LOGDIR: the end of a run against start_tether's
+# tether: a tether that exited during the run fails it; every process
+# started stops; exits with the run's status.
+finish_run() {
+  local status=$1 dir=$2
+  if ! kill -0 "$tether_pid" 2>/dev/null; then
+    echo "tether exited during the run; its log: $dir/tether.log" >&2
+    status=1
+  fi
+  stop_all
+  echo
+  echo "logs in $dir"
+  exit "$status"
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tether-lb/tether/proxy"
+	"github.com/tether-lb/tether/pool"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -169,12 +169,12 @@ func flagError(fs *flag.FlagSet, err error) error {
 }
 
 // redacted is err with the password of any URL in its text redacted
-// (proxy.RedactURLs); flag.ErrHelp stays itself.
+// (pool.RedactURLs); flag.ErrHelp stays itself.
 func redacted(err error) error {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return err
 	}
-	if msg := proxy.RedactURLs(err.Error()); msg != err.Error() {
+	if msg := pool.RedactURLs(err.Error()); msg != err.Error() {
 		return errors.New(msg)
 	}
 	return err

@@ -4,8 +4,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tether-lb/tether/proxy"
 )
 
 // parseFile parses --config with a file holding body (a node is added
@@ -166,5 +169,25 @@ func TestConfigNodeCredentials(t *testing.T) {
 		{name: "file nested list", yaml: "node: [[A=http://admin:s3cret@127.0.0.1:8700]]\n", want: []string{"node"}, never: []string{"s3cret"}},
 	} {
 		t.Run(tc.name, tc.check)
+	}
+}
+
+// TestFlagDefaultsAreSetDefaults: each flag starts at its Config field's
+// default from SetDefaults (their one source), but for what only the
+// command line sets (listeners, nodes, --health-interval, --reuseport,
+// --access-log).
+func TestFlagDefaultsAreSetDefaults(t *testing.T) {
+	cfg, _, err := parseFlags([]string{"--node", "a=http://127.0.0.1:1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want proxy.Config
+	want.SetDefaults()
+	got := cfg
+	got.Listen, got.Admin, got.ReusePort, got.AccessLog = "", "", false, false
+	got.Pool.Nodes, got.Pool.HealthInterval, got.Pool.SelfAddrs = nil, 0, nil
+	got.AdminHosts, got.ProxyProtocolFrom, got.TLS.Certs, got.Pool.NodeSRV, got.Pool.NodeDNS = nil, nil, nil, nil, nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the flags' defaults differ from SetDefaults:\nflags       %+v\nSetDefaults %+v", got, want)
 	}
 }

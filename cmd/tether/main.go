@@ -21,6 +21,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/handover"
+	"github.com/tether-lb/tether/internal/heap"
+	"github.com/tether-lb/tether/internal/logwriter"
 	"github.com/tether-lb/tether/pool"
 	"github.com/tether-lb/tether/proxy"
 	"github.com/tether-lb/tether/tlsterm"
@@ -158,6 +160,13 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	var certs, keys fileList
 	fs := flag.NewFlagSet("tether", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	// The defaults are SetDefaults' (proxy, pool, tlsterm): each flag starts
+	// at its field's default, which --help shows. A flag whose zero means
+	// something (0: automatic, off or none) starts at zero, and the few that
+	// are the command's own (listen addresses, --health-interval) are set
+	// here only.
+	var def proxy.Config
+	def.SetDefaults()
 
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "plain-HTTP listen `address`")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin `address` for /metrics, /status, /healthz and node drain/enable (empty: none); an address that is not loopback needs --admin-token-file")
@@ -170,42 +179,42 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.Var(&certs, "cert", "PEM certificate `file` (chain after the leaf); repeat, paired in order with --key; SNI picks by name, the first is the default")
 	fs.Var(&keys, "key", "PEM private key `file` of the --cert at the same position")
 	fs.BoolVar(&cfg.TLS.SelfSigned, "tls-self-signed", false, "generate a certificate for localhost and 127.0.0.1 at start and log its fingerprint (demos, tests)")
-	fs.StringVar(&cfg.TLS.MinVersion, "tls-min", "1.2", "lowest TLS `version`: 1.2 or 1.3")
-	fs.DurationVar(&cfg.TLS.HandshakeTimeout, "tls-handshake-timeout", 10*time.Second, "bound on one TLS handshake")
+	fs.StringVar(&cfg.TLS.MinVersion, "tls-min", def.TLS.MinVersion, "lowest TLS `version`: 1.2 or 1.3")
+	fs.DurationVar(&cfg.TLS.HandshakeTimeout, "tls-handshake-timeout", def.TLS.HandshakeTimeout, "bound on one TLS handshake")
 	fs.IntVar(&cfg.TLS.MaxHandshakes, "tls-max-handshakes", 0, "TLS handshakes doing crypto at once (0: 2 × cores; -1: no cap), so a handshake flood cannot starve established sessions")
 	fs.StringVar(&cfg.TLS.BackendCA, "backend-ca", "", "PEM `file` of CAs that https nodes are verified against (empty: system roots)")
 	fs.BoolVar(&cfg.TLS.BackendInsecure, "backend-insecure", false, "do not verify https nodes' certificates (labs only; logged at start)")
 	fs.Var(&nodes, "node", "a backend as `NAME=URL` (http://host:port); repeat for each node")
 	fs.Var((*fileList)(&cfg.Pool.NodeSRV), "node-srv", "DNS `name` whose SRV records list nodes (_http._tcp.cobrowse.ns.svc.cluster.local): each target is a node named by its first label, at http://TARGET:PORT; a https+ prefix makes https nodes; repeat for more names")
 	fs.Var((*fileList)(&cfg.Pool.NodeDNS), "node-dns", "`HOST:PORT` whose A and AAAA records list nodes: each address is a node named by the address (':' written '-'); a https+ prefix makes https nodes; repeat for more names")
-	fs.DurationVar(&cfg.Pool.DNSInterval, "node-dns-interval", 10*time.Second, "time between lookups of each --node-srv and --node-dns name, and not before the answer's TTL ends (a failed or empty lookup keeps the last nodes)")
+	fs.DurationVar(&cfg.Pool.DNSInterval, "node-dns-interval", def.Pool.DNSInterval, "time between lookups of each --node-srv and --node-dns name, and not before the answer's TTL ends (a failed or empty lookup keeps the last nodes)")
 	fs.StringVar(&cfg.Pool.DNSServer, "dns-server", "", "DNS server `IP:PORT` for --node-srv and --node-dns (empty: the servers of /etc/resolv.conf)")
-	fs.DurationVar(&cfg.Pool.DNSTimeout, "dns-timeout", 2*time.Second, "bound on one DNS query of --node-srv and --node-dns")
-	fs.IntVar(&cfg.Pool.DNSMaxNodes, "node-dns-max-nodes", 1000, "most nodes one --node-srv or --node-dns name may give (records past it are ignored and logged)")
+	fs.DurationVar(&cfg.Pool.DNSTimeout, "dns-timeout", def.Pool.DNSTimeout, "bound on one DNS query of --node-srv and --node-dns")
+	fs.IntVar(&cfg.Pool.DNSMaxNodes, "node-dns-max-nodes", def.Pool.DNSMaxNodes, "most nodes one --node-srv or --node-dns name may give (records past it are ignored and logged)")
 	fs.BoolVar(&cfg.Pool.DNSAllowLoopback, "node-dns-allow-loopback", false, "let --node-srv and --node-dns answers name loopback addresses (127.0.0.0/8, ::1), for labs and tests whose nodes run on this host; off because a forged or compromised DNS answer could otherwise send clients to any service on tether's own host, the admin listener among them (tether's own listen addresses, and unspecified, multicast and link-local addresses, are refused either way)")
-	fs.StringVar(&cfg.StickyCookie, "sticky-cookie", "gcbSessionServer", "stickiness cookie `name`: its value (NAME or anything.NAME) picks the node")
-	fs.StringVar(&cfg.StickyParam, "sticky-param", "co-browse-node-id", "stickiness query parameter `name`, for clients without cookies")
-	fs.DurationVar(&cfg.Pool.ConnectTimeout, "connect-timeout", 5*time.Second, "bound on one connect to a node; a refused connect fails at once")
-	fs.DurationVar(&cfg.UpstreamTimeout, "upstream-timeout", 120*time.Second, "how long a node may take to start its answer (long polls)")
-	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 120*time.Second, "close a keep-alive client connection idle this long")
-	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", 10*time.Second, "bound on reading one request head (408 after)")
-	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 30*time.Second, "bound on one write to a client or node that stops reading")
-	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", 60*time.Second, "bound on each wait for body bytes in flight; also the grace before --body-min-rate applies")
-	fs.Int64Var(&cfg.BodyMinRate, "body-min-rate", 1024, "least a request body must average, in `bytes` a second, after --body-timeout: a body of n bytes may take --body-timeout + n/rate (408 past it; -1: none)")
+	fs.StringVar(&cfg.StickyCookie, "sticky-cookie", def.StickyCookie, "stickiness cookie `name`: its value (NAME or anything.NAME) picks the node")
+	fs.StringVar(&cfg.StickyParam, "sticky-param", def.StickyParam, "stickiness query parameter `name`, for clients without cookies")
+	fs.DurationVar(&cfg.Pool.ConnectTimeout, "connect-timeout", def.Pool.ConnectTimeout, "bound on one connect to a node; a refused connect fails at once")
+	fs.DurationVar(&cfg.UpstreamTimeout, "upstream-timeout", def.UpstreamTimeout, "how long a node may take to start its answer (long polls)")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", def.IdleTimeout, "close a keep-alive client connection idle this long")
+	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", def.HeaderTimeout, "bound on reading one request head (408 after)")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", def.WriteTimeout, "bound on one write to a client or node that stops reading")
+	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", def.BodyTimeout, "bound on each wait for body bytes in flight; also the grace before --body-min-rate applies")
+	fs.Int64Var(&cfg.BodyMinRate, "body-min-rate", def.BodyMinRate, "least a request body must average, in `bytes` a second, after --body-timeout: a body of n bytes may take --body-timeout + n/rate (408 past it; -1: none)")
 	fs.DurationVar(&cfg.WSIdleTimeout, "ws-idle-timeout", 0, "end a WebSocket session idle this long both ways (0: never)")
-	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request or answer head in `bytes` (431 past it)")
-	fs.IntVar(&cfg.MaxHeaderFields, "max-header-fields", 100, "most header fields in a request head, Host included (431 past it)")
+	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", def.MaxHeaderBytes, "largest request or answer head in `bytes` (431 past it)")
+	fs.IntVar(&cfg.MaxHeaderFields, "max-header-fields", def.MaxHeaderFields, "most header fields in a request head, Host included (431 past it)")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 0, "largest request body in `bytes` (413 past it; 0: no limit)")
 	fs.BoolVar(&cfg.ProxyProtocol, "proxy-protocol", false, "require a PROXY protocol header (v1 or v2) before every connection's first byte on both listeners, from --proxy-protocol-from; its client address is the one forwarded (X-Forwarded-For, X-Real-IP) and logged; a missing, bad or untrusted one closes the connection (needs --proxy-protocol-from)")
 	fs.Var((*prefixList)(&cfg.ProxyProtocolFrom), "proxy-protocol-from", "`networks` (CIDR, comma-separated) of the L4 tier, the only sources trusted to send the PROXY protocol header; required with --proxy-protocol")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "most concurrent client connections (0: half the descriptor limit less a reserve; -1: no limit)")
-	fs.IntVar(&cfg.Pool.MaxIdle, "pool-max-idle", 128, "idle keep-alive connections kept per node (-1: none)")
-	fs.DurationVar(&cfg.Pool.IdleTimeout, "pool-idle-timeout", 60*time.Second, "close a pooled node connection idle this long")
-	fs.StringVar(&cfg.Pool.HealthPath, "health-path", "/cobrowse/health", "`path` each node's health loop requests with GET")
+	fs.IntVar(&cfg.Pool.MaxIdle, "pool-max-idle", def.Pool.MaxIdle, "idle keep-alive connections kept per node (-1: none)")
+	fs.DurationVar(&cfg.Pool.IdleTimeout, "pool-idle-timeout", def.Pool.IdleTimeout, "close a pooled node connection idle this long")
+	fs.StringVar(&cfg.Pool.HealthPath, "health-path", def.Pool.HealthPath, "`path` each node's health loop requests with GET")
 	fs.DurationVar(&cfg.Pool.HealthInterval, "health-interval", 2*time.Second, "time between probes of a node, ±10% (0: active checks off)")
-	fs.DurationVar(&cfg.Pool.HealthTimeout, "health-timeout", time.Second, "bound on one probe")
-	fs.IntVar(&cfg.Pool.Rise, "rise", 2, "good probes in a row that bring a node back")
-	fs.IntVar(&cfg.Pool.Fall, "fall", 2, "failed probes in a row that take a node out")
+	fs.DurationVar(&cfg.Pool.HealthTimeout, "health-timeout", def.Pool.HealthTimeout, "bound on one probe")
+	fs.IntVar(&cfg.Pool.Rise, "rise", def.Pool.Rise, "good probes in a row that bring a node back")
+	fs.IntVar(&cfg.Pool.Fall, "fall", def.Pool.Fall, "failed probes in a row that take a node out")
 	fs.DurationVar(&cfg.Pool.EvictSpread, "evict-spread", 0, "spread the closing of a dead node's WebSocket sessions over this long (0: all at once)")
 	cfg.AccessLog = true
 	fs.Var((*onOff)(&cfg.AccessLog), "access-log", "`on` or off: one JSON line per request and WebSocket session on stdout")
@@ -217,7 +226,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", 0, "on SIGTERM, keep accepting and serving this long with /healthz answering 503 (/livez stays 200), so an L4 tier or a Kubernetes Service takes tether out first; then drain (a second SIGTERM cuts it short)")
 	fs.StringVar(&opts.upgrade.binary, "upgrade-binary", "", "`path` of the binary SIGUSR2 starts and hands the listeners and node states to (empty: the path of the running binary, looked up again at each SIGUSR2, so a binary replaced in place is the one started)")
 	fs.DurationVar(&opts.upgrade.timeout, "handover-timeout", 30*time.Second, "bound on a hand-over to a new binary (SIGUSR2), from its start until it says it serves; past it, or if it fails or exits, the new process is killed and this one goes on serving")
-	fs.DurationVar(&cfg.Pool.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take before connections are closed (WebSockets are told 1001 over its first half); after a reload, how long a removed node keeps its sticky traffic")
+	fs.DurationVar(&cfg.Pool.DrainTimeout, "drain-timeout", def.Pool.DrainTimeout, "on SIGTERM, how long requests in flight may take before connections are closed (WebSockets are told 1001 over its first half); after a reload, how long a removed node keeps its sticky traffic")
 
 	// fs.Usage does nothing: the flag package calls it on every parse error,
 	// and a bad flag gets one line; --help prints usage below instead.
@@ -251,11 +260,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	for i := range certs {
 		cfg.TLS.Certs = append(cfg.TLS.Certs, tlsterm.CertFile{Cert: certs[i], Key: keys[i]})
 	}
-	if cfg.Pool.Rise < 1 {
-		return cfg, opts, fmt.Errorf("--rise %d: must be at least 1", cfg.Pool.Rise)
-	}
-	if cfg.Pool.Fall < 1 {
-		return cfg, opts, fmt.Errorf("--fall %d: must be at least 1", cfg.Pool.Fall)
+	if err := pool.CheckRiseFall(cfg.Pool.Rise, cfg.Pool.Fall); err != nil { // before SetDefaults: 0 here was given
+		return cfg, opts, err
 	}
 	if _, err := zerolog.ParseLevel(opts.logLevel); err != nil || opts.logLevel == "" {
 		return cfg, opts, fmt.Errorf("--log-level %q: use debug, info, warn or error", opts.logLevel)
@@ -361,7 +367,7 @@ func run(args []string) int {
 	if opts.logFormat == "console" {
 		accessOut = zerolog.ConsoleWriter{Out: os.Stdout, TimeFormat: time.RFC3339}
 	}
-	aw := proxy.NewLogWriter(accessOut, 0)
+	aw := logwriter.New(accessOut, 0)
 	defer aw.Close()
 	access := zerolog.New(aw).With().Timestamp().Str("log", "access").Logger()
 
@@ -401,7 +407,7 @@ func run(args []string) int {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			proxy.ReleaseAfterBursts(ctx, log)
+			heap.ReleaseAfterBursts(ctx, log)
 		}()
 		defer func() { stop(); <-done }()
 	}

@@ -14,5 +14,7 @@
 // binary.
 //
 // It is a module of its own, so that tether's go.mod stays free of
-// Kubernetes' dependencies: `make test-deploy` runs it.
+// Kubernetes' dependencies, outside the repository's workspace (go.work):
+// `make test-deploy` runs it with GOWORK=off, and builds tether as the
+// image does, from tether's go.mod alone.
 package validate

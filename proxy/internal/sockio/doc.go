@@ -4,7 +4,8 @@
 // P (RawIO, ReadFD, WriteFD), a request written inside the first read of its
 // answer (RawIO.SendBeforeRead), per-connection deadlines that slide or hold
 // a minimum rate (DeadlineConn), and the one classifier of errors that mean
-// the peer left (PeerGone).
+// the peer left (PeerGone). Listen opens a listener, with SO_REUSEPORT for a
+// hitless restart.
 //
 // It knows descriptors, net.Conn and deadlines only: it must never know HTTP,
 // WebSocket frames, nodes, routing or logs.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"syscall"
 
+	"github.com/tether-lb/tether/internal/sockpoll"
 	"github.com/tether-lb/tether/tlsterm"
 	"golang.org/x/sys/unix"
 )
@@ -92,10 +93,10 @@ func ReadableNow(c net.Conn) bool {
 }
 
 // readyProbe reports whether fd is readable, without consuming anything and
-// without blocking: a zero-timeout poll for POLLIN (pollNow: ppoll on Linux,
-// poll elsewhere). Data, end-of-stream, a hang-up or a socket error all end
-// the wait (true); nothing returns false so the runtime poller parks the
-// goroutine until the socket becomes readable, then calls readyProbe again.
+// without blocking: a zero-timeout poll for POLLIN (sockpoll.Readable).
+// Data, end-of-stream, a hang-up or a socket error all end the wait (true);
+// nothing returns false so the runtime poller parks the goroutine until the
+// socket becomes readable, then calls readyProbe again.
 //
 // The probe is what makes the wait correct: syscall.RawConn.Read resets the
 // poller's readiness before its first call, so bytes queued before the wait
@@ -105,19 +106,8 @@ func ReadableNow(c net.Conn) bool {
 // half-close. readyProbe is a plain function (passing it allocates nothing)
 // and its arguments live on its own stack.
 func readyProbe(fd uintptr) bool {
-	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	n, err := poll(pfd[:])
-	return err != nil || n > 0 // an error (EBADF and the like): the caller's Read reports it
-}
-
-// poll is pollNow, again after EINTR.
-func poll(fds []unix.PollFd) (int, error) {
-	for {
-		n, err := pollNow(fds)
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
+	readable, err := sockpoll.Readable(int(fd))
+	return err != nil || readable // an error (EBADF and the like): the caller's Read reports it
 }
 
 // WaitHangup blocks until c's peer hangs up (true: end of stream, reset),
@@ -139,7 +129,7 @@ func WaitHangup(c net.Conn) (bool, error) {
 	hup := false
 	err = rc.Read(func(fd uintptr) bool {
 		pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | hangupEvents}}
-		switch n, err := poll(pfd[:]); {
+		switch n, err := sockpoll.Now(pfd[:]); {
 		case err != nil:
 			return true
 		case n == 0:

@@ -3,7 +3,9 @@
 // (ReadRequestHead, ReadResponseHead), streams a body by its framing and
 // re-emits chunked bodies canonically (CopyBody), follows WebSocket frame
 // boundaries in a byte stream (FrameTracker) and computes the handshake's
-// Sec-WebSocket-Accept (WSAccept). FRAMING.md lists what it accepts beside
+// Sec-WebSocket-Accept (WSAccept); it holds the connection rules
+// (ClientKeepAlive, HasToken) and serializes an answer head
+// (AppendResponseHead). FRAMING.md lists what it accepts beside
 // fasthttp alone.
 //
 // It works on bufio readers and writers and byte slices only: it must never

@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"bytes"
@@ -29,14 +29,26 @@ import (
 //     a page may send anywhere without asking) gets 415. The node actions
 //     take no body: operators send "curl -XPOST URL".
 
-// maxTokenFile bounds the token file tether reads.
-const maxTokenFile = 4 << 10
+// MaxTokenFile bounds the token file tether reads.
+const MaxTokenFile = 4 << 10
 
-// loadAdminToken reads the bearer token from path ("" means none) and
-// returns its SHA-256 (nil for none). Surrounding white space (a final
+// Token is the SHA-256 of the admin token: what requests are checked
+// against.
+type Token [sha256.Size]byte
+
+// Access is what the guard checks: the names the listener answers to
+// besides IP literals and localhost (--admin-hosts), and the token (nil:
+// none).
+type Access struct {
+	Hosts []string
+	Token *Token
+}
+
+// LoadToken reads the bearer token from path ("" means none) and returns
+// its SHA-256 (nil for none). Surrounding white space (a final
 // newline) is dropped; an empty file, a token with spaces or control
 // characters, or a file past 4 KiB is an error naming the file.
-func loadAdminToken(path string) (*[sha256.Size]byte, error) {
+func LoadToken(path string) (*Token, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -45,12 +57,12 @@ func loadAdminToken(path string) (*[sha256.Size]byte, error) {
 		return nil, fmt.Errorf("--admin-token-file %s: %w", path, err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	data, err := io.ReadAll(io.LimitReader(f, MaxTokenFile+1))
 	if err != nil {
 		return nil, fmt.Errorf("--admin-token-file %s: %w", path, err)
 	}
-	if len(data) > maxTokenFile {
-		return nil, fmt.Errorf("--admin-token-file %s: larger than %d bytes", path, maxTokenFile)
+	if len(data) > MaxTokenFile {
+		return nil, fmt.Errorf("--admin-token-file %s: larger than %d bytes", path, MaxTokenFile)
 	}
 	tok := bytes.TrimSpace(data)
 	if len(tok) == 0 {
@@ -61,7 +73,7 @@ func loadAdminToken(path string) (*[sha256.Size]byte, error) {
 			return nil, fmt.Errorf("--admin-token-file %s: the token must be printable ASCII without spaces", path)
 		}
 	}
-	sum := sha256.Sum256(tok)
+	sum := Token(sha256.Sum256(tok))
 	return &sum, nil
 }
 
@@ -79,13 +91,14 @@ func isLoopbackAddr(addr string) bool {
 	return err == nil && ip.Unmap().IsLoopback()
 }
 
-// checkAdmin validates the admin listener's settings: off loopback it needs
-// a token; --admin-hosts are host names.
-func (c *Config) checkAdmin() error {
-	if c.Admin != "" && !isLoopbackAddr(c.Admin) && c.AdminTokenFile == "" {
-		return fmt.Errorf("--admin %s: not a loopback address, and the admin endpoints drain nodes: give --admin-token-file (and --admin-hosts for the names operators use)", c.Admin)
+// CheckSettings validates the admin listener's settings: listen (--admin)
+// off loopback needs tokenFile (--admin-token-file); hosts (--admin-hosts)
+// are host names.
+func CheckSettings(listen, tokenFile string, hosts []string) error {
+	if listen != "" && !isLoopbackAddr(listen) && tokenFile == "" {
+		return fmt.Errorf("--admin %s: not a loopback address, and the admin endpoints drain nodes: give --admin-token-file (and --admin-hosts for the names operators use)", listen)
 	}
-	for _, h := range c.AdminHosts {
+	for _, h := range hosts {
 		if err := checkHostName(h); err != nil {
 			return fmt.Errorf("--admin-hosts %q: %w", h, err)
 		}
@@ -108,10 +121,10 @@ func checkHostName(h string) error {
 	return nil
 }
 
-// adminHostOK reports whether host (a request's Host) names the admin
-// listener: an IP literal, localhost, or one of --admin-hosts, with or
+// hostOK reports whether host (a request's Host) names the admin listener:
+// an IP literal, localhost, or one of names (--admin-hosts), with or
 // without a port. An empty Host (HTTP/1.0) passes: browsers always send one.
-func (s *Server) adminHostOK(host string) bool {
+func hostOK(host string, names []string) bool {
 	if host == "" {
 		return true
 	}
@@ -124,7 +137,7 @@ func (s *Server) adminHostOK(host string) bool {
 	if _, err := netip.ParseAddr(host); err == nil || strings.EqualFold(host, "localhost") {
 		return true
 	}
-	for _, name := range s.cfg().AdminHosts {
+	for _, name := range names {
 		if strings.EqualFold(strings.TrimSuffix(name, "."), host) {
 			return true
 		}
@@ -132,10 +145,9 @@ func (s *Server) adminHostOK(host string) bool {
 	return false
 }
 
-// adminTokenOK reports whether r carries the admin token (or none is set),
+// tokenOK reports whether r carries the admin token want (or want is nil),
 // and whether it carried a token at all.
-func (s *Server) adminTokenOK(r *http.Request) (ok, sent bool) {
-	want := s.adminToken.Load()
+func tokenOK(r *http.Request, want *Token) (ok, sent bool) {
 	if want == nil {
 		return true, false
 	}
@@ -165,23 +177,25 @@ func isFormPost(r *http.Request) bool {
 	return false
 }
 
-// adminGuard wraps the admin endpoints with the Host, token and
-// cross-site checks (see the top of this file).
-func (s *Server) adminGuard(next http.Handler) http.Handler {
+// guard wraps the admin endpoints with the Host, token and cross-site
+// checks (see the top of this file), against the Server's Access at each
+// request.
+func (e *endpoints) guard(next http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.adminHostOK(r.Host) {
-			s.refuseAdmin(w, r, http.StatusMisdirectedRequest, "this listener answers to its IP address, localhost, or a name given to --admin-hosts")
+		access := e.srv.Access()
+		if !hostOK(r.Host, access.Hosts) {
+			e.refuse(w, r, http.StatusMisdirectedRequest, "this listener answers to its IP address, localhost, or a name given to --admin-hosts")
 			return
 		}
 		if r.URL.Path != "/healthz" && r.URL.Path != "/livez" {
-			if ok, sent := s.adminTokenOK(r); !ok {
+			if ok, sent := tokenOK(r, access.Token); !ok {
 				challenge := `Bearer realm="tether admin"`
 				if sent {
 					challenge += `, error="invalid_token"`
 				}
 				w.Header().Set("WWW-Authenticate", challenge)
-				s.refuseAdmin(w, r, http.StatusUnauthorized, "send Authorization: Bearer TOKEN (the token of --admin-token-file)")
+				e.refuse(w, r, http.StatusUnauthorized, "send Authorization: Bearer TOKEN (the token of --admin-token-file)")
 				return
 			}
 		}
@@ -189,11 +203,11 @@ func (s *Server) adminGuard(next http.Handler) http.Handler {
 		case http.MethodGet, http.MethodHead, http.MethodOptions:
 		default:
 			if err := cop.Check(r); err != nil {
-				s.refuseAdmin(w, r, http.StatusForbidden, "cross-origin request refused")
+				e.refuse(w, r, http.StatusForbidden, "cross-origin request refused")
 				return
 			}
 			if isFormPost(r) {
-				s.refuseAdmin(w, r, http.StatusUnsupportedMediaType, "node actions take no body: curl -XPOST URL")
+				e.refuse(w, r, http.StatusUnsupportedMediaType, "node actions take no body: curl -XPOST URL")
 				return
 			}
 		}
@@ -201,15 +215,15 @@ func (s *Server) adminGuard(next http.Handler) http.Handler {
 	})
 }
 
-// refuseAdmin answers an admin request the guard refused, with why, and
-// logs it (sampled).
-func (s *Server) refuseAdmin(w http.ResponseWriter, r *http.Request, status int, why string) {
+// refuse answers an admin request the guard refused, with why, and logs it
+// (sampled).
+func (e *endpoints) refuse(w http.ResponseWriter, r *http.Request, status int, why string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	fmt.Fprintf(w, "%d %s: %s\n", status, http.StatusText(status), why)
-	s.errLog.Info().Str("remote", r.RemoteAddr).Str("method", r.Method).Str("path", r.URL.Path).
+	e.errLog.Info().Str("remote", r.RemoteAddr).Str("method", r.Method).Str("path", r.URL.Path).
 		Int("status", status).Msg("admin request refused")
 }

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package pool
+package sockpoll
 
 import "golang.org/x/sys/unix"
 

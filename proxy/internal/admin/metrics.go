@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"net/http"
@@ -11,22 +11,9 @@ import (
 )
 
 // Metrics are kept as plain atomics where the traffic is (pool.Node's
-// counters, Server.refused) and turned into Prometheus metrics only when
+// counters, the server's Counters) and turned into Prometheus metrics only when
 // /metrics is scraped: counting takes no lock and allocates nothing on the
 // request path. prometheus/client_golang does the exposition format.
-
-// refusedStatuses are the statuses tether answers itself, counted by reason.
-var refusedStatuses = [...]int{400, 408, 413, 431, 502, 503, 504}
-
-// refusedIndex maps a status tether answered itself to its counter.
-func refusedIndex(status int) int {
-	for i, s := range refusedStatuses {
-		if s == status {
-			return i
-		}
-	}
-	return len(refusedStatuses) - 1
-}
 
 // refusedConnsDesc counts connections tether closed at accept, by reason.
 var refusedConnsDesc = prometheus.NewDesc("tether_refused_connections_total",
@@ -53,7 +40,7 @@ var dnsSkippedDesc = prometheus.NewDesc("tether_dns_skipped_total",
 // (Describe sends nothing) because client_golang's registration insists on
 // one set of label names per metric name.
 type collector struct {
-	s *Server
+	srv Server
 
 	live, removed nodeDescs // per-node metrics of live nodes and of removed copies
 
@@ -94,9 +81,9 @@ func newNodeDescs(removed bool) nodeDescs {
 	}
 }
 
-func newCollector(s *Server) *collector {
+func newCollector(srv Server) *collector {
 	return &collector{
-		s:           s,
+		srv:         srv,
 		live:        newNodeDescs(false),
 		removed:     newNodeDescs(true),
 		clientConns: prometheus.NewDesc("tether_client_connections", "Open client connections.", nil, nil),
@@ -116,24 +103,24 @@ var (
 )
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	for _, n := range c.s.pool.Table().Nodes() {
+	for _, n := range c.srv.Nodes() {
 		c.collectNode(ch, n)
 	}
+	s := c.srv.Counters()
 	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
-	ch <- prometheus.MustNewConstMetric(c.clientConns, gauge, float64(c.s.conns.open.Load()))
-	ch <- prometheus.MustNewConstMetric(refusedConnsDesc, counter, float64(c.s.maxConnsRefused.Load()), "max_conns")
-	ch <- prometheus.MustNewConstMetric(refusedConnsDesc, counter, float64(c.s.proxyRefused.Load()), "proxy_protocol")
-	dl := c.s.pool.DNSLookups()
+	ch <- prometheus.MustNewConstMetric(c.clientConns, gauge, float64(s.ClientConns))
+	ch <- prometheus.MustNewConstMetric(refusedConnsDesc, counter, float64(s.MaxConnsRefused), "max_conns")
+	ch <- prometheus.MustNewConstMetric(refusedConnsDesc, counter, float64(s.ProxyRefused), "proxy_protocol")
+	dl := s.DNS
 	ch <- prometheus.MustNewConstMetric(dnsLookupsDesc, counter, float64(dl.OK), "ok")
 	ch <- prometheus.MustNewConstMetric(dnsLookupsDesc, counter, float64(dl.Error), "error")
 	ch <- prometheus.MustNewConstMetric(dnsLookupsDesc, counter, float64(dl.Empty), "empty")
 	ch <- prometheus.MustNewConstMetric(dnsSkippedDesc, counter, float64(dl.Refused), "refused_address")
 	ch <- prometheus.MustNewConstMetric(dnsSkippedDesc, counter, float64(dl.TargetErrors), "target_error")
-	for i, status := range refusedStatuses {
-		ch <- prometheus.MustNewConstMetric(c.refused, counter, float64(c.s.refused[i].Load()), strconv.Itoa(status))
+	for i, status := range RefusedStatuses {
+		ch <- prometheus.MustNewConstMetric(c.refused, counter, float64(s.Refused[i]), strconv.Itoa(status))
 	}
-	if c.s.hs != nil {
-		hs := c.s.hs.Stats()
+	if hs := s.TLS; hs != nil {
 		for result, v := range map[string]uint64{"done": hs.Done, "resumed": hs.Resumed, "failed": hs.Failed, "busy": hs.Busy, "plain_http": hs.PlainHTTP} {
 			ch <- prometheus.MustNewConstMetric(c.handshakes, counter, float64(v), result)
 		}
@@ -164,8 +151,8 @@ func (c *collector) collectNode(ch chan<- prometheus.Metric, n *pool.Node) {
 	}
 	ch <- prometheus.MustNewConstMetric(d.bytes, counter, float64(st.BytesIn.Load()), values("in")...)
 	ch <- prometheus.MustNewConstMetric(d.bytes, counter, float64(st.BytesOut.Load()), values("out")...)
-	ch <- prometheus.MustNewConstMetric(d.sessions, gauge, float64(n.Sessions.Load()), values()...)
-	ch <- prometheus.MustNewConstMetric(d.inFlight, gauge, float64(n.InFlight.Load()), values()...)
+	ch <- prometheus.MustNewConstMetric(d.sessions, gauge, float64(n.Sessions()), values()...)
+	ch <- prometheus.MustNewConstMetric(d.inFlight, gauge, float64(n.InFlight()), values()...)
 	now := n.State()
 	for _, state := range stateNames {
 		v := 0.0
@@ -186,8 +173,8 @@ func (c *collector) collectNode(ch chan<- prometheus.Metric, n *pool.Node) {
 
 // metricsHandler serves /metrics: tether's collector plus the Go runtime's
 // and the process's standard metrics.
-func (s *Server) metricsHandler() http.Handler {
+func metricsHandler(srv Server) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newCollector(s), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(newCollector(srv), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil})
 }
