@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/miekg/dns"
+	"github.com/tether-lb/tether/pool/internal/dnsfind"
 )
 
 // Discovery: nodes found in DNS beside the configured ones.
@@ -33,10 +33,10 @@ import (
 // maxTTLWait). A lookup that fails, times out or comes back empty keeps the
 // nodes of the name's last good answer: a DNS hiccup never empties the
 // routing table; an SRV target whose own address lookup fails keeps its
-// last node. Addresses that tether does not dial (addrGuard: loopback
+// last node. Addresses that tether does not dial (dnsfind.Guard: loopback
 // unless DNSAllowLoopback, tether's own listeners, anything not one host's
-// unicast) make no node. The queries and the nodes an answer makes are in
-// resolve.go.
+// unicast) make no node. The queries and the nodes an answer makes are
+// package dnsfind's; this file schedules, merges, counts and logs.
 
 // httpsPrefix makes the nodes of a NodeSRV or NodeDNS value https nodes.
 const httpsPrefix = "https+"
@@ -110,13 +110,11 @@ func parseSource(spec string, srv bool) (*source, error) {
 		}
 		host, s.port = h, port
 	}
-	if host == "" || len(host) > 253 {
-		return nil, errors.New("want a DNS name")
+	name, err := dnsfind.QueryName(host)
+	if err != nil {
+		return nil, err
 	}
-	if _, ok := dns.IsDomainName(host); !ok || strings.ContainsFunc(host, notNameChar) || strings.Contains(host, "..") {
-		return nil, fmt.Errorf("%q is not a DNS name (letters, digits and -_. only)", host)
-	}
-	s.name = dns.Fqdn(host)
+	s.name = name
 	return s, nil
 }
 
@@ -134,12 +132,6 @@ func (c *Config) HasHTTPS() bool {
 		}
 	}
 	return false
-}
-
-// notNameChar reports a character that has no place in the DNS names
-// tether looks up: letters, digits, '-', '_' (SRV labels) and '.' only.
-func notNameChar(r rune) bool {
-	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
 }
 
 // validateDiscovery checks the discovery settings, naming their flags.
@@ -312,14 +304,21 @@ func (p *Pool) setFound(found []NodeConfig) {
 func (p *Pool) lookupSource(cfg *Config, s *source) {
 	ctx, cancel := context.WithTimeout(p.ctx, lookupBudget*cfg.DNSTimeout)
 	defer cancel()
-	r := resolver{timeout: cfg.DNSTimeout, max: cfg.DNSMaxNodes, guard: newAddrGuard(cfg, nil)}
-	var a answer
+	r := dnsfind.Resolver{
+		Timeout: cfg.DNSTimeout, Max: cfg.DNSMaxNodes, Valid: validNode,
+		Guard: dnsfind.NewGuard(cfg.DNSAllowLoopback, cfg.SelfAddrs, nil),
+	}
+	var a dnsfind.Answer
 	var err error
-	if r.servers, err = dnsServers(cfg.DNSServer); err == nil {
+	if r.Servers, err = dnsfind.Servers(cfg.DNSServer); err == nil {
 		if s.port == "" {
-			a, err = r.srvNodes(ctx, s)
+			last := make([]dnsfind.Node, len(s.nodes)) // the same fields as NodeConfig
+			for i, nc := range s.nodes {
+				last[i] = dnsfind.Node(nc)
+			}
+			a, err = r.SRV(ctx, s.name, s.scheme, last)
 		} else {
-			a, err = r.hostNodes(ctx, s)
+			a, err = r.Hosts(ctx, s.name, s.scheme, s.port)
 		}
 	}
 	if p.ctx.Err() != nil {
@@ -331,13 +330,16 @@ func (p *Pool) lookupSource(cfg *Config, s *source) {
 	case err != nil:
 		result = "error"
 		p.dns.err.Add(1)
-	case len(a.nodes) == 0:
+	case len(a.Nodes) == 0:
 		result = "empty"
 		p.dns.empty.Add(1)
 	default:
 		p.dns.ok.Add(1)
-		s.nodes = a.nodes
-		wait = max(wait, min(time.Duration(a.ttl)*time.Second, maxTTLWait))
+		s.nodes = make([]NodeConfig, len(a.Nodes))
+		for i, n := range a.Nodes {
+			s.nodes[i] = NodeConfig(n)
+		}
+		wait = max(wait, min(time.Duration(a.TTL)*time.Second, maxTTLWait))
 	}
 	s.next = time.Now().Add(wait)
 	p.noteAnswer(s, a, err)
@@ -350,10 +352,10 @@ func (p *Pool) lookupSource(cfg *Config, s *source) {
 	case "error":
 		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Err(err).Int("kept", len(s.nodes)).Msg("dns lookup failed: nodes kept")
 	case "empty":
-		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Strs("skipped", a.skipped).Strs("refused", logList(a.refused)).Int("kept", len(s.nodes)).Msg("dns lookup found no node: nodes kept")
+		p.log.Warn().Str("flag", s.flag).Str("name", s.spec).Strs("skipped", a.Skipped).Strs("refused", logList(a.Refused)).Int("kept", len(s.nodes)).Msg("dns lookup found no node: nodes kept")
 	default:
 		if was != "" {
-			p.log.Info().Str("flag", s.flag).Str("name", s.spec).Int("nodes", len(a.nodes)).Msg("dns lookup answered again")
+			p.log.Info().Str("flag", s.flag).Str("name", s.spec).Int("nodes", len(a.Nodes)).Msg("dns lookup answered again")
 		}
 	}
 }
@@ -362,20 +364,20 @@ func (p *Pool) lookupSource(cfg *Config, s *source) {
 // no node (Debug), addresses refused and SRV targets whose address lookup
 // failed (counted; a Warn when they start for s, an Info when they end,
 // Debug between, so a name that keeps giving them does not flood the log).
-func (p *Pool) noteAnswer(s *source, a answer, err error) {
-	if len(a.skipped) > 0 && p.log.Debug().Enabled() {
-		p.log.Debug().Str("name", s.spec).Strs("skipped", a.skipped).Msg("dns records that make no node")
+func (p *Pool) noteAnswer(s *source, a dnsfind.Answer, err error) {
+	if len(a.Skipped) > 0 && p.log.Debug().Enabled() {
+		p.log.Debug().Str("name", s.spec).Strs("skipped", a.Skipped).Msg("dns records that make no node")
 	}
 	if err != nil {
 		return // nothing is known of the answer's addresses
 	}
-	p.dns.refused.Add(uint64(len(a.refused)))
-	p.dns.targetErr.Add(uint64(len(a.failed)))
-	s.refusing = p.noteTrouble(s, s.refusing, "refused", a.refused,
+	p.dns.refused.Add(uint64(len(a.Refused)))
+	p.dns.targetErr.Add(uint64(len(a.Failed)))
+	s.refusing = p.noteTrouble(s, s.refusing, "refused", a.Refused,
 		"dns answer names addresses tether does not dial: refused",
 		"dns answer names no refused address any more",
 		"dns addresses refused")
-	s.failing = p.noteTrouble(s, s.failing, "targets", a.failed,
+	s.failing = p.noteTrouble(s, s.failing, "targets", a.Failed,
 		"dns address lookup of srv targets failed: skipped, or kept at their last address",
 		"dns address lookups of srv targets answer again",
 		"dns address lookup of srv targets failed")
@@ -395,6 +397,13 @@ func (p *Pool) noteTrouble(s *source, was bool, key string, items []string, star
 		p.log.Debug().Str("name", s.spec).Strs(key, logList(items)).Msg(goesOn)
 	}
 	return now
+}
+
+// validNode reports whether a node named name with URL url is one the
+// pool takes (a discovered SRV target that is not makes no node).
+func validNode(name, url string) bool {
+	_, _, err := parseNodeURL(url)
+	return validName(name) == nil && err == nil
 }
 
 // logList caps a list for one log line at its first 10 entries.

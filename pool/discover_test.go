@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool/dnstest"
+	"github.com/tether-lb/tether/pool/internal/dnsfind"
 )
 
 // srvName is the SRV name the discovery tests publish nodes under.
@@ -393,10 +394,11 @@ func TestValidateDiscovery(t *testing.T) {
 	}
 }
 
+// TestAddrName: the names dnsfind gives addresses are valid node names.
 func TestAddrName(t *testing.T) {
 	for in, want := range map[string]string{"192.0.2.5": "192.0.2.5", "fd00::5": "fd00--5", "::1": "--1"} {
-		if got := addrName(netip.MustParseAddr(in)); got != want || validName(got) != nil {
-			t.Errorf("addrName(%s) = %q", in, got)
+		if got := dnsfind.AddrName(netip.MustParseAddr(in)); got != want || validName(got) != nil {
+			t.Errorf("AddrName(%s) = %q", in, got)
 		}
 	}
 }

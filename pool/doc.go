@@ -9,5 +9,6 @@
 //
 // Nothing here knows HTTP beyond what a health probe needs; nothing a client
 // sends can name an address: nodes come only from Config, and from the DNS
-// names it lists (discover.go).
+// names it lists (discover.go; the queries and their answers are
+// internal/dnsfind's).
 package pool

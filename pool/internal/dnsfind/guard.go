@@ -1,4 +1,4 @@
-package pool
+package dnsfind
 
 import (
 	"net"
@@ -7,27 +7,31 @@ import (
 	"strconv"
 )
 
-// addrGuard decides which addresses found in DNS tether dials. A DNS
-// answer is input from outside: forged or from a compromised server, it
-// could point client traffic at services on tether's own host (its admin
+// Guard decides which addresses found in DNS tether dials. A DNS answer
+// is input from outside: forged or from a compromised server, it could
+// point client traffic at services on tether's own host (its admin
 // listener drains nodes, and needs no token on loopback) or at addresses
 // that are not one host. So discovery refuses addresses that are not
 // unicast (unspecified, "this network" 0.0.0.0/8, multicast, broadcast),
 // link-local ones (cloud metadata services live there), loopback unless
-// Config.DNSAllowLoopback, and tether's own listeners always
-// (Config.SelfAddrs).
-type addrGuard struct {
+// allowed (--node-dns-allow-loopback), and tether's own listeners always.
+// The zero Guard refuses loopback and knows no listener of tether's.
+type Guard struct {
 	allowLoopback bool
 	self          []netip.AddrPort // listeners on one address
 	anyPort       []uint16         // ports of listeners on every address (or named by a host name)
 	local         []netip.Addr     // this host's interface addresses, when anyPort is set
 }
 
-// newAddrGuard builds the guard of cfg. local are this host's addresses;
-// nil means those of its interfaces, read when a listener needs them.
-func newAddrGuard(cfg *Config, local []netip.Addr) addrGuard {
-	g := addrGuard{allowLoopback: cfg.DNSAllowLoopback}
-	for _, s := range cfg.SelfAddrs {
+// NewGuard builds a guard that allows loopback addresses or not, and
+// refuses tether's own listen addresses self ("HOST:PORT"; a HOST that is
+// unspecified or not an IP address stands for every loopback address and
+// every address of this host at that port; port 0 or an entry that does
+// not parse matches nothing). local are this host's addresses; nil means
+// those of its interfaces, read when a listener needs them.
+func NewGuard(allowLoopback bool, self []string, local []netip.Addr) Guard {
+	g := Guard{allowLoopback: allowLoopback}
+	for _, s := range self {
 		host, port, err := net.SplitHostPort(s)
 		if err != nil {
 			continue
@@ -69,8 +73,8 @@ func interfaceAddrs() []netip.Addr {
 	return out
 }
 
-// refuse returns why tether does not dial ap, or "" when it may.
-func (g *addrGuard) refuse(ap netip.AddrPort) string {
+// Refuse returns why tether does not dial ap, or "" when it may.
+func (g *Guard) Refuse(ap netip.AddrPort) string {
 	a := ap.Addr().Unmap().WithZone("")
 	switch {
 	case a.IsUnspecified() || a.Is4() && a.As4()[0] == 0:
@@ -94,7 +98,7 @@ func (g *addrGuard) refuse(ap netip.AddrPort) string {
 }
 
 // isSelf reports whether ap is one of tether's own listeners.
-func (g *addrGuard) isSelf(ap netip.AddrPort) bool {
+func (g *Guard) isSelf(ap netip.AddrPort) bool {
 	if slices.Contains(g.self, ap) {
 		return true
 	}
