@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/internal/syscount"
 	"github.com/tether-lb/tether/pool"
 	"github.com/tether-lb/tether/tlsterm"
 )
@@ -153,7 +154,11 @@ func serveConns(tb testing.TB, handle func(net.Conn)) string {
 }
 
 // roundTrips sends the request on one keep-alive connection b.N times and
-// reads each fixed-size answer.
+// reads each fixed-size answer. Besides allocs/op it reports syscalls/op
+// (on Linux, where perf events are allowed): the system calls every thread
+// of the test process entered per request, so the benchmark's client and
+// node's as well as the proxy's; BenchmarkForwardDirect's figure is theirs
+// alone.
 func roundTrips(b *testing.B, addr string) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -162,9 +167,11 @@ func roundTrips(b *testing.B, addr string) {
 	defer c.Close()
 	roundTrip := benchRoundTrip(b, c)
 	b.ReportAllocs()
+	sc := syscount.Start(b)
 	for b.Loop() {
 		roundTrip()
 	}
+	sc.Report(b)
 }
 
 // benchRoundTrip returns a function that sends benchRequest on c and reads

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-lb/tether/internal/syscount"
 	"github.com/tether-lb/tether/proxy/internal/sockio/sockiotest"
 	"go.uber.org/goleak"
 )
@@ -70,6 +71,7 @@ func BenchmarkLoopSpliceEcho256(b *testing.B) {
 			polls0 := loopPolls(ls)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(msg)))
+			sc := syscount.Start(b)
 			for b.Loop() {
 				if _, err := client.Write(msg); err != nil {
 					b.Fatal(err)
@@ -78,6 +80,9 @@ func BenchmarkLoopSpliceEcho256(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			// The client's and the echo node's calls are in it: "direct" is
+			// theirs alone.
+			sc.Report(b)
 			if ls != nil {
 				// Two wake-ups per echo (client, then node, readable): 2 is
 				// one epoll_wait per wake-up.
