@@ -355,6 +355,7 @@ func RunCompare(ctx context.Context, cfg CompareConfig, log zerolog.Logger) (*Co
 		}
 		defer p.stop()
 		e.nodes = append(e.nodes, PeerNode{Name: name, Addr: addr})
+		e.nodePIDs = append(e.nodePIDs, p.pid())
 	}
 	log.Info().Str("dir", dir).Str("pinning", plan.String()).Msg("compare: nodes up")
 	if slices.ContainsFunc(cfg.Scenarios, compareTLS) {
@@ -464,6 +465,7 @@ func runSlot(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, pr *pee
 		}, nil
 	}
 	counter := startCounting(e, pr, log)
+	mark0, t0 := markContention(pr.pids(), e.nodePIDs), time.Now()
 	cpu0 := pr.cpuSeconds()
 	var res runFigures
 	var tlsInfo string
@@ -481,12 +483,13 @@ func runSlot(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, pr *pee
 		}
 		op := rep.ops()[0]
 		res = runFigures{op.Ops, rep.Elapsed, op.PerSecond, op.Latency.P50, op.Latency.P90, op.Latency.P99,
-			rep.ErrorCount() + rep.StickyViolations}
+			rep.ErrorCount() + rep.StickyViolations, 0}
 		if rep.TLS != nil {
 			tlsInfo = rep.TLS.String()
 		}
 	}
 	cpu := pr.cpuSeconds() - cpu0
+	cont := contention(mark0, markContention(pr.pids(), e.nodePIDs), res.genCPU, time.Since(t0))
 	syscalls := finishCounting(counter, res.ops, log)
 	sample := Sample{
 		Round:         s.round,
@@ -499,6 +502,7 @@ func runSlot(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, pr *pee
 		SyscallsPerOp: syscalls,
 		Errors:        res.errors,
 		TLS:           tlsInfo,
+		Contention:    cont,
 	}
 	if res.elapsed > 0 {
 		sample.CPU = cpu / res.elapsed.Seconds()

@@ -110,6 +110,7 @@ type runFigures struct {
 	perSecond     float64
 	p50, p90, p99 time.Duration
 	errors        int64
+	genCPU        time.Duration // the outside generator's CPU time; 0 for GeneratorGo
 }
 
 // runOutside runs the outside generator of s's scenario against addr.
@@ -118,11 +119,11 @@ func runOutside(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, addr
 	case CompareHTTP:
 		r, err := wrkRun{Bin: e.wrkBin, Script: e.wrkScript, Addr: addr, Conns: cfg.Conns, Duration: cfg.Duration,
 			Bytes: cfg.ResourceBytes, Cookies: e.cookiesFor(s.peer), CPUs: e.loadCPUs}.run(ctx)
-		return runFigures{r.Requests, r.Elapsed, r.PerSecond, r.P50, r.P90, r.P99, r.Errors()}, err
+		return runFigures{r.Requests, r.Elapsed, r.PerSecond, r.P50, r.P90, r.P99, r.Errors(), r.CPU}, err
 	case CompareWS:
 		r, err := wsgenRun{Bin: e.wsgenBin, Addr: addr, Sessions: cfg.Sessions, MsgBytes: cfg.MessageBytes,
 			Duration: cfg.Duration, Cookies: e.cookiesFor(s.peer), CPUs: e.loadCPUs}.run(ctx)
-		return runFigures{r.Messages, r.Elapsed, r.PerSecond, r.P50, r.P90, r.P99, r.Errors()}, err
+		return runFigures{r.Messages, r.Elapsed, r.PerSecond, r.P50, r.P90, r.P99, r.Errors(), r.CPU}, err
 	}
 	return runFigures{}, fmt.Errorf("no outside generator for %s", s.scenario)
 }

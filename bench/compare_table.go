@@ -33,6 +33,9 @@ type Sample struct {
 	// TLS is what the TLS connections negotiated (TLSInfo.String); "" for
 	// plain runs.
 	TLS string
+	// Contention is what other work took of the machine during the run
+	// (not measured for the idle scenarios).
+	Contention Contention
 }
 
 // line is s for a progress line.
@@ -40,8 +43,32 @@ func (s Sample) line(scenario string) string {
 	if isIdle(scenario) {
 		return fmt.Sprintf("%.1f KiB/session, %.2f fds/session, %d errors", s.KiBPerSession, s.FDsPerSession, s.Errors)
 	}
-	return fmt.Sprintf("%.0f/s p50 %s p90 %s p99 %s cpu %.2f, %s cpu/op, %s syscalls/op, %d errors", s.PerSecond,
-		fmtLatency(s.P50), fmtLatency(s.P90), fmtLatency(s.P99), s.CPU, fmtCPUPerOp(s.CPUPerOp), fmtSyscalls(s.SyscallsPerOp), s.Errors)
+	c := s.Contention
+	return fmt.Sprintf("%.0f/s p50 %s p90 %s p99 %s cpu %.2f, %s cpu/op, %s syscalls/op, %d errors, outside cpu %s, peer runq wait %s",
+		s.PerSecond, fmtLatency(s.P50), fmtLatency(s.P90), fmtLatency(s.P99), s.CPU, fmtCPUPerOp(s.CPUPerOp),
+		fmtSyscalls(s.SyscallsPerOp), s.Errors, fmtOutside(c.Known, c.OutsideCPU, c.Disturbed()), fmtRunq(c.Known, c.RunqWait))
+}
+
+// fmtOutside prints a share of the machine's CPU time as a percentage,
+// with " !" when a run was disturbed; "n/a" when not known.
+func fmtOutside(known bool, share float64, disturbed bool) string {
+	if !known {
+		return "n/a"
+	}
+	out := fmt.Sprintf("%.0f%%", share*100)
+	if disturbed {
+		out += " !"
+	}
+	return out
+}
+
+// fmtRunq prints a run-queue wait per second of run in ms/s; "n/a" when
+// not known.
+func fmtRunq(known bool, d time.Duration) string {
+	if !known {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f ms/s", float64(d)/float64(time.Millisecond))
 }
 
 // sampleKey names the runs of one scenario against one peer with one
@@ -95,6 +122,12 @@ type Row struct {
 	XP50, XP99     float64 // P50, P99 ÷ the best peer's (lowest)
 	XKiBPerSession float64 // KiBPerSession ÷ the best peer's (lowest)
 	TLS            string  // what the last run's TLS connections negotiated
+	// OutsideCPU and RunqWait are the medians of the runs' Contention;
+	// ContentionKnown is false when a run's is not known.
+	OutsideCPU      float64
+	RunqWait        time.Duration
+	ContentionKnown bool
+	Disturbed       int // runs whose Contention.Disturbed
 }
 
 // medianRow digests the samples of one scenario and peer.
@@ -117,13 +150,40 @@ func medianRow(scenario, peer, gen string, samples []Sample) Row {
 	}
 	r.KiBPerSession = pick(func(s Sample) float64 { return s.KiBPerSession })
 	r.FDsPerSession = pick(func(s Sample) float64 { return s.FDsPerSession })
+	r.ContentionKnown = len(samples) > 0
 	for _, s := range samples {
 		r.Errors += s.Errors
 		if s.TLS != "" {
 			r.TLS = s.TLS
 		}
+		r.ContentionKnown = r.ContentionKnown && s.Contention.Known
+		if s.Contention.Disturbed() {
+			r.Disturbed++
+		}
+	}
+	if r.ContentionKnown {
+		r.OutsideCPU = pick(func(s Sample) float64 { return s.Contention.OutsideCPU })
+		r.RunqWait = time.Duration(math.Round(pick(func(s Sample) float64 { return float64(s.Contention.RunqWait) })))
 	}
 	return r
+}
+
+// disturbedRuns lists the runs whose outside CPU exceeded disturbedShare,
+// in the order of the tables: "http wrk tether round 2 (23%)".
+func (c *Comparison) disturbedRuns() []string {
+	var out []string
+	for _, sc := range c.Scenarios {
+		for _, g := range generatorsOf(GeneratorBoth, sc) {
+			for _, p := range c.Peers {
+				for _, s := range c.Samples[sampleKey{sc, p, g}] {
+					if s.Contention.Disturbed() {
+						out = append(out, fmt.Sprintf("%s %s %s round %d (%.0f%%)", sc, g, p, s.Round, s.Contention.OutsideCPU*100))
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 // ratio is x ÷ best, or 0 when there is no best.
@@ -232,11 +292,23 @@ func fmtSyscalls(x float64) string {
 }
 
 // rateCells are the table cells of r after its throughput: ratio, p50,
-// ratio, p99, ratio, peer CPU, CPU per op, system calls per op, errors.
+// ratio, p99, ratio, peer CPU, CPU per op, system calls per op, errors,
+// outside CPU (marked "!" when a run of the row was disturbed), peer
+// run-queue wait.
 func (r Row) rateCells() string {
-	return fmt.Sprintf("%s | %s | %s | %s | %s | %.2f | %s | %s | %d", fmtRatio(r.XPerSecond),
+	return fmt.Sprintf("%s | %s | %s | %s | %s | %.2f | %s | %s | %d | %s | %s", fmtRatio(r.XPerSecond),
 		fmtLatency(r.P50), fmtRatio(r.XP50), fmtLatency(r.P99), fmtRatio(r.XP99), r.CPU,
-		fmtCPUPerOp(r.CPUPerOp), fmtSyscalls(r.SyscallsPerOp), r.Errors)
+		fmtCPUPerOp(r.CPUPerOp), fmtSyscalls(r.SyscallsPerOp), r.Errors,
+		fmtOutside(r.ContentionKnown, r.OutsideCPU, r.Disturbed > 0), fmtRunq(r.ContentionKnown, r.RunqWait))
+}
+
+// contentionNote explains the contention columns under the tables.
+func contentionNote() string {
+	return fmt.Sprintf("\noutside CPU: the machine's busy CPU time over the run (/proc/stat: user, nice, system, irq, softirq, steal) "+
+		"less the CPU time of the benchmark's processes (the peer's, the nodes', tether-bench's own with its generator, wrk's or wsgen's), "+
+		"as a share of all the machine's CPUs over the run (median of the rounds); ! marks a row with a run above %.0f%%. "+
+		"peer runq wait: the time the peer's threads waited on a run queue, ready to run (field 2 of /proc/PID/task/*/schedstat), "+
+		"per second of run (median of the rounds).\n", disturbedShare*100)
 }
 
 // WriteMarkdown prints the machine, the method's settings and the tables
@@ -258,8 +330,8 @@ func (c *Comparison) WriteMarkdown(w io.Writer) error {
 	rows := c.Rows()
 	traffic := func(s string) bool { return s == CompareHTTP || s == CompareWS || s == CompareWSS }
 	if slices.ContainsFunc(c.Scenarios, traffic) {
-		b.WriteString("| scenario | generator | peer | throughput | × best peer | p50 | × best peer | p99 | × best peer | peer CPU | CPU/op | syscalls/op | errors |\n")
-		b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("| scenario | generator | peer | throughput | × best peer | p50 | × best peer | p99 | × best peer | peer CPU | CPU/op | syscalls/op | errors | outside CPU | peer runq wait |\n")
+		b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		writeRows(&b, rows, traffic, func(r Row) string {
 			unit := "msg/s"
 			if r.Scenario == CompareHTTP {
@@ -277,8 +349,8 @@ func (c *Comparison) WriteMarkdown(w io.Writer) error {
 	}
 	handshakes := func(s string) bool { return s == CompareTLSRSA || s == CompareTLSECDSA }
 	if slices.ContainsFunc(c.Scenarios, handshakes) {
-		b.WriteString("\n| tls-handshake | peer | handshakes/s | × best peer | p50 | × best peer | p99 | × best peer | peer CPU | CPU/op | syscalls/op | errors | negotiated |\n")
-		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		b.WriteString("\n| tls-handshake | peer | handshakes/s | × best peer | p50 | × best peer | p99 | × best peer | peer CPU | CPU/op | syscalls/op | errors | outside CPU | peer runq wait | negotiated |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		writeRows(&b, rows, handshakes, func(r Row) string {
 			return fmt.Sprintf("| %s | %s | %s | %s | %s |\n", r.Scenario, r.Peer, fmtThousands(r.PerSecond), r.rateCells(), r.TLS)
 		})
@@ -300,6 +372,13 @@ func (c *Comparison) WriteMarkdown(w io.Writer) error {
 			"from before the first session to %v after the last, ÷ sessions. nginx: its one worker process (the master holds no session). "+
 			"idle-wss: the same through the peer's TLS listener (ECDSA P-256 certificate); direct has no TLS.\n",
 			cfg.IdleSessions, cfg.IdleHold, min(compareIdleSettle, cfg.IdleHold))
+	}
+	if slices.ContainsFunc(c.Scenarios, func(s string) bool { return !isIdle(s) }) {
+		b.WriteString(contentionNote())
+		if runs := c.disturbedRuns(); len(runs) > 0 {
+			fmt.Fprintf(&b, "\nnote: ! disturbed runs (outside CPU above %.0f%% of the machine; their latency tells of other work more than of the peer): %s\n",
+				disturbedShare*100, strings.Join(runs, ", "))
+		}
 	}
 	for _, n := range c.Notes {
 		fmt.Fprintf(&b, "\nnote: %s\n", n)

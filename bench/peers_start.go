@@ -17,6 +17,7 @@ type peerEnv struct {
 	templates                                 string
 	tetherArgs                                []string // added to tether's command line
 	nodes                                     []PeerNode
+	nodePIDs                                  []int // the nodes' processes, for the benchmark's own CPU time
 	cookie                                    string
 	proxyCPUs                                 string               // taskset list of the peer under test; "" for none
 	certs                                     map[string]*certPair // by TLS scenario
@@ -168,6 +169,18 @@ func writePeerConfig(e *peerEnv, peer string, c peerConfig) (string, error) {
 		return "", fmt.Errorf("%s configuration: %w", peer, err)
 	}
 	return path, nil
+}
+
+// pids are the peer's processes: the one started and the measured ones
+// (nginx: its master and its workers).
+func (r *peerRun) pids() []int {
+	out := []int{r.proc.pid()}
+	for _, pid := range r.measured {
+		if pid != r.proc.pid() {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // cpuSeconds is the CPU time of the peer's measured processes so far.

@@ -36,6 +36,9 @@ type WrkResult struct {
 	Non2xx int64
 	// Connect, Read, Write and Timeout are the "Socket errors" line.
 	Connect, Read, Write, Timeout int64
+	// CPU is wrk's user and system time, from its exit status (not
+	// printed by wrk; 0 from ParseWrk).
+	CPU time.Duration
 }
 
 // Errors is the sum of the answers that were not 2xx or 3xx and the
@@ -156,16 +159,19 @@ func (w wrkRun) run(ctx context.Context) (WrkResult, error) {
 	if err := CheckLoopback(w.Addr); err != nil {
 		return WrkResult{}, fmt.Errorf("wrk: %w", err)
 	}
-	out, err := runGenerator(ctx, w.CPUs, w.Duration, w.args())
+	out, cpu, err := runGenerator(ctx, w.CPUs, w.Duration, w.args())
 	if err != nil {
 		return WrkResult{}, fmt.Errorf("wrk: %w", err)
 	}
-	return ParseWrk(out)
+	r, err := ParseWrk(out)
+	r.CPU = cpu
+	return r, err
 }
 
 // runGenerator runs argv (after the taskset prefix of cpus) for at most
-// d+genGrace and returns its stdout; its stderr is in the error.
-func runGenerator(ctx context.Context, cpus string, d time.Duration, argv []string) ([]byte, error) {
+// d+genGrace and returns its stdout and its user and system time; its
+// stderr is in the error.
+func runGenerator(ctx context.Context, cpus string, d time.Duration, argv []string) ([]byte, time.Duration, error) {
 	if cpus != "" {
 		argv = append([]string{"taskset", "-c", cpus}, argv...)
 	}
@@ -174,10 +180,15 @@ func runGenerator(ctx context.Context, cpus string, d time.Duration, argv []stri
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.Bytes(), fmt.Errorf("%s: %w: %s", filepath.Base(argv[0]), err, strings.TrimSpace(firstBytes(stderr.Bytes(), 400)))
+	err := cmd.Run()
+	var cpu time.Duration
+	if st := cmd.ProcessState; st != nil {
+		cpu = st.UserTime() + st.SystemTime()
 	}
-	return stdout.Bytes(), nil
+	if err != nil {
+		return stdout.Bytes(), cpu, fmt.Errorf("%s: %w: %s", filepath.Base(argv[0]), err, strings.TrimSpace(firstBytes(stderr.Bytes(), 400)))
+	}
+	return stdout.Bytes(), cpu, nil
 }
 
 // writeWrkScript writes the cookie script into dir and returns its path.

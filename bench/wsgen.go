@@ -69,6 +69,9 @@ type WSGenResult struct {
 	BadFrames          int64 // echoes that were not the message sent
 	Timeouts           int64 // sessions with no answer in time
 	Reconnects         int64 // sessions opened anew after a failure
+	// CPU is wsgen's user and system time, from its exit status (not
+	// printed by wsgen; 0 from ParseWSGen).
+	CPU time.Duration
 }
 
 // Errors is the sum of the failures.
@@ -160,9 +163,11 @@ func (w wsgenRun) run(ctx context.Context) (WSGenResult, error) {
 	if err := CheckLoopback(w.Addr); err != nil {
 		return WSGenResult{}, fmt.Errorf("wsgen: %w", err)
 	}
-	out, err := runGenerator(ctx, w.CPUs, w.Duration, w.args())
+	out, cpu, err := runGenerator(ctx, w.CPUs, w.Duration, w.args())
 	if err != nil {
 		return WSGenResult{}, fmt.Errorf("wsgen: %w", err)
 	}
-	return ParseWSGen(bytes.TrimSpace(out))
+	r, err := ParseWSGen(bytes.TrimSpace(out))
+	r.CPU = cpu
+	return r, err
 }

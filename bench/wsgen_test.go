@@ -131,7 +131,7 @@ func TestWSGenAgainstNode(t *testing.T) {
 func TestWSGenRefusesOffLoopback(t *testing.T) {
 	t.Parallel()
 	bin := buildWSGen(t)
-	if _, err := runGenerator(t.Context(), "", time.Second, []string{bin, "-a", "192.0.2.1:80", "-d", "0.1"}); err == nil ||
+	if _, _, err := runGenerator(t.Context(), "", time.Second, []string{bin, "-a", "192.0.2.1:80", "-d", "0.1"}); err == nil ||
 		!strings.Contains(err.Error(), "loopback") {
 		t.Errorf("wsgen -a 192.0.2.1:80: %v", err)
 	}
