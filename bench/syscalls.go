@@ -1,40 +1,34 @@
 package bench
 
-import (
-	"errors"
-	"os"
-	"strconv"
-)
+import "github.com/tether-lb/tether/internal/syscount"
 
 // syscallEvent is the tracepoint counted: every system call entered, what
 // `perf stat -e raw_syscalls:sys_enter` counts.
 const syscallEvent = "raw_syscalls:sys_enter"
 
-// errNoSyscallCounting is returned where the kernel's perf events are not
-// available to this harness.
-var errNoSyscallCounting = errors.New("bench: system calls are counted on Linux only")
-
 // syscallCounter counts the system calls a set of processes enter: one
-// perf event (perf_event_open(2) on syscallEvent) per thread, opened off,
-// inherited by the threads and processes each creates afterwards, switched
-// on and off around the load. Not safe for concurrent use.
+// perf event per thread (internal/syscount), opened off, inherited by the
+// threads and processes each creates afterwards, switched on and off
+// around the load. Not safe for concurrent use.
 type syscallCounter struct {
-	fds []int // one event per thread, closed by stop
+	c *syscount.Counter
 }
 
-// threadsOf lists the threads of pids, from /proc/PID/task.
-func threadsOf(pids []int) map[int]bool {
-	out := map[int]bool{}
-	for _, pid := range pids {
-		tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
-		if err != nil {
-			continue
-		}
-		for _, t := range tasks {
-			if tid, err := strconv.Atoi(t.Name()); err == nil {
-				out[tid] = true
-			}
-		}
+// checkSyscallCounting reports whether system calls can be counted here.
+func checkSyscallCounting() error { return syscount.Check() }
+
+// startSyscallCounter opens a counter on every thread of pids, off.
+func startSyscallCounter(pids []int) (*syscallCounter, error) {
+	c, err := syscount.OpenProcs(pids)
+	if err != nil {
+		return nil, err
 	}
-	return out
+	return &syscallCounter{c: c}, nil
 }
+
+// enable starts counting.
+func (c *syscallCounter) enable() error { return c.c.Enable() }
+
+// stop stops counting, closes the counters and returns the sum: the
+// threads' own calls and those of the threads and processes they created.
+func (c *syscallCounter) stop() (int64, error) { return c.c.Stop() }

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"io"
-	"os"
 	"os/exec"
 	"testing"
 )
@@ -57,16 +56,5 @@ func TestSyscallCounterNoProcess(t *testing.T) {
 	if c, err := startSyscallCounter([]int{-1}); err == nil {
 		_, _ = c.stop()
 		t.Error("counter opened on no process")
-	}
-}
-
-func TestThreadsOf(t *testing.T) {
-	t.Parallel()
-	// This test process: the Go runtime runs several threads.
-	if got := threadsOf([]int{os.Getpid()}); !got[os.Getpid()] || len(got) < 2 {
-		t.Errorf("threads of this process: %v", got)
-	}
-	if got := threadsOf([]int{-1}); len(got) != 0 {
-		t.Errorf("threads of no process: %v", got)
 	}
 }

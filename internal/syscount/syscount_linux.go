@@ -16,13 +16,13 @@ import (
 // event is the tracepoint counted: every system call entered.
 const event = "raw_syscalls:sys_enter"
 
-// attachPasses bounds the passes over /proc/self/task that catch threads
-// created while the counters were being opened.
+// attachPasses bounds the passes over a process's threads that catch
+// threads created while the counters were being opened.
 const attachPasses = 5
 
-// Counter counts the system calls entered by the threads of this process
-// from Open on: one perf event per thread that existed then, each
-// inherited by the threads its thread creates.
+// Counter counts the system calls entered by the threads of a set of
+// processes: one perf event per thread that existed when it was opened,
+// each inherited by the threads and processes its thread creates.
 type Counter struct {
 	fds []int
 }
@@ -52,10 +52,38 @@ func openEvent(id uint64, tid int) (int, error) {
 	return unix.PerfEventOpen(&attr, tid, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
 }
 
-// Open starts counting on every thread of this process. Threads created
-// while the counters are being opened are caught by further passes; those
-// created later inherit their creator's counter.
+// Check reports whether system calls can be counted here: tracefs and the
+// tracepoint present, perf events allowed (root, or
+// kernel.perf_event_paranoid low enough).
+func Check() error {
+	id, err := tracepointID()
+	if err != nil {
+		return err
+	}
+	fd, err := openEvent(id, unix.Gettid())
+	if err != nil {
+		return fmt.Errorf("perf_event_open %s: %w (root, or sysctl kernel.perf_event_paranoid)", event, err)
+	}
+	return unix.Close(fd)
+}
+
+// Open starts counting on every thread of this process.
 func Open() (*Counter, error) {
+	c, err := OpenProcs([]int{os.Getpid()})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Enable(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// OpenProcs opens a counter, off, on every thread of pids. Threads created
+// while the counters are being opened are caught by further passes; those
+// created later inherit their creator's counter. Enable starts it.
+func OpenProcs(pids []int) (*Counter, error) {
 	id, err := tracepointID()
 	if err != nil {
 		return nil, err
@@ -63,13 +91,8 @@ func Open() (*Counter, error) {
 	c := &Counter{}
 	done := map[int]bool{}
 	for range attachPasses {
-		tids, err := threads()
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
 		fresh := false
-		for _, tid := range tids {
+		for tid := range threadsOf(pids) {
 			if done[tid] {
 				continue
 			}
@@ -88,28 +111,37 @@ func Open() (*Counter, error) {
 			break
 		}
 	}
-	for _, fd := range c.fds {
-		if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_ENABLE, 0); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("enable perf event: %w", err)
-		}
+	if len(c.fds) == 0 {
+		return nil, fmt.Errorf("count system calls: no thread of processes %v", pids)
 	}
 	return c, nil
 }
 
-// threads lists the ids of this process's threads.
-func threads() ([]int, error) {
-	ents, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return nil, fmt.Errorf("list threads: %w", err)
-	}
-	tids := make([]int, 0, len(ents))
-	for _, e := range ents {
-		if tid, err := strconv.Atoi(e.Name()); err == nil {
-			tids = append(tids, tid)
+// Enable starts counting.
+func (c *Counter) Enable() error {
+	for _, fd := range c.fds {
+		if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_ENABLE, 0); err != nil {
+			return fmt.Errorf("enable perf event: %w", err)
 		}
 	}
-	return tids, nil
+	return nil
+}
+
+// threadsOf lists the threads of pids, from /proc/PID/task.
+func threadsOf(pids []int) map[int]bool {
+	out := map[int]bool{}
+	for _, pid := range pids {
+		tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+		if err != nil {
+			continue
+		}
+		for _, t := range tasks {
+			if tid, err := strconv.Atoi(t.Name()); err == nil {
+				out[tid] = true
+			}
+		}
+	}
+	return out
 }
 
 // Count is the system calls entered since Open: the threads' own and those
@@ -126,6 +158,22 @@ func (c *Counter) Count() (int64, error) {
 		total += int64(binary.NativeEndian.Uint64(buf[:]))
 	}
 	return total, nil
+}
+
+// Stop stops counting, closes the counters and returns their sum.
+func (c *Counter) Stop() (int64, error) {
+	var first error
+	for _, fd := range c.fds {
+		if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_DISABLE, 0); err != nil && first == nil {
+			first = fmt.Errorf("disable perf event: %w", err)
+		}
+	}
+	total, err := c.Count()
+	if first == nil {
+		first = err
+	}
+	c.Close()
+	return total, first
 }
 
 // Close stops counting and closes the counters.

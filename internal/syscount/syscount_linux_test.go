@@ -3,8 +3,8 @@
 package syscount
 
 import (
+	"os"
 	"runtime"
-	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -65,10 +65,7 @@ func TestCountsThisThread(t *testing.T) {
 // TestCountsNewThread: getpids on a thread the runtime created after Open,
 // counted through the counter its creator's thread passed on.
 func TestCountsNewThread(t *testing.T) {
-	old, err := threads()
-	if err != nil {
-		t.Fatal(err)
-	}
+	old := threadsOf([]int{os.Getpid()})
 	c := open(t)
 	// Goroutines locked to their threads and parked hold them, so the
 	// runtime has to start new ones: take threads until one is new.
@@ -80,7 +77,7 @@ func TestCountsNewThread(t *testing.T) {
 		}
 		h := &holder{tid: make(chan int), work: make(chan struct{}), done: make(chan struct{})}
 		go h.hold(release)
-		if !slices.Contains(old, <-h.tid) {
+		if !old[<-h.tid] {
 			counted(t, c, func() {
 				h.work <- struct{}{}
 				<-h.done
@@ -108,5 +105,15 @@ func (h *holder) hold(release <-chan struct{}) {
 		getpids()
 		close(h.done)
 	case <-release:
+	}
+}
+
+func TestThreadsOf(t *testing.T) {
+	// This test process: the Go runtime runs several threads.
+	if got := threadsOf([]int{os.Getpid()}); !got[os.Getpid()] || len(got) < 2 {
+		t.Errorf("threads of this process: %v", got)
+	}
+	if got := threadsOf([]int{-1}); len(got) != 0 {
+		t.Errorf("threads of no process: %v", got)
 	}
 }
