@@ -35,33 +35,6 @@ func TestWithGenerators(t *testing.T) {
 	}
 }
 
-func TestCompareConfigValidateGenerator(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		c    CompareConfig
-		flag string // "" when valid
-	}{
-		{"default", CompareConfig{}, ""},
-		{"wrk", CompareConfig{Generator: GeneratorWrk}, ""},
-		{"both", CompareConfig{Generator: GeneratorBoth}, ""},
-		{"unknown", CompareConfig{Generator: "ab"}, "--generator"},
-		{"wsgen sessions", CompareConfig{Generator: GeneratorWrk, Sessions: wsgenMaxSessions + 1}, "--sessions"},
-		{"wsgen message", CompareConfig{Generator: GeneratorBoth, MessageBytes: wsgenMaxMessageBytes + 1}, "--msg-bytes"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			err := tc.c.Validate()
-			switch {
-			case tc.flag == "" && err != nil:
-				t.Errorf("error %v", err)
-			case tc.flag != "" && (err == nil || !strings.Contains(err.Error(), tc.flag)):
-				t.Errorf("error %v, want one naming %s", err, tc.flag)
-			}
-		})
-	}
-}
-
 func TestCookiesFor(t *testing.T) {
 	t.Parallel()
 	e := &peerEnv{cookie: DefaultCookie, nodes: []PeerNode{{"CB_Server_1", "127.0.0.1:1"}, {"CB_Server_2", "127.0.0.1:2"}}}

@@ -464,6 +464,11 @@ func TestCompareConfigValidate(t *testing.T) {
 		{"message too small", CompareConfig{MessageBytes: 8}, "--msg-bytes"},
 		{"idle sessions", CompareConfig{IdleSessions: 50_000}, "--idle-sessions"},
 		{"pin", CompareConfig{Pin: "cpu1"}, "--pin"},
+		{"generator wrk", CompareConfig{Generator: GeneratorWrk}, ""},
+		{"generator both", CompareConfig{Generator: GeneratorBoth}, ""},
+		{"unknown generator", CompareConfig{Generator: "ab"}, "--generator"},
+		{"wsgen sessions", CompareConfig{Generator: GeneratorWrk, Sessions: wsgenMaxSessions + 1}, "--sessions"},
+		{"wsgen message", CompareConfig{Generator: GeneratorBoth, MessageBytes: wsgenMaxMessageBytes + 1}, "--msg-bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
