@@ -24,7 +24,11 @@ import (
 // startHandOffNode is one fake node for two servers: it answers a
 // WebSocket handshake with its 101 and then echoes bytes, and any other
 // request with 200 "ok" on a keep-alive connection.
-func startHandOffNode(t *testing.T) string {
+func startHandOffNode(t *testing.T) string { return startGatedNode(t, nil, nil) }
+
+// startGatedNode is startHandOffNode whose answer to /slow (a long poll)
+// waits for gate to close; it tells arrived when /slow arrives.
+func startGatedNode(t *testing.T, arrived chan<- struct{}, gate <-chan struct{}) string {
 	return serveConns(t, func(c net.Conn) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(20 * time.Second))
@@ -40,6 +44,10 @@ func startHandOffNode(t *testing.T) string {
 				return
 			}
 			io.Copy(io.Discard, req.Body)
+			if req.URL.Path == "/slow" {
+				arrived <- struct{}{}
+				<-gate
+			}
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
 	})
@@ -506,10 +514,12 @@ func sockioTimeout(err error) bool {
 
 // TestRetire: after a committed hand-over the old server runs what it kept
 // until it ends: a TLS WebSocket session goes on (TLS sessions stay), an
-// idle TLS keep-alive connection is closed; when Retire's context ends the
-// session is told 1001, and Retire returns once it is over.
+// idle TLS keep-alive connection is closed, a long poll in flight is
+// answered with Connection: close; when Retire's context ends the session
+// is told 1001, and Retire returns once it is over.
 func TestRetire(t *testing.T) {
-	node := startHandOffNode(t)
+	arrived, gate := make(chan struct{}, 1), make(chan struct{})
+	node := startGatedNode(t, arrived, gate)
 	s, addr := startServer(t, oneNode(node), true)
 	dial := func() *tls.Conn {
 		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
@@ -531,6 +541,9 @@ func TestRetire(t *testing.T) {
 	kbr := bufio.NewReader(kc)
 	ask(t, kc, kbr, "/one")
 	waitIdle(t, s, 1)
+	pc := dial()
+	io.WriteString(pc, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-arrived
 
 	s.StopAccepting()
 	h := s.HandOff()
@@ -545,6 +558,14 @@ func TestRetire(t *testing.T) {
 	kc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := kbr.Read(make([]byte, 1)); err == nil || sockioTimeout(err) {
 		t.Fatalf("idle TLS keep-alive connection under Retire: read %d, %v; want its end", n, err)
+	}
+	close(gate)
+	pbr := bufio.NewReader(pc)
+	if r, err := http.ReadResponse(pbr, nil); err != nil || r.StatusCode != 200 || !r.Close {
+		t.Fatalf("long poll under Retire: %v, %v; want 200 with Connection: close", r, err)
+	}
+	if rest, err := io.ReadAll(pbr); string(rest) != "ok" || err != nil {
+		t.Fatalf("long poll's body and end: %q, %v", rest, err)
 	}
 	for range 5 {
 		w.roundTrip()
