@@ -182,21 +182,22 @@ func (ls *Loops) checkMoved(m *Moved, s *lsess) error {
 	return nil
 }
 
-// checkTCP refuses a descriptor that is not a TCP socket.
+// checkTCP refuses a descriptor that is not a TCP socket, or is a
+// listening one.
 func checkTCP(fd int) error {
 	if fd < 0 {
 		return fmt.Errorf("splice: adopt: descriptor %d", fd)
 	}
-	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
-	if err != nil {
-		return fmt.Errorf("splice: adopt: descriptor %d: %w", fd, os.NewSyscallError("getsockopt", err))
+	var v [3]int
+	for i, opt := range [3]int{unix.SO_TYPE, unix.SO_PROTOCOL, unix.SO_ACCEPTCONN} {
+		n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt)
+		if err != nil {
+			return fmt.Errorf("splice: adopt: descriptor %d: %w", fd, os.NewSyscallError("getsockopt", err))
+		}
+		v[i] = n
 	}
-	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
-	if err != nil {
-		return fmt.Errorf("splice: adopt: descriptor %d: %w", fd, os.NewSyscallError("getsockopt", err))
-	}
-	if typ != unix.SOCK_STREAM || proto != unix.IPPROTO_TCP {
-		return fmt.Errorf("splice: adopt: descriptor %d is not a TCP socket", fd)
+	if v[0] != unix.SOCK_STREAM || v[1] != unix.IPPROTO_TCP || v[2] != 0 {
+		return fmt.Errorf("splice: adopt: descriptor %d is not a connected TCP socket", fd)
 	}
 	return nil
 }
@@ -283,7 +284,6 @@ func (l *loop) thaw(f *Frozen) {
 		s.dirs[d].pend = b
 		bufsOut.Add(1)
 	}
-	f.m.PendUp, f.m.PendDown = nil, nil
 	s.st = [2]uint8{dirReadable, dirReadable}
 	l.add(s)
 	if s.flags&flagEnded != 0 {
