@@ -655,3 +655,46 @@ func TestHandoffQuietCarried(t *testing.T) {
 		}
 	})
 }
+
+// TestHandoffAdoptRegistersAtThaw: an adopted session registers with its
+// node only at Thaw; a node that is down by then tells it 1012 at once.
+func TestHandoffAdoptRegistersAtThaw(t *testing.T) {
+	withLoops(t, func(ls *Loops) {
+		r, _ := startWSOn(t, ls, newTestRegistry(), nil)
+		r.client.SetDeadline(time.Now().Add(spliceBound))
+		r.node.SetDeadline(time.Now().Add(spliceBound))
+		hello := wiretest.Frame(true, 0x1, []byte("hello"), false)
+		r.node.Write(hello)
+		expectRead(t, r.client, string(hello))
+		f := freezeOne(t, ls)
+		c, n := dupFDs(t, f)
+		reg := &evictingRegistry{newTestRegistry()}
+		ended := make(chan spliceResult, 1)
+		g, err := ls.Adopt(c, n, overJSON(t, f.Moved()), reg, EndFunc(func(toNode, toClient int64, err error) {
+			ended <- spliceResult{toNode, toClient, err}
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls.Release([]*Frozen{f})
+		if k := reg.count(); k != 0 {
+			t.Fatalf("%d sessions registered before Thaw", k)
+		}
+		ls.Thaw([]*Frozen{g})
+		if got := readAll(t, r.client); !bytes.Equal(got, wire.CloseFrameFor(1012)) {
+			t.Fatalf("client got % x, want the 1012 Close", got)
+		}
+		if b := readAll(t, r.node); len(b) != 0 {
+			t.Fatalf("node read % x, want EOF", b)
+		}
+		r.client.Close()
+		res := recvResult(t, ended)
+		var told *toldError
+		if !errors.As(res.err, &told) || told.code != 1012 || res.toClient != int64(len(hello)+len(wire.CloseFrameFor(1012))) {
+			t.Errorf("result %+v, want told 1012 after the frame and the Close", res)
+		}
+		if k := reg.count(); k != 0 {
+			t.Errorf("%d sessions registered after the end", k)
+		}
+	})
+}
