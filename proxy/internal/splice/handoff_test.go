@@ -4,6 +4,7 @@ package splice
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
@@ -697,4 +698,132 @@ func TestHandoffAdoptRegistersAtThaw(t *testing.T) {
 			t.Errorf("%d sessions registered after the end", k)
 		}
 	})
+}
+
+// gatedWrite writes chunks to c, each after a token from gate, then after
+// one more token half-closes c; it reports the sha256 of what it wrote.
+func gatedWrite(c *net.TCPConn, chunks [][]byte, gate <-chan struct{}, f *hashFlow) {
+	h := sha256.New()
+	for _, p := range chunks {
+		<-gate
+		h.Write(p)
+		if _, err := c.Write(p); err != nil {
+			f.sent <- [32]byte{}
+			f.errs <- err
+			return
+		}
+	}
+	<-gate
+	var s [32]byte
+	h.Sum(s[:0])
+	f.sent <- s
+	f.errs <- c.CloseWrite()
+}
+
+// TestHandoffUnderTraffic moves a session back and forth between two Loops,
+// and freezes and thaws it in place, a hundred times while bytes stream
+// both ways (some read and pending in the loop, some queued or busy on
+// its ready list): each stream arrives whole and in order, and the Ender
+// counts every byte.
+func TestHandoffUnderTraffic(t *testing.T) {
+	const rounds = 100
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 9))
+	// Small buffers: a burst takes a session past pumpTurn reads, onto its
+	// loop's ready list, where a Freeze may find it.
+	var loops [2]*Loops
+	for i := range loops {
+		ls, err := NewLoops(2, 4<<10, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ls.Close()
+		loops[i] = ls
+	}
+	a, b := loops[0], loops[1]
+	r := startSplice(t, sockiotest.NewPairs(t), a, nil)
+	defer r.close()
+	r.client.SetDeadline(time.Now().Add(spliceBound))
+	r.node.SetDeadline(time.Now().Add(spliceBound))
+	chunks := func() ([][]byte, int) {
+		var cs [][]byte
+		total := 0
+		for range rounds {
+			p := randomBytes(rng, rng.IntN(256<<10))
+			cs = append(cs, p)
+			total += len(p)
+		}
+		return cs, total
+	}
+	upChunks, upTotal := chunks()
+	downChunks, downTotal := chunks()
+	up, down := newHashFlow(), newHashFlow()
+	upGate, downGate := make(chan struct{}), make(chan struct{})
+	go gatedWrite(r.client, upChunks, upGate, up)
+	go hashToEOF(r.node, up.got, up.count, up.errs)
+	go gatedWrite(r.node, downChunks, downGate, down)
+	go hashToEOF(r.client, down.got, down.count, down.errs)
+	gates := func() {
+		for _, g := range []chan struct{}{upGate, downGate} {
+			select {
+			case g <- struct{}{}:
+			case <-time.After(spliceBound):
+				t.Fatal("a writer is stuck")
+			}
+		}
+	}
+	cur, other := a, b
+	for i := range rounds {
+		gates()
+		if i%2 == 0 {
+			moveAll(t, cur, other, 1)
+			cur, other = other, cur
+		} else {
+			cur.Thaw([]*Frozen{freezeOne(t, cur)})
+		}
+	}
+	gates()
+	up.check(t, "client→node", upTotal)
+	down.check(t, "node→client", downTotal)
+	if res := r.wait(t); res.err != nil || res.toNode != int64(upTotal) || res.toClient != int64(downTotal) {
+		t.Errorf("Ender got %+v, want %d, %d, nil", res, upTotal, downTotal)
+	}
+}
+
+// TestFreezeLeavesReadyList: a session frozen while it waits on its loop's
+// ready list (it used its turn with bytes still to read) leaves the list,
+// so the loop never pumps a session it no longer holds. The loop is driven
+// by hand, without its goroutine.
+func TestFreezeLeavesReadyList(t *testing.T) {
+	ls := newTestLoops(t)
+	defer ls.Close()
+	l, err := newLoop(ls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		l.epfile.Close()
+		unix.Close(l.evfd)
+	}()
+	lb := sockiotest.NewPairs(t)
+	client, pc := lb.Pair(t)
+	defer client.Close()
+	pn, node := lb.Pair(t)
+	defer node.Close()
+	s := &lsess{l: l, wt: spliceBound, fds: [2]int32{-1, -1},
+		done: EndFunc(func(int64, int64, error) { t.Error("Ender called") })}
+	if err := s.detach(pc, pn); err != nil {
+		t.Fatal(err)
+	}
+	l.now = l.clock()
+	l.add(s)
+	l.queue(s)
+	fz := &freezing{done: make(chan struct{})}
+	l.freeze(fz)
+	if len(fz.out) != 1 || len(l.ready) != 0 || s.flags&(flagQueued|flagAdded) != 0 {
+		t.Fatalf("froze %d sessions, %d left on the ready list, flags %#x", len(fz.out), len(l.ready), s.flags)
+	}
+	ls.Release(fz.out)
 }
