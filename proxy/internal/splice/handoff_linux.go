@@ -145,10 +145,9 @@ func (ls *Loops) Adopt(client, node int, m Moved, reg Registry, done Ender) (*Fr
 		}
 	}
 	for _, fd := range [2]int{client, node} {
-		if err := unix.SetNonblock(fd, true); err != nil {
-			return nil, fmt.Errorf("splice: adopt: %w", os.NewSyscallError("fcntl", err))
+		if err := prepareFD(fd); err != nil {
+			return nil, err
 		}
-		unix.CloseOnExec(fd)
 	}
 	if s.wt <= 0 {
 		s.wt = defaultSpliceWriteTimeout
@@ -183,21 +182,34 @@ func (ls *Loops) checkMoved(m *Moved, s *lsess) error {
 }
 
 // checkTCP refuses a descriptor that is not a TCP socket, or is a
-// listening one.
+// listening one: TCP_INFO answers for TCP sockets only, with their state.
 func checkTCP(fd int) error {
 	if fd < 0 {
 		return fmt.Errorf("splice: adopt: descriptor %d", fd)
 	}
-	var v [3]int
-	for i, opt := range [3]int{unix.SO_TYPE, unix.SO_PROTOCOL, unix.SO_ACCEPTCONN} {
-		n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt)
-		if err != nil {
-			return fmt.Errorf("splice: adopt: descriptor %d: %w", fd, os.NewSyscallError("getsockopt", err))
-		}
-		v[i] = n
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return fmt.Errorf("splice: adopt: descriptor %d is not a TCP socket: %w", fd, os.NewSyscallError("getsockopt", err))
 	}
-	if v[0] != unix.SOCK_STREAM || v[1] != unix.IPPROTO_TCP || v[2] != 0 {
-		return fmt.Errorf("splice: adopt: descriptor %d is not a connected TCP socket", fd)
+	if info.State == unix.BPF_TCP_LISTEN {
+		return fmt.Errorf("splice: adopt: descriptor %d is a listening socket", fd)
+	}
+	return nil
+}
+
+// prepareFD makes fd non-blocking (a descriptor received from another
+// process shares its file description, which is so already) and
+// close-on-exec (a later hand-over's new process must not inherit it).
+func prepareFD(fd int) error {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err == nil && fl&unix.O_NONBLOCK == 0 {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_NONBLOCK)
+	}
+	if err == nil {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+	}
+	if err != nil {
+		return fmt.Errorf("splice: adopt: %w", os.NewSyscallError("fcntl", err))
 	}
 	return nil
 }
