@@ -64,12 +64,12 @@ type handOffPair struct {
 
 func startHandOffPair(t *testing.T, node string) *handOffPair {
 	t.Helper()
-	return startHandOffPairNamed(t, node, "CB_Server_1")
+	return startHandOffPairWith(t, node, func(*Config) {})
 }
 
-// startHandOffPairNamed is startHandOffPair with the new server calling
-// the node newName.
-func startHandOffPairNamed(t *testing.T, node, newName string) *handOffPair {
+// startHandOffPairWith is startHandOffPair with the new server's
+// configuration changed by tweak.
+func startHandOffPairWith(t *testing.T, node string, tweak func(*Config)) *handOffPair {
 	t.Helper()
 	cfg := oneNode(node)
 	cfg.AccessLog = true
@@ -77,7 +77,7 @@ func startHandOffPairNamed(t *testing.T, node, newName string) *handOffPair {
 	p.old, p.oldAddr = serveWith(t, cfg, zerolog.New(p.oldLog), zerolog.New(p.oldAccess), false)
 	cfg = oneNode(node)
 	cfg.AccessLog = true
-	cfg.Pool.Nodes[0].Name = newName
+	tweak(&cfg)
 	p.new, _ = serveWith(t, cfg, zerolog.New(p.newLog), zerolog.New(p.newAccess), false)
 	return p
 }
@@ -348,7 +348,7 @@ func TestHandOffAbort(t *testing.T) {
 // and it is logged; once the old server lets go too, its client sees the
 // end. The idle connection handed with it is adopted.
 func TestAdoptUnknownNode(t *testing.T) {
-	p := startHandOffPairNamed(t, startHandOffNode(t), "CB_Other")
+	p := startHandOffPairWith(t, startHandOffNode(t), func(c *Config) { c.Pool.Nodes[0].Name = "CB_Other" })
 	w := dialWS(t, p.oldAddr, "/cobrowse/ws?session=s1")
 	w.roundTrip()
 	c, br := dialKeepAlive(t, p.oldAddr)
@@ -382,6 +382,50 @@ func TestAdoptUnknownNode(t *testing.T) {
 // written after the answer.
 func logged(l *logBuffer, path string) bool {
 	return waitCond(5*time.Second, func() bool { return strings.Contains(l.String(), `"path":"`+path+`"`) })
+}
+
+// TestAdoptWithoutLoops: a new server that runs no splice loops refuses
+// the sessions, closing every descriptor it was given; the old server,
+// told so, keeps everything running.
+func TestAdoptWithoutLoops(t *testing.T) {
+	p := startHandOffPairWith(t, startHandOffNode(t), func(c *Config) { c.SpliceLoops = -1 })
+	w := dialWS(t, p.oldAddr, "/cobrowse/ws?session=s1")
+	w.roundTrip()
+	c, br := dialKeepAlive(t, p.oldAddr)
+	ask(t, c, br, "/one")
+	waitIdle(t, p.old, 1)
+	p.old.StopAccepting()
+	h := p.old.HandOff()
+	sessions, conns := passOver(t, h)
+	if len(sessions) != 1 || len(conns) != 1 {
+		t.Fatalf("handed %d sessions, %d conns; want 1, 1", len(sessions), len(conns))
+	}
+	given := []int{sessions[0].Client, sessions[0].Node, conns[0].FD}
+	inodes := make([]uint64, len(given))
+	for i, fd := range given {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			t.Fatal(err)
+		}
+		inodes[i] = st.Ino
+	}
+	if a, err := p.new.Adopt(sessions, conns); err == nil || a != nil {
+		t.Fatalf("Adopt without splice loops = %v, %v; want an error", a, err)
+	}
+	for i, fd := range given {
+		// Closed: the number is free, or taken since by another socket.
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err == nil && st.Ino == inodes[i] {
+			t.Errorf("descriptor %d still open after a refused Adopt", fd)
+		}
+	}
+	h.Abort()
+	w.roundTrip()
+	ask(t, c, br, "/two")
+	w.finish()
+	if n := p.new.Pool().Node("CB_Server_1"); n.Sessions() != 0 || p.new.Conns() != 0 {
+		t.Errorf("new server after a refused Adopt: %d sessions, %d conns", n.Sessions(), p.new.Conns())
+	}
 }
 
 // dialKeepAlive opens a plain keep-alive connection to addr.
