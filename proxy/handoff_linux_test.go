@@ -260,10 +260,10 @@ func TestHandOffSessions(t *testing.T) {
 	if newNode.Sessions() != n || p.new.Conns() != n {
 		t.Errorf("new server: %d sessions on its node, %d conns; want %d", newNode.Sessions(), p.new.Conns(), n)
 	}
-	var closed [n]time.Time
+	var closing [n]time.Time // the session ends after its client ends its side
 	for i, w := range ws {
+		closing[i] = time.Now()
 		w.finish()
-		closed[i] = time.Now()
 	}
 	if !waitCond(5*time.Second, func() bool { return len(wsLines(t, p.newAccess)) == n }) {
 		t.Fatalf("new server's session lines: %v", p.newAccess.String())
@@ -273,7 +273,7 @@ func TestHandOffSessions(t *testing.T) {
 		if _, err := fmt.Sscanf(m["path"].(string), "/cobrowse/ws?session=s%d", &i); err != nil || i < 0 || i >= n {
 			t.Fatalf("new server's line %s", m["_raw"])
 		}
-		w, end := ws[i], closed[i]
+		w, end := ws[i], closing[i]
 		if m["bytes_in"] != float64(w.sent) || m["bytes_out"] != float64(w.sent) || m["status"] != float64(101) || m["node"] != "CB_Server_1" {
 			t.Errorf("new server's line %s: want bytes_in and bytes_out %d, status 101", m["_raw"], w.sent)
 		}
