@@ -408,6 +408,7 @@ func parseReason(s string) reason {
 // when everything ended by itself or within drainTimeout, and
 // context.DeadlineExceeded when drainTimeout closed what was left.
 func (s *Server) Retire(ctx context.Context, drainTimeout time.Duration) error {
+	s.StopAccepting() // already done by the hand-over; an accept loop left would hold the wait below
 	s.mu.Lock()
 	s.draining.Store(true) // answers say Connection: close; idle connections close
 	s.mu.Unlock()
