@@ -347,7 +347,8 @@ func closeHanded(sessions []HandedSession, conns []HandedConn) {
 
 // Start runs what was adopted: the sessions start on the splice loops
 // (registered with their nodes now), the connections wait for their next
-// request (one that arrived during the hand-over is read at once).
+// request (one that arrived during the hand-over is read at once; the idle
+// timeout starts again from now).
 func (a *Adopted) Start() {
 	if a.over {
 		return
