@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -108,7 +109,7 @@ type conn struct {
 	s        *Server
 	nc       net.Conn
 	remoteIP string
-	idle     atomic.Bool     // waiting for a next request: Shutdown may close it
+	state    atomic.Int32    // connBusy, connIdle (waiting for a next request: Shutdown may wake it) or connHanded
 	served   int             // requests answered on this connection
 	secure   bool            // accepted on the TLS listener: c becomes a *tls.Conn
 	born     time.Time       // when it was accepted
@@ -119,6 +120,9 @@ type conn struct {
 	// source against: a reload between the two must not make serve believe
 	// a header from a source that was never checked.
 	proxyWait time.Duration
+	// letGo, set by HandOff before it takes the conn (connIdle →
+	// connHanded), is told when the goroutine that waited on it let go.
+	letGo *sync.WaitGroup
 }
 
 // testHookAccepted, set by tests only, runs in acceptLoop between the
@@ -168,14 +172,20 @@ func (c *conn) run(hot bool) {
 			wait = s.cfg().HeaderTimeout
 		}
 		c.nc.SetReadDeadline(time.Now().Add(wait))
-		c.idle.Store(true)
+		c.state.Store(connIdle)
 		var err error
 		if s.isClosing() {
 			err = errShutdown
 		} else {
 			err = sockio.WaitReadable(c.nc)
 		}
-		c.idle.Store(false)
+		if !c.state.CompareAndSwap(connIdle, connBusy) {
+			// HandOff took the connection while it waited: whatever
+			// arrived stays in the socket, for the process it goes to
+			// (or for the run that Abort starts).
+			c.letGo.Done()
+			return
+		}
 		if grace := c.born.Add(firstRequestGrace); err != nil && c.served == 0 && s.isClosing() && time.Now().Before(grace) {
 			// Accepted just before the listeners closed: its client is
 			// sending its first request (later ones reach the new
@@ -242,12 +252,25 @@ var plainHTTPToTLS = func() []byte {
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n" + body)
 }()
 
+// The states of a conn. Only its goroutine moves it between connBusy and
+// connIdle; HandOff takes an idle one (connIdle → connHanded), and the
+// goroutine, finding it so when its wait ends, lets go of it unread.
+const (
+	connBusy   int32 = iota // reading or answering, or not yet running
+	connIdle                // waiting for a next request, holding nothing
+	connHanded              // being handed to another process (Handoff)
+)
+
 // wakeIfIdle makes an idle connection's wait end now (Shutdown).
 func (c *conn) wakeIfIdle() {
-	if c.idle.Load() {
-		c.nc.SetReadDeadline(time.Unix(1, 0))
+	if c.state.Load() == connIdle {
+		c.nc.SetReadDeadline(pastDeadline)
 	}
 }
+
+// pastDeadline is a read deadline that has passed: set on a waiting conn it
+// ends the wait at once.
+var pastDeadline = time.Unix(1, 0)
 
 func (c *conn) close() {
 	if c.linger {

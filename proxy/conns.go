@@ -35,6 +35,13 @@ func (cs *connSet) opened(c *conn) {
 	cs.wg.Add(1)
 }
 
+// adopted accounts for a session taken from another process: counted in
+// open and wg until ended, never in active (a loop owns its descriptors).
+func (cs *connSet) adopted() {
+	cs.open.Add(1)
+	cs.wg.Add(1)
+}
+
 // closed accounts for a connection whose socket tether closed. Once per
 // connection, and never for one that became a session.
 func (cs *connSet) closed(c *conn) {

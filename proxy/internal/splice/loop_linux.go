@@ -250,11 +250,15 @@ const (
 	cmdAdd = iota + 1
 	cmdEvict
 	cmdStop
+	cmdFreeze // Freeze: fz gets the sessions taken off
+	cmdThaw   // Thaw: f goes (back) on the loop
 )
 
 type loopCmd struct {
 	op int
 	s  *lsess
+	f  *Frozen
+	fz *freezing
 }
 
 // loop is one epoll instance, the goroutine that waits on it and the
@@ -465,6 +469,10 @@ func (l *loop) commands() (stop bool) {
 			l.evict(c.s)
 		case cmdStop:
 			stop = true
+		case cmdFreeze:
+			l.freeze(c.fz)
+		case cmdThaw:
+			l.thaw(c.f)
 		}
 		cmds[i] = loopCmd{}
 	}
@@ -488,8 +496,11 @@ func (l *loop) shutdown(err error) {
 	l.epfile.Close()
 	l.mu.Unlock()
 	for _, c := range cmds {
-		if c.op == cmdAdd {
+		switch c.op {
+		case cmdAdd, cmdThaw:
 			l.end(c.s, err, dirDown)
+		case cmdFreeze:
+			close(c.fz.done) // nothing frozen: the sessions ended above
 		}
 	}
 	l.ls.bufs.Put(l.buf)

@@ -1,5 +1,10 @@
 package wire
 
+import (
+	"encoding/binary"
+	"errors"
+)
+
 // FrameTracker follows WebSocket frame boundaries (RFC 6455 §5.2) in a byte
 // stream as it passes, reading only frame headers: it never copies or
 // re-frames payloads. The node→client copier uses it to write a Close frame
@@ -115,3 +120,58 @@ func CloseFrameFor(code uint16) []byte {
 
 // SawClose reports whether a Close frame (opcode 8) has started.
 func (t *FrameTracker) SawClose() bool { return t.sawClose }
+
+// trackerStateVersion is the first byte of a FrameTracker's exported state.
+const trackerStateVersion = 1
+
+// errTrackerState refuses exported tracker state that no tracker could
+// have: it comes from another process and is not trusted.
+var errTrackerState = errors.New("wire: bad frame tracker state")
+
+// MarshalBinary exports the tracker's position in its stream (a header in
+// progress, the payload bytes left in the current frame, whether a Close
+// frame started), so that another process can go on following the same
+// stream (UnmarshalBinary). It implements encoding.BinaryMarshaler and never
+// fails. The state is 11 bytes plus the header bytes collected so far.
+func (t *FrameTracker) MarshalBinary() ([]byte, error) {
+	return t.AppendState(make([]byte, 0, 11+int(t.hn))), nil
+}
+
+// AppendState appends the tracker's exported state (see MarshalBinary) to b.
+func (t *FrameTracker) AppendState(b []byte) []byte {
+	var flags byte
+	if t.sawClose {
+		flags = 1
+	}
+	b = append(b, trackerStateVersion, flags, t.hn)
+	b = append(b, t.hdr[:t.hn]...)
+	return binary.BigEndian.AppendUint64(b, t.remain)
+}
+
+// UnmarshalBinary sets the tracker from state exported by MarshalBinary. It
+// refuses state no tracker could have (a header longer than its own length
+// field allows, a header in progress with payload left, unknown flags, a
+// wrong length or version), leaving the tracker unchanged: a tracker it
+// accepts behaves like one that saw the stream itself.
+func (t *FrameTracker) UnmarshalBinary(b []byte) error {
+	if len(b) < 11 || b[0] != trackerStateVersion || b[1]&^1 != 0 {
+		return errTrackerState
+	}
+	hn := int(b[2])
+	if len(b) != 11+hn || hn >= len(t.hdr) {
+		return errTrackerState
+	}
+	var n FrameTracker
+	copy(n.hdr[:], b[3:3+hn])
+	n.hn = uint8(hn)
+	n.sawClose = b[1]&1 != 0
+	n.remain = binary.BigEndian.Uint64(b[3+hn:])
+	if n.hn > 0 && n.remain > 0 {
+		return errTrackerState // payload is counted only once its header is complete
+	}
+	if n.hn >= 2 && int(n.hn) >= headerLen(n.hdr[1]) {
+		return errTrackerState // a complete header is never kept
+	}
+	*t = n
+	return nil
+}
