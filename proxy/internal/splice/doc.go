@@ -5,7 +5,10 @@
 // buffer; any other session (TLS on either side, or off Linux) runs on two
 // goroutines (NewGo) that wait for readability before borrowing a buffer.
 // Both follow the node's WebSocket frames so that tether can write a Close
-// of its own between two frames when a node dies or tether shuts down.
+// of its own between two frames when a node dies or tether shuts down. Loop
+// sessions can be handed to another process: Freeze takes them off their
+// loops, Release lets this process's descriptors go, Adopt and Thaw start
+// them in the process that received the descriptors and their Moved state.
 //
 // It moves bytes and ends sessions; it must never know HTTP heads, routing,
 // the access log or the server's connection set: it reports each session's

@@ -127,17 +127,17 @@ func (ls *Loops) Release(fs []*Frozen) {
 // state no tracker could have are refused. done must not be nil.
 func (ls *Loops) Adopt(client, node int, m Moved, reg Registry, done Ender) (*Frozen, error) {
 	if len(ls.loops) == 0 {
-		return nil, errors.New("splice: adopt: no loops")
+		return nil, errors.New("proxy: splice adopt: no loops")
 	}
 	if done == nil {
-		return nil, errors.New("splice: adopt: no ender")
+		return nil, errors.New("proxy: splice adopt: no ender")
 	}
 	s := &lsess{done: done, registry: reg, idle: m.IdleTimeout, wt: m.WriteTimeout, fds: [2]int32{-1, -1}}
 	if err := ls.checkMoved(&m, s); err != nil {
 		return nil, err
 	}
 	if client == node {
-		return nil, errors.New("splice: adopt: client and node are one descriptor")
+		return nil, errors.New("proxy: splice adopt: client and node are one descriptor")
 	}
 	for _, fd := range [2]int{client, node} {
 		if err := checkTCP(fd); err != nil {
@@ -145,10 +145,9 @@ func (ls *Loops) Adopt(client, node int, m Moved, reg Registry, done Ender) (*Fr
 		}
 	}
 	for _, fd := range [2]int{client, node} {
-		if err := unix.SetNonblock(fd, true); err != nil {
-			return nil, fmt.Errorf("splice: adopt: %w", os.NewSyscallError("fcntl", err))
+		if err := prepareFD(fd); err != nil {
+			return nil, err
 		}
-		unix.CloseOnExec(fd)
 	}
 	if s.wt <= 0 {
 		s.wt = defaultSpliceWriteTimeout
@@ -162,19 +161,19 @@ func (ls *Loops) Adopt(client, node int, m Moved, reg Registry, done Ender) (*Fr
 func (ls *Loops) checkMoved(m *Moved, s *lsess) error {
 	switch {
 	case m.ToNode < 0 || m.ToClient < 0:
-		return fmt.Errorf("splice: adopt: negative byte counts %d, %d", m.ToNode, m.ToClient)
+		return fmt.Errorf("proxy: splice adopt: negative byte counts %d, %d", m.ToNode, m.ToClient)
 	case m.IdleTimeout < 0 || m.WriteTimeout < 0 || m.Quiet < 0:
-		return errors.New("splice: adopt: negative duration")
+		return errors.New("proxy: splice adopt: negative duration")
 	case len(m.PendUp) > ls.size || len(m.PendDown) > ls.size:
-		return fmt.Errorf("splice: adopt: pending bytes %d, %d over the buffer size %d", len(m.PendUp), len(m.PendDown), ls.size)
+		return fmt.Errorf("proxy: splice adopt: pending bytes %d, %d over the buffer size %d", len(m.PendUp), len(m.PendDown), ls.size)
 	case !m.WebSocket && len(m.Tracker) > 0:
-		return errors.New("splice: adopt: frame tracker state for a session that is not a WebSocket")
+		return errors.New("proxy: splice adopt: frame tracker state for a session that is not a WebSocket")
 	}
 	if m.WebSocket {
 		s.flags |= flagWS
 		if len(m.Tracker) > 0 {
 			if err := s.track.UnmarshalBinary(m.Tracker); err != nil {
-				return fmt.Errorf("splice: adopt: %w", err)
+				return fmt.Errorf("proxy: splice adopt: %w", err)
 			}
 		}
 	}
@@ -182,21 +181,35 @@ func (ls *Loops) checkMoved(m *Moved, s *lsess) error {
 	return nil
 }
 
-// checkTCP refuses a descriptor that is not a TCP socket.
+// checkTCP refuses a descriptor that is not a TCP socket, or is a
+// listening one: TCP_INFO answers for TCP sockets only, with their state.
 func checkTCP(fd int) error {
 	if fd < 0 {
-		return fmt.Errorf("splice: adopt: descriptor %d", fd)
+		return fmt.Errorf("proxy: splice adopt: descriptor %d", fd)
 	}
-	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err != nil {
-		return fmt.Errorf("splice: adopt: descriptor %d: %w", fd, os.NewSyscallError("getsockopt", err))
+		return fmt.Errorf("proxy: splice adopt: descriptor %d is not a TCP socket: %w", fd, os.NewSyscallError("getsockopt", err))
 	}
-	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if info.State == unix.BPF_TCP_LISTEN {
+		return fmt.Errorf("proxy: splice adopt: descriptor %d is a listening socket", fd)
+	}
+	return nil
+}
+
+// prepareFD makes fd non-blocking (a descriptor received from another
+// process shares its file description, which is so already) and
+// close-on-exec (a later hand-over's new process must not inherit it).
+func prepareFD(fd int) error {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err == nil && fl&unix.O_NONBLOCK == 0 {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_NONBLOCK)
+	}
+	if err == nil {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+	}
 	if err != nil {
-		return fmt.Errorf("splice: adopt: descriptor %d: %w", fd, os.NewSyscallError("getsockopt", err))
-	}
-	if typ != unix.SOCK_STREAM || proto != unix.IPPROTO_TCP {
-		return fmt.Errorf("splice: adopt: descriptor %d is not a TCP socket", fd)
+		return fmt.Errorf("proxy: splice adopt: %w", os.NewSyscallError("fcntl", err))
 	}
 	return nil
 }
@@ -283,7 +296,6 @@ func (l *loop) thaw(f *Frozen) {
 		s.dirs[d].pend = b
 		bufsOut.Add(1)
 	}
-	f.m.PendUp, f.m.PendDown = nil, nil
 	s.st = [2]uint8{dirReadable, dirReadable}
 	l.add(s)
 	if s.flags&flagEnded != 0 {

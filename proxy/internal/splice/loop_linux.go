@@ -106,8 +106,9 @@ func defaultLoops() int {
 // the toldError of a session already told) and its goroutine returns. Close
 // waits for that; later calls do nothing. Sessions on the goroutine Engine
 // are not touched: closing their conns ends them. Starting a loop session
-// after Close ends it at once with errLoopClosed. A nil *Loops may be
-// closed (it does nothing).
+// after Close ends it at once with errLoopClosed. Frozen sessions (Freeze)
+// are not touched: Thaw ends them with errLoopClosed, Release lets them go.
+// A nil *Loops may be closed (it does nothing).
 func (ls *Loops) Close() {
 	if ls != nil {
 		ls.once.Do(ls.stopLoops)

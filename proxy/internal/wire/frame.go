@@ -126,7 +126,7 @@ const trackerStateVersion = 1
 
 // errTrackerState refuses exported tracker state that no tracker could
 // have: it comes from another process and is not trusted.
-var errTrackerState = errors.New("wire: bad frame tracker state")
+var errTrackerState = errors.New("proxy: bad frame tracker state")
 
 // MarshalBinary exports the tracker's position in its stream (a header in
 // progress, the payload bytes left in the current frame, whether a Close
