@@ -129,6 +129,11 @@ type conn struct {
 // admission of a connection and the start of its goroutine.
 var testHookAccepted atomic.Pointer[func()]
 
+// testHookIdleWoke, set by tests only, runs in run when an idle
+// connection's wait has ended, before the connection is taken back from
+// connIdle.
+var testHookIdleWoke atomic.Pointer[func(*conn)]
+
 // serve runs the connection: the PROXY protocol header if required, the
 // TLS handshake if any, then run.
 func (c *conn) serve() {
@@ -178,6 +183,9 @@ func (c *conn) run(hot bool) {
 			err = errShutdown
 		} else {
 			err = sockio.WaitReadable(c.nc)
+		}
+		if hook := testHookIdleWoke.Load(); hook != nil {
+			(*hook)(c)
 		}
 		if !c.state.CompareAndSwap(connIdle, connBusy) {
 			// HandOff took the connection while it waited: whatever

@@ -7,7 +7,8 @@ import (
 )
 
 // connSet is the one account of client connections and their sessions.
-// A connection is opened once (accept) and ends once: when tether closes
+// A connection is opened once (accept, or Adopt for one handed over by
+// another process) and ends once: when tether closes
 // its socket (closed), or, after a 101, when its spliced session ends
 // (ended). Between the two it is counted in open and holds one count of wg,
 // which Shutdown waits on; while the server's goroutines hold its conn it is
