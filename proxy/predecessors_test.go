@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +100,48 @@ func TestOccupancy(t *testing.T) {
 	}
 	if o := s.Occupancy(); o != (Occupancy{Conns: 1}) {
 		t.Fatalf("Occupancy with one idle connection %+v", o)
+	}
+}
+
+// TestStopAcceptingEndsAdminKeepAlive: after StopAccepting the admin
+// endpoints keep no connection alive, so that an operator's (a scraper's)
+// next request reaches the process that took over.
+func TestStopAcceptingEndsAdminKeepAlive(t *testing.T) {
+	s, err := New(nodesCfg("A=http://127.0.0.1:1"), zerolog.Nop(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeAdmin(ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	ask := func() *http.Response {
+		t.Helper()
+		if _, err := io.WriteString(c, "GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if r := ask(); r.Close {
+		t.Fatal("the admin endpoints close a connection while serving")
+	}
+	s.StopAccepting()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("an idle admin connection after StopAccepting: %v, want EOF", err)
 	}
 }
