@@ -200,3 +200,65 @@ func TestUpgradeSessionsNewCrashes(t *testing.T) {
 		t.Logf("error lines:\n%s", a.stderr.String())
 	}
 }
+
+// TestUpgradeTwiceWithTLSKept: a second SIGUSR2, to the new process, while
+// the first still holds a wss session: plain sessions move again, and the
+// third process lists both older ones (the second relays the first's
+// report); when the wss session ends, the first exits, then the second, and
+// the list empties.
+func TestUpgradeTwiceWithTLSKept(t *testing.T) {
+	n1 := startNode(t, node1, 0)
+	tlsAddr := freeAddr(t)
+	a := startUpgradable(t, []*testNode{n1}, "--tls-listen", tlsAddr, "--tls-self-signed", "--drain-timeout", "3s")
+	plain, _ := dialWS(t, a.addr, "session=twice&role=echo", "")
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	wss, _, err := d.Dial("wss://"+tlsAddr+"/cobrowse/ws?session=stays&role=echo", http.Header{})
+	if err != nil {
+		t.Fatalf("wss dial: %v", err)
+	}
+	defer wss.Close()
+	echoes(t, "before", plain, wss)
+
+	firstPID := a.cmd.Process.Pid
+	if err := a.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	secondPID := a.waitNewPID(t, 1)
+	if !waitFor(10*time.Second, func() bool { return len(a.logLines("hand-over: sessions taken")) == 1 }) {
+		t.Fatal("the second process took no sessions")
+	}
+	echoes(t, "after the first hand-over", plain, wss)
+	if err := syscall.Kill(secondPID, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	thirdPID := a.waitNewPID(t, 2)
+	if !waitFor(10*time.Second, func() bool { return len(a.logLines("hand-over: sessions taken")) == 2 }) {
+		t.Fatal("the third process took no sessions")
+	}
+	if l := a.logLines("hand-over: sessions taken")[1]; num(l, "sessions") != 1 || int(num(l, "from_pid")) != secondPID || int(num(l, "pid")) != thirdPID {
+		t.Fatalf("second hand-over: %v", l)
+	}
+	echoes(t, "after the second hand-over", plain, wss)
+
+	admin := a.adminAddr(t)
+	if !waitFor(5*time.Second, func() bool {
+		p := predecessors(t, admin)
+		return len(p) == 2 && p[0].PID == secondPID && p[0].Sessions == 0 && p[1].PID == firstPID && p[1].TLSSessions == 1
+	}) {
+		t.Fatalf("/status predecessors %+v, want %d (nothing) then %d (one TLS session)", predecessors(t, admin), secondPID, firstPID)
+	}
+	closeWS(t, wss)
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first process did not exit once its wss session ended")
+	}
+	if !waitFor(10*time.Second, func() bool { return !alive(secondPID) }) {
+		t.Fatal("the second process did not exit after the first")
+	}
+	if !waitFor(5*time.Second, func() bool { return len(predecessors(t, admin)) == 0 }) {
+		t.Fatalf("/status still lists %+v", predecessors(t, admin))
+	}
+	echoes(t, "with the third process alone", plain)
+	closeWS(t, plain)
+}
