@@ -35,6 +35,9 @@ const (
 	// batchBytes is the payload a batch grows to before it is sent, unless
 	// its descriptors fill it first; an item larger than that goes alone.
 	batchBytes = 1 << 20
+	// MaxBatchBytes bounds the payload of a Sessions or Conns record the
+	// new process accepts: a batch, or one item alone.
+	MaxBatchBytes = 4 << 20
 	// MaxStatusBytes bounds a Status record's payload, and MaxStatusEntries
 	// the entries in it.
 	MaxStatusBytes   = 64 << 10
@@ -156,6 +159,9 @@ func (m *Mover) sendBatches(t Type, items []Item, per int) error {
 		if !json.Valid(it.Meta) {
 			return fmt.Errorf("%s item %d: description is not JSON: %w", t, i, ErrMalformed)
 		}
+		if len(it.Meta) > MaxBatchBytes-2 {
+			return fmt.Errorf("%s item %d: description of %d bytes: %w", t, i, len(it.Meta), ErrTooLarge)
+		}
 		if len(fds)+per > MaxFiles || len(fds) > 0 && len(payload)+len(it.Meta) > batchBytes {
 			if err := flush(); err != nil {
 				return err
@@ -232,7 +238,7 @@ func (c *Conn) Receive(deadline time.Time, maxItems int) (*Received, error) {
 		maxItems = DefaultMaxItems
 	}
 	c.c.SetDeadline(deadline)
-	c.r.SetMaxPayload(DefaultMaxPayload)
+	c.r.SetMaxPayload(MaxBatchBytes)
 	got := &Received{}
 	n := 0
 	for {

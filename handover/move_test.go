@@ -249,7 +249,7 @@ func TestReceiveRefused(t *testing.T) {
 			if err := w.WriteFDs(TypeConns, []byte(`[{}]`), fds[:1]); err != nil {
 				return err
 			}
-			return w.WriteFDs(TypeConns, make([]byte, DefaultMaxPayload+1), fds[1:4])
+			return w.WriteFDs(TypeConns, make([]byte, MaxBatchBytes+1), fds[1:4])
 		}, 0, ErrTooLarge},
 		{"unknown records past the bound", func(w *Writer, fds []int) error {
 			for i := range 3 {
