@@ -347,7 +347,8 @@ func closeHanded(sessions []HandedSession, conns []HandedConn) {
 
 // Start runs what was adopted: the sessions start on the splice loops
 // (registered with their nodes now), the connections wait for their next
-// request (one that arrived during the hand-over is read at once).
+// request (one that arrived during the hand-over is read at once; the idle
+// timeout starts again from now).
 func (a *Adopted) Start() {
 	if a.over {
 		return
@@ -408,6 +409,7 @@ func parseReason(s string) reason {
 // when everything ended by itself or within drainTimeout, and
 // context.DeadlineExceeded when drainTimeout closed what was left.
 func (s *Server) Retire(ctx context.Context, drainTimeout time.Duration) error {
+	s.StopAccepting() // already done by the hand-over; an accept loop left would hold the wait below
 	s.mu.Lock()
 	s.draining.Store(true) // answers say Connection: close; idle connections close
 	s.mu.Unlock()

@@ -24,7 +24,11 @@ import (
 // startHandOffNode is one fake node for two servers: it answers a
 // WebSocket handshake with its 101 and then echoes bytes, and any other
 // request with 200 "ok" on a keep-alive connection.
-func startHandOffNode(t *testing.T) string {
+func startHandOffNode(t *testing.T) string { return startGatedNode(t, nil, nil) }
+
+// startGatedNode is startHandOffNode whose answer to /slow (a long poll)
+// waits for gate to close; it tells arrived when /slow arrives.
+func startGatedNode(t *testing.T, arrived chan<- struct{}, gate <-chan struct{}) string {
 	return serveConns(t, func(c net.Conn) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(20 * time.Second))
@@ -40,6 +44,10 @@ func startHandOffNode(t *testing.T) string {
 				return
 			}
 			io.Copy(io.Discard, req.Body)
+			if req.URL.Path == "/slow" {
+				arrived <- struct{}{}
+				<-gate
+			}
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
 	})
@@ -56,12 +64,12 @@ type handOffPair struct {
 
 func startHandOffPair(t *testing.T, node string) *handOffPair {
 	t.Helper()
-	return startHandOffPairNamed(t, node, "CB_Server_1")
+	return startHandOffPairWith(t, node, func(*Config) {})
 }
 
-// startHandOffPairNamed is startHandOffPair with the new server calling
-// the node newName.
-func startHandOffPairNamed(t *testing.T, node, newName string) *handOffPair {
+// startHandOffPairWith is startHandOffPair with the new server's
+// configuration changed by tweak.
+func startHandOffPairWith(t *testing.T, node string, tweak func(*Config)) *handOffPair {
 	t.Helper()
 	cfg := oneNode(node)
 	cfg.AccessLog = true
@@ -69,7 +77,7 @@ func startHandOffPairNamed(t *testing.T, node, newName string) *handOffPair {
 	p.old, p.oldAddr = serveWith(t, cfg, zerolog.New(p.oldLog), zerolog.New(p.oldAccess), false)
 	cfg = oneNode(node)
 	cfg.AccessLog = true
-	cfg.Pool.Nodes[0].Name = newName
+	tweak(&cfg)
 	p.new, _ = serveWith(t, cfg, zerolog.New(p.newLog), zerolog.New(p.newAccess), false)
 	return p
 }
@@ -252,10 +260,10 @@ func TestHandOffSessions(t *testing.T) {
 	if newNode.Sessions() != n || p.new.Conns() != n {
 		t.Errorf("new server: %d sessions on its node, %d conns; want %d", newNode.Sessions(), p.new.Conns(), n)
 	}
-	var closed [n]time.Time
+	var closing [n]time.Time // the session ends after its client ends its side
 	for i, w := range ws {
+		closing[i] = time.Now()
 		w.finish()
-		closed[i] = time.Now()
 	}
 	if !waitCond(5*time.Second, func() bool { return len(wsLines(t, p.newAccess)) == n }) {
 		t.Fatalf("new server's session lines: %v", p.newAccess.String())
@@ -265,7 +273,7 @@ func TestHandOffSessions(t *testing.T) {
 		if _, err := fmt.Sscanf(m["path"].(string), "/cobrowse/ws?session=s%d", &i); err != nil || i < 0 || i >= n {
 			t.Fatalf("new server's line %s", m["_raw"])
 		}
-		w, end := ws[i], closed[i]
+		w, end := ws[i], closing[i]
 		if m["bytes_in"] != float64(w.sent) || m["bytes_out"] != float64(w.sent) || m["status"] != float64(101) || m["node"] != "CB_Server_1" {
 			t.Errorf("new server's line %s: want bytes_in and bytes_out %d, status 101", m["_raw"], w.sent)
 		}
@@ -340,7 +348,7 @@ func TestHandOffAbort(t *testing.T) {
 // and it is logged; once the old server lets go too, its client sees the
 // end. The idle connection handed with it is adopted.
 func TestAdoptUnknownNode(t *testing.T) {
-	p := startHandOffPairNamed(t, startHandOffNode(t), "CB_Other")
+	p := startHandOffPairWith(t, startHandOffNode(t), func(c *Config) { c.Pool.Nodes[0].Name = "CB_Other" })
 	w := dialWS(t, p.oldAddr, "/cobrowse/ws?session=s1")
 	w.roundTrip()
 	c, br := dialKeepAlive(t, p.oldAddr)
@@ -374,6 +382,50 @@ func TestAdoptUnknownNode(t *testing.T) {
 // written after the answer.
 func logged(l *logBuffer, path string) bool {
 	return waitCond(5*time.Second, func() bool { return strings.Contains(l.String(), `"path":"`+path+`"`) })
+}
+
+// TestAdoptWithoutLoops: a new server that runs no splice loops refuses
+// the sessions, closing every descriptor it was given; the old server,
+// told so, keeps everything running.
+func TestAdoptWithoutLoops(t *testing.T) {
+	p := startHandOffPairWith(t, startHandOffNode(t), func(c *Config) { c.SpliceLoops = -1 })
+	w := dialWS(t, p.oldAddr, "/cobrowse/ws?session=s1")
+	w.roundTrip()
+	c, br := dialKeepAlive(t, p.oldAddr)
+	ask(t, c, br, "/one")
+	waitIdle(t, p.old, 1)
+	p.old.StopAccepting()
+	h := p.old.HandOff()
+	sessions, conns := passOver(t, h)
+	if len(sessions) != 1 || len(conns) != 1 {
+		t.Fatalf("handed %d sessions, %d conns; want 1, 1", len(sessions), len(conns))
+	}
+	given := []int{sessions[0].Client, sessions[0].Node, conns[0].FD}
+	inodes := make([]uint64, len(given))
+	for i, fd := range given {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			t.Fatal(err)
+		}
+		inodes[i] = st.Ino
+	}
+	if a, err := p.new.Adopt(sessions, conns); err == nil || a != nil {
+		t.Fatalf("Adopt without splice loops = %v, %v; want an error", a, err)
+	}
+	for i, fd := range given {
+		// Closed: the number is free, or taken since by another socket.
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err == nil && st.Ino == inodes[i] {
+			t.Errorf("descriptor %d still open after a refused Adopt", fd)
+		}
+	}
+	h.Abort()
+	w.roundTrip()
+	ask(t, c, br, "/two")
+	w.finish()
+	if n := p.new.Pool().Node("CB_Server_1"); n.Sessions() != 0 || p.new.Conns() != 0 {
+		t.Errorf("new server after a refused Adopt: %d sessions, %d conns", n.Sessions(), p.new.Conns())
+	}
 }
 
 // dialKeepAlive opens a plain keep-alive connection to addr.
@@ -506,10 +558,12 @@ func sockioTimeout(err error) bool {
 
 // TestRetire: after a committed hand-over the old server runs what it kept
 // until it ends: a TLS WebSocket session goes on (TLS sessions stay), an
-// idle TLS keep-alive connection is closed; when Retire's context ends the
-// session is told 1001, and Retire returns once it is over.
+// idle TLS keep-alive connection is closed, a long poll in flight is
+// answered with Connection: close; when Retire's context ends the session
+// is told 1001, and Retire returns once it is over.
 func TestRetire(t *testing.T) {
-	node := startHandOffNode(t)
+	arrived, gate := make(chan struct{}, 1), make(chan struct{})
+	node := startGatedNode(t, arrived, gate)
 	s, addr := startServer(t, oneNode(node), true)
 	dial := func() *tls.Conn {
 		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
@@ -531,6 +585,9 @@ func TestRetire(t *testing.T) {
 	kbr := bufio.NewReader(kc)
 	ask(t, kc, kbr, "/one")
 	waitIdle(t, s, 1)
+	pc := dial()
+	io.WriteString(pc, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-arrived
 
 	s.StopAccepting()
 	h := s.HandOff()
@@ -545,6 +602,14 @@ func TestRetire(t *testing.T) {
 	kc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := kbr.Read(make([]byte, 1)); err == nil || sockioTimeout(err) {
 		t.Fatalf("idle TLS keep-alive connection under Retire: read %d, %v; want its end", n, err)
+	}
+	close(gate)
+	pbr := bufio.NewReader(pc)
+	if r, err := http.ReadResponse(pbr, nil); err != nil || r.StatusCode != 200 || !r.Close {
+		t.Fatalf("long poll under Retire: %v, %v; want 200 with Connection: close", r, err)
+	}
+	if rest, err := io.ReadAll(pbr); string(rest) != "ok" || err != nil {
+		t.Fatalf("long poll's body and end: %q, %v", rest, err)
 	}
 	for range 5 {
 		w.roundTrip()

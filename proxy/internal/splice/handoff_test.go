@@ -632,7 +632,11 @@ func TestHandoffQuietCarried(t *testing.T) {
 	const idle = 6 * time.Second
 	withLoops(t, func(ls *Loops) {
 		reg := newTestRegistry()
-		startWSOn(t, ls, reg, func(s *Session) { s.IdleTimeout = idle })
+		r, _ := startWSOn(t, ls, reg, func(s *Session) { s.IdleTimeout = idle })
+		r.client.SetDeadline(time.Now().Add(spliceBound))
+		hi := wiretest.Frame(true, 0x1, []byte("hi"), false)
+		r.node.Write(hi)
+		expectRead(t, r.client, string(hi)) // the session is on its loop
 		f := freezeOne(t, ls)
 		m := f.Moved()
 		if m.IdleTimeout != idle || m.Quiet < 0 || m.Quiet >= idle {
@@ -745,8 +749,7 @@ func TestHandoffUnderTraffic(t *testing.T) {
 	a, b := loops[0], loops[1]
 	r := startSplice(t, sockiotest.NewPairs(t), a, nil)
 	defer r.close()
-	r.client.SetDeadline(time.Now().Add(spliceBound))
-	r.node.SetDeadline(time.Now().Add(spliceBound))
+	r.pingPong(t) // the session is on its loop; 4 bytes each way
 	chunks := func() ([][]byte, int) {
 		var cs [][]byte
 		total := 0
@@ -787,8 +790,8 @@ func TestHandoffUnderTraffic(t *testing.T) {
 	gates()
 	up.check(t, "client→node", upTotal)
 	down.check(t, "node→client", downTotal)
-	if res := r.wait(t); res.err != nil || res.toNode != int64(upTotal) || res.toClient != int64(downTotal) {
-		t.Errorf("Ender got %+v, want %d, %d, nil", res, upTotal, downTotal)
+	if res := r.wait(t); res.err != nil || res.toNode != int64(4+upTotal) || res.toClient != int64(4+downTotal) {
+		t.Errorf("Ender got %+v, want %d, %d, nil", res, 4+upTotal, 4+downTotal)
 	}
 }
 
