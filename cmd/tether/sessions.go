@@ -310,7 +310,7 @@ func retire(srv *proxy.Server, m *handover.Mover, l *lineage, o retireOpts, sig 
 	ctx, cancel := context.WithTimeout(context.Background(), o.hardStop)
 	defer cancel()
 	retired := make(chan error, 1)
-	go retireServer(srv, ctx, o.drainTimeout, retired)
+	go retireServer(ctx, srv, o.drainTimeout, retired)
 	send := func() {
 		if m == nil {
 			return
@@ -375,6 +375,6 @@ func retire(srv *proxy.Server, m *handover.Mover, l *lineage, o retireOpts, sig 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // retireServer runs srv.Retire and reports its end.
-func retireServer(srv *proxy.Server, ctx context.Context, drainTimeout time.Duration, done chan<- error) {
+func retireServer(ctx context.Context, srv *proxy.Server, drainTimeout time.Duration, done chan<- error) {
 	done <- srv.Retire(ctx, drainTimeout)
 }
