@@ -262,3 +262,41 @@ func TestUpgradeTwiceWithTLSKept(t *testing.T) {
 	echoes(t, "with the third process alone", plain)
 	closeWS(t, plain)
 }
+
+// TestStatusPageShowsPredecessors: the new process's status page shows the
+// old one while it keeps a wss session, and its live script hides the
+// table once the old process has exited.
+func TestStatusPageShowsPredecessors(t *testing.T) {
+	n1 := startNode(t, node1, 0)
+	tlsAddr := freeAddr(t)
+	a := startUpgradable(t, []*testNode{n1}, "--tls-listen", tlsAddr, "--tls-self-signed", "--drain-timeout", "3s")
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	wss, _, err := d.Dial("wss://"+tlsAddr+"/cobrowse/ws?session=page&role=echo", http.Header{})
+	if err != nil {
+		t.Fatalf("wss dial: %v", err)
+	}
+	defer wss.Close()
+	echoes(t, "before", wss)
+	oldPID := a.cmd.Process.Pid
+	if err := a.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	a.waitNewPID(t, 1)
+	admin := a.adminAddr(t)
+	if !waitFor(10*time.Second, func() bool { return len(predecessors(t, admin)) == 1 }) {
+		t.Fatal("the new process does not list the old one")
+	}
+	page := "http://" + admin + "/status?format=html"
+	ctx := openPage(t, page)
+	dom := waitPage(t, ctx, page, fmt.Sprintf(`!document.getElementById("preds-box").hidden && document.querySelector("#preds td")?.textContent === "%d"`, oldPID))
+	if !strings.Contains(dom, "older processes still serving") {
+		t.Fatalf("no table of older processes:\n%s", tail(dom, 3000))
+	}
+	closeWS(t, wss)
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old process did not exit")
+	}
+	waitPage(t, ctx, page, `document.getElementById("preds-box").hidden && document.querySelectorAll("#preds tr").length === 0`)
+}
