@@ -152,10 +152,14 @@ func nodeState(t *testing.T, admin, name string) string {
 	return ""
 }
 
+// handedOver is the old process's line once the new one serves and the
+// sessions moved (or failed to).
+const handedOver = "hand-over done: the new process serves; retiring"
+
 // TestUpgradeBinary: SIGUSR2 under a steady load of new and kept-alive
 // connections: a new process takes the listening sockets and the nodes'
-// states, the old one drains and exits; no connection is refused and no
-// request fails. A node drained through the admin endpoint before is still
+// states, the old one retires (its requests in flight end) and exits; no
+// connection is refused and no request fails. A node drained through the admin endpoint before is still
 // draining after. A second hand-over, while the first old process still
 // drains a long poll, works too, and that poll gets its answer.
 func TestUpgradeBinary(t *testing.T) {
@@ -198,10 +202,10 @@ func TestUpgradeBinary(t *testing.T) {
 	if newPID == oldPID {
 		t.Fatal("the same process took over")
 	}
-	if !waitFor(5*time.Second, func() bool { return len(a.logLines("hand-over done: the new process serves; draining")) == 1 }) {
+	if !waitFor(5*time.Second, func() bool { return len(a.logLines(handedOver)) == 1 }) {
 		t.Fatal("the old process did not log the hand-over")
 	}
-	done := a.logLines("hand-over done: the new process serves; draining")[0]
+	done := a.logLines(handedOver)[0]
 	if int(num(done, "new_pid")) != newPID || int(num(done, "pid")) != oldPID || done["version"] == "" || done["new_version"] == "" {
 		t.Fatalf("hand-over line %v", done)
 	}

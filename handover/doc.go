@@ -14,10 +14,19 @@
 // (SO_PEERCRED), sends its State, and waits for the child's Ready. The new
 // process (Take) receives the State, starts serving, then calls Ready.
 //
+// When both Hellos name CapSessions, the session phase follows on the same
+// socket (move.go): the old process's Mover sends items (a description and
+// its descriptors: live sessions, idle connections) in batches, the new
+// process answers Taken or Abort, the old one Commit or Abort, and then
+// reports its Status every second until it exits. A peer that does not
+// name the capability gets the first step alone.
+//
 // It knows sockets and records, not HTTP: what a listener serves and what a
 // node's state means are the caller's.
 //
-//	st, conn, err := handover.Take(addr, timeout) // in the new process
+//	st, conn, err := handover.Take(addr, self, timeout) // in the new process
 //	... serve st.Listeners ...
 //	conn.Ready()
+//	got, err := conn.Receive(deadline, maxItems) // with conn.Sessions()
+//	... hold got ...; conn.Taken(); conn.AwaitCommit(deadline)
 package handover

@@ -38,6 +38,10 @@ type Offer struct {
 type Child struct {
 	Hello               // as it introduced itself
 	Exited <-chan error // receives how it ended; the process is reaped
+	// Mover is the session phase, on the same connection, when both
+	// Hellos name CapSessions; nil otherwise (a binary that hands over
+	// listeners and node states only): the caller then drains.
+	Mover *Mover
 }
 
 // Run starts the new process with the address of a fresh hand-over
@@ -77,7 +81,7 @@ func (o *Offer) Run() (*Child, error) {
 		mu.Unlock()
 		ln.Close()
 	})
-	hello, err := o.run(ln, cmd.Process.Pid, deadline)
+	hello, mover, err := o.run(ln, cmd.Process.Pid, deadline)
 	if err != nil {
 		// A stream that broke is most often a process that exited: give
 		// its exit a moment to arrive, so the error names it.
@@ -99,23 +103,43 @@ func (o *Offer) Run() (*Child, error) {
 	}
 	mu.Unlock()
 	if err != nil {
+		if mover != nil {
+			mover.Close()
+		}
 		cmd.Process.Kill()
 		return nil, err
 	}
 	// watchChild did not take the exit: pass it on.
 	out := make(chan error, 1)
 	go relayExit(exited, out)
-	return &Child{Hello: hello, Exited: out}, nil
+	return &Child{Hello: hello, Exited: out, Mover: mover}, nil
 }
 
 // run accepts the new process and speaks the old side of the protocol.
-func (o *Offer) run(ln *net.UnixListener, pid int, deadline time.Time) (Hello, error) {
+// When both ends can move sessions, the connection stays open after Ready,
+// as the Mover returned.
+func (o *Offer) run(ln *net.UnixListener, pid int, deadline time.Time) (Hello, *Mover, error) {
+	hello, c, w, r, err := o.exchange(ln, pid, deadline)
+	if c == nil {
+		return hello, nil, err
+	}
+	if err != nil || !hello.Can(CapSessions) || !o.State.From.Can(CapSessions) {
+		c.Close()
+		return hello, nil, err
+	}
+	return hello, newMover(c, w, r), nil
+}
+
+// exchange accepts the new process and runs the hand-over up to its Ready.
+// The connection it returns (nil when none was accepted) is the caller's
+// to close.
+func (o *Offer) exchange(ln *net.UnixListener, pid int, deadline time.Time) (Hello, *net.UnixConn, *Writer, *Reader, error) {
 	peer := Peer{UID: uint32(os.Getuid()), PID: pid}
 	var c *net.UnixConn
 	for c == nil {
 		nc, err := ln.AcceptUnix()
 		if err != nil {
-			return Hello{}, fmt.Errorf("wait for the new process: %w", err)
+			return Hello{}, nil, nil, nil, fmt.Errorf("wait for the new process: %w", err)
 		}
 		cred, err := PeerCred(nc)
 		if err == nil {
@@ -130,9 +154,14 @@ func (o *Offer) run(ln *net.UnixListener, pid int, deadline time.Time) (Hello, e
 		}
 		c = nc
 	}
-	defer c.Close()
 	c.SetDeadline(deadline)
 	w, r := NewWriter(c), NewReader(c, 0)
+	hello, err := o.send(w, r)
+	return hello, c, w, r, err
+}
+
+// send introduces this process, sends State and waits for Ready.
+func (o *Offer) send(w *Writer, r *Reader) (Hello, error) {
 	if err := writeJSON(w, TypeHello, o.State.From); err != nil {
 		return Hello{}, err
 	}
@@ -141,7 +170,9 @@ func (o *Offer) run(ln *net.UnixListener, pid int, deadline time.Time) (Hello, e
 		return Hello{}, err
 	}
 	var hello Hello
-	if err := readJSON(&rec, &hello); err != nil {
+	err = readJSON(&rec, &hello)
+	rec.Close()
+	if err != nil {
 		return Hello{}, err
 	}
 	for _, l := range o.State.Listeners {
@@ -155,7 +186,9 @@ func (o *Offer) run(ln *net.UnixListener, pid int, deadline time.Time) (Hello, e
 	if err := w.Write(TypeEnd, nil); err != nil {
 		return hello, err
 	}
-	if _, err := expect(r, TypeReady); err != nil {
+	rec, err = expect(r, TypeReady)
+	rec.Close()
+	if err != nil {
 		return hello, fmt.Errorf("wait for ready: %w", err)
 	}
 	return hello, nil

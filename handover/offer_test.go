@@ -3,12 +3,17 @@
 package handover
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The test binary plays the new process when EnvAddr is set: it takes the
@@ -23,8 +28,11 @@ func TestMain(m *testing.M) {
 }
 
 func playNew(addr, mode string) int {
-	if mode == "exit" {
+	switch mode {
+	case "exit":
 		return 3
+	case "sessions", "v1":
+		return playSessions(addr, mode)
 	}
 	st, c, err := Take(addr, Hello{PID: os.Getpid(), Version: "test-new"}, 5*time.Second)
 	if err != nil {
@@ -57,6 +65,47 @@ func playNew(addr, mode string) int {
 	}
 	sc.Write([]byte("new"))
 	sc.Close()
+	return 0
+}
+
+// playSessions is a new process that can take sessions ("sessions") or
+// one of a binary that cannot ("v1": no capability in its Hello). It
+// writes "moved" to each connection it received, after Commit, and
+// prints what it saw on stdout.
+func playSessions(addr, mode string) int {
+	self := Hello{PID: os.Getpid(), Version: "test-new"}
+	if mode == "sessions" {
+		self.Caps = []string{CapSessions}
+	}
+	st, c, err := Take(addr, self, 5*time.Second)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "take:", err)
+		return 1
+	}
+	st.Close()
+	fmt.Printf("sessions=%v\n", c.Sessions())
+	if err := c.Ready(); err != nil || !c.Sessions() {
+		return 0
+	}
+	got, err := c.Receive(time.Now().Add(5*time.Second), 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "receive:", err)
+		return 1
+	}
+	defer got.Close()
+	if err := c.Taken(); err != nil {
+		return 1
+	}
+	v, err := c.AwaitCommit(time.Now().Add(5 * time.Second))
+	fmt.Printf("verdict=%s conns=%d\n", v, len(got.Conns))
+	if v != Committed {
+		fmt.Fprintln(os.Stderr, "commit:", err)
+		return 1
+	}
+	for _, it := range got.Conns {
+		unix.Write(it.FDs[0], []byte("moved"))
+	}
+	c.Statuses(func(e []json.RawMessage) { fmt.Printf("status=%s\n", e[0]) })
 	return 0
 }
 
@@ -217,4 +266,95 @@ func TestOfferRefusesStranger(t *testing.T) {
 		c.Close()
 	}
 	<-child.Exited
+}
+
+// TestOfferSessions: a new process that can take sessions gets the
+// session phase after its Ready: a connection moves, and after Commit the
+// new process writes on it; the Status records reach it.
+func TestOfferSessions(t *testing.T) {
+	o, _ := offerOf(t, "sessions")
+	var out bytes.Buffer
+	o.Stdout = &out
+	o.State.From.Caps = []string{CapSessions}
+	child, err := o.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := child.Mover
+	if m == nil {
+		t.Fatal("no session phase with a new process that can move sessions")
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	m.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := m.Send(nil, []Item{{Meta: json.RawMessage(`{"remote":"127.0.0.1"}`), FDs: fds[:1]}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Await(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fds[0]) // Commit: this process's copy goes
+	if err := m.Status([]json.RawMessage{json.RawMessage(`{"pid":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	peer := os.NewFile(uintptr(fds[1]), "peer")
+	fds[1] = -1
+	defer peer.Close()
+	peer.SetDeadline(time.Now().Add(10 * time.Second))
+	b, _ := io.ReadAll(peer)
+	if string(b) != "moved" {
+		t.Fatalf("the moved connection read %q", b)
+	}
+	if err := <-child.Exited; !strings.Contains(err.Error(), "exit status 0") {
+		t.Fatalf("child: %v", err)
+	}
+	if want := "sessions=true\nverdict=committed conns=1\nstatus={\"pid\":1}\n"; out.String() != want {
+		t.Fatalf("child printed %q, want %q", out.String(), want)
+	}
+}
+
+// TestOfferSessionsOneSided: a new binary that does not know sessions (no
+// capability in its Hello) and an old one that does not, each with one
+// that does: the hand-over ends at Ready as before, with no Mover, and
+// neither waits for the other.
+func TestOfferSessionsOneSided(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		oldCaps    []string
+	}{
+		{"new process without sessions", "v1", []string{CapSessions}},
+		{"old process without sessions", "sessions", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, _ := offerOf(t, tc.mode)
+			var out bytes.Buffer
+			o.Stdout = &out
+			o.State.From.Caps = tc.oldCaps
+			child, err := o.Run()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if child.Mover != nil {
+				t.Fatal("a session phase with a peer that cannot move sessions")
+			}
+			select {
+			case err := <-child.Exited:
+				if !strings.Contains(err.Error(), "exit status 0") {
+					t.Fatalf("child: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the new process waits for sessions that never come")
+			}
+			if out.String() != "sessions=false\n" {
+				t.Fatalf("child printed %q", out.String())
+			}
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -11,11 +12,23 @@ import (
 // the new one the address of its hand-over socket.
 const EnvAddr = "TETHER_HANDOVER"
 
-// Hello is the first record each end sends: who it is.
+// Hello is the first record each end sends: who it is, and what it can do
+// beyond the listeners and node states every version hands over.
 type Hello struct {
-	PID     int    `json:"pid"`
-	Version string `json:"version"` // the binary's version
+	PID     int      `json:"pid"`
+	Version string   `json:"version"`        // the binary's version
+	Caps    []string `json:"caps,omitempty"` // capabilities, such as CapSessions
 }
+
+// CapSessions is the capability to move live sessions and idle
+// connections after Ready (Mover, Conn.Receive). The session phase runs
+// only when both Hellos name it: a binary that does not know it (whose
+// Hello has no caps, which it ignores in the other's) gets and gives the
+// listeners and node states alone, and the old process drains as before.
+const CapSessions = "sessions"
+
+// Can reports whether h names the capability c.
+func (h Hello) Can(c string) bool { return slices.Contains(h.Caps, c) }
 
 // Listener is one listening socket, named by its role in the caller's
 // configuration ("listen", "tls-listen", "admin").

@@ -26,8 +26,10 @@ const preambleLen = len(magic) + 2
 // zero.
 const headerLen = 8
 
-// MaxFiles is the most descriptors one record may carry.
-const MaxFiles = 16
+// MaxFiles is the most descriptors one record may carry: a batch of
+// sessions (two each) or idle connections (one each) fills it. The kernel
+// takes at most 253 (SCM_MAX_FD) in one message.
+const MaxFiles = 200
 
 // DefaultMaxPayload bounds a record's payload when a Reader is given none.
 const DefaultMaxPayload = 16 << 20
@@ -35,15 +37,21 @@ const DefaultMaxPayload = 16 << 20
 // Type says what a record holds.
 type Type uint16
 
-// The record types. Numbers are never reused: a later version adds types
-// (spliced sessions and their descriptors, idle keep-alive connections).
+// The record types. Numbers are never reused. A reader skips a type it
+// does not know (closing its descriptors); types 7 to 11 are sent only to a
+// peer whose Hello names CapSessions.
 const (
-	TypeHello    Type = 1 // Hello (JSON): who sends
-	TypeListener Type = 2 // Listener (JSON) and its socket
-	TypeNodes    Type = 3 // []NodeState (JSON)
-	TypeEnd      Type = 4 // no payload: the sender's state is complete
-	TypeReady    Type = 5 // no payload: the new process serves
-	TypeAbort    Type = 6 // a reason (text): the sender gives up
+	TypeHello    Type = 1  // Hello (JSON): who sends
+	TypeListener Type = 2  // Listener (JSON) and its socket
+	TypeNodes    Type = 3  // []NodeState (JSON)
+	TypeEnd      Type = 4  // no payload: the sender's state (or batch of items) is complete
+	TypeReady    Type = 5  // no payload: the new process serves
+	TypeAbort    Type = 6  // a reason (text): the sender gives up
+	TypeSessions Type = 7  // a JSON array of items, two descriptors each (client, node)
+	TypeConns    Type = 8  // a JSON array of items, one descriptor each
+	TypeTaken    Type = 9  // no payload: the new process holds every item
+	TypeCommit   Type = 10 // no payload: the old process let them go; the new one runs them
+	TypeStatus   Type = 11 // a JSON array: the old process and those it relays, newest first
 )
 
 func (t Type) String() string {
@@ -60,6 +68,16 @@ func (t Type) String() string {
 		return "ready"
 	case TypeAbort:
 		return "abort"
+	case TypeSessions:
+		return "sessions"
+	case TypeConns:
+		return "conns"
+	case TypeTaken:
+		return "taken"
+	case TypeCommit:
+		return "commit"
+	case TypeStatus:
+		return "status"
 	}
 	return fmt.Sprintf("type %d", uint16(t))
 }
@@ -72,20 +90,27 @@ var (
 	ErrMalformed = errors.New("handover: malformed stream")
 )
 
-// Record is one typed record. Files are the descriptors it carries; the
-// receiver owns them (Close closes them).
+// Record is one typed record. FDs are the descriptors it carries, as
+// received (close-on-exec); the receiver owns them (Close closes them).
+// They are plain descriptors, not *os.File, so that no finalizer closes
+// one the caller passed on.
 type Record struct {
 	Type    Type
 	Payload []byte
-	Files   []*os.File
+	FDs     []int
 }
 
 // Close closes the record's descriptors.
 func (r *Record) Close() {
-	for _, f := range r.Files {
-		f.Close()
+	closeFDs(r.FDs)
+	r.FDs = nil
+}
+
+// closeFDs closes descriptors with close(2).
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
 	}
-	r.Files = nil
 }
 
 // Writer writes records to a unix stream socket. It is not safe for
@@ -102,8 +127,20 @@ func NewWriter(c *net.UnixConn) *Writer { return &Writer{c: c} }
 // Write sends one record: its header and payload in one message, with
 // files attached to it. The files stay the caller's to close.
 func (w *Writer) Write(t Type, payload []byte, files ...*os.File) error {
-	if len(files) > MaxFiles {
-		return fmt.Errorf("write %s: %d descriptors: %w", t, len(files), ErrTooLarge)
+	var fds []int
+	if len(files) > 0 {
+		fds = make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+	}
+	return w.WriteFDs(t, payload, fds)
+}
+
+// WriteFDs is Write with plain descriptors, which stay the caller's.
+func (w *Writer) WriteFDs(t Type, payload []byte, fds []int) error {
+	if len(fds) > MaxFiles {
+		return fmt.Errorf("write %s: %d descriptors: %w", t, len(fds), ErrTooLarge)
 	}
 	if uint64(len(payload)) > 1<<32-1 {
 		return fmt.Errorf("write %s: %d bytes: %w", t, len(payload), ErrTooLarge)
@@ -115,14 +152,10 @@ func (w *Writer) Write(t Type, payload []byte, files ...*os.File) error {
 	}
 	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(len(payload)))
 	w.buf = binary.BigEndian.AppendUint16(w.buf, uint16(t))
-	w.buf = append(w.buf, byte(len(files)), 0)
+	w.buf = append(w.buf, byte(len(fds)), 0)
 	w.buf = append(w.buf, payload...)
 	var oob []byte
-	if len(files) > 0 {
-		fds := make([]int, len(files))
-		for i, f := range files {
-			fds[i] = int(f.Fd())
-		}
+	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
 	// The descriptors ride on the first byte of the message; the rest of
@@ -145,7 +178,7 @@ type Reader struct {
 	max       int
 	preambled bool
 	oob       []byte
-	pending   []*os.File // descriptors received before their record was whole
+	pending   []int // descriptors received before their record was whole
 }
 
 // NewReader returns a Reader on c that refuses payloads over maxPayload
@@ -155,6 +188,16 @@ func NewReader(c *net.UnixConn, maxPayload int) *Reader {
 		maxPayload = DefaultMaxPayload
 	}
 	return &Reader{c: c, max: maxPayload, oob: make([]byte, unix.CmsgSpace(MaxFiles*4))}
+}
+
+// SetMaxPayload changes the largest payload the next records may have
+// (0 means DefaultMaxPayload): a phase of the stream whose records are
+// small refuses large ones before reading them.
+func (r *Reader) SetMaxPayload(n int) {
+	if n <= 0 {
+		n = DefaultMaxPayload
+	}
+	r.max = n
 }
 
 // Read returns the next record. A record refused (too large, descriptors
@@ -196,24 +239,25 @@ func (r *Reader) Read() (Record, error) {
 	if len(r.pending) != nfiles {
 		return Record{}, r.fail(fmt.Errorf("read %s: %d descriptors for %d announced: %w", rec.Type, len(r.pending), nfiles, ErrFiles))
 	}
-	rec.Files, r.pending = r.pending, nil
+	rec.FDs, r.pending = r.pending, nil
 	return rec, nil
 }
 
 // fail closes the descriptors received for a record that will never be
 // returned, and passes err on.
 func (r *Reader) fail(err error) error {
-	for _, f := range r.pending {
-		f.Close()
-	}
+	closeFDs(r.pending)
 	r.pending = nil
 	return err
 }
 
 // full fills p from the socket, collecting any descriptors that arrive.
+// A stream that ends before p's first byte is io.EOF; within p,
+// io.ErrUnexpectedEOF.
 func (r *Reader) full(p []byte) error {
+	whole := len(p)
 	for len(p) > 0 {
-		n, oobn, flags, _, err := r.c.ReadMsgUnix(p, r.oob)
+		n, oobn, flags, err := r.recv(p)
 		if oobn > 0 {
 			if perr := r.takeRights(r.oob[:oobn]); perr != nil && err == nil {
 				err = perr
@@ -224,20 +268,46 @@ func (r *Reader) full(p []byte) error {
 		}
 		p = p[n:]
 		if err != nil {
-			if errors.Is(err, io.EOF) && len(p) > 0 {
+			if errors.Is(err, io.EOF) && len(p) < whole {
 				return io.ErrUnexpectedEOF
 			}
 			return err
-		}
-		if n == 0 {
-			return io.ErrUnexpectedEOF
 		}
 	}
 	return nil
 }
 
+// recv is one recvmsg(2) on the socket, under its deadline, with
+// MSG_CMSG_CLOEXEC: a descriptor received is never inherited by a process
+// this one starts meanwhile.
+func (r *Reader) recv(p []byte) (n, oobn, flags int, err error) {
+	rc, err := r.c.SyscallConn()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	var serr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			n, oobn, flags, _, serr = unix.Recvmsg(int(fd), p, r.oob, recvFlags)
+			if serr != unix.EINTR {
+				return serr != unix.EAGAIN
+			}
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return 0, oobn, flags, err
+	}
+	if n == 0 {
+		return 0, oobn, flags, io.EOF
+	}
+	return n, oobn, flags, nil
+}
+
 // takeRights adds the descriptors of the control messages in oob to
-// pending, marked close-on-exec.
+// pending.
 func (r *Reader) takeRights(oob []byte) error {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
@@ -251,8 +321,10 @@ func (r *Reader) takeRights(oob []byte) error {
 			continue
 		}
 		for _, fd := range fds {
-			unix.CloseOnExec(fd)
-			r.pending = append(r.pending, os.NewFile(uintptr(fd), "handover"))
+			if recvFlags == 0 {
+				unix.CloseOnExec(fd)
+			}
+			r.pending = append(r.pending, fd)
 		}
 	}
 	if len(r.pending) > MaxFiles {

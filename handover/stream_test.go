@@ -76,8 +76,8 @@ func TestRecordRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.typ, err)
 		}
-		if rec.Type != c.typ || !bytes.Equal(rec.Payload, c.payload) || len(rec.Files) != 0 {
-			t.Fatalf("%s: got %s with %d bytes and %d files", c.typ, rec.Type, len(rec.Payload), len(rec.Files))
+		if rec.Type != c.typ || !bytes.Equal(rec.Payload, c.payload) || len(rec.FDs) != 0 {
+			t.Fatalf("%s: got %s with %d bytes and %d files", c.typ, rec.Type, len(rec.Payload), len(rec.FDs))
 		}
 	}
 	if err := <-errc; err != nil {
@@ -200,11 +200,12 @@ func TestListenerPassing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var l Listener
-	if err := readJSON(&rec, &l); err != nil || l.Name != "listen" || len(rec.Files) != 1 {
-		t.Fatalf("listener record %+v, %d files, %v", l, len(rec.Files), err)
+	if err := readJSON(&rec, &l); err != nil || l.Name != "listen" || len(rec.FDs) != 1 {
+		t.Fatalf("listener record %+v, %d files, %v", l, len(rec.FDs), err)
 	}
-	got, err := net.FileListener(rec.Files[0])
-	rec.Close()
+	lf2 := os.NewFile(uintptr(rec.FDs[0]), "listener")
+	got, err := net.FileListener(lf2)
+	lf2.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,52 @@ func (v *adminView) Counters() admin.Counters {
 	return c
 }
 
+// Predecessors implements admin.Server: as SetPredecessors left them.
+func (v *adminView) Predecessors() []admin.Predecessor {
+	if p := v.predecessors.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Occupancy is what a tether process holds now: the figures an old process
+// reports to its successor after a hand-over, and /status shows of it.
+type Occupancy = admin.Occupancy
+
+// Predecessor is an older tether process that handed over to this one (or
+// to one before it) and still serves what could not move: its PID, version,
+// Occupancy, and when it reported them. It encodes as JSON.
+type Predecessor = admin.Predecessor
+
+// Occupancy returns what this server holds now: client connections open
+// (sessions not included), WebSocket sessions (of which over TLS), and
+// requests being answered. Safe for concurrent use.
+func (s *Server) Occupancy() Occupancy {
+	var o Occupancy
+	for _, n := range s.pool.Table().Nodes() {
+		o.Sessions += n.Sessions()
+		o.InFlight += n.InFlight()
+	}
+	o.TLSSessions = s.tlsSessions.Load()
+	o.Conns = max(s.conns.open.Load()-o.Sessions, 0)
+	return o
+}
+
+// SetPredecessors sets the older processes /status and /metrics show (nil
+// or empty: none); of two entries with one PID the first counts. Safe for
+// concurrent use.
+func (s *Server) SetPredecessors(p []Predecessor) {
+	out := make([]Predecessor, 0, len(p))
+	seen := make(map[int]bool, len(p))
+	for _, e := range p {
+		if !seen[e.PID] {
+			seen[e.PID] = true
+			out = append(out, e)
+		}
+	}
+	s.predecessors.Store(&out)
+}
+
 // refusedIndex maps a status tether answered itself to its counter.
 func refusedIndex(status int) int {
 	for i, s := range admin.RefusedStatuses {

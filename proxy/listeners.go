@@ -11,8 +11,9 @@ import (
 // ServeAdmin.
 func Listen(addr string, reuse bool) (net.Listener, error) { return sockio.Listen(addr, reuse) }
 
-// StopAccepting closes every listener, the admin listeners among them, and
-// drains nothing: connections and sessions go on as they are, and the
+// StopAccepting closes every listener, the admin listeners among them
+// (and the admin endpoints' idle connections; the others close after
+// their answer), and drains nothing: connections and sessions go on as they are, and the
 // accept loops and ServeAdmin return nil. It is the first step of a
 // hand-over, once the new process serves on copies of the same sockets:
 // connections still queued in them are the new process's to accept.
@@ -25,6 +26,11 @@ func (s *Server) StopAccepting() {
 	}
 	for _, ln := range s.adminLns {
 		ln.Close()
+	}
+	for _, srv := range s.admins {
+		// Operators' kept-alive connections (a scraper's) close too: their
+		// next requests reach the new process, not this one.
+		srv.SetKeepAlivesEnabled(false)
 	}
 	s.mu.Unlock()
 }

@@ -47,9 +47,11 @@ type Server struct {
 	writers   sync.Pool // *bufio.Writer of 4 KiB
 	bufs      sync.Pool // *[]byte of copyBufSize
 
-	conns   connSet // client connections and sessions: counted, waited for, woken
-	refused [len(admin.RefusedStatuses)]atomic.Uint64
-	started time.Time
+	conns        connSet                       // client connections and sessions: counted, waited for, woken
+	tlsSessions  atomic.Int64                  // WebSocket sessions over TLS running now
+	predecessors atomic.Pointer[[]Predecessor] // the old processes still serving (SetPredecessors)
+	refused      [len(admin.RefusedStatuses)]atomic.Uint64
+	started      time.Time
 
 	maxConnsRefused atomic.Uint64 // connections closed at accept by --max-conns
 	maxConnsLog     logSampler    // their log lines, one a second

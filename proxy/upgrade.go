@@ -28,6 +28,7 @@ type spliced struct {
 	start  int64             // monotonic nanoseconds since the server started
 	status int32
 	why    reason
+	tls    bool // over TLS: counted in Server.tlsSessions while it runs
 }
 
 var (
@@ -115,6 +116,10 @@ func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) {
 func (c *conn) startSession(u *spliced, sess *splice.Session) {
 	c.nc.SetDeadline(time.Time{})
 	sess.Node.SetDeadline(time.Time{})
+	if c.secure {
+		u.tls = true
+		c.s.tlsSessions.Add(1)
+	}
 	c.s.engine.Start(sess, u)
 	if sess.Detached {
 		c.s.conns.detach(u)
@@ -126,6 +131,9 @@ func (c *conn) startSession(u *spliced, sess *splice.Session) {
 func (u *spliced) SessionEnded(toNode, toClient int64, err error) {
 	s := u.s
 	defer s.conns.ended(u) // the engine closed both sockets
+	if u.tls {
+		s.tlsSessions.Add(-1)
+	}
 	n := u.lease.Node()
 	u.lease.Release()
 	n.Served.Add(1)

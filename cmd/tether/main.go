@@ -225,7 +225,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.StringVar(&opts.logFormat, "log-format", "json", "json, or console for people")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", 0, "on SIGTERM, keep accepting and serving this long with /healthz answering 503 (/livez stays 200), so an L4 tier or a Kubernetes Service takes tether out first; then drain (a second SIGTERM cuts it short)")
 	fs.StringVar(&opts.upgrade.binary, "upgrade-binary", "", "`path` of the binary SIGUSR2 starts and hands the listeners and node states to (empty: the path of the running binary, looked up again at each SIGUSR2, so a binary replaced in place is the one started)")
-	fs.DurationVar(&opts.upgrade.timeout, "handover-timeout", 30*time.Second, "bound on a hand-over to a new binary (SIGUSR2), from its start until it says it serves; past it, or if it fails or exits, the new process is killed and this one goes on serving")
+	fs.DurationVar(&opts.upgrade.timeout, "handover-timeout", 30*time.Second, "bound on a hand-over to a new binary (SIGUSR2), from its start until it says it serves; past it, or if it fails or exits, the new process is killed and this one goes on serving; it bounds the move of the sessions after it again (past it they stay here)")
+	fs.DurationVar(&opts.upgrade.hardStop, "handover-hard-stop", time.Hour, "after a hand-over (SIGUSR2), how long the old process keeps what could not move to the new one (TLS sessions, requests in flight) before it drains as on SIGTERM, telling WebSocket clients 1001 over half of --drain-timeout")
 	fs.DurationVar(&cfg.Pool.DrainTimeout, "drain-timeout", def.Pool.DrainTimeout, "on SIGTERM, how long requests in flight may take before connections are closed (WebSockets are told 1001 over its first half); after a reload, how long a removed node keeps its sticky traffic")
 
 	// fs.Usage does nothing: the flag package calls it on every parse error,
@@ -271,6 +272,9 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	}
 	if opts.upgrade.timeout <= 0 {
 		return cfg, opts, fmt.Errorf("--handover-timeout %s: must be positive", opts.upgrade.timeout)
+	}
+	if opts.upgrade.hardStop <= 0 {
+		return cfg, opts, fmt.Errorf("--handover-hard-stop %s: must be positive", opts.upgrade.hardStop)
 	}
 	if cfg.Listen == "" && cfg.TLS.Listen == "" {
 		return cfg, opts, errors.New("--listen or --tls-listen: at least one listener is required")
@@ -323,8 +327,13 @@ re-reads --config (and --admin-token-file) and applies nodes, timeouts and
 limits without dropping connections; a bad file keeps the running
 configuration. SIGUSR2 starts the binary again (--upgrade-binary) with the
 same arguments and hands it the listening sockets and the nodes' states;
-once it serves, this process drains as on SIGTERM. A failed hand-over
-(--handover-timeout) keeps this process serving and logs why.
+once it serves, this process stops accepting and hands it its plain
+WebSocket sessions and idle keep-alive connections, then runs what stays
+(TLS sessions, requests in flight) until it ends or --handover-hard-stop,
+and exits. A binary that cannot take sessions gets the listeners alone and
+this process drains as on SIGTERM. A failed hand-over (--handover-timeout)
+keeps this process serving and logs why; sessions that fail to move stay
+here.
 tether --version prints the version.
 Exit status: 0 after a clean shutdown, 1 when serving fails, 2 for a bad flag.
 `)
@@ -373,6 +382,7 @@ func run(args []string) int {
 
 	var handed *handover.State
 	var hc *handover.Conn
+	var preds *lineage // the older processes still serving, when this one took over sessions
 	if handoverAddr != "" {
 		if handed, hc, err = takeOver(handoverAddr, opts.upgrade.timeout, log); err != nil {
 			log.Error().Err(err).Msg("hand-over: nothing received; the old process goes on serving")
@@ -431,6 +441,12 @@ func run(args []string) int {
 			log.Warn().Err(err).Msg("hand-over")
 		}
 		log.Info().Int("pid", os.Getpid()).Str("version", version()).Int("from_pid", handed.From.PID).Msg("hand-over: serving")
+		if hc.Sessions() {
+			takeSessions(hc, srv, opts.upgrade, cfg.MaxConns, log)
+			preds = newLineage(srv)
+			go preds.relay(hc, log)
+			defer func() { hc.Close(); <-preds.done }()
+		}
 	} else if err := sdNotify("READY=1"); err != nil {
 		log.Warn().Err(err).Msg("start")
 	}
@@ -452,6 +468,11 @@ func run(args []string) int {
 				continue
 			}
 			srv.StopAccepting()
+			if m := r.child.Mover; m != nil {
+				handSessions(srv, m, r.child.Hello, opts.upgrade, log)
+				onHUP := func() { reload(srv, args, cfg.Pool.SelfAddrs, log) }
+				return retire(srv, m, preds, retireOpts{hardStop: opts.upgrade.hardStop, drainTimeout: cfg.Pool.DrainTimeout}, sig, onHUP, log)
+			}
 			log.Info().Int("pid", os.Getpid()).Str("version", version()).Int("new_pid", r.child.PID).Str("new_version", r.child.Version).Msg("hand-over done: the new process serves; draining")
 			return drain(srv, cfg.Pool.DrainTimeout, log)
 		case s := <-sig:

@@ -128,14 +128,23 @@ func samePort(addr string, a net.Addr) bool {
 
 // upgradeOpts are the flags of the hand-over to a new binary.
 type upgradeOpts struct {
-	binary  string        // --upgrade-binary; empty: the running binary's path, resolved again
-	timeout time.Duration // --handover-timeout
+	binary   string        // --upgrade-binary; empty: the running binary's path, resolved again
+	timeout  time.Duration // --handover-timeout
+	hardStop time.Duration // --handover-hard-stop
 }
+
+// commitWait bounds the new process's wait for the old one's Commit after
+// Taken: longer than the old process's own bound (timeout, started
+// earlier), after which it always answers, and never short.
+func (o upgradeOpts) commitWait() time.Duration { return max(2*o.timeout, time.Minute) }
+
+// caps are the hand-over capabilities of this binary.
+var caps = []string{handover.CapSessions}
 
 // offerState is what this process hands over: copies of its listening
 // sockets and its nodes' facts. The caller closes the files.
 func offerState(l *listeners, p *pool.Pool) (handover.State, error) {
-	st := handover.State{From: handover.Hello{PID: os.Getpid(), Version: version()}}
+	st := handover.State{From: handover.Hello{PID: os.Getpid(), Version: version(), Caps: caps}}
 	var err error
 	l.each(func(role string, ln net.Listener) {
 		fl, ok := ln.(interface{ File() (*os.File, error) })
@@ -208,11 +217,11 @@ func upgrade(o upgradeOpts, args []string, l *listeners, p *pool.Pool, log zerol
 // hand-over socket at addr. It returns the listeners handed over and the
 // connection to answer Ready or Abort on.
 func takeOver(addr string, timeout time.Duration, log zerolog.Logger) (*handover.State, *handover.Conn, error) {
-	st, c, err := handover.Take(addr, handover.Hello{PID: os.Getpid(), Version: version()}, timeout)
+	st, c, err := handover.Take(addr, handover.Hello{PID: os.Getpid(), Version: version(), Caps: caps}, timeout)
 	if err != nil {
 		return nil, nil, err
 	}
-	log.Info().Int("pid", os.Getpid()).Str("version", version()).Int("from_pid", st.From.PID).Str("from_version", st.From.Version).Int("listeners", len(st.Listeners)).Int("nodes", len(st.Nodes)).Msg("hand-over: state received")
+	log.Info().Int("pid", os.Getpid()).Str("version", version()).Int("from_pid", st.From.PID).Str("from_version", st.From.Version).Int("listeners", len(st.Listeners)).Int("nodes", len(st.Nodes)).Bool("sessions", c.Sessions()).Msg("hand-over: state received")
 	return st, c, nil
 }
 

@@ -32,6 +32,27 @@ type Server interface {
 	Ready() bool
 	// Access is what the guard checks now (a reload changes it).
 	Access() Access
+	// Predecessors are the older tether processes still serving what they
+	// kept after handing over to this one (nil: none).
+	Predecessors() []Predecessor
+}
+
+// Occupancy is what a tether process holds now.
+type Occupancy struct {
+	Conns       int64 `json:"conns"`        // client connections open, sessions not included
+	Sessions    int64 `json:"sessions"`     // WebSocket sessions
+	TLSSessions int64 `json:"tls_sessions"` // of which over TLS
+	InFlight    int64 `json:"in_flight"`    // requests being answered
+}
+
+// Predecessor is an older tether process that handed over to this one (or
+// to one before it) and still serves what could not move, as its last
+// status report said.
+type Predecessor struct {
+	PID     int    `json:"pid"`
+	Version string `json:"version"`
+	Occupancy
+	Updated time.Time `json:"updated"` // when the process sent these figures
 }
 
 // Counters are a server's own counters, read when an operator asks.
@@ -84,12 +105,18 @@ type Status struct {
 	Started time.Time    `json:"started"`
 	Conns   int64        `json:"client_conns"`
 	Nodes   []NodeStatus `json:"nodes"`
+	// Predecessors are the older processes still serving sessions they
+	// kept after a hand-over (an empty list: none).
+	Predecessors []Predecessor `json:"predecessors"`
 }
 
 // Snapshot is srv's state as /status shows it.
 func Snapshot(srv Server) Status {
 	c := srv.Counters()
-	st := Status{Started: c.Started, Conns: c.ClientConns}
+	st := Status{Started: c.Started, Conns: c.ClientConns, Predecessors: srv.Predecessors()}
+	if st.Predecessors == nil {
+		st.Predecessors = []Predecessor{}
+	}
 	for _, n := range srv.Nodes() {
 		st.Nodes = append(st.Nodes, nodeStatus(n))
 	}

@@ -18,6 +18,7 @@ type fakeServer struct {
 	counters Counters
 	ready    bool
 	access   Access
+	preds    []Predecessor
 }
 
 func (f *fakeServer) Nodes() []*pool.Node         { return f.p.Table().Nodes() }
@@ -25,6 +26,7 @@ func (f *fakeServer) Node(name string) *pool.Node { return f.p.Node(name) }
 func (f *fakeServer) Counters() Counters          { return f.counters }
 func (f *fakeServer) Ready() bool                 { return f.ready }
 func (f *fakeServer) Access() Access              { return f.access }
+func (f *fakeServer) Predecessors() []Predecessor { return f.preds }
 
 func newFake(t *testing.T) *fakeServer {
 	t.Helper()

@@ -27,6 +27,19 @@ var dnsLookupsDesc = prometheus.NewDesc("tether_dns_lookups_total",
 var dnsSkippedDesc = prometheus.NewDesc("tether_dns_skipped_total",
 	"What DNS answers gave that made no node, by reason: refused_address (loopback without --node-dns-allow-loopback, unspecified, link-local, multicast, or tether's own listener), target_error (an SRV target whose address lookup failed while others did not).", []string{"reason"}, nil)
 
+// The older processes still serving after a hand-over, by PID: each
+// process's series end when it exits.
+var (
+	predConnsDesc = prometheus.NewDesc("tether_predecessor_connections",
+		"Client connections (sessions not included) still open in an older tether process that handed over to this one, by its pid.", []string{"pid"}, nil)
+	predSessionsDesc = prometheus.NewDesc("tether_predecessor_sessions",
+		"WebSocket sessions still running in an older tether process that handed over to this one (those that could not move: TLS ones among them), by its pid.", []string{"pid"}, nil)
+	predTLSSessionsDesc = prometheus.NewDesc("tether_predecessor_tls_sessions",
+		"Of tether_predecessor_sessions, those over TLS, by pid.", []string{"pid"}, nil)
+	predInFlightDesc = prometheus.NewDesc("tether_predecessor_requests_in_flight",
+		"Requests an older tether process that handed over to this one is still answering, by its pid.", []string{"pid"}, nil)
+)
+
 // collector exposes a Server's counters to Prometheus.
 //
 // A reload that removes a node, or changes its URL, leaves the old copy in
@@ -119,6 +132,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(dnsSkippedDesc, counter, float64(dl.TargetErrors), "target_error")
 	for i, status := range RefusedStatuses {
 		ch <- prometheus.MustNewConstMetric(c.refused, counter, float64(s.Refused[i]), strconv.Itoa(status))
+	}
+	for _, p := range c.srv.Predecessors() {
+		pid := strconv.Itoa(p.PID)
+		ch <- prometheus.MustNewConstMetric(predConnsDesc, gauge, float64(p.Conns), pid)
+		ch <- prometheus.MustNewConstMetric(predSessionsDesc, gauge, float64(p.Sessions), pid)
+		ch <- prometheus.MustNewConstMetric(predTLSSessionsDesc, gauge, float64(p.TLSSessions), pid)
+		ch <- prometheus.MustNewConstMetric(predInFlightDesc, gauge, float64(p.InFlight), pid)
 	}
 	if hs := s.TLS; hs != nil {
 		for result, v := range map[string]uint64{"done": hs.Done, "resumed": hs.Resumed, "failed": hs.Failed, "busy": hs.Busy, "plain_http": hs.PlainHTTP} {

@@ -27,6 +27,13 @@ th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 <table><thead><tr><th>node</th><th>address</th><th>state</th><th>for</th><th>WebSocket sessions</th><th>in flight</th><th>req/s</th><th>errors</th><th>served</th><th>last error</th></tr></thead><tbody id="nodes">
 {{range .Nodes}}<tr id="node-{{.ID}}" data-state="{{.State}}"><td>{{.Name}}</td><td>{{.Addr}}</td><td class="state {{.State}}">{{.State}}{{if .Removed}} (removed){{end}}</td><td class="since">{{ago .Since}}</td><td class="num sessions">{{.Sessions}}</td><td class="num inflight">{{.InFlight}}</td><td class="num rps">–</td><td class="num errs">–</td><td class="num served">{{.Served}}</td><td class="lasterr">{{if .LastError}}{{.LastError}} ({{ago .LastErrorAt}} ago){{end}}</td></tr>
 {{end}}</tbody></table>
+<div id="preds-box"{{if not .Predecessors}} hidden{{end}}>
+<h2 style="font-size:1.1em;margin:1.5em 0 0">older processes still serving</h2>
+<p style="margin:.3em 0 0;color:#555">They handed over to this one and keep what could not move (TLS sessions, requests in flight) until it ends or their hard stop.</p>
+<table><thead><tr><th>pid</th><th>version</th><th>connections</th><th>WebSocket sessions</th><th>of which TLS</th><th>in flight</th><th>updated</th></tr></thead><tbody id="preds">
+{{range .Predecessors}}<tr><td class="num">{{.PID}}</td><td>{{.Version}}</td><td class="num">{{.Conns}}</td><td class="num">{{.Sessions}}</td><td class="num">{{.TLSSessions}}</td><td class="num">{{.InFlight}}</td><td>{{ago .Updated}} ago</td></tr>
+{{end}}</tbody></table>
+</div>
 <script>
 "use strict";
 let last = null;
@@ -58,6 +65,15 @@ async function refresh() {
     }
   }
   for (const tr of [...body.rows]) { if (!st.nodes.some(n => "node-" + n.id === tr.id)) tr.remove(); }
+  const preds = st.predecessors || [], pb = document.getElementById("preds");
+  document.getElementById("preds-box").hidden = !preds.length;
+  pb.replaceChildren(...preds.map(p => {
+    const tr = document.createElement("tr");
+    for (const [v, num] of [[p.pid, 1], [p.version, 0], [p.conns, 1], [p.sessions, 1], [p.tls_sessions, 1], [p.in_flight, 1], [ago(p.updated) + " ago", 0]]) {
+      const td = tr.insertCell(); td.textContent = v; if (num) td.className = "num";
+    }
+    return tr;
+  }));
   last = {at: now, nodes: Object.fromEntries(st.nodes.map(n => [n.id, n]))};
 }
 refresh(); setInterval(refresh, 2000);
