@@ -55,7 +55,7 @@ type HandoverRow struct {
 
 // msgHandedOver is the old process's log line once the new one has the
 // sessions.
-const msgHandedOver = "hand-over done: the new process serves; draining"
+const msgHandedOver = "hand-over done: the new process serves; retiring"
 
 // RunHandover runs the benchmark and writes a table to cfg.Out.
 func RunHandover(ctx context.Context, cfg HandoverConfig) ([]HandoverRow, error) {
@@ -186,7 +186,7 @@ func handoverCount(ctx context.Context, cfg HandoverConfig, n, k int, names, add
 		if !waitUntilCtx(ctx, 2*cfg.Interval+30*time.Second, func() bool { return h.Received() >= after+2*int64(n) }) {
 			return rows, fmt.Errorf("handover: %d sessions, swap %d: traffic stopped: %v", n, swap, h.Stats())
 		}
-		row := HandoverRow{Sessions: n, Swap: swap, Took: took, Handed: jsonNum(line, "sessions"), Stats: h.Stats()}
+		row := HandoverRow{Sessions: n, Swap: swap, Took: took, Handed: jsonNum(line, "sessions_handed"), Stats: h.Stats()}
 		if ms, ok := line["dur"].(float64); ok {
 			row.Logged = time.Duration(ms * float64(time.Millisecond))
 		}

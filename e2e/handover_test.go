@@ -89,7 +89,7 @@ func TestUpgradeKeepsSessions(t *testing.T) {
 		t.Fatal("the old process did not log the hand-over")
 	}
 	done := a.logLines(msgHandedOver)[0]
-	if got := num(done, "sessions"); got != 2*heldPairs {
+	if got := num(done, "sessions_handed"); got != 2*heldPairs {
 		t.Fatalf("hand-over line %v: %d sessions handed, want %d", done, got, 2*heldPairs)
 	}
 	// Two more messages each way after the swap, on the same connections.
@@ -156,4 +156,4 @@ func fdCount(t *testing.T, pid int) int {
 
 // msgHandedOver is the old process's log line once the new one serves what
 // it was handed.
-const msgHandedOver = "hand-over done: the new process serves; draining"
+const msgHandedOver = "hand-over done: the new process serves; retiring"
