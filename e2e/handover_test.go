@@ -48,10 +48,11 @@ func TestUpgradeKeepsSessions(t *testing.T) {
 	}
 	defer wss.Close()
 
+	sticky := "Cookie: gcbSessionServer=" + node1 + "\r\n"
 	loads := []*steady{
-		{addr: a.addr, path: "/cobrowse/upgrade", keepAlive: true, want: node1},
-		{addr: a.addr, path: "/cobrowse/upgrade", keepAlive: true, want: node1},
-		{addr: a.addr, path: "/cobrowse/upgrade", want: node1},
+		{addr: a.addr, path: "/cobrowse/upgrade", extra: sticky, keepAlive: true, want: node1},
+		{addr: a.addr, path: "/cobrowse/upgrade", extra: sticky, keepAlive: true, want: node1},
+		{addr: a.addr, path: "/cobrowse/upgrade", extra: sticky, want: node1},
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -78,6 +79,17 @@ func TestUpgradeKeepsSessions(t *testing.T) {
 		polls = append(polls, p)
 	}
 
+	// Idle keep-alive connections move too: their next request, on the
+	// same connection, is answered after the swap.
+	var idle []*rawConn
+	for range 5 {
+		c := dialRaw(t, a.addr)
+		if r := c.withDeadline(5*time.Second).do(t, get("/cobrowse/idle", sticky)); r.status != 200 {
+			t.Fatalf("keep-alive request before the swap: %d", r.status)
+		}
+		idle = append(idle, c)
+	}
+
 	oldPID := a.cmd.Process.Pid
 	plain.Mark()
 	swapped := time.Now()
@@ -100,6 +112,14 @@ func TestUpgradeKeepsSessions(t *testing.T) {
 	st := plain.Stats()
 	if !st.Clean() {
 		t.Fatalf("plain sessions across the swap: %v: %v", st, st.FirstErr)
+	}
+	if got := num(done, "conns_handed"); got < int64(len(idle)) {
+		t.Fatalf("hand-over line %v: %d idle connections handed, want at least %d", done, got, len(idle))
+	}
+	for i, c := range idle {
+		if r := c.withDeadline(5*time.Second).do(t, get("/cobrowse/idle", sticky)); r.status != 200 {
+			t.Fatalf("idle keep-alive connection %d after the swap: %d", i, r.status)
+		}
 	}
 	t.Logf("swap at +%v: %d plain WebSockets moved from %d to %d; %v", time.Since(swapped).Round(time.Millisecond), 2*heldPairs, oldPID, newPID, st)
 
