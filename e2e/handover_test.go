@@ -67,6 +67,18 @@ func TestUpgradeKeepsSessions(t *testing.T) {
 		}
 		wg.Wait()
 	}()
+	// Idle keep-alive connections move too: their next request, on the
+	// same connection, is answered after the swap. (Idle: tether holds a
+	// connection hot for a moment after an answer, and keeps one busy then.)
+	var idle []*rawConn
+	for range 5 {
+		c := dialRaw(t, a.addr)
+		if r := c.withDeadline(5*time.Second).do(t, get("/cobrowse/idle", sticky)); r.status != 200 {
+			t.Fatalf("keep-alive request before the swap: %d", r.status)
+		}
+		idle = append(idle, c)
+	}
+
 	// Every held WebSocket has sent and received before the swap.
 	if !waitFor(20*time.Second, func() bool { return plain.Received() >= 4*heldPairs && wss.Received() >= 40 }) {
 		t.Fatalf("before the swap: plain %v; wss %v", plain.Stats(), wss.Stats())
@@ -77,17 +89,6 @@ func TestUpgradeKeepsSessions(t *testing.T) {
 		p := dialRaw(t, a.addr)
 		p.write(t, get("/cobrowse/poll?session=swap-"+strconv.Itoa(i)+"&role=agent", "Cookie: gcbSessionServer="+nodes[i%2]+"\r\n"))
 		polls = append(polls, p)
-	}
-
-	// Idle keep-alive connections move too: their next request, on the
-	// same connection, is answered after the swap.
-	var idle []*rawConn
-	for range 5 {
-		c := dialRaw(t, a.addr)
-		if r := c.withDeadline(5*time.Second).do(t, get("/cobrowse/idle", sticky)); r.status != 200 {
-			t.Fatalf("keep-alive request before the swap: %d", r.status)
-		}
-		idle = append(idle, c)
 	}
 
 	oldPID := a.cmd.Process.Pid
