@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +35,7 @@ Usage:
   tether-bench node [flags]   run a fake co-browse node until SIGINT or SIGTERM
   tether-bench load [flags]   drive traffic at a target and print a report
   tether-bench compare [flags]  run the same load against tether, nginx, HAProxy and a node; print a Markdown table
+  tether-bench handover [flags] hold WebSocket sessions through tether, hand them to a new process (SIGUSR2); print the time and the pause
 
 Run "tether-bench <command> --help" for the flags of a command.
 Exit status: 0 ok, 1 failure (load: errors or sticky violations), 2 bad flags.
@@ -49,7 +51,7 @@ func main() {
 // run executes the command line args and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "tether-bench: missing command: want node or load (see tether-bench --help)")
+		fmt.Fprintln(stderr, "tether-bench: missing command: want node, load, compare or handover (see tether-bench --help)")
 		return 2
 	}
 	switch args[0] {
@@ -59,11 +61,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runLoad(ctx, args[1:], stdout, stderr)
 	case "compare":
 		return runCompare(ctx, args[1:], stdout, stderr)
+	case "handover":
+		return runHandover(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "tether-bench: unknown command %q: want node or load (see tether-bench --help)\n", args[0])
+	fmt.Fprintf(stderr, "tether-bench: unknown command %q: want node, load, compare or handover (see tether-bench --help)\n", args[0])
 	return 2
 }
 
@@ -363,6 +367,38 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if err := cmp.WriteMarkdown(stdout); err != nil {
 		log.Error().Err(err).Msg("write table")
+		return 1
+	}
+	return 0
+}
+
+func runHandover(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCommand("handover", "Starts two fake nodes and a tether in front of them on loopback, holds plain WebSockets\n"+
+		"through it (co-browse sessions: customer and agent, each sending a numbered message every\n"+
+		"--interval that the other checks), sends tether SIGUSR2 so that it hands them to a new\n"+
+		"process, and prints how long the hand-over took and the pause each WebSocket saw.\n"+
+		"Exits 1 if a session was closed or a stream lost, doubled or reordered a message.")
+	var cfg bench.HandoverConfig
+	c.fs.StringVar(&cfg.TetherBin, "tether-bin", "bin/tether", "tether's binary (it hands over to itself)")
+	counts := c.fs.String("sessions", "1000,4000,9000", fmt.Sprintf("plain WebSocket counts, comma-separated, each with a fresh tether (even, at most %d)", bench.MaxHandoverSessions))
+	c.fs.DurationVar(&cfg.Interval, "interval", time.Second, "time between two messages of one WebSocket")
+	c.fs.IntVar(&cfg.Swaps, "swaps", 2, "hand-overs per count, one after another")
+	if code := c.parse(args, stdout, stderr); code >= 0 {
+		return code
+	}
+	for _, f := range strings.Split(*counts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return c.bad(stderr, fmt.Sprintf("--sessions %q: %v", *counts, err))
+		}
+		cfg.Sessions = append(cfg.Sessions, n)
+	}
+	if cfg.Interval <= 0 || cfg.Swaps <= 0 {
+		return c.bad(stderr, "--interval and --swaps must be positive")
+	}
+	cfg.Out = stdout
+	if _, err := bench.RunHandover(ctx, cfg); err != nil {
+		fmt.Fprintf(stderr, "tether-bench handover: %v\n", err)
 		return 1
 	}
 	return 0
