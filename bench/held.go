@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"sort"
@@ -71,6 +72,7 @@ type Held struct {
 
 	mu       sync.Mutex
 	firstErr error
+	codes    map[int]int64 // Close codes of the connections the proxy or node closed
 }
 
 // heldConn is one WebSocket of a held session.
@@ -237,6 +239,16 @@ func (h *Held) read(c *heldConn) {
 			default:
 				if c.ended.CompareAndSwap(false, true) {
 					h.closed.Add(1)
+					code := -1 // no Close frame
+					if ce, ok := errors.AsType[*websocket.CloseError](err); ok {
+						code = ce.Code
+					}
+					h.mu.Lock()
+					if h.codes == nil {
+						h.codes = map[int]int64{}
+					}
+					h.codes[code]++
+					h.mu.Unlock()
 					h.fail(fmt.Errorf("pair %d %s: closed: %w", c.pair, c.role, err))
 				}
 			}
@@ -299,6 +311,9 @@ type HeldStats struct {
 	// delay a message to each saw since the last Mark.
 	PauseP50, PauseP99, PauseMax time.Duration
 	FirstErr                     error
+	// CloseCodes counts the connections closed before Close by their
+	// Close code (-1: closed without a Close frame).
+	CloseCodes map[int]int64
 }
 
 // Clean reports whether nothing was closed, lost, doubled or misrouted.
@@ -330,6 +345,9 @@ func (h *Held) Stats() HeldStats {
 	}
 	h.mu.Lock()
 	s.FirstErr = h.firstErr
+	if len(h.codes) > 0 {
+		s.CloseCodes = maps.Clone(h.codes)
+	}
 	h.mu.Unlock()
 	return s
 }

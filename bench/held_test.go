@@ -45,7 +45,7 @@ func TestHeldNoticesClose(t *testing.T) {
 	if !waitUntil(5*time.Second, func() bool { return h.Stats().Closed == 10 }) {
 		t.Fatalf("closed %d, want 10", h.Stats().Closed)
 	}
-	if st := h.Stats(); st.Clean() || st.FirstErr == nil || !strings.Contains(st.FirstErr.Error(), "closed") {
+	if st := h.Stats(); st.Clean() || st.FirstErr == nil || !strings.Contains(st.FirstErr.Error(), "closed") || st.CloseCodes[-1]+st.CloseCodes[1001]+st.CloseCodes[1006] != 10 {
 		t.Fatalf("%v: %v", st, st.FirstErr)
 	}
 }

@@ -178,3 +178,54 @@ func fdCount(t *testing.T, pid int) int {
 // msgHandedOver is the old process's log line once the new one serves what
 // it was handed.
 const msgHandedOver = "hand-over done: the new process serves; retiring"
+
+// TestUpgradeNodeDiesDuringHandover: a node dies while its sessions are
+// frozen between the two processes (the new one holds them, paused by a
+// test hook, before it answers). Once the new process runs them, every
+// client of the dead node is told 1012; the other node's sessions go on,
+// gap-free.
+func TestUpgradeNodeDiesDuringHandover(t *testing.T) {
+	t.Setenv("TETHER_HANDOVER_TEST_CRASH", "pause-after-sessions") // read only by a process a hand-over started
+	n1, n2 := startNode(t, node1, 0), startNode(t, node2, 0)
+	a := startUpgradable(t, []*testNode{n1, n2}, "--drain-timeout", "5s")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hold := func(node string) *bench.Held {
+		h, err := bench.Hold(ctx, bench.HeldConfig{Addr: a.addr, Pairs: 50, Nodes: []string{node}, Interval: 100 * time.Millisecond, Prefix: "dies-" + node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(h.Close)
+		return h
+	}
+	live, dying := hold(node1), hold(node2)
+	if !waitFor(10*time.Second, func() bool { return live.Received() >= 200 && dying.Received() >= 200 }) {
+		t.Fatalf("before the swap: %v; %v", live.Stats(), dying.Stats())
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(15*time.Second, func() bool { return len(a.logLines("test hook: paused")) == 1 }) {
+		t.Fatal("the new process did not pause after receiving the sessions")
+	}
+	n2.stop()
+	if !waitFor(15*time.Second, func() bool { return len(a.logLines(msgHandedOver)) == 1 }) {
+		t.Fatal("the old process did not log the hand-over")
+	}
+	if got := num(a.logLines(msgHandedOver)[0], "sessions_handed"); got != 200 {
+		t.Fatalf("%d sessions handed, want 200", got)
+	}
+	if !waitFor(10*time.Second, func() bool { return dying.Stats().Closed == 100 }) {
+		t.Fatalf("the dead node's sessions: %v", dying.Stats())
+	}
+	if codes := dying.Stats().CloseCodes; codes[1012] != 100 {
+		t.Fatalf("the dead node's clients were told %v, want 1012 each", codes)
+	}
+	after := live.Received()
+	if !waitFor(10*time.Second, func() bool { return live.Received() >= after+200 }) {
+		t.Fatalf("the live node's sessions after the swap: %v", live.Stats())
+	}
+	if st := live.Stats(); !st.Clean() {
+		t.Fatalf("the live node's sessions: %v: %v", st, st.FirstErr)
+	}
+}

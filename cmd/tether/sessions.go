@@ -23,8 +23,10 @@ import (
 
 // envTestCrash is a test-only switch of the new process, for the end-to-end
 // fault tests: "after-sessions" makes it exit with status 3 once it has
-// received the old process's sessions, before it answers. Nothing else
-// reads it; operators never set it.
+// received the old process's sessions, before it answers;
+// "pause-after-sessions" makes it log "test hook: paused" and wait two
+// seconds there (a node can die while the sessions are in neither
+// process's hands). Nothing else reads it; operators never set it.
 const envTestCrash = "TETHER_HANDOVER_TEST_CRASH"
 
 // handoff is what the old process hands over (*proxy.Handoff).
@@ -103,7 +105,9 @@ func handItems(h handoff) (sessions, conns []handover.Item, err error) {
 // after StopAccepting, and logs how it ended: the PIDs and versions of both
 // processes, what moved and what stays.
 func handSessions(srv *proxy.Server, m *handover.Mover, child handover.Hello, o upgradeOpts, log zerolog.Logger) {
+	began := time.Now()
 	mv := moveSessions(srv.HandOff(), m, o.timeout)
+	took := time.Since(began) // frozen until committed: the pause a handed session saw here
 	if mv.err != nil {
 		log.Warn().Err(mv.err).Int("pid", os.Getpid()).Int("new_pid", child.PID).Msg("hand-over: sessions not handed; this process keeps them")
 	}
@@ -111,7 +115,7 @@ func handSessions(srv *proxy.Server, m *handover.Mover, child handover.Hello, o 
 	log.Info().Int("pid", os.Getpid()).Str("version", version()).Int("new_pid", child.PID).Str("new_version", child.Version).
 		Int("sessions_handed", mv.sessions).Int("conns_handed", mv.conns).
 		Int64("sessions_kept", occ.Sessions).Int64("tls_sessions_kept", occ.TLSSessions).Int64("conns_kept", occ.Conns).Int64("in_flight", occ.InFlight).
-		Dur("hard_stop", o.hardStop).Msg("hand-over done: the new process serves; retiring")
+		Dur("dur", took).Dur("hard_stop", o.hardStop).Msg("hand-over done: the new process serves; retiring")
 }
 
 // takeSessions runs the new process's side of the session phase on c and
@@ -179,8 +183,11 @@ func adoptSessions(c taker, srv adopter, timeout, commitWait time.Duration, maxI
 		c.Refuse(err.Error())
 		return adoption{verdict: handover.Aborted, err: err}
 	}
-	if os.Getenv(envTestCrash) == "after-sessions" { // test-only: see envTestCrash
+	switch os.Getenv(envTestCrash) { // test-only: see envTestCrash
+	case "after-sessions":
 		os.Exit(3)
+	case "pause-after-sessions":
+		testPause()
 	}
 	sessions, conns, err := adoptItems(got)
 	if err != nil {
@@ -377,4 +384,10 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // retireServer runs srv.Retire and reports its end.
 func retireServer(ctx context.Context, srv *proxy.Server, drainTimeout time.Duration, done chan<- error) {
 	done <- srv.Retire(ctx, drainTimeout)
+}
+
+// testPause is envTestCrash's "pause-after-sessions".
+func testPause() {
+	fmt.Fprintln(os.Stderr, `{"level":"warn","message":"test hook: paused"}`)
+	time.Sleep(2 * time.Second)
 }
