@@ -148,7 +148,7 @@ func (h *Handoff) takeIdle() {
 	cs.mu.Unlock()
 	letGo.Wait()
 	for _, c := range taken {
-		fd, err := dupConn(c.nc.(*net.TCPConn))
+		fd, err := sockio.DupFD(c.nc.(*net.TCPConn))
 		if err != nil {
 			h.s.log.Warn().Err(err).Str("remote", c.remoteIP).Msg("hand-over: connection kept")
 			c.resume()
@@ -165,24 +165,6 @@ func (h *Handoff) takeIdle() {
 func (c *conn) resume() {
 	c.state.Store(connBusy)
 	go c.run(false)
-}
-
-// dupConn returns a close-on-exec duplicate of c's descriptor.
-func dupConn(c *net.TCPConn) (int, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd, derr := -1, error(nil)
-	if err := rc.Control(func(sysfd uintptr) {
-		fd, derr = unix.FcntlInt(sysfd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, os.NewSyscallError("fcntl", derr)
-	}
-	return fd, nil
 }
 
 // Sessions returns the frozen sessions. The slice is h's: do not modify it.

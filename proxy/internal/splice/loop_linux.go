@@ -190,11 +190,11 @@ func (s *lsess) prefixes(client, node *net.TCPConn, sess *Session) (int, error) 
 // epoll and closes it; the socket lives on in the copy. On an error both
 // conns are left as they were.
 func (s *lsess) detach(client, node *net.TCPConn) error {
-	cfd, err := dupFD(client)
+	cfd, err := sockio.DupFD(client)
 	if err != nil {
 		return err
 	}
-	nfd, err := dupFD(node)
+	nfd, err := sockio.DupFD(node)
 	if err != nil {
 		unix.Close(cfd)
 		return err
@@ -203,24 +203,6 @@ func (s *lsess) detach(client, node *net.TCPConn) error {
 	node.Close()
 	s.fds = [2]int32{int32(cfd), int32(nfd)}
 	return nil
-}
-
-// dupFD returns a close-on-exec duplicate of c's descriptor.
-func dupFD(c *net.TCPConn) (int, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd, derr := -1, error(nil)
-	if err := rc.Control(func(sysfd uintptr) {
-		fd, derr = unix.FcntlInt(sysfd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, os.NewSyscallError("fcntl", derr)
-	}
-	return fd, nil
 }
 
 // stopLoops asks every loop to stop and waits for their goroutines.
