@@ -36,7 +36,6 @@ type loopConn struct {
 	slot  int32     // index in l.conns
 	gen   uint32    // l's generation when added: events of a slot's former conn are ignored
 	off   bool      // the loop refused it: the connection keeps a goroutine
-	serve func()    // c.loopServe, bound once: starting it allocates nothing
 	state atomic.Int32
 	since atomic.Int64
 }
@@ -47,8 +46,9 @@ func (c *conn) onLoops() bool {
 	return c.s.http != nil && c.raw != nil && !c.lc.off
 }
 
-// loopServe serves c from its loop's readiness: on the goroutine the loop
-// started when c became readable, or on the accept's for its first request.
+// loopServe serves c from its loop's readiness: on the worker its loop
+// handed it to when c became readable, or on the accept's goroutine for its
+// first request.
 // A burst of requests reads only what is there (the first read never
 // waits); the connection then goes back to its loop, or closes. Upgrades
 // leave the loop for the splice engine.

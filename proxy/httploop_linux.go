@@ -29,7 +29,24 @@ type httpLoops struct {
 	stopped atomic.Bool // Close began: a connection parked now is closed instead
 	wg      sync.WaitGroup
 	once    sync.Once
+
+	wmu     sync.Mutex     // guards idle and done
+	idle    []*httpWorker  // workers waiting for a connection, the last idled first
+	done    bool           // Close ended the idle workers: none idles again
+	workers sync.WaitGroup // one per worker goroutine
 }
+
+// httpWorker is a goroutine that serves readable connections for the loops
+// ((*httpLoops).work). Workers outlive the connections they serve, so a
+// request does not pay for a new goroutine nor grow a fresh stack; at most
+// maxIdleWorkers of them wait for work, holding no connection.
+type httpWorker struct {
+	next chan *conn // the next connection to serve; closed by Close
+}
+
+// maxIdleWorkers bounds the workers that wait for a connection; one that
+// finds that many waiting ends.
+const maxIdleWorkers = 64
 
 // httpLoop is one epoll instance, its goroutine and its connections.
 type httpLoop struct {
@@ -133,7 +150,53 @@ func (ls *httpLoops) Close() {
 			l.post(hlStop)
 		}
 		ls.wg.Wait()
+		ls.wmu.Lock()
+		ls.done = true
+		for _, w := range ls.idle {
+			close(w.next)
+		}
+		ls.idle = nil
+		ls.wmu.Unlock()
+		ls.workers.Wait()
 	})
+}
+
+// dispatch has c, just made lcBusy by its loop, served by an idle worker,
+// or by a new one.
+func (ls *httpLoops) dispatch(c *conn) {
+	ls.wmu.Lock()
+	if n := len(ls.idle); n > 0 {
+		w := ls.idle[n-1]
+		ls.idle[n-1] = nil
+		ls.idle = ls.idle[:n-1]
+		ls.wmu.Unlock()
+		w.next <- c // buffered: an idle worker's channel is empty
+		return
+	}
+	ls.wmu.Unlock()
+	ls.workers.Add(1)
+	go ls.work(c)
+}
+
+// work is a worker's goroutine: it serves c, then waits for the next
+// connection its loops hand it, until Close or until enough others wait.
+func (ls *httpLoops) work(c *conn) {
+	defer ls.workers.Done()
+	w := &httpWorker{next: make(chan *conn, 1)}
+	for {
+		c.loopServe()
+		ls.wmu.Lock()
+		if ls.done || len(ls.idle) >= maxIdleWorkers {
+			ls.wmu.Unlock()
+			return
+		}
+		ls.idle = append(ls.idle, w)
+		ls.wmu.Unlock()
+		var ok bool
+		if c, ok = <-w.next; !ok {
+			return
+		}
+	}
 }
 
 // drain makes every loop close its idle connections (Shutdown); a
@@ -193,7 +256,7 @@ func (ls *httpLoops) add(c *conn) bool {
 	c.lc.gen = l.gen
 	l.conns[c.lc.slot] = c
 	l.mu.Unlock()
-	c.lc.l, c.lc.serve = l, c.loopServe
+	c.lc.l = l
 	slot, gen := c.lc.slot, c.lc.gen
 	c.lc.state.Store(lcIdle)
 	var err error
@@ -312,7 +375,7 @@ func (l *httpLoop) turn(fd uintptr) bool {
 		l.mu.Unlock()
 		for i, c := range l.batch {
 			l.batch[i] = nil
-			readable(c)
+			l.ls.readable(c)
 		}
 		l.batch = l.batch[:0]
 		if woken && l.commands() {
@@ -332,14 +395,14 @@ func (l *httpLoop) turn(fd uintptr) bool {
 	}
 }
 
-// readable handles readiness of c: an idle connection is served on a new
-// goroutine; a busy one learns it when it parks.
-func readable(c *conn) {
+// readable handles readiness of c: an idle connection goes to a worker; a
+// busy one learns it when it parks.
+func (ls *httpLoops) readable(c *conn) {
 	for {
 		switch c.lc.state.Load() {
 		case lcIdle:
 			if c.lc.state.CompareAndSwap(lcIdle, lcBusy) {
-				go c.lc.serve()
+				ls.dispatch(c)
 				return
 			}
 		case lcBusy:
