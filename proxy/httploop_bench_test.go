@@ -7,10 +7,10 @@ import (
 	"github.com/tether-lb/tether/internal/syscount"
 )
 
-// BenchmarkForwardKeepAliveGoroutines is BenchmarkForwardKeepAlive with the
-// http loops off (--http-loops -1): the connection keeps a goroutine that
-// waits for each next request itself.
-func BenchmarkForwardKeepAliveGoroutines(b *testing.B) {
+// BenchmarkForwardKeepAliveLoops is BenchmarkForwardKeepAlive with the
+// http loops on (--http-loops -1): the connection waits for each next
+// request on a loop, and a worker serves it.
+func BenchmarkForwardKeepAliveLoops(b *testing.B) {
 	node := startRawNode(b, benchAnswer)
 	cfg := oneNode(node.ln.Addr().String())
 	cfg.HTTPLoops = -1
@@ -27,7 +27,7 @@ func BenchmarkForwardKeepAliveConns(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
 		loops int
-	}{{"loops", 0}, {"goroutines", -1}} {
+	}{{"loops", -1}, {"goroutines", 0}} {
 		b.Run(bc.name, func(b *testing.B) {
 			node := startRawNode(b, benchAnswer)
 			cfg := oneNode(node.ln.Addr().String())
