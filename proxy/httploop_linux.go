@@ -75,6 +75,10 @@ type httpLoop struct {
 	nextSweep int64
 }
 
+// testHookLoopDrain, set by tests only, runs on a loop as it begins to
+// drain, before it looks at its idle connections.
+var testHookLoopDrain func()
+
 // Commands other goroutines post to a loop.
 const (
 	hlDrain = iota + 1 // Shutdown began: close the idle connections
@@ -436,6 +440,9 @@ func (l *httpLoop) commands() (stop bool) {
 	for _, cmd := range cmds {
 		switch cmd {
 		case hlDrain:
+			if h := testHookLoopDrain; h != nil {
+				h()
+			}
 			l.draining = true
 			l.sweep(l.clock())
 		case hlStop:
@@ -476,6 +483,13 @@ func (l *httpLoop) sweep(now int64) {
 		expired := wall.UnixNano()-c.lc.since.Load() > int64(limit)
 		if l.draining {
 			expired = c.served > 0 || !wall.Before(c.born.Add(firstRequestGrace))
+			if expired && sockio.ReadableNow(c.nc) && c.lc.state.CompareAndSwap(lcIdle, lcBusy) {
+				// A request arrived as the drain began (its event may be
+				// in this very turn): it is answered, with Connection:
+				// close, rather than reset.
+				l.ls.dispatch(c)
+				continue
+			}
 		}
 		if expired && c.lc.state.CompareAndSwap(lcIdle, lcGone) {
 			c.close()

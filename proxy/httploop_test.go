@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -293,5 +294,34 @@ func TestLoopLongPollHangup(t *testing.T) {
 	}
 	if !waitCond(5*time.Second, func() bool { return strings.Contains(access.String(), `"status":499`) }) {
 		t.Fatalf("no 499 in the access log:\n%s", access.String())
+	}
+}
+
+// TestLoopDrainAnswersArrivedRequest: a request that reaches an idle
+// connection as Shutdown begins, before its loop saw it readable, is
+// answered with Connection: close, not reset.
+func TestLoopDrainAnswersArrivedRequest(t *testing.T) {
+	s, addr, _ := startLoopServer(t, Config{}, pathNode(nil))
+	c, br := dialLoop(t, addr)
+	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	if status, _ := loopAnswer(t, br); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	if !waitCond(5*time.Second, func() bool { return loopIdle(s) == 1 }) {
+		t.Fatalf("%d connections idle on the loops, want 1", loopIdle(s))
+	}
+	testHookLoopDrain = func() { io.WriteString(c, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n") }
+	t.Cleanup(func() { testHookLoopDrain = nil })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	}()
+	defer func() { <-done }()
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
+		t.Fatalf("the request that came as the drain began: %q, %v; want a 200", line, err)
 	}
 }
