@@ -72,10 +72,13 @@ func startPeer(ctx context.Context, e *peerEnv, peer string, workers int, dir st
 	}
 	var argv, env []string
 	switch peer {
-	case PeerTether, PeerTetherGo:
+	case PeerTether, PeerTetherGo, PeerTetherHTTPLoops:
 		argv = []string{e.tetherBin, "--listen", addr, "--access-log=false", "--admin", "", "--log-level", "warn"}
-		if peer == PeerTetherGo {
+		switch peer {
+		case PeerTetherGo:
 			argv = append(argv, "--splice-loops", "-1")
+		case PeerTetherHTTPLoops:
+			argv = append(argv, "--http-loops", "-1")
 		}
 		if pc.TLS != nil {
 			argv = append(argv, "--tls-listen", pc.TLS.Listen, "--cert", cert.Cert, "--key", cert.Key)

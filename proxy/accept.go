@@ -123,6 +123,7 @@ type conn struct {
 	// letGo, set by HandOff before it takes the conn (connIdle →
 	// connHanded), is told when the goroutine that waited on it let go.
 	letGo *sync.WaitGroup
+	lc    loopConn // its place on the http loops (httploop.go)
 }
 
 // testHookAccepted, set by tests only, runs in acceptLoop between the
@@ -158,6 +159,10 @@ func (c *conn) serve() {
 		hot = true
 	} else {
 		c.raw = sockio.RawConnOf(c.nc)
+	}
+	if c.onLoops() {
+		c.loopServe()
+		return
 	}
 	c.run(hot)
 }
@@ -285,18 +290,35 @@ func (c *conn) close() {
 		lingerClose(c.nc)
 	}
 	c.nc.Close()
+	if l := c.lc.l; l != nil {
+		l.forget(c)
+	}
 	c.s.conns.closed(c)
 }
 
 // serveBurst reads and answers requests on c while bytes keep arriving. It
 // reports whether the connection stays open for more. With hot, the first
 // request is read for at most sockio.HotWindow (a quiet connection stays open).
+// On the http loops (lazy) the burst reads what is there and never waits
+// for a next request: true then hands the connection back to its loop.
 func (x *exchange) serveBurst(c *conn, hot bool) bool {
 	s := c.s
 	x.conn = c
 	x.cr.Reset(c.nc, c.raw, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
+	x.lazy = c.onLoops()
+	if x.lazy {
+		x.cr.SetLazy()
+	}
 	x.br = s.getReader(&x.cr)
 	x.bw = s.getWriter(&x.cr)
+	if x.lazy {
+		// The loop saw the socket readable (or the connection is new):
+		// one read takes what is there; nothing there, it goes back.
+		x.cr.TryNext()
+		if _, err := x.br.Peek(1); err != nil {
+			return err == sockio.ErrWouldBlock
+		}
+	}
 	if hot {
 		// A request comes at once or the connection goes back to waiting
 		// (a quiet one then holds nothing, and Shutdown can close it).
@@ -329,6 +351,9 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 			// may still hold the client's next bytes above its socket, so
 			// look through a reader before going idle.
 			x.br = s.getReader(&x.cr)
+		}
+		if x.br.Buffered() == 0 && x.lazy {
+			return true // its loop reports the next request
 		}
 		if x.br.Buffered() == 0 {
 			// A busy client sends its next request at once: wait for it a

@@ -46,6 +46,7 @@ type exchange struct {
 	bytesIn  int64 // request body bytes
 	bytesOut int64 // answer bytes written to the client
 	upgraded bool
+	lazy     bool                   // the client is on the http loops: deadlines only before waits (sockio.DeadlineConn.SetLazy)
 	expect   bool                   // the client sent Expect: 100-continue
 	accept   [wire.WSAcceptLen]byte // with an upgrade: the Sec-WebSocket-Accept its 101 must carry
 	asked    time.Time              // when the request went to the node (awaitHead)
@@ -194,6 +195,9 @@ const (
 func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bool) outcome {
 	s := x.s
 	x.nr.Reset(pc.Conn, pc.Raw, s.cfg().UpstreamTimeout, s.cfg().WriteTimeout)
+	if x.lazy {
+		x.nr.SetLazy()
+	}
 	early, sentBody, err := x.send(pc, fr)
 	if err != nil {
 		if errors.Is(err, errClientBody) {

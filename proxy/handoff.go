@@ -119,21 +119,29 @@ func (h *Handoff) freezeSessions(ls *splice.Loops) {
 	}
 }
 
-// takeIdle takes every idle plain keep-alive connection from the
-// goroutine that waits on it: that goroutine, woken by a past read
-// deadline, lets go of it without reading (bytes that arrived stay in the
-// socket). Each taken connection's descriptor is duplicated for the other
-// process; this process's copies are closed by Commit, with close(2) only.
+// takeIdle takes every idle plain keep-alive connection: from the
+// goroutine that waits on it, which, woken by a past read deadline, lets go
+// of it without reading, or from its http loop (--http-loops), whose epoll
+// lets go of it. Bytes that arrived stay in the socket. Each taken
+// connection's descriptor is duplicated for the other process; this
+// process's copies are closed by Commit, with close(2) only.
 func (h *Handoff) takeIdle() {
 	cs := &h.s.conns
 	var letGo sync.WaitGroup
-	var taken []*conn
+	var taken, onLoops []*conn
 	cs.mu.Lock()
 	for c := range cs.active {
-		if c.secure || c.state.Load() != connIdle {
+		if c.secure {
 			continue
 		}
 		if _, ok := c.nc.(*net.TCPConn); !ok {
+			continue
+		}
+		if c.onLoops() {
+			onLoops = append(onLoops, c) // taken below, outside cs.mu: a loop closing one takes it
+			continue
+		}
+		if c.state.Load() != connIdle {
 			continue
 		}
 		letGo.Add(1)
@@ -146,6 +154,15 @@ func (h *Handoff) takeIdle() {
 		taken = append(taken, c)
 	}
 	cs.mu.Unlock()
+	for _, c := range onLoops {
+		// Idle on its loop: owning it (busy) keeps the loop from serving or
+		// closing it; readiness meanwhile only marks it ready. (lcIdle is
+		// stored after its loop is set: the CAS makes c.lc.l ours to read.)
+		if c.lc.state.CompareAndSwap(lcIdle, lcBusy) {
+			h.s.http.remove(c)
+			taken = append(taken, c)
+		}
+	}
 	letGo.Wait()
 	for _, c := range taken {
 		fd, err := sockio.DupFD(c.nc.(*net.TCPConn))
@@ -160,11 +177,21 @@ func (h *Handoff) takeIdle() {
 }
 
 // resume puts a connection taken by HandOff back to waiting for its next
-// request on a goroutine of its own; bytes that arrived meanwhile are read
-// at once.
+// request; bytes that arrived meanwhile are read at once.
 func (c *conn) resume() {
 	c.state.Store(connBusy)
-	go c.run(false)
+	go c.await()
+}
+
+// await serves a connection that waits for its next request, holding
+// nothing: on the http loops when they run (loopServe reads what is there,
+// then parks it), else on a goroutine of its own (run).
+func (c *conn) await() {
+	if c.onLoops() {
+		c.loopServe()
+		return
+	}
+	c.run(false)
 }
 
 // Sessions returns the frozen sessions. The slice is h's: do not modify it.
@@ -340,7 +367,7 @@ func (a *Adopted) Start() {
 		a.loops.Thaw(a.frozen)
 	}
 	for _, c := range a.conns {
-		go c.run(false)
+		go c.await()
 	}
 	if len(a.frozen)+len(a.conns) > 0 {
 		a.s.log.Info().Int("sessions", len(a.frozen)).Int("conns", len(a.conns)).Msg("hand-over: sessions and connections adopted")

@@ -635,3 +635,83 @@ func TestRetire(t *testing.T) {
 		t.Fatal("Retire did not return once the session ended")
 	}
 }
+
+// TestHandOffIdleConnOnLoops: with --http-loops an idle keep-alive
+// connection waits in its loop's epoll, not on a goroutine: HandOff takes it
+// from the loop. Handed over, its next request (sent while frozen) is
+// answered by the new server, whose loops then hold it; after an Abort it
+// goes back to the old server's loop and is answered there.
+func TestHandOffIdleConnOnLoops(t *testing.T) {
+	for _, commit := range []bool{true, false} {
+		t.Run(map[bool]string{true: "commit", false: "abort"}[commit], func(t *testing.T) {
+			node := startHandOffNode(t)
+			p := &handOffPair{oldAccess: &logBuffer{}, newAccess: &logBuffer{}, oldLog: &logBuffer{}, newLog: &logBuffer{}}
+			for _, side := range []struct {
+				s          **Server
+				addr       *string
+				log, acces *logBuffer
+			}{{&p.old, &p.oldAddr, p.oldLog, p.oldAccess}, {&p.new, new(string), p.newLog, p.newAccess}} {
+				cfg := oneNode(node)
+				cfg.AccessLog = true
+				cfg.HTTPLoops = 1
+				*side.s, *side.addr = serveWith(t, cfg, zerolog.New(side.log), zerolog.New(side.acces), false)
+			}
+			cc, br := dialKeepAlive(t, p.oldAddr)
+			ask(t, cc, br, "/one")
+			onLoop := func(s *Server) func() bool {
+				return func() bool {
+					s.conns.mu.Lock()
+					defer s.conns.mu.Unlock()
+					for c := range s.conns.active {
+						if c.lc.state.Load() == lcIdle {
+							return true
+						}
+					}
+					return false
+				}
+			}
+			if !waitCond(5*time.Second, onLoop(p.old)) {
+				t.Fatal("the connection is not idle on the old server's loop")
+			}
+			p.old.StopAccepting()
+			h := p.old.HandOff()
+			if len(h.Conns()) != 1 {
+				t.Fatalf("handed %d conns, want 1", len(h.Conns()))
+			}
+			io.WriteString(cc, "GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+			serving, other := p.new, p.old
+			if commit {
+				_, conns := passOver(t, h)
+				a, err := p.new.Adopt(nil, conns)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h.Commit()
+				a.Start()
+			} else {
+				h.Abort()
+				serving, other = p.old, p.new
+			}
+			readOK(t, br)
+			if !waitCond(5*time.Second, onLoop(serving)) {
+				t.Fatal("the connection is not idle on the serving server's loop after its request")
+			}
+			ask(t, cc, br, "/three")
+			servingLog, otherLog := p.newAccess, p.oldAccess
+			if !commit {
+				servingLog, otherLog = p.oldAccess, p.newAccess
+			}
+			for _, path := range []string{"/two", "/three"} {
+				if !logged(servingLog, path) {
+					t.Errorf("%s not logged by the server that should serve it: %s", path, servingLog.String())
+				}
+				if strings.Contains(otherLog.String(), `"path":"`+path+`"`) {
+					t.Errorf("%s logged by the other server", path)
+				}
+			}
+			if other.Conns() != 0 {
+				t.Errorf("the other server counts %d connections", other.Conns())
+			}
+		})
+	}
+}

@@ -39,6 +39,7 @@ type Server struct {
 	hs      *tlsterm.Handshaker // nil without a TLS listener
 	engine  splice.Engine       // runs spliced sessions: the loops, or goroutines
 	loops   *splice.Loops       // the engine when loops run; nil otherwise
+	http    *httpLoops          // idle plain client connections (--http-loops); nil: goroutines
 	errLog  zerolog.Logger      // sampled: one bad client must not flood the log
 
 	exchanges sync.Pool // *exchange
@@ -122,6 +123,13 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 			s.loops, s.engine = ls, ls // TLS sessions still go to goroutines inside Start
 		}
 	}
+	if cfg.HTTPLoops != 0 {
+		if ls, err := newHTTPLoops(s, max(cfg.HTTPLoops, 0)); err != nil {
+			log.Warn().Err(err).Msg("http loops unavailable; client connections keep goroutines")
+		} else {
+			s.http = ls
+		}
+	}
 	s.conf.Store(&cfg)
 	r := newRouter(&cfg)
 	s.router.Store(&r)
@@ -176,6 +184,7 @@ func (s *Server) Reload(cfg Config) error {
 		{"--pprof", old.Pprof, cfg.Pprof},
 		{"--max-header-bytes", old.MaxHeaderBytes, cfg.MaxHeaderBytes},
 		{"--splice-loops", old.SpliceLoops, cfg.SpliceLoops},
+		{"--http-loops", old.HTTPLoops, cfg.HTTPLoops},
 		{"--tls-listen", old.TLS.Listen, cfg.TLS.Listen},
 		{"--tls-min", old.TLS.MinVersion, cfg.TLS.MinVersion},
 	} {
@@ -184,7 +193,7 @@ func (s *Server) Reload(cfg Config) error {
 		}
 	}
 	cfg.Listen, cfg.Admin, cfg.ReusePort, cfg.Pprof, cfg.MaxHeaderBytes = old.Listen, old.Admin, old.ReusePort, old.Pprof, old.MaxHeaderBytes
-	cfg.SpliceLoops = old.SpliceLoops
+	cfg.SpliceLoops, cfg.HTTPLoops = old.SpliceLoops, old.HTTPLoops
 	cfg.TLS.Listen, cfg.TLS.MinVersion = old.TLS.Listen, old.TLS.MinVersion
 	if err := cfg.Validate(); err != nil { // after the kept settings: a bad one there is ignored as its change is
 		return err
@@ -300,6 +309,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.conns.wakeIdle()
+	s.http.drain()
 
 	done := make(chan struct{})
 	go s.waitConns(done)
@@ -315,6 +325,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		s.conns.closeAll() // sessions on loops left the set at their start
 		s.loops.Close()    // they are closed here
+		s.http.Close()     // and idle connections on the http loops here
 		<-done
 	}
 	s.mu.Lock()
@@ -323,6 +334,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.loops.Close()
+	s.http.Close()
 	s.pool.Close()
 	if s.certs != nil {
 		s.certs.Close()

@@ -83,6 +83,7 @@ func TestConfigNegativeRefused(t *testing.T) {
 		{name: "max-conns", args: []string{"--max-conns", "-7"}, yaml: "max-conns: -7\n", want: []string{"max-conns", "-7"}},
 		{name: "tls-max-handshakes", args: []string{"--tls-max-handshakes", "-3"}, yaml: "tls-max-handshakes: -3\n", want: []string{"tls-max-handshakes", "-3"}},
 		{name: "splice-loops", args: []string{"--splice-loops", "-100"}, yaml: "splice-loops: -100\n", want: []string{"splice-loops", "-100"}},
+		{name: "http-loops", args: []string{"--http-loops", "-100"}, yaml: "http-loops: -100\n", want: []string{"http-loops", "-100"}},
 		{name: "pool-max-idle", args: []string{"--pool-max-idle", "-5"}, yaml: "pool-max-idle: -5\n", want: []string{"pool-max-idle", "-5"}},
 		{name: "header-timeout", args: []string{"--header-timeout", "-2s"}, yaml: "header-timeout: -2s\n", want: []string{"header-timeout", "-2s"}},
 		{name: "health-interval", args: []string{"--health-interval", "-1s"}, yaml: "health-interval: -1s\n", want: []string{"health-interval", "-1s"}},
@@ -92,7 +93,7 @@ func TestConfigNegativeRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, tc.check)
 	}
-	for _, f := range []string{"max-conns", "tls-max-handshakes", "splice-loops", "pool-max-idle"} {
+	for _, f := range []string{"max-conns", "tls-max-handshakes", "splice-loops", "http-loops", "pool-max-idle"} {
 		if _, _, err := parseWithNode("--" + f + " -1"); err != nil {
 			t.Errorf("--%s -1: %v; want it accepted", f, err)
 		}

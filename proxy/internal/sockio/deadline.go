@@ -1,6 +1,7 @@
 package sockio
 
 import (
+	"errors"
 	"math"
 	"net"
 	"syscall"
@@ -29,19 +30,56 @@ type DeadlineConn struct {
 	rateFrom  int64 // unix nanos: when the body began, plus its grace
 	rateRead  int64
 	rateBound bool // the deadline last set was the rate's: reads move it each time
+
+	// Lazy mode (SetLazy): a deadline goes on the socket only before a read
+	// or write that would wait, so a read that finds its bytes and a write
+	// that fits cost no deadline update at all.
+	lazy    bool
+	tryNext bool  // the next read does not wait (TryNext)
+	readAt  int64 // lazy, fixed: unix nanos of the read deadline to set before a wait
+	armed   bool  // lazy, fixed: readAt is on the socket
+	full    bool  // the last lazy read filled its buffer: more may wait in the socket
 }
+
+// ErrWouldBlock is what a read made after TryNext returns when the socket
+// has nothing to read.
+var ErrWouldBlock = errors.New("sockio: nothing to read yet")
 
 // Reset points d at c. rc is c's RawConn for raw reads and writes
 // (RawConnOf, kept per socket), or nil.
 func (d *DeadlineConn) Reset(c net.Conn, rc syscall.RawConn, read, write time.Duration) {
 	d.Conn, d.readTimeout, d.writeTimeout, d.readSet, d.writeSet, d.readFixed, d.prefix = c, read, write, 0, 0, false, nil
 	d.minRate, d.rateBound = 0, false
+	d.lazy, d.tryNext, d.readAt, d.armed, d.full = false, false, 0, false, false
 	d.Raw.Set(c, rc)
 }
+
+// SetLazy switches lazy mode on for a conn with raw I/O (Reset switches it
+// off): reads and writes first try without waiting, and the deadline their
+// timeouts call for is set on the socket only when they would wait. The
+// socket's deadline in between is whatever was set last (maybe long
+// passed): a read or write that a passed deadline ends before it began sets
+// the one it owes and tries again. Reads under a minimum rate (SetBodyRate)
+// set their deadlines as outside lazy mode.
+func (d *DeadlineConn) SetLazy() { d.lazy = d.Raw.Use() }
+
+// TryNext makes the next read in lazy mode return ErrWouldBlock instead of
+// waiting when the socket has nothing: the caller waits for readiness
+// elsewhere (an epoll loop).
+func (d *DeadlineConn) TryNext() { d.tryNext = d.lazy }
+
+// Full reports whether the last read in lazy mode filled its buffer: the
+// socket may hold more than it took, so readiness already reported may not
+// come again.
+func (d *DeadlineConn) Full() bool { return d.full }
 
 // SetReadTimeout makes reads slide a deadline of t, starting now.
 func (d *DeadlineConn) SetReadTimeout(t time.Duration) {
 	d.readTimeout, d.readFixed, d.minRate, d.rateBound = t, false, 0, false
+	if d.lazy {
+		d.readSet = 0 // set before the next read that waits
+		return
+	}
 	now := time.Now()
 	d.readSet = now.UnixNano()
 	d.Conn.SetReadDeadline(now.Add(t))
@@ -56,6 +94,11 @@ func (d *DeadlineConn) SetBodyRate(t, grace time.Duration, minRate int64) {
 	d.SetReadTimeout(t)
 	if minRate <= 0 {
 		return
+	}
+	if d.readSet == 0 { // lazy: the rate counts from now
+		now := time.Now()
+		d.readSet = now.UnixNano()
+		d.Conn.SetReadDeadline(now.Add(t))
 	}
 	d.minRate, d.rateRead = minRate, 0
 	d.rateFrom = d.readSet + int64(grace)
@@ -80,6 +123,10 @@ func (d *DeadlineConn) rateDeadline() int64 {
 // now, however the bytes trickle in.
 func (d *DeadlineConn) SetReadLimit(t time.Duration) {
 	d.readFixed, d.minRate, d.rateBound = true, 0, false
+	if d.lazy {
+		d.readAt, d.armed = time.Now().Add(t).UnixNano(), false
+		return
+	}
 	d.Conn.SetReadDeadline(time.Now().Add(t))
 }
 
@@ -88,6 +135,9 @@ func (d *DeadlineConn) Read(p []byte) (int, error) {
 		n := copy(p, d.prefix)
 		d.prefix = d.prefix[n:]
 		return n, nil
+	}
+	if d.lazy && d.minRate == 0 {
+		return d.readLazy(p)
 	}
 	if !d.readFixed {
 		if now := time.Now(); now.UnixNano()-d.readSet > int64(d.readTimeout/8) || d.rateBound {
@@ -115,7 +165,60 @@ func (d *DeadlineConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// readLazy is Read in lazy mode: one read that does not wait, then, only
+// if nothing was there, the deadline and a read that waits.
+func (d *DeadlineConn) readLazy(p []byte) (int, error) {
+	try := d.tryNext
+	d.tryNext = false
+	if !d.Raw.sending() { // with bytes to send first, the answer cannot be there yet
+		for stale := false; ; stale = true {
+			n, err := d.Raw.tryRead(p)
+			switch {
+			case err == ErrWouldBlock && try:
+				return 0, err
+			case err == ErrWouldBlock:
+			case isDeadline(err) && !stale:
+				d.armRead(true) // a deadline set before ended the read before it began
+				continue
+			default:
+				d.full = n == len(p)
+				return n, err
+			}
+			break
+		}
+	}
+	d.armRead(false)
+	n, err := d.Raw.read(p)
+	d.full = n == len(p)
+	return n, err
+}
+
+// armRead sets the read deadline a wait owes: the fixed one if not set
+// yet, the sliding one if due; force sets it whatever was set before.
+func (d *DeadlineConn) armRead(force bool) {
+	if d.readFixed {
+		if force || !d.armed {
+			d.armed = true
+			d.Conn.SetReadDeadline(time.Unix(0, d.readAt))
+		}
+		return
+	}
+	if now := time.Now(); force || now.UnixNano()-d.readSet > int64(d.readTimeout/8) {
+		d.readSet = now.UnixNano()
+		d.Conn.SetReadDeadline(now.Add(d.readTimeout))
+	}
+}
+
+// isDeadline reports the timeout of a read or write a passed deadline ended.
+func isDeadline(err error) bool {
+	oe, ok := err.(*net.OpError)
+	return ok && oe.Timeout()
+}
+
 func (d *DeadlineConn) Write(p []byte) (int, error) {
+	if d.lazy {
+		return d.writeLazy(p)
+	}
 	if now := time.Now(); now.UnixNano()-d.writeSet > int64(d.writeTimeout/8) {
 		d.writeSet = now.UnixNano()
 		d.Conn.SetWriteDeadline(now.Add(d.writeTimeout))
@@ -126,10 +229,25 @@ func (d *DeadlineConn) Write(p []byte) (int, error) {
 	return d.Conn.Write(p)
 }
 
+// writeLazy is Write in lazy mode: what fits goes out without a deadline;
+// the rest waits under the sliding one.
+func (d *DeadlineConn) writeLazy(p []byte) (int, error) {
+	n, err := d.Raw.tryWrite(p)
+	if err != ErrWouldBlock && !isDeadline(err) {
+		return n, err
+	}
+	if now := time.Now(); err != ErrWouldBlock || now.UnixNano()-d.writeSet > int64(d.writeTimeout/8) {
+		d.writeSet = now.UnixNano()
+		d.Conn.SetWriteDeadline(now.Add(d.writeTimeout))
+	}
+	m, err := d.Raw.write(p[n:])
+	return n + m, err
+}
+
 // SetPrefix makes the next reads return b before the conn's own bytes: a
 // larger reader taking over what a smaller one held. b is not copied.
 func (d *DeadlineConn) SetPrefix(b []byte) { d.prefix = b }
 
 // RearmRead makes the next read set its sliding deadline again, whatever
 // deadline someone else set on the conn meanwhile.
-func (d *DeadlineConn) RearmRead() { d.readSet = 0 }
+func (d *DeadlineConn) RearmRead() { d.readSet, d.armed = 0, false }

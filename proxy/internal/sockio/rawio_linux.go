@@ -32,6 +32,7 @@ type rawOp struct {
 	n   int
 	err error
 	fn  func(uintptr) bool // readOnce or writeAll, bound once
+	try func(uintptr) bool // readTry or writeTry, bound once: they never wait
 	pre []byte             // reads: bytes the next read writes first (sendBeforeRead)
 	// preFailed: writing pre failed; err is the write's
 	preFailed bool
@@ -47,6 +48,7 @@ func (r *RawIO) Set(c net.Conn, rc syscall.RawConn) {
 	}
 	if r.r.fn == nil {
 		r.r.fn, r.w.fn = r.r.readOnce, r.w.writeAll
+		r.r.try, r.w.try = r.r.readTry, r.w.writeTry
 	}
 	r.rc, r.c = rc, c
 }
@@ -73,6 +75,31 @@ func (o *rawOp) readOnce(fd uintptr) bool {
 	}
 	o.n, o.err = ReadFD(int32(fd), o.p)
 	return o.err != unix.EAGAIN
+}
+
+// readTry is readOnce that never waits: EAGAIN ends it too.
+func (o *rawOp) readTry(fd uintptr) bool {
+	o.n, o.err = ReadFD(int32(fd), o.p)
+	return true
+}
+
+// writeTry is writeAll that never waits: EAGAIN ends it too, with what
+// went out so far in n.
+func (o *rawOp) writeTry(fd uintptr) bool {
+	for len(o.p) > 0 {
+		n, err := WriteFD(int32(fd), o.p)
+		o.n += n
+		o.p = o.p[n:]
+		switch {
+		case err != nil:
+			o.err = err
+			return true
+		case n == 0:
+			o.err = io.ErrShortWrite
+			return true
+		}
+	}
+	return true
 }
 
 // writePre writes o.pre at the start of a read. RawConn.Read has reset the
@@ -164,6 +191,51 @@ func (r *RawIO) read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// tryRead is read that never waits: ErrWouldBlock when nothing is there.
+// A deadline that passed before it (one set earlier) ends it as it ends
+// read, with a timeout.
+func (r *RawIO) tryRead(p []byte) (int, error) {
+	o := &r.r
+	o.p, o.n, o.err = p, 0, nil
+	err := r.rc.Read(o.try)
+	n, rerr := o.n, o.err
+	o.p, o.err = nil, nil
+	switch {
+	case err != nil:
+		return 0, r.opError("read", err)
+	case rerr == unix.EAGAIN:
+		return 0, ErrWouldBlock
+	case rerr != nil:
+		return 0, r.opError("read", os.NewSyscallError("read", rerr))
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// tryWrite is write that never waits: what went out, and ErrWouldBlock
+// when the socket's buffer filled before all of p did.
+func (r *RawIO) tryWrite(p []byte) (int, error) {
+	o := &r.w
+	o.p, o.n, o.err = p, 0, nil
+	err := r.rc.Write(o.try)
+	n, werr := o.n, o.err
+	o.p, o.err = nil, nil
+	switch {
+	case err != nil:
+		return n, r.opError("write", err)
+	case werr == unix.EAGAIN:
+		return n, ErrWouldBlock
+	case werr != nil:
+		return n, r.opError("write", os.NewSyscallError("write", werr))
+	}
+	return n, nil
+}
+
+// sending reports whether the next read first writes bytes
+// (SendBeforeRead): its answer cannot be there yet.
+func (r *RawIO) sending() bool { return r.r.pre != nil }
 
 // write is net.Conn's Write: all of p, or an error.
 func (r *RawIO) write(p []byte) (int, error) {

@@ -1,0 +1,88 @@
+package proxy
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Plain keep-alive client connections between requests, on epoll loops
+// (--http-loops): the platform-neutral half. httploop_linux.go has the
+// loops; off Linux there are none and every connection keeps its goroutine.
+//
+// A connection on the loops is owned by one side at a time, as its state
+// says. The loop owns an idle one (lcIdle): its descriptor sits in the
+// loop's epoll, edge-triggered, and nothing else of it runs: no goroutine,
+// no buffer, no deadline. When epoll reports it readable the loop makes it
+// lcBusy and starts loopServe, which reads the request where the kernel put
+// it (the read finds bytes: readiness decided when to read), forwards it,
+// relays the answer and hands the connection back (park). Readiness that
+// comes while it is served (a pipelined request, a hang-up) turns lcBusy
+// into lcReady, and park then serves again instead of parking: an
+// edge-triggered event is reported once.
+
+// Ownership states of a connection on the loops.
+const (
+	lcBusy  int32 = iota // a goroutine serves it (the zero value: not on a loop yet)
+	lcReady              // busy, and the loop saw it readable meanwhile
+	lcIdle               // the loop holds it, waiting for readiness
+	lcGone               // the loop closed it (idle timeout, shutdown)
+)
+
+// loopConn is a connection's place on the loops. state moves as described
+// above; since is when it last went idle (unix nanos), read by the loop's
+// sweep only while it holds the connection idle.
+type loopConn struct {
+	l     *httpLoop // nil until its first park; set by the serving goroutine
+	slot  int32     // index in l.conns
+	gen   uint32    // l's generation when added: events of a slot's former conn are ignored
+	off   bool      // the loop refused it: the connection keeps a goroutine
+	state atomic.Int32
+	since atomic.Int64
+}
+
+// onLoops reports whether c is served between requests by the loops: a
+// plain TCP connection while loops run.
+func (c *conn) onLoops() bool {
+	return c.s.http != nil && c.raw != nil && !c.lc.off
+}
+
+// loopServe serves c from its loop's readiness: on the worker its loop
+// handed it to when c became readable, or on the accept's goroutine for its
+// first request.
+// A burst of requests reads only what is there (the first read never
+// waits); the connection then goes back to its loop, or closes. Upgrades
+// leave the loop for the splice engine.
+func (c *conn) loopServe() {
+	s := c.s
+	for {
+		x := s.exchanges.Get().(*exchange)
+		keep := x.serveBurst(c, false)
+		full := x.cr.Full()
+		up, sess := x.pending, x.session
+		x.pending, x.session = nil, nil
+		x.release()
+		s.exchanges.Put(x)
+		switch {
+		case up != nil:
+			s.http.remove(c)
+			c.startSession(up, sess)
+			return
+		case !keep:
+			c.close()
+			return
+		case s.isClosing() && !c.firstRequestDue():
+			c.close()
+			return
+		}
+		if s.http.park(c, full) {
+			return
+		}
+	}
+}
+
+// firstRequestDue reports a connection accepted just before Shutdown began
+// whose first request may still be on its way: it is waited for until a
+// moment after the accept (firstRequestGrace), as run does.
+func (c *conn) firstRequestDue() bool {
+	return c.served == 0 && time.Now().Before(c.born.Add(firstRequestGrace))
+}

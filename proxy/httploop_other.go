@@ -1,0 +1,25 @@
+//go:build !linux
+
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+)
+
+// httpLoops stand in off Linux, where newHTTPLoops fails: every client
+// connection keeps its goroutine.
+type httpLoops struct{}
+
+type httpLoop struct{}
+
+func newHTTPLoops(*Server, int) (*httpLoops, error) {
+	return nil, fmt.Errorf("proxy: http loops on %s: %w", runtime.GOOS, errors.ErrUnsupported)
+}
+
+func (ls *httpLoops) Close()                       {}
+func (ls *httpLoops) drain()                       {}
+func (ls *httpLoops) park(c *conn, full bool) bool { panic("proxy: http loops off Linux") }
+func (ls *httpLoops) remove(*conn)                 {}
+func (l *httpLoop) forget(*conn)                   {}

@@ -1,0 +1,327 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// startLoopServer runs a Server on the http loops in front of a node that
+// runs handle on each of its connections, with the access log in a buffer.
+func startLoopServer(t *testing.T, cfg Config, handle func(net.Conn)) (*Server, string, *logBuffer) {
+	t.Helper()
+	node := serveConns(t, handle)
+	cfg.Pool.Nodes = oneNode(node).Pool.Nodes
+	cfg.AccessLog = true
+	cfg.HTTPLoops = 1
+	access := &logBuffer{}
+	s, addr := serveWith(t, cfg, zerolog.Nop(), zerolog.New(access), false)
+	if s.http == nil {
+		t.Fatal("the http loops did not start")
+	}
+	return s, addr, access
+}
+
+// loopIdle counts the connections the loops hold idle: no goroutine, no
+// buffer, waiting for epoll to report them readable.
+func loopIdle(s *Server) int {
+	n := 0
+	for _, l := range s.http.loops {
+		l.mu.Lock()
+		for _, c := range l.conns {
+			if c != nil && c.lc.state.Load() == lcIdle {
+				n++
+			}
+		}
+		l.mu.Unlock()
+	}
+	return n
+}
+
+// pathNode answers each request on a node connection by its path:
+// /big?n=N sends N bytes, /stream sends half of its 64 KiB body, then the
+// rest once release is closed; anything else gets "ok".
+func pathNode(release <-chan struct{}) func(net.Conn) {
+	return func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if err := skipHead(br); err != nil {
+				return
+			}
+			path := strings.Fields(line)[1]
+			switch {
+			case strings.HasPrefix(path, "/big?n="):
+				n, _ := strconv.Atoi(strings.TrimPrefix(path, "/big?n="))
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", n)
+				if _, err := io.CopyN(c, zeros{}, int64(n)); err != nil {
+					return
+				}
+			case path == "/stream":
+				const half = 32 << 10
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", 2*half)
+				c.Write(make([]byte, half))
+				<-release
+				c.Write(make([]byte, half))
+			default:
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}
+		}
+	}
+}
+
+// zeros reads as endless zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// loopAnswer reads one answer from br and returns its status and body
+// length.
+func loopAnswer(t *testing.T, br *bufio.Reader) (status, n int) {
+	t.Helper()
+	line, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("status line: %v", err)
+	}
+	status, _ = strconv.Atoi(strings.Fields(line)[1])
+	length := 0
+	for {
+		h, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("head: %v", err)
+		}
+		if h == "\r\n" {
+			break
+		}
+		if v, ok := strings.CutPrefix(strings.ToLower(h), "content-length: "); ok {
+			length, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	m, err := io.CopyN(io.Discard, br, int64(length))
+	if err != nil {
+		t.Fatalf("body: %d of %d bytes: %v", m, length, err)
+	}
+	return status, int(m)
+}
+
+func dialLoop(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return c, bufio.NewReaderSize(c, 64<<10)
+}
+
+// TestLoopPipelined: requests sent together are answered in order, the
+// connection then waits on its loop, and a later request is read from
+// there.
+func TestLoopPipelined(t *testing.T) {
+	s, addr, _ := startLoopServer(t, Config{}, pathNode(nil))
+	c, br := dialLoop(t, addr)
+	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /big?n=5000 HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+	for i, want := range []int{2, 5000, 2} {
+		if status, n := loopAnswer(t, br); status != 200 || n != want {
+			t.Fatalf("answer %d: %d with %d bytes, want 200 with %d", i, status, n, want)
+		}
+	}
+	if !waitCond(5*time.Second, func() bool { return loopIdle(s) == 1 }) {
+		t.Fatalf("%d connections idle on the loops, want 1", loopIdle(s))
+	}
+	for range 3 {
+		io.WriteString(c, "GET /d HTTP/1.1\r\nHost: x\r\n\r\n")
+		if status, n := loopAnswer(t, br); status != 200 || n != 2 {
+			t.Fatalf("request from the loop: %d with %d bytes", status, n)
+		}
+	}
+}
+
+// TestLoopNextRequestWhileStreaming: a client that sends its next request
+// while the answer to the one before is still coming gets both answers, in
+// order, and the connection goes back to its loop after.
+func TestLoopNextRequestWhileStreaming(t *testing.T) {
+	release := make(chan struct{})
+	s, addr, _ := startLoopServer(t, Config{}, pathNode(release))
+	c, br := dialLoop(t, addr)
+	io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, err := br.Peek(1); err != nil { // the answer has begun
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+	close(release)
+	if status, n := loopAnswer(t, br); status != 200 || n != 64<<10 {
+		t.Fatalf("streamed answer: %d with %d bytes", status, n)
+	}
+	if status, n := loopAnswer(t, br); status != 200 || n != 2 {
+		t.Fatalf("next answer: %d with %d bytes", status, n)
+	}
+	if !waitCond(5*time.Second, func() bool { return loopIdle(s) == 1 }) {
+		t.Fatalf("%d connections idle on the loops, want 1", loopIdle(s))
+	}
+}
+
+// TestLoopSlowReader: an answer far larger than the socket buffers, read
+// slowly, arrives whole (the relay waits for the client to read, under the
+// write timeout), and the connection carries the next request.
+func TestLoopSlowReader(t *testing.T) {
+	const size = 4 << 20
+	_, addr, _ := startLoopServer(t, Config{}, pathNode(nil))
+	d := net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
+		return nil
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c, "GET /big?n="+strconv.Itoa(size)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReaderSize(&slowReader{c: c}, 4<<10)
+	if status, n := loopAnswer(t, br); status != 200 || n != size {
+		t.Fatalf("large answer: %d with %d bytes, want %d", status, n, size)
+	}
+	io.WriteString(c, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+	if status, n := loopAnswer(t, br); status != 200 || n != 2 {
+		t.Fatalf("next answer: %d with %d bytes", status, n)
+	}
+}
+
+// slowReader reads at most 4 KiB at a time and pauses after each read of
+// 64 KiB: the reader under test is slow.
+type slowReader struct {
+	c    net.Conn
+	read int
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if len(p) > 4<<10 {
+		p = p[:4<<10]
+	}
+	n, err := r.c.Read(p)
+	if r.read/(64<<10) != (r.read+n)/(64<<10) {
+		time.Sleep(time.Millisecond)
+	}
+	r.read += n
+	return n, err
+}
+
+// TestLoopIdleTimeout: the loop's timer closes a connection idle past
+// --idle-timeout, and one that sent nothing past --header-timeout; no
+// goroutine waits for either meanwhile.
+func TestLoopIdleTimeout(t *testing.T) {
+	const idle, head = 300 * time.Millisecond, 400 * time.Millisecond
+	s, addr, _ := startLoopServer(t, Config{IdleTimeout: idle, HeaderTimeout: head}, pathNode(nil))
+	for _, tc := range []struct {
+		name string
+		send bool
+		want time.Duration
+	}{
+		{"idle after a request", true, idle},
+		{"silent from the start", false, head},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, br := dialLoop(t, addr)
+			if tc.send {
+				io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+				if status, _ := loopAnswer(t, br); status != 200 {
+					t.Fatalf("status %d", status)
+				}
+			}
+			from := time.Now()
+			if !waitCond(5*time.Second, func() bool { return loopIdle(s) == 1 }) {
+				t.Fatalf("%d connections idle on the loops, want 1", loopIdle(s))
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Fatalf("read after the timeout: %v, want EOF", err)
+			}
+			if took := time.Since(from); took < tc.want-50*time.Millisecond || took > tc.want+2*time.Second {
+				t.Errorf("closed after %s, want about %s", took, tc.want)
+			}
+			if !waitCond(5*time.Second, func() bool { return s.conns.open.Load() == 0 }) {
+				t.Errorf("%d connections still counted open", s.conns.open.Load())
+			}
+		})
+	}
+}
+
+// TestLoopLongPollHangup: a client that hangs up while the node holds its
+// request (a long poll) gets the node connection closed at once and a 499
+// in the access log.
+func TestLoopLongPollHangup(t *testing.T) {
+	asked, nodeClosed := make(chan struct{}), make(chan struct{})
+	_, addr, access := startLoopServer(t, Config{}, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if skipHead(br) != nil {
+			return
+		}
+		close(asked)
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := br.ReadByte(); err == io.EOF {
+			close(nodeClosed)
+		}
+	})
+	c, _ := dialLoop(t, addr)
+	io.WriteString(c, "GET /cobrowse/poll HTTP/1.1\r\nHost: x\r\n\r\n")
+	select {
+	case <-asked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the node")
+	}
+	c.Close()
+	select {
+	case <-nodeClosed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node connection stayed open after the client hung up")
+	}
+	if !waitCond(5*time.Second, func() bool { return strings.Contains(access.String(), `"status":499`) }) {
+		t.Fatalf("no 499 in the access log:\n%s", access.String())
+	}
+}
+
+// TestLoopDrainAnswersArrivedRequest: a request that reaches an idle
+// connection as Shutdown begins, before its loop saw it readable, is
+// answered with Connection: close, not reset.
+func TestLoopDrainAnswersArrivedRequest(t *testing.T) {
+	s, addr, _ := startLoopServer(t, Config{}, pathNode(nil))
+	c, br := dialLoop(t, addr)
+	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	if status, _ := loopAnswer(t, br); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	if !waitCond(5*time.Second, func() bool { return loopIdle(s) == 1 }) {
+		t.Fatalf("%d connections idle on the loops, want 1", loopIdle(s))
+	}
+	testHookLoopDrain = func() { io.WriteString(c, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n") }
+	t.Cleanup(func() { testHookLoopDrain = nil })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	}()
+	defer func() { <-done }()
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
+		t.Fatalf("the request that came as the drain began: %q, %v; want a 200", line, err)
+	}
+}

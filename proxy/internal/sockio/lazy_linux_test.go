@@ -1,0 +1,69 @@
+//go:build linux
+
+package sockio
+
+import (
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/tether-lb/tether/proxy/internal/sockio/sockiotest"
+)
+
+// TestLazyDeadlines checks DeadlineConn's lazy mode: a read that finds its
+// bytes, or a write that fits, succeeds whatever deadline the socket still
+// carries (one long passed included); TryNext makes a read on an empty
+// socket return ErrWouldBlock at once; a read or write that must wait does
+// so under the deadline its timeout calls for, and ends on it.
+func TestLazyDeadlines(t *testing.T) {
+	lb := sockiotest.NewPairs(t)
+	past := time.Unix(1, 0)
+
+	t.Run("read past a passed deadline", func(t *testing.T) {
+		d, b := rawPair(t, lb)
+		d.SetLazy()
+		d.Conn.SetReadDeadline(past)
+		b.Write([]byte("hello"))
+		p := make([]byte, 16)
+		if n, err := d.Read(p); err != nil || string(p[:n]) != "hello" {
+			t.Fatalf("read %q, %v; want hello", p[:n], err)
+		}
+		if d.Full() {
+			t.Error("Full after a read that did not fill its buffer")
+		}
+	})
+	t.Run("TryNext on an empty socket", func(t *testing.T) {
+		d, _ := rawPair(t, lb)
+		d.SetLazy()
+		d.Conn.SetReadDeadline(past)
+		d.TryNext()
+		if _, err := d.Read(make([]byte, 16)); err != ErrWouldBlock {
+			t.Fatalf("read: %v; want ErrWouldBlock", err)
+		}
+	})
+	t.Run("a read that waits ends on its limit", func(t *testing.T) {
+		d, _ := rawPair(t, lb)
+		d.SetLazy()
+		d.SetReadLimit(50 * time.Millisecond)
+		from := time.Now()
+		_, err := d.Read(make([]byte, 16))
+		if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(from) > 5*time.Second {
+			t.Fatalf("read: %v after %s; want the 50ms limit's timeout", err, time.Since(from))
+		}
+	})
+	t.Run("a write that waits ends on its timeout", func(t *testing.T) {
+		d, _ := rawPair(t, lb)
+		d.Reset(d.Conn, RawConnOf(d.Conn), time.Second, 100*time.Millisecond)
+		d.SetLazy()
+		d.Conn.SetWriteDeadline(past)
+		if _, err := d.Write([]byte("fits")); err != nil {
+			t.Fatalf("a write that fits: %v", err)
+		}
+		big := make([]byte, 64<<20) // the peer never reads
+		n, err := d.Write(big)
+		if !errors.Is(err, os.ErrDeadlineExceeded) || n == 0 || n == len(big) {
+			t.Fatalf("write: %d bytes, %v; want part of it and the timeout", n, err)
+		}
+	})
+}
