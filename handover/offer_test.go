@@ -203,6 +203,9 @@ func TestOfferFails(t *testing.T) {
 				t.Fatalf("old listener after a failed hand-over: %v", err)
 			}
 			sc.Close()
+			if !nonblocking(t, ln) {
+				t.Fatal("old listener left blocking by a failed hand-over")
+			}
 		})
 	}
 }
