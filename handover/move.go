@@ -258,6 +258,7 @@ func (c *Conn) Receive(deadline time.Time, maxItems int) (*Received, error) {
 			rec.Close()
 			return got, nil
 		case TypeAbort:
+			rec.Close()
 			got.Close()
 			return nil, fmt.Errorf("old process: %s: %w", truncate(rec.Payload, 200), ErrAborted)
 		default: // a later version's record: not understood, not kept

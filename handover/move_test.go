@@ -265,6 +265,9 @@ func TestReceiveRefused(t *testing.T) {
 			}
 			return w.Write(TypeAbort, []byte("no"))
 		}, 0, ErrAborted},
+		{"abort with descriptors", func(w *Writer, fds []int) error {
+			return w.WriteFDs(TypeAbort, []byte("no"), fds[:2])
+		}, 0, ErrAborted},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -302,3 +302,44 @@ func TestWriteKeepsListenerNonblocking(t *testing.T) {
 		t.Fatal("sending the listener's copy left the listener blocking")
 	}
 }
+
+// TestTakeClosesStrayDescriptors: descriptors that come with a record
+// that carries none (a Nodes record) are closed, whether the state is
+// taken or not.
+func TestTakeClosesStrayDescriptors(t *testing.T) {
+	for _, end := range []Type{TypeEnd, TypeAbort} {
+		t.Run(end.String(), func(t *testing.T) {
+			a, b := pair(t)
+			fds := devNulls(t, 3)
+			before := openFDs(t)
+			errc := make(chan error, 1)
+			go func() {
+				w := NewWriter(a)
+				err := writeJSON(w, TypeHello, Hello{PID: 1, Version: "old"})
+				if err == nil {
+					err = w.WriteFDs(TypeNodes, []byte(`[{"name":"n1","url":"http://127.0.0.1:1"}]`), fds)
+				}
+				if err == nil {
+					err = w.Write(end, nil)
+				}
+				errc <- err
+			}()
+			hc := newConn(b, Hello{PID: 2})
+			st, err := hc.take(Hello{PID: 2})
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			if end == TypeEnd {
+				if err != nil || len(st.Nodes) != 1 {
+					t.Fatalf("take = %+v, %v", st, err)
+				}
+				st.Close()
+			} else if err == nil {
+				t.Fatal("take after an Abort")
+			}
+			if n := openFDs(t); n != before {
+				t.Fatalf("%d descriptors open after take, %d before", n, before)
+			}
+		})
+	}
+}
