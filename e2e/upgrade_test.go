@@ -421,3 +421,59 @@ func TestUpgradeRefusedThenSIGTERM(t *testing.T) {
 		t.Fatal("SIGTERM after a failed hand-over: the old process did not exit")
 	}
 }
+
+// TestUpgradeSIGTERMCallsOff: SIGTERM to the old process while the new one
+// has taken the listeners but does not serve yet (its certificate file, a
+// FIFO here, is not readable yet) calls the hand-over off: the new process
+// is killed, not left serving alone once the old one has exited.
+func TestUpgradeSIGTERMCallsOff(t *testing.T) {
+	dir := t.TempDir()
+	crt, key, err := tlstest.WritePair(dir, tlstest.Leaf{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(crt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(crt); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(crt, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fed := make(chan error, 1)
+	go func() { fed <- os.WriteFile(crt, pem, 0o600) }() // the old process reads it as it starts
+	n1 := startNode(t, node1, 0)
+	a := startUpgradable(t, []*testNode{n1}, "--tls-listen", freeAddr(t), "--cert", crt, "--key", key, "--handover-timeout", "20s")
+	if err := <-fed; err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return len(a.logLines("hand-over: state received")) == 1 }) {
+		t.Fatal("the new process took nothing")
+	}
+	newPID := int(num(a.logLines("hand-over: state received")[0], "pid"))
+	t.Cleanup(func() { syscall.Kill(newPID, syscall.SIGKILL) })
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old process did not exit on SIGTERM")
+	}
+	// A new process still waiting for its certificate gets it now.
+	if f, err := os.OpenFile(crt, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+		f.Write(pem)
+		f.Close()
+	}
+	if !waitFor(10*time.Second, func() bool { return !alive(newPID) }) {
+		t.Fatalf("the new process %d serves on after SIGTERM to the old one during the hand-over", newPID)
+	}
+	if !waitFor(5*time.Second, func() bool { return len(a.logLines("hand-over called off: shutting down")) == 1 }) {
+		t.Fatal("no line says the hand-over was called off")
+	}
+}
