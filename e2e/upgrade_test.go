@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tether-lb/tether/tlsterm/tlstest"
 )
 
 // upgradable is a tether whose output goes to pipes of the test's, not to
@@ -370,5 +372,112 @@ func TestUpgradeBinaryTLS(t *testing.T) {
 	case <-a.exited:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the old process did not exit")
+	}
+}
+
+// TestUpgradeRefusedThenSIGTERM: a new binary that takes the listeners and
+// then refuses its configuration (here a certificate file gone) leaves the
+// old process serving with its listeners as they were: after it has
+// accepted a connection again, SIGTERM stops it at once, its accept loops
+// not stuck in the kernel waiting for the next connection.
+func TestUpgradeRefusedThenSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	crt, key, err := tlstest.WritePair(dir, tlstest.Leaf{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1 := startNode(t, node1, 0)
+	a := startUpgradable(t, []*testNode{n1}, "--tls-listen", freeAddr(t), "--cert", crt, "--key", key, "--handover-timeout", "10s")
+	if err := os.Rename(crt, crt+".gone"); err != nil { // the new process's configuration fails after it took the listeners
+		t.Fatal(err)
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return len(a.logLines("hand-over failed: this process goes on serving")) == 1 }) {
+		t.Fatal("no failure logged")
+	}
+	for i := range 2 { // accepted by the old process, which then waits for the next
+		c, err := net.DialTimeout("tcp", a.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, get("/cobrowse/refused", "Connection: close\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 200") {
+			t.Fatalf("request %d after the failed hand-over: %q, %v", i, b, err)
+		}
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGTERM after a failed hand-over: the old process did not exit")
+	}
+}
+
+// TestUpgradeSIGTERMCallsOff: SIGTERM to the old process while the new one
+// has taken the listeners but does not serve yet (its certificate file, a
+// FIFO here, is not readable yet) calls the hand-over off: the new process
+// is killed, not left serving alone once the old one has exited.
+func TestUpgradeSIGTERMCallsOff(t *testing.T) {
+	dir := t.TempDir()
+	crt, key, err := tlstest.WritePair(dir, tlstest.Leaf{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(crt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(crt); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(crt, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fed := make(chan error, 1)
+	go func() { fed <- os.WriteFile(crt, pem, 0o600) }() // the old process reads it as it starts
+	n1 := startNode(t, node1, 0)
+	a := startUpgradable(t, []*testNode{n1}, "--tls-listen", freeAddr(t), "--cert", crt, "--key", key, "--handover-timeout", "20s")
+	if err := <-fed; err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return len(a.logLines("hand-over: state received")) == 1 }) {
+		t.Fatal("the new process took nothing")
+	}
+	newPID := int(num(a.logLines("hand-over: state received")[0], "pid"))
+	t.Cleanup(func() {
+		if alive(newPID) { // left serving: this test failed
+			syscall.Kill(newPID, syscall.SIGKILL)
+		}
+	})
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old process did not exit on SIGTERM")
+	}
+	// A new process still waiting for its certificate gets it now.
+	if f, err := os.OpenFile(crt, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+		f.Write(pem)
+		f.Close()
+	}
+	if !waitFor(10*time.Second, func() bool { return !alive(newPID) }) {
+		t.Fatalf("the new process %d serves on after SIGTERM to the old one during the hand-over", newPID)
+	}
+	if !waitFor(5*time.Second, func() bool { return len(a.logLines("hand-over called off: shutting down")) == 1 }) {
+		t.Fatal("no line says the hand-over was called off")
 	}
 }

@@ -258,6 +258,7 @@ func (c *Conn) Receive(deadline time.Time, maxItems int) (*Received, error) {
 			rec.Close()
 			return got, nil
 		case TypeAbort:
+			rec.Close()
 			got.Close()
 			return nil, fmt.Errorf("old process: %s: %w", truncate(rec.Payload, 200), ErrAborted)
 		default: // a later version's record: not understood, not kept
@@ -348,10 +349,14 @@ func (c *Conn) AwaitCommit(deadline time.Time) (Verdict, error) {
 
 // Statuses reads the old process's Status records and calls f with each
 // one's entries, until the stream ends (nil: the old process exited) or
-// fails, or no record came for statusSilence. It closes the connection.
+// fails, or no record came for statusSilence. Other records before and
+// among them are skipped, their descriptors closed: the rest of a session
+// phase this process refused part way (the old process sends its batches
+// to their End before it reads the refusal), a late verdict, a later
+// version's record. It closes the connection.
 func (c *Conn) Statuses(f func([]json.RawMessage)) error {
 	defer c.c.Close()
-	c.r.SetMaxPayload(MaxStatusBytes)
+	c.r.SetMaxPayload(MaxBatchBytes) // the largest record that may precede them
 	for {
 		c.c.SetReadDeadline(time.Now().Add(statusSilence))
 		rec, err := c.r.Read()
@@ -361,12 +366,16 @@ func (c *Conn) Statuses(f func([]json.RawMessage)) error {
 		if err != nil {
 			return fmt.Errorf("read status: %w", err)
 		}
+		if rec.Type != TypeStatus {
+			rec.Close() // skipped
+			continue
+		}
 		if len(rec.FDs) > 0 {
 			rec.Close()
 			return fmt.Errorf("read status: descriptors with a %s: %w", rec.Type, ErrFiles)
 		}
-		if rec.Type != TypeStatus {
-			continue // a later version's record (or a late verdict): skipped
+		if len(rec.Payload) > MaxStatusBytes {
+			return fmt.Errorf("read status: %d bytes, at most %d: %w", len(rec.Payload), MaxStatusBytes, ErrTooLarge)
 		}
 		var entries []json.RawMessage
 		if err := readJSON(&rec, &entries); err != nil {

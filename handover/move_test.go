@@ -144,6 +144,57 @@ func TestMoveCommit(t *testing.T) {
 	}
 }
 
+// TestStatusesAfterRefusedBatch: a new process that refused the sessions
+// in the middle of the old process's batches (past its bound, its
+// deadline) still hears the old process's Status records: the rest of the
+// batches before them are skipped (their descriptors closed), not taken
+// for the old process's end.
+func TestStatusesAfterRefusedBatch(t *testing.T) {
+	m, c := ends(t, false)
+	sessions := items(devNulls(t, 300), 150, 2) // two records
+	before := openFDs(t)
+	errc := make(chan error, 1)
+	go func() {
+		if err := m.Send(sessions, nil); err != nil {
+			errc <- err
+			return
+		}
+		err := m.Await()
+		if !errors.Is(err, ErrMalformed) && !strings.Contains(fmt.Sprint(err), "peer gave up") {
+			errc <- fmt.Errorf("Await = %v, want the refusal", err)
+			return
+		}
+		m.Abort(err.Error())
+		for i := range 2 {
+			if err := m.Status([]json.RawMessage{json.RawMessage(fmt.Sprintf(`{"pid":%d}`, i))}); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- m.Close()
+	}()
+	_, err := c.Receive(time.Now().Add(10*time.Second), 1)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Receive = %v, want ErrTooLarge", err)
+	}
+	if err := c.Refuse(err.Error()); err != nil {
+		t.Fatal(err)
+	}
+	var pids []string
+	if err := c.Statuses(func(e []json.RawMessage) { pids = append(pids, string(e[0])) }); err != nil {
+		t.Fatalf("Statuses = %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(pids, " ") != `{"pid":0} {"pid":1}` {
+		t.Fatalf("statuses %q", pids)
+	}
+	if n := openFDs(t); n != before-2 { // both ends closed
+		t.Fatalf("%d descriptors open, %d before", n, before)
+	}
+}
+
 // TestSendBatches: no record carries more than MaxFiles descriptors, and a
 // large description closes its batch early.
 func TestSendBatches(t *testing.T) {
@@ -264,6 +315,9 @@ func TestReceiveRefused(t *testing.T) {
 				return err
 			}
 			return w.Write(TypeAbort, []byte("no"))
+		}, 0, ErrAborted},
+		{"abort with descriptors", func(w *Writer, fds []int) error {
+			return w.WriteFDs(TypeAbort, []byte("no"), fds[:2])
 		}, 0, ErrAborted},
 	}
 	for _, tc := range cases {

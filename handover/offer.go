@@ -32,7 +32,13 @@ type Offer struct {
 	// Refused, when set, is told of each connection to the hand-over
 	// socket refused for its credentials.
 	Refused func(error)
+	// Cancel, when closed before Run returns, calls the hand-over off: the
+	// new process is killed and Run returns ErrCalledOff. nil: never.
+	Cancel <-chan struct{}
 }
+
+// ErrCalledOff is Run's error when Cancel was closed first.
+var ErrCalledOff = errors.New("handover: called off")
 
 // Child is the new process after a successful hand-over.
 type Child struct {
@@ -81,6 +87,8 @@ func (o *Offer) Run() (*Child, error) {
 		mu.Unlock()
 		ln.Close()
 	})
+	killed := make(chan bool, 1)
+	go cancelChild(o.Cancel, stop, cmd.Process, killed)
 	hello, mover, err := o.run(ln, cmd.Process.Pid, deadline)
 	if err != nil {
 		// A stream that broke is most often a process that exited: give
@@ -92,8 +100,12 @@ func (o *Offer) Run() (*Child, error) {
 	}
 	close(stop)
 	<-watched
+	if <-killed {
+		err = fmt.Errorf("new process pid %d killed: %w", cmd.Process.Pid, ErrCalledOff)
+	}
 	mu.Lock()
 	switch {
+	case errors.Is(err, ErrCalledOff):
 	case err != nil && errors.Is(err, net.ErrClosed): // Accept woken by the exit
 		err = fmt.Errorf("new process pid %d exited: %v", cmd.Process.Pid, exitStatus(exitErr))
 	case err != nil && exitErr != nil:
@@ -230,6 +242,18 @@ func watchChild(exited <-chan error, stop <-chan struct{}, done chan<- struct{},
 	case err := <-exited:
 		gone(err)
 	case <-stop:
+	}
+}
+
+// cancelChild kills the new process when cancel is closed before stop
+// (whatever the hand-over waits for then ends), and reports whether it did.
+func cancelChild(cancel, stop <-chan struct{}, p *os.Process, killed chan<- bool) {
+	select {
+	case <-cancel:
+		p.Kill()
+		killed <- true
+	case <-stop:
+		killed <- false
 	}
 }
 

@@ -5,11 +5,13 @@ package handover
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +42,11 @@ func playNew(addr, mode string) int {
 		return 1
 	}
 	defer st.Close()
+	if mode == "stall" { // took the state, never Ready: until killed
+		fmt.Println("taken")
+		time.Sleep(30 * time.Second)
+		return 1
+	}
 	if mode == "abort" {
 		c.Abort("configuration refused")
 		return 1
@@ -203,6 +210,9 @@ func TestOfferFails(t *testing.T) {
 				t.Fatalf("old listener after a failed hand-over: %v", err)
 			}
 			sc.Close()
+			if !nonblocking(t, ln) {
+				t.Fatal("old listener left blocking by a failed hand-over")
+			}
 		})
 	}
 }
@@ -357,4 +367,53 @@ func TestOfferSessionsOneSided(t *testing.T) {
 			}
 		})
 	}
+}
+
+// closeOn closes ch at the first write containing word.
+type closeOn struct {
+	word string
+	ch   chan struct{}
+	once sync.Once
+}
+
+func (w *closeOn) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(w.word)) {
+		w.once.Do(func() { close(w.ch) })
+	}
+	return len(p), nil
+}
+
+// TestOfferCancel: closing Cancel calls the hand-over off whatever it
+// waits for (the new process to connect, its Ready): the new process is
+// killed and Run returns ErrCalledOff at once, not at the timeout.
+func TestOfferCancel(t *testing.T) {
+	t.Run("before it connects", func(t *testing.T) {
+		o, _ := offerOf(t, "")
+		o.Binary, o.Args = "/bin/sleep", []string{"30"}
+		cancel := make(chan struct{})
+		close(cancel)
+		o.Cancel = cancel
+		start := time.Now()
+		if _, err := o.Run(); !errors.Is(err, ErrCalledOff) {
+			t.Fatalf("Run = %v, want ErrCalledOff", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("took %s", d)
+		}
+	})
+	t.Run("before its Ready", func(t *testing.T) {
+		o, ln := offerOf(t, "stall")
+		w := &closeOn{word: "taken", ch: make(chan struct{})}
+		o.Stdout, o.Cancel = w, w.ch
+		start := time.Now()
+		if _, err := o.Run(); !errors.Is(err, ErrCalledOff) {
+			t.Fatalf("Run = %v, want ErrCalledOff", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("took %s", d)
+		}
+		if !nonblocking(t, ln) {
+			t.Fatal("old listener left blocking")
+		}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -126,15 +127,40 @@ func NewWriter(c *net.UnixConn) *Writer { return &Writer{c: c} }
 
 // Write sends one record: its header and payload in one message, with
 // files attached to it. The files stay the caller's to close.
+//
+// A file's descriptor is read through its RawConn, not os.File.Fd: Fd
+// puts a socket's file description in blocking mode, and a listener's copy
+// shares it with the listener this process serves (and the new process's
+// copy), whose accept would then block a thread in the kernel and whose
+// Close would wait for the next connection.
 func (w *Writer) Write(t Type, payload []byte, files ...*os.File) error {
 	var fds []int
 	if len(files) > 0 {
 		fds = make([]int, len(files))
 		for i, f := range files {
-			fds[i] = int(f.Fd())
+			fd, err := rawFD(f)
+			if err != nil {
+				return fmt.Errorf("write %s: %w", t, err)
+			}
+			fds[i] = fd
 		}
 	}
-	return w.WriteFDs(t, payload, fds)
+	err := w.WriteFDs(t, payload, fds)
+	runtime.KeepAlive(files) // open until the descriptors are sent
+	return err
+}
+
+// rawFD returns f's descriptor, leaving its mode as it is.
+func rawFD(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
 }
 
 // WriteFDs is Write with plain descriptors, which stay the caller's.

@@ -247,3 +247,99 @@ func TestListenerPassing(t *testing.T) {
 		}
 	}
 }
+
+// nonblocking reports whether the socket under ln is in non-blocking mode,
+// as Go's poller needs it: a blocking one ties a thread up in accept(2)
+// and makes Close wait until a connection arrives.
+func nonblocking(t *testing.T, ln net.Listener) bool {
+	t.Helper()
+	rc, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fl int
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { fl, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0) }); err != nil {
+		t.Fatal(err)
+	}
+	if ferr != nil {
+		t.Fatal(ferr)
+	}
+	return fl&unix.O_NONBLOCK != 0
+}
+
+// TestWriteKeepsListenerNonblocking: sending a listener's file leaves the
+// socket non-blocking. Its copy shares the open file description with the
+// listener this process serves (and the one the new process gets), so
+// os.File.Fd, which switches that description to blocking mode, must not
+// be what sends it.
+func TestWriteKeepsListenerNonblocking(t *testing.T) {
+	a, b := pair(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lf, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	if !nonblocking(t, ln) {
+		t.Fatal("listener blocking before the hand-over")
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- NewWriter(a).Write(TypeListener, []byte(`{"name":"listen"}`), lf) }()
+	rec, err := NewReader(b, 0).Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Close()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if !nonblocking(t, ln) {
+		t.Fatal("sending the listener's copy left the listener blocking")
+	}
+}
+
+// TestTakeClosesStrayDescriptors: descriptors that come with a record
+// that carries none (a Nodes record) are closed, whether the state is
+// taken or not.
+func TestTakeClosesStrayDescriptors(t *testing.T) {
+	for _, end := range []Type{TypeEnd, TypeAbort} {
+		t.Run(end.String(), func(t *testing.T) {
+			a, b := pair(t)
+			fds := devNulls(t, 3)
+			before := openFDs(t)
+			errc := make(chan error, 1)
+			go func() {
+				w := NewWriter(a)
+				err := writeJSON(w, TypeHello, Hello{PID: 1, Version: "old"})
+				if err == nil {
+					err = w.WriteFDs(TypeNodes, []byte(`[{"name":"n1","url":"http://127.0.0.1:1"}]`), fds)
+				}
+				if err == nil {
+					err = w.Write(end, nil)
+				}
+				errc <- err
+			}()
+			hc := newConn(b, Hello{PID: 2})
+			st, err := hc.take(Hello{PID: 2})
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			if end == TypeEnd {
+				if err != nil || len(st.Nodes) != 1 {
+					t.Fatalf("take = %+v, %v", st, err)
+				}
+				st.Close()
+			} else if err == nil {
+				t.Fatal("take after an Abort")
+			}
+			if n := openFDs(t); n != before {
+				t.Fatalf("%d descriptors open after take, %d before", n, before)
+			}
+		})
+	}
+}

@@ -99,8 +99,9 @@ func (hc *Conn) take(self Hello) (*State, error) {
 			l.File = os.NewFile(uintptr(rec.FDs[0]), "handover-"+l.Name)
 			st.Listeners = append(st.Listeners, l)
 		case TypeNodes:
-			if err := readJSON(&rec, &st.Nodes); err != nil {
-				rec.Close()
+			err := readJSON(&rec, &st.Nodes)
+			rec.Close() // it carries none: any that came are not kept
+			if err != nil {
 				st.Close()
 				return nil, err
 			}

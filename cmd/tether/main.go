@@ -334,7 +334,8 @@ WebSocket sessions and idle keep-alive connections, then runs what stays
 and exits. A binary that cannot take sessions gets the listeners alone and
 this process drains as on SIGTERM. A failed hand-over (--handover-timeout)
 keeps this process serving and logs why; sessions that fail to move stay
-here.
+here. SIGTERM or SIGINT during a hand-over kills a new process that does
+not serve yet, then drains.
 tether --version prints the version.
 Exit status: 0 after a clean shutdown, 1 when serving fails, 2 for a bad flag.
 `)
@@ -452,8 +453,23 @@ func run(args []string) int {
 		log.Warn().Err(err).Msg("start")
 	}
 
+	// handedOver ends this process after a hand-over in which the new
+	// process said Ready: it hands its sessions over and retires (at once
+	// when stopping: SIGTERM or SIGINT came meanwhile), or, to a new binary
+	// that takes none, drains.
+	handedOver := func(r upgradeResult, stopping bool) int {
+		srv.StopAccepting()
+		if m := r.child.Mover; m != nil {
+			handSessions(srv, m, r.child.Hello, opts.upgrade, log)
+			onHUP := func() { reload(srv, args, cfg.Pool.SelfAddrs, log) }
+			return retire(srv, m, preds, retireOpts{hardStop: opts.upgrade.hardStop, drainTimeout: cfg.Pool.DrainTimeout, now: stopping}, sig, onHUP, log)
+		}
+		log.Info().Int("pid", os.Getpid()).Str("version", version()).Int("new_pid", r.child.PID).Str("new_version", r.child.Version).Msg("hand-over done: the new process serves; draining")
+		return drain(srv, cfg.Pool.DrainTimeout, log)
+	}
 	upgraded := make(chan upgradeResult, 1)
 	upgrading := false
+	var callOff chan struct{} // closed to call the running hand-over off
 	for {
 		select {
 		case err := <-serveErr:
@@ -468,14 +484,7 @@ func run(args []string) int {
 				log.Error().Err(r.err).Int("pid", os.Getpid()).Str("version", version()).Msg("hand-over failed: this process goes on serving")
 				continue
 			}
-			srv.StopAccepting()
-			if m := r.child.Mover; m != nil {
-				handSessions(srv, m, r.child.Hello, opts.upgrade, log)
-				onHUP := func() { reload(srv, args, cfg.Pool.SelfAddrs, log) }
-				return retire(srv, m, preds, retireOpts{hardStop: opts.upgrade.hardStop, drainTimeout: cfg.Pool.DrainTimeout}, sig, onHUP, log)
-			}
-			log.Info().Int("pid", os.Getpid()).Str("version", version()).Int("new_pid", r.child.PID).Str("new_version", r.child.Version).Msg("hand-over done: the new process serves; draining")
-			return drain(srv, cfg.Pool.DrainTimeout, log)
+			return handedOver(r, false)
 		case s := <-sig:
 			switch s {
 			case syscall.SIGHUP:
@@ -487,8 +496,22 @@ func run(args []string) int {
 					continue
 				}
 				upgrading = true
-				go upgrade(opts.upgrade, args, lns, srv.Pool(), log, upgraded)
+				callOff = make(chan struct{})
+				go upgrade(opts.upgrade, args, lns, srv.Pool(), callOff, log, upgraded)
 				continue
+			}
+			if upgrading {
+				// Stopping: the new process, not serving yet, is killed
+				// rather than left serving alone. One that said Ready
+				// first serves: this process hands over as usual and
+				// retires at once.
+				close(callOff)
+				r := <-upgraded
+				if r.err == nil {
+					log.Info().Str("signal", s.String()).Int("new_pid", r.child.PID).Msg("hand-over: the new process serves already; this process hands over and retires at once")
+					return handedOver(r, true)
+				}
+				log.Warn().Err(r.err).Str("signal", s.String()).Int("pid", os.Getpid()).Msg("hand-over called off: shutting down")
 			}
 			log.Info().Str("signal", s.String()).Dur("drain_timeout", cfg.Pool.DrainTimeout).Msg("shutting down")
 			if delay := srv.Withdraw(); delay > 0 {

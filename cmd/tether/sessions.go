@@ -304,6 +304,7 @@ func report(srv *proxy.Server, l *lineage) []json.RawMessage {
 type retireOpts struct {
 	hardStop     time.Duration // --handover-hard-stop
 	drainTimeout time.Duration // --drain-timeout
+	now          bool          // SIGTERM or SIGINT came during the hand-over: drain at once
 }
 
 // retire runs an old process after its hand-over until what it kept has
@@ -333,7 +334,11 @@ func retire(srv *proxy.Server, m *handover.Mover, l *lineage, o retireOpts, sig 
 	defer tick.Stop()
 	var lineageDone <-chan struct{} // nil until this process's own traffic is over
 	var bound <-chan time.Time
-	hurry := false // a signal cut the retirement short: no waiting for older processes
+	hurry := o.now // a signal cut the retirement short: no waiting for older processes
+	if hurry {
+		log.Info().Dur("drain_timeout", o.drainTimeout).Msg("retiring: shutting down now")
+		cancel()
+	}
 	for {
 		select {
 		case err := <-retired:

@@ -183,8 +183,9 @@ type upgradeResult struct {
 
 // upgrade starts the new binary with this process's arguments and hands
 // it the listeners and node facts; it reports on done. It runs beside the
-// signal loop, which goes on serving signals meanwhile.
-func upgrade(o upgradeOpts, args []string, l *listeners, p *pool.Pool, log zerolog.Logger, done chan<- upgradeResult) {
+// signal loop, which goes on serving signals meanwhile; closing callOff
+// (SIGTERM) kills the new process unless it has said Ready.
+func upgrade(o upgradeOpts, args []string, l *listeners, p *pool.Pool, callOff <-chan struct{}, log zerolog.Logger, done chan<- upgradeResult) {
 	bin := o.binary
 	if bin == "" {
 		var err error
@@ -208,6 +209,7 @@ func upgrade(o upgradeOpts, args []string, l *listeners, p *pool.Pool, log zerol
 		Timeout: o.timeout,
 		State:   st,
 		Refused: func(err error) { log.Warn().Err(err).Msg("hand-over: connection refused") },
+		Cancel:  callOff,
 	}
 	child, err := offer.Run()
 	done <- upgradeResult{child: child, err: err}
