@@ -36,7 +36,6 @@ func (h *fakeHandoff) Abort()                          { h.log.add("handoff.Abor
 type fakeMover struct {
 	log              *steps
 	fail             string
-	sessions, conns  int
 	gotSession, gotC []handover.Item
 }
 
