@@ -15,7 +15,9 @@ import (
 // the whole head must arrive within its timeout (a client dribbling bytes
 // cannot hold it open). Reads of a request body may also have to keep up a
 // minimum rate (SetBodyRate): a client sending a byte now and then cannot
-// hold it open either.
+// hold it open either. A new timeout or limit goes on the socket with the
+// next read, not before: a head or answer already buffered above the
+// socket is read without touching its deadline.
 type DeadlineConn struct {
 	net.Conn
 	Raw                       RawIO // set for a TCP conn: its reads and writes as raw system calls
@@ -36,8 +38,8 @@ type DeadlineConn struct {
 	// that fits cost no deadline update at all.
 	lazy    bool
 	tryNext bool  // the next read does not wait (TryNext)
-	readAt  int64 // lazy, fixed: unix nanos of the read deadline to set before a wait
-	armed   bool  // lazy, fixed: readAt is on the socket
+	readAt  int64 // fixed: unix nanos of the read deadline to set before a read (lazy: a wait)
+	armed   bool  // fixed: readAt is on the socket
 	full    bool  // the last lazy read filled its buffer: more may wait in the socket
 }
 
@@ -73,16 +75,12 @@ func (d *DeadlineConn) TryNext() { d.tryNext = d.lazy }
 // come again.
 func (d *DeadlineConn) Full() bool { return d.full }
 
-// SetReadTimeout makes reads slide a deadline of t, starting now.
+// SetReadTimeout makes reads slide a deadline of t. The socket gets it
+// with the next read (in lazy mode, the next read that waits): an answer
+// already buffered above the socket costs no deadline update.
 func (d *DeadlineConn) SetReadTimeout(t time.Duration) {
 	d.readTimeout, d.readFixed, d.minRate, d.rateBound = t, false, 0, false
-	if d.lazy {
-		d.readSet = 0 // set before the next read that waits
-		return
-	}
-	now := time.Now()
-	d.readSet = now.UnixNano()
-	d.Conn.SetReadDeadline(now.Add(t))
+	d.readSet = 0 // set before the next read (lazy: the next that waits)
 }
 
 // SetBodyRate is SetReadTimeout(t) for a request body that must also
@@ -95,7 +93,7 @@ func (d *DeadlineConn) SetBodyRate(t, grace time.Duration, minRate int64) {
 	if minRate <= 0 {
 		return
 	}
-	if d.readSet == 0 { // lazy: the rate counts from now
+	if d.readSet == 0 { // the rate counts from now
 		now := time.Now()
 		d.readSet = now.UnixNano()
 		d.Conn.SetReadDeadline(now.Add(t))
@@ -120,14 +118,12 @@ func (d *DeadlineConn) rateDeadline() int64 {
 }
 
 // SetReadLimit makes every read until the next SetReadTimeout end by t from
-// now, however the bytes trickle in.
+// now, however the bytes trickle in. The socket gets the deadline with the
+// next read (in lazy mode, the next read that waits): a head already
+// buffered above the socket costs no deadline update.
 func (d *DeadlineConn) SetReadLimit(t time.Duration) {
 	d.readFixed, d.minRate, d.rateBound = true, 0, false
-	if d.lazy {
-		d.readAt, d.armed = time.Now().Add(t).UnixNano(), false
-		return
-	}
-	d.Conn.SetReadDeadline(time.Now().Add(t))
+	d.readAt, d.armed = time.Now().Add(t).UnixNano(), false
 }
 
 func (d *DeadlineConn) Read(p []byte) (int, error) {
@@ -139,7 +135,12 @@ func (d *DeadlineConn) Read(p []byte) (int, error) {
 	if d.lazy && d.minRate == 0 {
 		return d.readLazy(p)
 	}
-	if !d.readFixed {
+	if d.readFixed {
+		if !d.armed {
+			d.armed = true
+			d.Conn.SetReadDeadline(time.Unix(0, d.readAt))
+		}
+	} else {
 		if now := time.Now(); now.UnixNano()-d.readSet > int64(d.readTimeout/8) || d.rateBound {
 			d.readSet = now.UnixNano()
 			dl := now.Add(d.readTimeout)
