@@ -39,7 +39,9 @@ const probeAfter = 250 * time.Millisecond
 // set: a retry after a pooled connection failed). A failed dial marks the node
 // failing (passive health) and returns an error naming the node. A node that
 // is down, or gone after its removal, lends nothing and is not dialled: the
-// error is ErrNodeDown.
+// error is ErrNodeDown. A pooled connection may still carry the deadlines
+// its last borrower set (Put leaves them): set yours before the first read
+// or write.
 func (n *Node) Get(fresh bool) (*Conn, error) {
 	if n.unusable() {
 		return nil, n.downError()
@@ -85,7 +87,9 @@ func (n *Node) downError() error {
 
 // Put gives c back to its node's idle pool, or closes it when the pool is
 // full, the node is down or gone, or the pool is closed. The caller must
-// have read the whole answer and sent nothing more.
+// have read the whole answer and sent nothing more. The deadlines its last
+// borrower set stay on it (clearing them would cost a poller update per
+// request): a borrower sets its own before it reads or writes.
 func (c *Conn) Put() {
 	n := c.Node
 	n.unlend(c)
@@ -93,7 +97,6 @@ func (c *Conn) Put() {
 		c.Conn.Close()
 		return
 	}
-	c.Conn.SetDeadline(time.Time{})
 	c.idleAt = time.Now().UnixNano()
 	n.mu.Lock()
 	// Checked under mu: a node going down (or gone) changes its facts, then
