@@ -268,7 +268,7 @@ func (x *exchange) awaitHead(pc *pool.Conn, early, sentBody bool) (out outcome, 
 	s := x.s
 	nbr := s.getReader(&x.nr)
 	asked := time.Now()
-	x.nr.SetReadLimit(sockio.HotWindow)
+	x.nr.SetReadLimitFrom(asked, sockio.HotWindow)
 	_, err := nbr.Peek(1)
 	if rest := x.nr.Raw.Unsent(); early && rest != nil {
 		// The head did not all go out with the read (a full socket buffer,

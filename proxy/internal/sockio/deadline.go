@@ -121,9 +121,13 @@ func (d *DeadlineConn) rateDeadline() int64 {
 // now, however the bytes trickle in. The socket gets the deadline with the
 // next read (in lazy mode, the next read that waits): a head already
 // buffered above the socket costs no deadline update.
-func (d *DeadlineConn) SetReadLimit(t time.Duration) {
+func (d *DeadlineConn) SetReadLimit(t time.Duration) { d.SetReadLimitFrom(time.Now(), t) }
+
+// SetReadLimitFrom is SetReadLimit counting t from a time the caller has
+// just read from the clock (the start of a request), saving a clock read.
+func (d *DeadlineConn) SetReadLimitFrom(from time.Time, t time.Duration) {
 	d.readFixed, d.minRate, d.rateBound = true, 0, false
-	d.readAt, d.armed = time.Now().Add(t).UnixNano(), false
+	d.readAt, d.armed = from.Add(t).UnixNano(), false
 }
 
 func (d *DeadlineConn) Read(p []byte) (int, error) {
