@@ -300,6 +300,7 @@ func (x *exchange) awaitHead(pc *pool.Conn, early, sentBody bool) (out outcome, 
 			}
 			return x.nodeError(pc, err, false), false
 		}
+		x.nr.RearmRead() // the wait set the node's read deadline itself
 		nbr = s.getReader(&x.nr)
 	}
 	x.nbr = nbr

@@ -39,7 +39,9 @@ type DeadlineConn struct {
 	lazy    bool
 	tryNext bool  // the next read does not wait (TryNext)
 	readAt  int64 // fixed: unix nanos of the read deadline to set before a read (lazy: a wait)
-	armed   bool  // fixed: readAt is on the socket
+	slack   int64 // fixed: how much earlier than readAt a deadline already on the socket may be (an eighth of the limit)
+	armed   bool  // fixed: readAt is on the socket, or a deadline within slack before it
+	onSock  int64 // unix nanos of the read deadline d last set on the socket; 0: unknown (Reset, RearmRead)
 	full    bool  // the last lazy read filled its buffer: more may wait in the socket
 }
 
@@ -52,7 +54,7 @@ var ErrWouldBlock = errors.New("sockio: nothing to read yet")
 func (d *DeadlineConn) Reset(c net.Conn, rc syscall.RawConn, read, write time.Duration) {
 	d.Conn, d.readTimeout, d.writeTimeout, d.readSet, d.writeSet, d.readFixed, d.prefix = c, read, write, 0, 0, false, nil
 	d.minRate, d.rateBound = 0, false
-	d.lazy, d.tryNext, d.readAt, d.armed, d.full = false, false, 0, false, false
+	d.lazy, d.tryNext, d.readAt, d.armed, d.full, d.onSock = false, false, 0, false, false, 0
 	d.Raw.Set(c, rc)
 }
 
@@ -96,13 +98,13 @@ func (d *DeadlineConn) SetBodyRate(t, grace time.Duration, minRate int64) {
 	if d.readSet == 0 { // the rate counts from now
 		now := time.Now()
 		d.readSet = now.UnixNano()
-		d.Conn.SetReadDeadline(now.Add(t))
+		d.setRead(now.Add(t))
 	}
 	d.minRate, d.rateRead = minRate, 0
 	d.rateFrom = d.readSet + int64(grace)
 	d.rateBound = d.rateFrom < d.readSet+int64(t)
 	if d.rateBound {
-		d.Conn.SetReadDeadline(time.Unix(0, d.rateFrom))
+		d.setRead(time.Unix(0, d.rateFrom))
 	}
 }
 
@@ -127,7 +129,7 @@ func (d *DeadlineConn) SetReadLimit(t time.Duration) { d.SetReadLimitFrom(time.N
 // just read from the clock (the start of a request), saving a clock read.
 func (d *DeadlineConn) SetReadLimitFrom(from time.Time, t time.Duration) {
 	d.readFixed, d.minRate, d.rateBound = true, 0, false
-	d.readAt, d.armed = from.Add(t).UnixNano(), false
+	d.readAt, d.slack, d.armed = from.Add(t).UnixNano(), int64(t/8), false
 }
 
 func (d *DeadlineConn) Read(p []byte) (int, error) {
@@ -141,8 +143,7 @@ func (d *DeadlineConn) Read(p []byte) (int, error) {
 	}
 	if d.readFixed {
 		if !d.armed {
-			d.armed = true
-			d.Conn.SetReadDeadline(time.Unix(0, d.readAt))
+			d.armFixed(false)
 		}
 	} else {
 		if now := time.Now(); now.UnixNano()-d.readSet > int64(d.readTimeout/8) || d.rateBound {
@@ -154,7 +155,7 @@ func (d *DeadlineConn) Read(p []byte) (int, error) {
 					dl = time.Unix(0, r)
 				}
 			}
-			d.Conn.SetReadDeadline(dl)
+			d.setRead(dl)
 		}
 	}
 	var n int
@@ -203,15 +204,32 @@ func (d *DeadlineConn) readLazy(p []byte) (int, error) {
 func (d *DeadlineConn) armRead(force bool) {
 	if d.readFixed {
 		if force || !d.armed {
-			d.armed = true
-			d.Conn.SetReadDeadline(time.Unix(0, d.readAt))
+			d.armFixed(force)
 		}
 		return
 	}
 	if now := time.Now(); force || now.UnixNano()-d.readSet > int64(d.readTimeout/8) {
 		d.readSet = now.UnixNano()
-		d.Conn.SetReadDeadline(now.Add(d.readTimeout))
+		d.setRead(now.Add(d.readTimeout))
 	}
+}
+
+// armFixed puts the fixed read deadline on the socket. A deadline d set
+// there before that ends at most an eighth of the limit earlier is kept
+// (unless force): reading one request after another, a connection's hot
+// window then moves once every few milliseconds, not before every wait.
+func (d *DeadlineConn) armFixed(force bool) {
+	d.armed = true
+	if !force && d.onSock != 0 && d.onSock <= d.readAt && d.readAt-d.onSock <= d.slack {
+		return
+	}
+	d.setRead(time.Unix(0, d.readAt))
+}
+
+// setRead sets the socket's read deadline to t and remembers it.
+func (d *DeadlineConn) setRead(t time.Time) {
+	d.onSock = t.UnixNano()
+	d.Conn.SetReadDeadline(t)
 }
 
 // isDeadline reports the timeout of a read or write a passed deadline ended.
@@ -255,4 +273,4 @@ func (d *DeadlineConn) SetPrefix(b []byte) { d.prefix = b }
 
 // RearmRead makes the next read set its sliding deadline again, whatever
 // deadline someone else set on the conn meanwhile.
-func (d *DeadlineConn) RearmRead() { d.readSet, d.armed = 0, false }
+func (d *DeadlineConn) RearmRead() { d.readSet, d.armed, d.onSock = 0, false, 0 }

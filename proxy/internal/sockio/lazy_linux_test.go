@@ -114,3 +114,44 @@ func TestReadDeadlinesGoWithTheRead(t *testing.T) {
 		}
 	})
 }
+
+// TestReadLimitKeptWhenClose checks that a fixed read limit does not move
+// the socket's deadline when the one d set there before ends at most an
+// eighth of the limit earlier (reading request after request), and moves
+// it otherwise: a later end, or after RearmRead (someone else set one).
+func TestReadLimitKeptWhenClose(t *testing.T) {
+	lb := sockiotest.NewPairs(t)
+	past := time.Unix(1, 0)
+	for _, tc := range []struct {
+		name  string
+		next  func(d *DeadlineConn)
+		moved bool
+	}{
+		{"close: kept", func(d *DeadlineConn) { d.SetReadLimit(8 * time.Second) }, false},
+		{"later: moved", func(d *DeadlineConn) { d.SetReadLimit(16 * time.Second) }, true},
+		{"earlier: moved", func(d *DeadlineConn) { d.SetReadLimit(time.Second) }, true},
+		{"after RearmRead: moved", func(d *DeadlineConn) { d.RearmRead(); d.SetReadLimit(8 * time.Second) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, b := rawPair(t, lb)
+			d.SetReadLimit(8 * time.Second)
+			b.Write([]byte("one"))
+			p := make([]byte, 16)
+			if _, err := d.Read(p); err != nil {
+				t.Fatal(err)
+			}
+			// A passed deadline now on the socket shows whether the next
+			// read set its own.
+			d.Conn.SetReadDeadline(past)
+			tc.next(d)
+			b.Write([]byte("two"))
+			n, err := d.Read(p)
+			if tc.moved && (err != nil || string(p[:n]) != "two") {
+				t.Fatalf("read %q, %v; want two under a deadline set again", p[:n], err)
+			}
+			if !tc.moved && !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("read %q, %v; want the deadline on the socket kept", p[:n], err)
+			}
+		})
+	}
+}
