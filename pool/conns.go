@@ -25,6 +25,11 @@ type Conn struct {
 	// allocating one per use.
 	Raw syscall.RawConn
 
+	// ReadDeadline is the borrowers' own: the read deadline the last one
+	// set on the connection (unix nanoseconds), for the next to keep if it
+	// may; 0 (a new connection): unknown. Get and Put leave it.
+	ReadDeadline int64
+
 	idleAt  int64       // unix nanos when it was put back
 	fd      int         // the socket, for the liveness check; -1 for TLS connections
 	evicted atomic.Bool // closed by its node's eviction (see Evicted)

@@ -195,6 +195,7 @@ const (
 func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bool) outcome {
 	s := x.s
 	x.nr.Reset(pc.Conn, pc.Raw, s.cfg().UpstreamTimeout, s.cfg().WriteTimeout)
+	x.nr.KnownReadDeadline(pc.ReadDeadline) // its hot window may stay (relayAnswer keeps it)
 	if x.lazy {
 		x.nr.SetLazy()
 	}
@@ -401,6 +402,7 @@ func (x *exchange) relayAnswer(pc *pool.Conn, keep bool) outcome {
 		return closeClient
 	}
 	if keepNode && nbr.Buffered() == 0 && !rfr.CloseAfter && (rfr.NoBody || rfr.Chunked || rfr.Length >= 0) {
+		pc.ReadDeadline = x.nr.ReadDeadlineOn()
 		pc.Put()
 	} else {
 		pc.Close()

@@ -274,3 +274,14 @@ func (d *DeadlineConn) SetPrefix(b []byte) { d.prefix = b }
 // RearmRead makes the next read set its sliding deadline again, whatever
 // deadline someone else set on the conn meanwhile.
 func (d *DeadlineConn) RearmRead() { d.readSet, d.armed, d.onSock = 0, false, 0 }
+
+// ReadDeadlineOn returns the read deadline d last set on its conn (unix
+// nanoseconds), 0 when unknown. A conn that outlives d (a pooled node
+// connection) keeps it for the next DeadlineConn: see KnownReadDeadline.
+func (d *DeadlineConn) ReadDeadlineOn() int64 { return d.onSock }
+
+// KnownReadDeadline tells d, just after Reset, the read deadline already
+// on its conn (ReadDeadlineOn of the DeadlineConn that last used it; 0:
+// unknown), so a fixed limit may keep it as if d had set it. Only what a
+// DeadlineConn set and nobody changed since may be passed.
+func (d *DeadlineConn) KnownReadDeadline(ns int64) { d.onSock = ns }

@@ -116,9 +116,11 @@ func TestReadDeadlinesGoWithTheRead(t *testing.T) {
 }
 
 // TestReadLimitKeptWhenClose checks that a fixed read limit does not move
-// the socket's deadline when the one d set there before ends at most an
-// eighth of the limit earlier (reading request after request), and moves
-// it otherwise: a later end, or after RearmRead (someone else set one).
+// the socket's deadline when the one d set there before (or the one it was
+// told of after a Reset: KnownReadDeadline) ends at most an eighth of the
+// limit earlier (reading request after request), and moves it otherwise:
+// a later end, after RearmRead (someone else set one), after a Reset it
+// was told nothing.
 func TestReadLimitKeptWhenClose(t *testing.T) {
 	lb := sockiotest.NewPairs(t)
 	past := time.Unix(1, 0)
@@ -131,6 +133,16 @@ func TestReadLimitKeptWhenClose(t *testing.T) {
 		{"later: moved", func(d *DeadlineConn) { d.SetReadLimit(16 * time.Second) }, true},
 		{"earlier: moved", func(d *DeadlineConn) { d.SetReadLimit(time.Second) }, true},
 		{"after RearmRead: moved", func(d *DeadlineConn) { d.RearmRead(); d.SetReadLimit(8 * time.Second) }, true},
+		{"reset, told the deadline: kept", func(d *DeadlineConn) {
+			on := d.ReadDeadlineOn()
+			d.Reset(d.Conn, RawConnOf(d.Conn), 5*time.Second, 5*time.Second)
+			d.KnownReadDeadline(on)
+			d.SetReadLimit(8 * time.Second)
+		}, false},
+		{"reset, not told: moved", func(d *DeadlineConn) {
+			d.Reset(d.Conn, RawConnOf(d.Conn), 5*time.Second, 5*time.Second)
+			d.SetReadLimit(8 * time.Second)
+		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, b := rawPair(t, lb)
