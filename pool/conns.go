@@ -25,6 +25,11 @@ type Conn struct {
 	// allocating one per use.
 	Raw syscall.RawConn
 
+	// ReadDeadline is the borrowers' own: the read deadline the last one
+	// set on the connection (unix nanoseconds), for the next to keep if it
+	// may; 0 (a new connection): unknown. Get and Put leave it.
+	ReadDeadline int64
+
 	idleAt  int64       // unix nanos when it was put back
 	fd      int         // the socket, for the liveness check; -1 for TLS connections
 	evicted atomic.Bool // closed by its node's eviction (see Evicted)
@@ -39,7 +44,9 @@ const probeAfter = 250 * time.Millisecond
 // set: a retry after a pooled connection failed). A failed dial marks the node
 // failing (passive health) and returns an error naming the node. A node that
 // is down, or gone after its removal, lends nothing and is not dialled: the
-// error is ErrNodeDown.
+// error is ErrNodeDown. A pooled connection may still carry the deadlines
+// its last borrower set (Put leaves them): set yours before the first read
+// or write.
 func (n *Node) Get(fresh bool) (*Conn, error) {
 	if n.unusable() {
 		return nil, n.downError()
@@ -85,7 +92,9 @@ func (n *Node) downError() error {
 
 // Put gives c back to its node's idle pool, or closes it when the pool is
 // full, the node is down or gone, or the pool is closed. The caller must
-// have read the whole answer and sent nothing more.
+// have read the whole answer and sent nothing more. The deadlines its last
+// borrower set stay on it (clearing them would cost a poller update per
+// request): a borrower sets its own before it reads or writes.
 func (c *Conn) Put() {
 	n := c.Node
 	n.unlend(c)
@@ -93,7 +102,6 @@ func (c *Conn) Put() {
 		c.Conn.Close()
 		return
 	}
-	c.Conn.SetDeadline(time.Time{})
 	c.idleAt = time.Now().UnixNano()
 	n.mu.Lock()
 	// Checked under mu: a node going down (or gone) changes its facts, then

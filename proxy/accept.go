@@ -329,7 +329,7 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 	}
 	for {
 		x.begin()
-		x.cr.SetReadLimit(s.cfg().HeaderTimeout)
+		x.cr.SetReadLimitFrom(x.start, s.cfg().HeaderTimeout)
 		maxFields := s.cfg().MaxHeaderFields
 		fr, err := wire.ReadRequestHead(x.br, x.req, s.maxHead, maxFields)
 		if err == wire.ErrHeadTooLarge {

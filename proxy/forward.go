@@ -195,6 +195,7 @@ const (
 func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bool) outcome {
 	s := x.s
 	x.nr.Reset(pc.Conn, pc.Raw, s.cfg().UpstreamTimeout, s.cfg().WriteTimeout)
+	x.nr.KnownReadDeadline(pc.ReadDeadline) // its hot window may stay (relayAnswer keeps it)
 	if x.lazy {
 		x.nr.SetLazy()
 	}
@@ -268,7 +269,7 @@ func (x *exchange) awaitHead(pc *pool.Conn, early, sentBody bool) (out outcome, 
 	s := x.s
 	nbr := s.getReader(&x.nr)
 	asked := time.Now()
-	x.nr.SetReadLimit(sockio.HotWindow)
+	x.nr.SetReadLimitFrom(asked, sockio.HotWindow)
 	_, err := nbr.Peek(1)
 	if rest := x.nr.Raw.Unsent(); early && rest != nil {
 		// The head did not all go out with the read (a full socket buffer,
@@ -300,6 +301,7 @@ func (x *exchange) awaitHead(pc *pool.Conn, early, sentBody bool) (out outcome, 
 			}
 			return x.nodeError(pc, err, false), false
 		}
+		x.nr.RearmRead() // the wait set the node's read deadline itself
 		nbr = s.getReader(&x.nr)
 	}
 	x.nbr = nbr
@@ -400,6 +402,7 @@ func (x *exchange) relayAnswer(pc *pool.Conn, keep bool) outcome {
 		return closeClient
 	}
 	if keepNode && nbr.Buffered() == 0 && !rfr.CloseAfter && (rfr.NoBody || rfr.Chunked || rfr.Length >= 0) {
+		pc.ReadDeadline = x.nr.ReadDeadlineOn()
 		pc.Put()
 	} else {
 		pc.Close()

@@ -15,7 +15,9 @@ import (
 // the whole head must arrive within its timeout (a client dribbling bytes
 // cannot hold it open). Reads of a request body may also have to keep up a
 // minimum rate (SetBodyRate): a client sending a byte now and then cannot
-// hold it open either.
+// hold it open either. A new timeout or limit goes on the socket with the
+// next read, not before: a head or answer already buffered above the
+// socket is read without touching its deadline.
 type DeadlineConn struct {
 	net.Conn
 	Raw                       RawIO // set for a TCP conn: its reads and writes as raw system calls
@@ -36,8 +38,10 @@ type DeadlineConn struct {
 	// that fits cost no deadline update at all.
 	lazy    bool
 	tryNext bool  // the next read does not wait (TryNext)
-	readAt  int64 // lazy, fixed: unix nanos of the read deadline to set before a wait
-	armed   bool  // lazy, fixed: readAt is on the socket
+	readAt  int64 // fixed: unix nanos of the read deadline to set before a read (lazy: a wait)
+	slack   int64 // fixed: how much earlier than readAt a deadline already on the socket may be (an eighth of the limit)
+	armed   bool  // fixed: readAt is on the socket, or a deadline within slack before it
+	onSock  int64 // unix nanos of the read deadline d last set on the socket; 0: unknown (Reset, RearmRead)
 	full    bool  // the last lazy read filled its buffer: more may wait in the socket
 }
 
@@ -50,7 +54,7 @@ var ErrWouldBlock = errors.New("sockio: nothing to read yet")
 func (d *DeadlineConn) Reset(c net.Conn, rc syscall.RawConn, read, write time.Duration) {
 	d.Conn, d.readTimeout, d.writeTimeout, d.readSet, d.writeSet, d.readFixed, d.prefix = c, read, write, 0, 0, false, nil
 	d.minRate, d.rateBound = 0, false
-	d.lazy, d.tryNext, d.readAt, d.armed, d.full = false, false, 0, false, false
+	d.lazy, d.tryNext, d.readAt, d.armed, d.full, d.onSock = false, false, 0, false, false, 0
 	d.Raw.Set(c, rc)
 }
 
@@ -73,16 +77,12 @@ func (d *DeadlineConn) TryNext() { d.tryNext = d.lazy }
 // come again.
 func (d *DeadlineConn) Full() bool { return d.full }
 
-// SetReadTimeout makes reads slide a deadline of t, starting now.
+// SetReadTimeout makes reads slide a deadline of t. The socket gets it
+// with the next read (in lazy mode, the next read that waits): an answer
+// already buffered above the socket costs no deadline update.
 func (d *DeadlineConn) SetReadTimeout(t time.Duration) {
 	d.readTimeout, d.readFixed, d.minRate, d.rateBound = t, false, 0, false
-	if d.lazy {
-		d.readSet = 0 // set before the next read that waits
-		return
-	}
-	now := time.Now()
-	d.readSet = now.UnixNano()
-	d.Conn.SetReadDeadline(now.Add(t))
+	d.readSet = 0 // set before the next read (lazy: the next that waits)
 }
 
 // SetBodyRate is SetReadTimeout(t) for a request body that must also
@@ -95,16 +95,16 @@ func (d *DeadlineConn) SetBodyRate(t, grace time.Duration, minRate int64) {
 	if minRate <= 0 {
 		return
 	}
-	if d.readSet == 0 { // lazy: the rate counts from now
+	if d.readSet == 0 { // the rate counts from now
 		now := time.Now()
 		d.readSet = now.UnixNano()
-		d.Conn.SetReadDeadline(now.Add(t))
+		d.setRead(now.Add(t))
 	}
 	d.minRate, d.rateRead = minRate, 0
 	d.rateFrom = d.readSet + int64(grace)
 	d.rateBound = d.rateFrom < d.readSet+int64(t)
 	if d.rateBound {
-		d.Conn.SetReadDeadline(time.Unix(0, d.rateFrom))
+		d.setRead(time.Unix(0, d.rateFrom))
 	}
 }
 
@@ -120,14 +120,16 @@ func (d *DeadlineConn) rateDeadline() int64 {
 }
 
 // SetReadLimit makes every read until the next SetReadTimeout end by t from
-// now, however the bytes trickle in.
-func (d *DeadlineConn) SetReadLimit(t time.Duration) {
+// now, however the bytes trickle in. The socket gets the deadline with the
+// next read (in lazy mode, the next read that waits): a head already
+// buffered above the socket costs no deadline update.
+func (d *DeadlineConn) SetReadLimit(t time.Duration) { d.SetReadLimitFrom(time.Now(), t) }
+
+// SetReadLimitFrom is SetReadLimit counting t from a time the caller has
+// just read from the clock (the start of a request), saving a clock read.
+func (d *DeadlineConn) SetReadLimitFrom(from time.Time, t time.Duration) {
 	d.readFixed, d.minRate, d.rateBound = true, 0, false
-	if d.lazy {
-		d.readAt, d.armed = time.Now().Add(t).UnixNano(), false
-		return
-	}
-	d.Conn.SetReadDeadline(time.Now().Add(t))
+	d.readAt, d.slack, d.armed = from.Add(t).UnixNano(), int64(t/8), false
 }
 
 func (d *DeadlineConn) Read(p []byte) (int, error) {
@@ -139,7 +141,11 @@ func (d *DeadlineConn) Read(p []byte) (int, error) {
 	if d.lazy && d.minRate == 0 {
 		return d.readLazy(p)
 	}
-	if !d.readFixed {
+	if d.readFixed {
+		if !d.armed {
+			d.armFixed(false)
+		}
+	} else {
 		if now := time.Now(); now.UnixNano()-d.readSet > int64(d.readTimeout/8) || d.rateBound {
 			d.readSet = now.UnixNano()
 			dl := now.Add(d.readTimeout)
@@ -149,7 +155,7 @@ func (d *DeadlineConn) Read(p []byte) (int, error) {
 					dl = time.Unix(0, r)
 				}
 			}
-			d.Conn.SetReadDeadline(dl)
+			d.setRead(dl)
 		}
 	}
 	var n int
@@ -198,15 +204,32 @@ func (d *DeadlineConn) readLazy(p []byte) (int, error) {
 func (d *DeadlineConn) armRead(force bool) {
 	if d.readFixed {
 		if force || !d.armed {
-			d.armed = true
-			d.Conn.SetReadDeadline(time.Unix(0, d.readAt))
+			d.armFixed(force)
 		}
 		return
 	}
 	if now := time.Now(); force || now.UnixNano()-d.readSet > int64(d.readTimeout/8) {
 		d.readSet = now.UnixNano()
-		d.Conn.SetReadDeadline(now.Add(d.readTimeout))
+		d.setRead(now.Add(d.readTimeout))
 	}
+}
+
+// armFixed puts the fixed read deadline on the socket. A deadline d set
+// there before that ends at most an eighth of the limit earlier is kept
+// (unless force): reading one request after another, a connection's hot
+// window then moves once every few milliseconds, not before every wait.
+func (d *DeadlineConn) armFixed(force bool) {
+	d.armed = true
+	if !force && d.onSock != 0 && d.onSock <= d.readAt && d.readAt-d.onSock <= d.slack {
+		return
+	}
+	d.setRead(time.Unix(0, d.readAt))
+}
+
+// setRead sets the socket's read deadline to t and remembers it.
+func (d *DeadlineConn) setRead(t time.Time) {
+	d.onSock = t.UnixNano()
+	d.Conn.SetReadDeadline(t)
 }
 
 // isDeadline reports the timeout of a read or write a passed deadline ended.
@@ -250,4 +273,15 @@ func (d *DeadlineConn) SetPrefix(b []byte) { d.prefix = b }
 
 // RearmRead makes the next read set its sliding deadline again, whatever
 // deadline someone else set on the conn meanwhile.
-func (d *DeadlineConn) RearmRead() { d.readSet, d.armed = 0, false }
+func (d *DeadlineConn) RearmRead() { d.readSet, d.armed, d.onSock = 0, false, 0 }
+
+// ReadDeadlineOn returns the read deadline d last set on its conn (unix
+// nanoseconds), 0 when unknown. A conn that outlives d (a pooled node
+// connection) keeps it for the next DeadlineConn: see KnownReadDeadline.
+func (d *DeadlineConn) ReadDeadlineOn() int64 { return d.onSock }
+
+// KnownReadDeadline tells d, just after Reset, the read deadline already
+// on its conn (ReadDeadlineOn of the DeadlineConn that last used it; 0:
+// unknown), so a fixed limit may keep it as if d had set it. Only what a
+// DeadlineConn set and nobody changed since may be passed.
+func (d *DeadlineConn) KnownReadDeadline(ns int64) { d.onSock = ns }
