@@ -47,7 +47,7 @@ const (
 var (
 	DefaultComparePeers = []string{PeerTether, PeerNginx, PeerHAProxy, PeerDirect}
 	// KnownPeers are the peers --peers may name.
-	KnownPeers              = []string{PeerTether, PeerTetherGo, PeerTetherHTTPLoops, PeerNginx, PeerHAProxy, PeerDirect}
+	KnownPeers              = []string{PeerTether, PeerTetherGo, PeerTetherConnGo, PeerNginx, PeerHAProxy, PeerDirect}
 	DefaultCompareScenarios = []string{CompareHTTP, CompareWS, CompareWSS, CompareTLSRSA, CompareTLSECDSA, CompareIdle, CompareIdleWSS}
 )
 
@@ -408,7 +408,7 @@ func (c CompareConfig) peerEnv(plan pinPlan) (*peerEnv, error) {
 	for _, p := range c.Peers {
 		need[p] = true
 	}
-	need[PeerTether] = need[PeerTether] || need[PeerTetherGo] || need[PeerTetherHTTPLoops]
+	need[PeerTether] = need[PeerTether] || need[PeerTetherGo] || need[PeerTetherConnGo]
 	var err error
 	if e.benchBin = c.BenchBin; e.benchBin == "" {
 		if e.benchBin, err = os.Executable(); err != nil {

@@ -29,10 +29,10 @@ const (
 	// every WebSocket session on two goroutines, the engine TLS sessions
 	// use, beside the loops.
 	PeerTetherGo = "tether-goroutines"
-	// PeerTetherHTTPLoops is tether with its http loops on (--http-loops
-	// -1, one per CPU): idle keep-alive client connections wait on epoll
-	// loops instead of each on its goroutine.
-	PeerTetherHTTPLoops = "tether-http-loops"
+	// PeerTetherConnGo is tether with its http loops off (--http-loops -1):
+	// every keep-alive client connection waits on its own goroutine instead
+	// of on the epoll loops of the default.
+	PeerTetherConnGo = "tether-conn-goroutines"
 )
 
 // Bounds of the processes a comparison starts.

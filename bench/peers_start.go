@@ -72,12 +72,12 @@ func startPeer(ctx context.Context, e *peerEnv, peer string, workers int, dir st
 	}
 	var argv, env []string
 	switch peer {
-	case PeerTether, PeerTetherGo, PeerTetherHTTPLoops:
+	case PeerTether, PeerTetherGo, PeerTetherConnGo:
 		argv = []string{e.tetherBin, "--listen", addr, "--access-log=false", "--admin", "", "--log-level", "warn"}
 		switch peer {
 		case PeerTetherGo:
 			argv = append(argv, "--splice-loops", "-1")
-		case PeerTetherHTTPLoops:
+		case PeerTetherConnGo:
 			argv = append(argv, "--http-loops", "-1")
 		}
 		if pc.TLS != nil {

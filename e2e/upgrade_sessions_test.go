@@ -78,11 +78,14 @@ func predecessors(t *testing.T, admin string) []struct {
 // connection move to the new process on SIGUSR2 (messages go on on the
 // same connections, nothing is closed); a wss session stays with the old
 // process, which the new one shows in /status and /metrics, until it ends;
-// then the old process exits and leaves the list.
+// then the old process exits and leaves the list. Its keep-alive
+// connection waits on a goroutine (--http-loops -1), the wait a hand-over
+// wakes; TestUpgradeKeepsSessions moves idle connections off the http
+// loops, the default.
 func TestUpgradeMovesSessions(t *testing.T) {
 	n1 := startNode(t, node1, 0)
 	tlsAddr := freeAddr(t)
-	a := startUpgradable(t, []*testNode{n1}, "--tls-listen", tlsAddr, "--tls-self-signed", "--drain-timeout", "3s", "--pprof")
+	a := startUpgradable(t, []*testNode{n1}, "--tls-listen", tlsAddr, "--tls-self-signed", "--drain-timeout", "3s", "--pprof", "--http-loops", "-1")
 	var plain []*websocket.Conn
 	for i := range 3 {
 		ws, _ := dialWS(t, a.addr, fmt.Sprintf("session=mv%d&role=echo", i), "")

@@ -47,8 +47,8 @@ type Config struct {
 	// HTTPLoops is the number of epoll loops that hold idle plain
 	// keep-alive client connections and read their requests when epoll
 	// reports them readable (no goroutine, buffer or deadline per idle
-	// connection, and no read that finds nothing). Zero means none: every
-	// connection keeps a goroutine; -1 means one loop per CPU (GOMAXPROCS);
+	// connection, and no read that finds nothing). Zero means one loop per
+	// CPU (GOMAXPROCS); -1 means none: every connection keeps a goroutine;
 	// below -1 is invalid. TLS connections always keep their goroutine.
 	HTTPLoops int
 	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
@@ -250,7 +250,7 @@ func (c *Config) checkCounts() error {
 	}{
 		{"--max-conns", "no limit", c.MaxConns},
 		{"--splice-loops", "goroutines only", c.SpliceLoops},
-		{"--http-loops", "one per CPU", c.HTTPLoops},
+		{"--http-loops", "a goroutine per connection", c.HTTPLoops},
 		{"--tls-max-handshakes", "no cap", c.TLS.MaxHandshakes},
 		{"--pool-max-idle", "keep none", c.Pool.MaxIdle},
 	} {

@@ -22,7 +22,7 @@ func TestValidateRanges(t *testing.T) {
 		{"max-conns -7", func(c *Config) { c.MaxConns = -7 }, []string{"--max-conns", "-7"}},
 		{"splice-loops -1 (goroutines)", func(c *Config) { c.SpliceLoops = -1 }, nil},
 		{"splice-loops -100", func(c *Config) { c.SpliceLoops = -100 }, []string{"--splice-loops", "-100"}},
-		{"http-loops -1 (one per CPU)", func(c *Config) { c.HTTPLoops = -1 }, nil},
+		{"http-loops -1 (goroutines)", func(c *Config) { c.HTTPLoops = -1 }, nil},
 		{"http-loops -100", func(c *Config) { c.HTTPLoops = -100 }, []string{"--http-loops", "-100"}},
 		{"tls-max-handshakes -1 (no cap)", func(c *Config) { c.TLS.MaxHandshakes = -1 }, nil},
 		{"tls-max-handshakes -3", func(c *Config) { c.TLS.MaxHandshakes = -3 }, []string{"--tls-max-handshakes", "-3"}},

@@ -10,10 +10,15 @@ import (
 
 // TestForwardKeepAliveAllocs: a keep-alive request through tether (head
 // read and checked, routed, forwarded over a pooled node connection, answer
-// relayed) allocates nothing, the client's and node's sides included.
+// relayed) allocates nothing, the client's and node's sides included, with
+// a goroutine per connection (--http-loops -1; TestForwardKeepAliveLoopsAllocs
+// is the default's).
 func TestForwardKeepAliveAllocs(t *testing.T) {
 	node := startRawNode(t, benchAnswer)
-	c, err := net.Dial("tcp", startBenchProxy(t, node.ln.Addr().String()))
+	cfg := oneNode(node.ln.Addr().String())
+	cfg.HTTPLoops = -1
+	_, addr := startServer(t, cfg, false)
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

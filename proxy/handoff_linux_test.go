@@ -71,13 +71,21 @@ func startHandOffPair(t *testing.T, node string) *handOffPair {
 // configuration changed by tweak.
 func startHandOffPairWith(t *testing.T, node string, tweak func(*Config)) *handOffPair {
 	t.Helper()
+	return startHandOffPairTweaked(t, node, func(*Config) {}, tweak)
+}
+
+// startHandOffPairTweaked is startHandOffPair with each server's
+// configuration changed by its own function.
+func startHandOffPairTweaked(t *testing.T, node string, oldTweak, newTweak func(*Config)) *handOffPair {
+	t.Helper()
 	cfg := oneNode(node)
 	cfg.AccessLog = true
+	oldTweak(&cfg)
 	p := &handOffPair{oldAccess: &logBuffer{}, newAccess: &logBuffer{}, oldLog: &logBuffer{}, newLog: &logBuffer{}}
 	p.old, p.oldAddr = serveWith(t, cfg, zerolog.New(p.oldLog), zerolog.New(p.oldAccess), false)
 	cfg = oneNode(node)
 	cfg.AccessLog = true
-	tweak(&cfg)
+	newTweak(&cfg)
 	p.new, _ = serveWith(t, cfg, zerolog.New(p.newLog), zerolog.New(p.newAccess), false)
 	return p
 }
@@ -467,7 +475,7 @@ func waitIdle(t *testing.T, s *Server, n int) {
 		defer s.conns.mu.Unlock()
 		k := 0
 		for c := range s.conns.active {
-			if c.state.Load() == connIdle {
+			if c.state.Load() == connIdle || c.lc.state.Load() == lcIdle { // on its goroutine or its http loop
 				k++
 			}
 		}
@@ -492,7 +500,10 @@ func TestHandOffIdleConn(t *testing.T) {
 		{"request that woke the wait", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p := startHandOffPair(t, startHandOffNode(t))
+			// A goroutine per connection: its idle wait is what these cases
+			// wake (TestHandOffIdleConnOnLoops has the loops').
+			goroutines := func(c *Config) { c.HTTPLoops = -1 }
+			p := startHandOffPairTweaked(t, startHandOffNode(t), goroutines, goroutines)
 			cc, br := dialKeepAlive(t, p.oldAddr)
 			ask(t, cc, br, "/one")
 			waitIdle(t, p.old, 1)
@@ -510,7 +521,12 @@ func TestHandOffIdleConn(t *testing.T) {
 				testHookIdleWoke.Store(&hook)
 				defer testHookIdleWoke.Store(nil)
 				io.WriteString(cc, "GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
-				woken := <-woke
+				var woken *conn
+				select {
+				case woken = <-woke:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the idle wait did not wake")
+				}
 				handed := make(chan *Handoff, 1)
 				go func() { handed <- p.old.HandOff() }()
 				waitFor(t, "HandOff takes the connection", func() bool { return woken.state.Load() == connHanded })

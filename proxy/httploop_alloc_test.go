@@ -15,7 +15,7 @@ import (
 func TestForwardKeepAliveLoopsAllocs(t *testing.T) {
 	node := startRawNode(t, benchAnswer)
 	cfg := oneNode(node.ln.Addr().String())
-	cfg.HTTPLoops = -1
+	cfg.HTTPLoops = 0 // the loops (the default)
 	_, addr := startServer(t, cfg, false)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {

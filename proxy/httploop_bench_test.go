@@ -8,12 +8,12 @@ import (
 )
 
 // BenchmarkForwardKeepAliveLoops is BenchmarkForwardKeepAlive with the
-// http loops on (--http-loops -1): the connection waits for each next
+// http loops on (the default): the connection waits for each next
 // request on a loop, and a worker serves it.
 func BenchmarkForwardKeepAliveLoops(b *testing.B) {
 	node := startRawNode(b, benchAnswer)
 	cfg := oneNode(node.ln.Addr().String())
-	cfg.HTTPLoops = -1
+	cfg.HTTPLoops = 0 // the loops (the default)
 	_, addr := startServer(b, cfg, false)
 	roundTrips(b, addr)
 }
@@ -27,7 +27,7 @@ func BenchmarkForwardKeepAliveConns(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
 		loops int
-	}{{"loops", -1}, {"goroutines", 0}} {
+	}{{"loops", 0}, {"goroutines", -1}} {
 		b.Run(bc.name, func(b *testing.B) {
 			node := startRawNode(b, benchAnswer)
 			cfg := oneNode(node.ln.Addr().String())

@@ -123,8 +123,8 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 			s.loops, s.engine = ls, ls // TLS sessions still go to goroutines inside Start
 		}
 	}
-	if cfg.HTTPLoops != 0 {
-		if ls, err := newHTTPLoops(s, max(cfg.HTTPLoops, 0)); err != nil {
+	if cfg.HTTPLoops >= 0 {
+		if ls, err := newHTTPLoops(s, cfg.HTTPLoops); err != nil {
 			log.Warn().Err(err).Msg("http loops unavailable; client connections keep goroutines")
 		} else {
 			s.http = ls

@@ -326,7 +326,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	c.fs.StringVar(&cfg.HAProxyBin, "haproxy-bin", "haproxy", "HAProxy's binary")
 	c.fs.StringVar(&cfg.Templates, "templates", "scripts/compare", "directory of nginx.conf.tmpl and haproxy.cfg.tmpl")
 	tetherFlags := c.fs.String("tether-flags", "", "more flags for tether, space-separated (e.g. \"--admin 127.0.0.1:9191 --pprof\")")
-	peers := c.fs.String("peers", strings.Join(bench.DefaultComparePeers, ","), "peers, in the order of each round: "+strings.Join(bench.KnownPeers, ", ")+" (tether-goroutines: tether with --splice-loops -1; tether-http-loops: tether with --http-loops -1)")
+	peers := c.fs.String("peers", strings.Join(bench.DefaultComparePeers, ","), "peers, in the order of each round: "+strings.Join(bench.KnownPeers, ", ")+" (tether-goroutines: tether with --splice-loops -1; tether-conn-goroutines: tether with --http-loops -1)")
 	scenarios := c.fs.String("scenarios", strings.Join(bench.DefaultCompareScenarios, ","),
 		"scenarios run against each peer (wss-echo, tls-rsa, tls-ecdsa and idle-wss go through the peers' TLS listeners; direct skips them)")
 	c.fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds: every peer runs every scenario once per round")

@@ -173,7 +173,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "`file` holding a bearer token every admin request must carry (Authorization: Bearer TOKEN), except GET /healthz and /livez so health checkers need none; SIGHUP re-reads it (empty: no token, loopback --admin only)")
 	fs.Var((*hostList)(&cfg.AdminHosts), "admin-hosts", "host `names` (comma-separated) the admin listener answers to, beside IP addresses and localhost; any other Host header gets 421 (DNS rebinding)")
 	fs.BoolVar(&cfg.ReusePort, "reuseport", true, "listen with SO_REUSEPORT: a new tether can start on the same ports before the old one gets SIGTERM")
-	fs.IntVar(&cfg.HTTPLoops, "http-loops", 0, "epoll loops that hold idle plain keep-alive client connections and read their requests when readable (0: none, a goroutine per connection; -1: one per CPU; TLS connections always keep their goroutine)")
+	fs.IntVar(&cfg.HTTPLoops, "http-loops", 0, "epoll loops that hold idle plain keep-alive client connections and read their requests when readable (0: one per CPU; -1: none, a goroutine per connection; TLS connections always keep their goroutine)")
 	fs.IntVar(&cfg.SpliceLoops, "splice-loops", 0, "epoll loops that splice plain WebSocket sessions (0: one per CPU; -1: goroutines only; TLS sessions always use goroutines)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on the admin listener")
 	fs.StringVar(&cfg.TLS.Listen, "tls-listen", "", "HTTPS listen `address` (empty: none); TLS is terminated here")
