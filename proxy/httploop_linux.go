@@ -107,33 +107,11 @@ func newHTTPLoops(s *Server, n int) (*httpLoops, error) {
 }
 
 func newHTTPLoop(ls *httpLoops) (*httpLoop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	ep, err := sockio.NewEpoll("http-epoll", httpWakeSlot)
 	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("eventfd", err)
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: httpWakeSlot}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
-		unix.Close(evfd)
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("epoll_ctl", err)
-	}
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(evfd)
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("fcntl", err)
-	}
-	l := &httpLoop{ls: ls, epfd: epfd, evfd: evfd, base: time.Now(), deadline: -1}
-	l.epfile = os.NewFile(uintptr(epfd), "http-epoll")
-	if l.rc, err = l.epfile.SyscallConn(); err != nil {
-		l.epfile.Close()
-		unix.Close(evfd)
 		return nil, err
 	}
+	l := &httpLoop{ls: ls, epfd: ep.FD, evfd: ep.Wake, epfile: ep.File, rc: ep.RC, base: time.Now(), deadline: -1}
 	l.events = make([]unix.EpollEvent, 128)
 	l.turnFn = l.turn
 	l.nextSweep = int64(time.Second)

@@ -74,8 +74,8 @@ func TestMoveSessions(t *testing.T) {
 		t.Run("fail at "+tc.fail, func(t *testing.T) {
 			var log steps
 			h := &fakeHandoff{log: &log,
-				sessions: []proxy.HandedSession{{Client: 7, Node: 8, Meta: proxy.SessionMeta{Node: "CB_Server_1", Remote: "10.0.0.1", Status: 101}}},
-				conns:    []proxy.HandedConn{{FD: 9, Meta: proxy.ConnMeta{Remote: "10.0.0.2", Served: 3}}},
+				sessions: []proxy.HandedSession{{Client: 7, Node: 8, Meta: proxy.SessionMeta{Node: "CB_Server_1", Remote: "192.0.2.1", Status: 101}}},
+				conns:    []proxy.HandedConn{{FD: 9, Meta: proxy.ConnMeta{Remote: "192.0.2.2", Served: 3}}},
 			}
 			m := &fakeMover{log: &log, fail: tc.fail}
 			mv := moveSessions(h, m, time.Second)

@@ -286,33 +286,11 @@ type loop struct {
 }
 
 func newLoop(ls *Loops) (*loop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	ep, err := sockio.NewEpoll("splice-epoll", wakeSlot)
 	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("eventfd", err)
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeSlot}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
-		unix.Close(evfd)
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("epoll_ctl", err)
-	}
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(evfd)
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("fcntl", err)
-	}
-	l := &loop{ls: ls, epfd: epfd, evfd: evfd, base: time.Now(), tick: int64(maxSweep)}
-	l.epfile = os.NewFile(uintptr(epfd), "splice-epoll")
-	if l.rc, err = l.epfile.SyscallConn(); err != nil {
-		l.epfile.Close()
-		unix.Close(evfd)
 		return nil, err
 	}
+	l := &loop{ls: ls, epfd: ep.FD, evfd: ep.Wake, epfile: ep.File, rc: ep.RC, base: time.Now(), tick: int64(maxSweep)}
 	l.events = make([]unix.EpollEvent, 256)
 	l.turnFn = l.turn
 	l.buf = ls.bufs.Get().(*pendBuf)
