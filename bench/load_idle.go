@@ -183,9 +183,11 @@ func (w *idleWorker) loop() {
 //  5. Hold after the last opened, each session echoes (GETs) again and
 //     closes.
 //
-// The target's RSS and descriptors are read from /proc; with Pprof, its
-// live Go heap too, after its RSS. A session that fails anywhere is an
-// error of the report.
+// idle-http first warms the target up (warmUp) before step 2. The target's
+// RSS and descriptors are read from /proc; with Pprof, its live Go heap
+// too: before its RSS at the baseline (the collections it forces belong
+// there), after it when loaded. A session that fails anywhere is an error
+// of the report.
 func runIdle(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, error) {
 	if _, err := ReadProcStat(cfg.PID); err != nil {
 		return nil, fmt.Errorf("--pid %d: %w", cfg.PID, err)
@@ -220,7 +222,20 @@ func runIdle(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, 
 		own.fail("idle_no_cookie")
 		return report(), nil
 	}
+	if r.isHTTP() {
+		r.requests = r.newRequests()
+		workers = append(workers, r.warmUp()...)
+	}
 	r.sleep(idleBaselinePause)
+	// The heap is read first: the collections it forces are the harness's,
+	// and what they cost the target belongs to its baseline.
+	var err error
+	if cfg.Pprof != "" {
+		if idle.HeapBaseline, err = r.readHeap(); err != nil {
+			own.fail("heap")
+			log.Error().Err(err).Msg("baseline heap reading")
+		}
+	}
 	base, err := ReadProcStat(cfg.PID)
 	if err != nil {
 		own.fail("procstat")
@@ -228,15 +243,6 @@ func runIdle(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, 
 		return report(), nil
 	}
 	idle.Baseline = base
-	if cfg.Pprof != "" {
-		if idle.HeapBaseline, err = r.readHeap(); err != nil {
-			own.fail("heap")
-			log.Error().Err(err).Msg("baseline heap reading")
-		}
-	}
-	if r.isHTTP() {
-		r.requests = r.newRequests()
-	}
 	log.Info().Str("target", cfg.Target).Int("pid", cfg.PID).Int("sessions", cfg.Sessions).
 		Int("nodes", len(r.cookies)).Int64("rss_kib", base.RSSKiB).Int("fds", base.FDs).Msg("idle: opening sessions")
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -64,6 +65,27 @@ func (w *idleWorker) openHTTP(i int) net.Conn {
 		return nil
 	}
 	return c
+}
+
+// warmUp has Concurrency connections (at most Sessions) GET once at the
+// same time and close, before the baseline: what serving costs the target
+// once for all (workers, buffers, their pools) is then in the baseline,
+// not in the growth per idle connection. It returns their counters.
+func (r *idleRun) warmUp() []*workerStats {
+	n := min(r.cfg.Concurrency, r.cfg.Sessions)
+	stats := make([]*workerStats, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		w := &idleWorker{run: r, stats: newWorkerStats()}
+		stats[i] = w.stats
+		wg.Go(func() {
+			if c := w.openHTTP(i); c != nil {
+				_ = c.Close()
+			}
+		})
+	}
+	wg.Wait()
+	return stats
 }
 
 // checkHTTPLoop GETs once more on each open connection it takes, then
