@@ -20,8 +20,8 @@ import (
 // into lcReady, and park then serves again instead of parking: an
 // edge-triggered event is reported once.
 //
-// A connection idles cold: at its first park the serving goroutine lets go
-// of its net.Conn (netFD, addresses, Go's poll descriptor, the finalizer)
+// A connection idles cold: at its first park after a request the serving
+// goroutine lets go of its net.Conn (netFD, addresses, Go's poll descriptor, the finalizer)
 // and keeps a duplicate of its descriptor, which is what sits in the
 // loop's epoll. Readiness of a cold connection has the worker warm it up
 // first: out of the epoll, a net.Conn again (net.FileConn), and on its
@@ -50,7 +50,7 @@ type loopConn struct {
 	fd    int32 // the socket's descriptor while cold
 	off   bool  // the loop refused it: the connection keeps a goroutine
 	cold  bool  // nc let go: the socket is fd alone
-	woke  bool  // warmed up once: it parks warm until the sweep cools it
+	woke  bool  // warmed up once, or could not be cooled: it parks warm (the sweep cools it)
 	since atomic.Int64
 }
 
@@ -72,10 +72,10 @@ func (c *conn) onLoops() bool {
 // leave the loop for the splice engine.
 func (c *conn) loopServe() {
 	s := c.s
-	if c.lc.cold && !s.http.warm(c) {
-		return
-	}
 	for {
+		if c.lc.cold && !s.http.warm(c) {
+			return
+		}
 		x := s.exchanges.Get().(*exchange)
 		keep := x.serveBurst(c, false)
 		full := x.cr.Full()

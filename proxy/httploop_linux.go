@@ -204,11 +204,22 @@ func (ls *httpLoops) park(c *conn, full bool) bool {
 		return false
 	}
 	c.lc.since.Store(time.Now().UnixNano())
+	// A connection idles cold from its first park after a request; one
+	// that parked before its first request did so warm.
+	coolNow := !c.lc.woke && !c.lc.cold && c.served > 0
 	if c.lc.l == nil {
-		if !c.lc.woke {
-			ls.cool(c) // its first park: a new connection idles cold
+		if coolNow {
+			ls.cool(c)
 		}
 		return ls.add(c)
+	}
+	if coolNow {
+		if err := c.lc.l.chill(c); err != nil {
+			ls.s.errLog.Warn().Err(err).Str("remote", c.remoteIP).Msg("http loop: idle connection closed")
+			c.lc.state.Store(lcGone)
+			c.close()
+			return true
+		}
 	}
 	if !c.lc.state.CompareAndSwap(lcBusy, lcIdle) {
 		c.lc.state.Store(lcBusy) // lcReady: serve again
@@ -287,6 +298,7 @@ func (ls *httpLoops) cool(c *conn) {
 	fd, err := sockio.DupFD(tc)
 	if err != nil {
 		ls.s.errLog.Debug().Err(err).Str("remote", c.remoteIP).Msg("http loop: connection kept warm")
+		c.lc.woke = true // it parks warm: not tried at each request
 		return
 	}
 	ls.s.conns.setCold(c, fd)
@@ -295,10 +307,19 @@ func (ls *httpLoops) cool(c *conn) {
 
 // warm gives c, busy and cold, its net.Conn back (the worker that serves
 // it calls it first): c leaves its loop's epoll, where its next park puts
-// it anew. It reports false when that failed; c is then closed and
-// accounted for.
+// it anew. It reports false when the client hung up or that failed; c is
+// then closed and accounted for.
 func (ls *httpLoops) warm(c *conn) bool {
 	ls.remove(c)
+	if hungUp(int(c.lc.fd)) {
+		// The client closed its idle connection (or reset it): there is
+		// nothing to read, and no net.Conn is made to find that out.
+		c.close()
+		return false
+	}
+	if h := testHookWarm.Load(); h != nil {
+		(*h)()
+	}
 	f := os.NewFile(uintptr(c.lc.fd), "")
 	nc, err := net.FileConn(f) // a duplicate, in Go's poller
 	f.Close()
@@ -309,6 +330,28 @@ func (ls *httpLoops) warm(c *conn) bool {
 		return false
 	}
 	return true
+}
+
+// testHookWarm, set by tests only, runs when a cold connection is made a
+// net.Conn again.
+var testHookWarm atomic.Pointer[func()]
+
+// hungUp reports a socket whose peer closed or reset it with nothing left
+// to read: a one-byte peek finds the end of the stream, or an error.
+func hungUp(fd int) bool {
+	var b [1]byte
+	for {
+		n, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return false
+		case err != nil:
+			return true
+		}
+		return n == 0
+	}
 }
 
 // closeFD closes a cold connection's descriptor; epoll forgets it with it.
@@ -549,6 +592,23 @@ const maxCoolPerSweep = 256
 // slot. Readiness meanwhile is reported by the epoll at once, in the
 // loop's next turn.
 func (l *httpLoop) recool(c *conn) {
+	if err := l.chill(c); err != nil {
+		l.ls.s.errLog.Warn().Err(err).Str("remote", c.remoteIP).Msg("http loop: idle connection closed")
+		c.lc.state.Store(lcGone)
+		c.close()
+		return
+	}
+	if !c.lc.state.CompareAndSwap(lcBusy, lcIdle) {
+		c.lc.state.Store(lcBusy) // lcReady: readable already
+		l.ls.dispatch(c)
+	}
+}
+
+// chill cools c, busy and warm in l's epoll: its descriptor leaves the
+// epoll and its duplicate takes the same slot, where readiness that came
+// meanwhile is reported at once (c's state then says lcReady). After an
+// error c is in no epoll.
+func (l *httpLoop) chill(c *conn) error {
 	c.raw.Control(func(fd uintptr) { unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
 	l.ls.cool(c)
 	var err error
@@ -558,15 +618,9 @@ func (l *httpLoop) recool(c *conn) {
 		err = cerr
 	}
 	if err != nil {
-		l.ls.s.errLog.Warn().Err(os.NewSyscallError("epoll_ctl", err)).Str("remote", c.remoteIP).Msg("http loop: idle connection closed")
-		c.lc.state.Store(lcGone)
-		c.close()
-		return
+		return os.NewSyscallError("epoll_ctl", err)
 	}
-	if !c.lc.state.CompareAndSwap(lcBusy, lcIdle) {
-		c.lc.state.Store(lcBusy) // lcReady: readable already
-		l.ls.dispatch(c)
-	}
+	return nil
 }
 
 // readableNow reports whether c, idle on its loop, has bytes or a hang-up

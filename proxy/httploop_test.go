@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -380,5 +381,37 @@ func TestLoopIdleCold(t *testing.T) {
 	c.Close()
 	if !waitCond(5*time.Second, func() bool { return s.conns.open.Load() == 0 }) {
 		t.Errorf("%d connections still counted open after the client hung up", s.conns.open.Load())
+	}
+}
+
+// TestLoopColdHangup: a client that closes its cold idle connection, or
+// resets it, ends it on tether's side without it being made a net.Conn
+// again, and it is accounted for.
+func TestLoopColdHangup(t *testing.T) {
+	var warmed atomic.Int32
+	hook := func() { warmed.Add(1) }
+	testHookWarm.Store(&hook)
+	t.Cleanup(func() { testHookWarm.Store(nil) })
+	s, addr, _ := startLoopServer(t, Config{IdleTimeout: 30 * time.Second}, pathNode(nil))
+	for _, reset := range []bool{false, true} {
+		c, br := dialLoop(t, addr)
+		io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+		if status, _ := loopAnswer(t, br); status != 200 {
+			t.Fatalf("status %d", status)
+		}
+		if !waitCond(5*time.Second, func() bool { n, _ := idleOnLoops(s); return n == 1 }) {
+			t.Fatal("the connection is not idle cold on its loop")
+		}
+		warmed.Store(0) // its first request may have come after it parked
+		if reset {
+			c.(*net.TCPConn).SetLinger(0)
+		}
+		c.Close()
+		if !waitCond(5*time.Second, func() bool { return s.conns.open.Load() == 0 }) {
+			t.Fatalf("reset %v: %d connections still counted open", reset, s.conns.open.Load())
+		}
+		if n := warmed.Load(); n != 0 {
+			t.Errorf("reset %v: the hung-up connection was warmed up", reset)
+		}
 	}
 }
