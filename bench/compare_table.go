@@ -385,8 +385,9 @@ func (c *Comparison) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(&b, "\nidle: %d echo WebSockets held %v, each peer with 1 worker; growth of RSS and descriptors "+
 			"from before the first session to %v after the last, ÷ sessions. nginx: its one worker process (the master holds no session). "+
 			"idle-wss: the same through the peer's TLS listener (ECDSA P-256 certificate); direct has no TLS. "+
-			"idle-http: %d plain keep-alive connections, each after one GET of %d B, held the same way (a session is a connection). "+
-			"Go heap: tether's live heap (after a collection, from its profiler) grown per session, read after its RSS; n/a for the others.\n",
+			"idle-http: %d plain keep-alive connections, each after one GET of %d B, held the same way (a session is a connection), "+
+			"after 64 connections with one GET each warmed the peer up. "+
+			"Go heap: tether's live heap after two collections (from its profiler) grown per session; n/a for the others.\n",
 			cfg.IdleSessions, cfg.IdleHold, min(compareIdleSettle, cfg.IdleHold), cfg.IdleConns, idleHTTPBytes)
 	}
 	if slices.ContainsFunc(c.Scenarios, func(s string) bool { return !isIdle(s) }) {
