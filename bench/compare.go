@@ -30,10 +30,15 @@ const (
 	// CompareIdleWSS is CompareIdle through the peers' TLS listeners (ECDSA
 	// P-256 certificate): what an idle wss session costs.
 	CompareIdleWSS = "idle-wss"
+	// CompareIdleHTTP: memory and descriptors per idle plain keep-alive
+	// connection, each after one GET.
+	CompareIdleHTTP = ScenarioIdleHTTP
 )
 
 // isIdle reports the idle scenarios: memory per session, not a rate.
-func isIdle(scenario string) bool { return scenario == CompareIdle || scenario == CompareIdleWSS }
+func isIdle(scenario string) bool {
+	return scenario == CompareIdle || scenario == CompareIdleWSS || scenario == CompareIdleHTTP
+}
 
 // Bounds of a comparison.
 const (
@@ -48,7 +53,7 @@ var (
 	DefaultComparePeers = []string{PeerTether, PeerNginx, PeerHAProxy, PeerDirect}
 	// KnownPeers are the peers --peers may name.
 	KnownPeers              = []string{PeerTether, PeerTetherGo, PeerTetherConnGo, PeerNginx, PeerHAProxy, PeerDirect}
-	DefaultCompareScenarios = []string{CompareHTTP, CompareWS, CompareWSS, CompareTLSRSA, CompareTLSECDSA, CompareIdle, CompareIdleWSS}
+	DefaultCompareScenarios = []string{CompareHTTP, CompareWS, CompareWSS, CompareTLSRSA, CompareTLSECDSA, CompareIdle, CompareIdleWSS, CompareIdleHTTP}
 )
 
 // ratioPeers are the peers whose best figure the others are measured
@@ -95,7 +100,11 @@ type CompareConfig struct {
 	MessageBytes int
 	// IdleSessions is the number of idle WebSockets of idle; 0 means 2000.
 	IdleSessions int
-	// IdleHold is how long the idle sessions are held; 0 means 5s.
+	// IdleConns is the number of idle keep-alive connections of idle-http;
+	// 0 means 4000.
+	IdleConns int
+	// IdleHold is how long the idle sessions (connections) are held; 0
+	// means 5s.
 	IdleHold time.Duration
 	// Pin is PinNone or PinSplit; "" means PinNone.
 	Pin string
@@ -155,6 +164,9 @@ func (c CompareConfig) withDefaults() CompareConfig {
 	if c.IdleSessions == 0 {
 		c.IdleSessions = 2000
 	}
+	if c.IdleConns == 0 {
+		c.IdleConns = 4000
+	}
 	if c.IdleHold == 0 {
 		c.IdleHold = 5 * time.Second
 	}
@@ -207,6 +219,9 @@ func (c CompareConfig) Validate() error {
 	case c.IdleSessions < 1 || c.IdleSessions > (peerFileLimit-200)/2:
 		// A peer holds two sockets per session under the descriptor limit.
 		return fmt.Errorf("--idle-sessions %d: want 1..%d", c.IdleSessions, (peerFileLimit-200)/2)
+	case c.IdleConns < 1 || c.IdleConns > min(MaxIdleSessions, peerFileLimit-200):
+		// A peer holds one socket per idle connection, this process one.
+		return fmt.Errorf("--idle-conns %d: want 1..%d", c.IdleConns, min(MaxIdleSessions, peerFileLimit-200))
 	}
 	for _, s := range []string{CompareHTTP, CompareWS, CompareTLSRSA} {
 		if err := c.loadConfig("127.0.0.1:1", s).Validate(); err != nil {
@@ -251,6 +266,8 @@ func (c CompareConfig) loadConfig(addr, scenario string) LoadConfig {
 	case CompareIdle, CompareIdleWSS:
 		l.Scenario = ScenarioIdle
 		l.Sessions, l.Hold, l.Settle = c.IdleSessions, c.IdleHold, min(compareIdleSettle, c.IdleHold)
+	case CompareIdleHTTP:
+		l.Sessions, l.Hold, l.Settle = c.IdleConns, c.IdleHold, min(compareIdleSettle, c.IdleHold)
 	}
 	return l
 }
@@ -382,11 +399,16 @@ func RunCompare(ctx context.Context, cfg CompareConfig, log zerolog.Logger) (*Co
 			workers = 1 // one process holds every session: nginx's one worker
 		}
 		pdir := filepath.Join(dir, fmt.Sprintf("r%d-%s-%s", s.round, s.peer, s.scenario))
-		pr, err := startPeer(ctx, e, s.peer, workers, pdir, e.certs[s.scenario])
+		pe, pprof, err := e.withPprof(s)
+		if err != nil {
+			return nil, err
+		}
+		pr, err := startPeer(ctx, pe, s.peer, workers, pdir, e.certs[s.scenario])
 		if err != nil {
 			keep = true
 			return nil, err
 		}
+		pr.pprof = pprof
 		sample, err := runSlot(ctx, cfg, e, s, pr, log)
 		pr.stop()
 		if err != nil {
@@ -453,15 +475,17 @@ func runSlot(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, pr *pee
 	quiet := log.Level(max(log.GetLevel(), zerolog.WarnLevel))
 	if isIdle(s.scenario) {
 		lc.PID = pr.measured[0] // nginx: its one worker
+		lc.Pprof = pr.pprof
 		rep, err := RunLoad(ctx, lc, quiet)
 		if err != nil {
 			return Sample{}, err
 		}
 		return Sample{
-			Round:         s.round,
-			Errors:        rep.ErrorCount() + rep.StickyViolations,
-			KiBPerSession: rep.Idle.RSSPerSessionKiB(),
-			FDsPerSession: rep.Idle.FDsPerSession(),
+			Round:             s.round,
+			Errors:            rep.ErrorCount() + rep.StickyViolations,
+			KiBPerSession:     rep.Idle.RSSPerSessionKiB(),
+			FDsPerSession:     rep.Idle.FDsPerSession(),
+			HeapKiBPerSession: rep.Idle.HeapPerSessionKiB(),
 		}, nil
 	}
 	counter := startCounting(e, pr, log)
@@ -508,6 +532,24 @@ func runSlot(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, pr *pee
 		sample.CPU = cpu / res.elapsed.Seconds()
 	}
 	return sample, nil
+}
+
+// withPprof is e for the run of s: an idle-http run against tether also
+// turns on its admin listener with Go's profiler, on a free port, whose URL
+// it returns, so the run reads tether's Go heap. The others, and a
+// tether whose --tether-flags name an admin listener, run as e says ("").
+func (e *peerEnv) withPprof(s slot) (*peerEnv, string, error) {
+	tether := s.peer == PeerTether || s.peer == PeerTetherGo || s.peer == PeerTetherConnGo
+	if s.scenario != CompareIdleHTTP || !tether || slices.Contains(e.tetherArgs, "--admin") {
+		return e, "", nil
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	pe := *e
+	pe.tetherArgs = append(slices.Clip(e.tetherArgs), "--admin", addr, "--pprof")
+	return &pe, "http://" + addr, nil
 }
 
 // Estimates of the time of a run, for the line that announces them.

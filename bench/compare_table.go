@@ -30,6 +30,10 @@ type Sample struct {
 	// KiBPerSession and FDsPerSession are the idle scenario's growth of
 	// the peer's RSS and descriptors per open session.
 	KiBPerSession, FDsPerSession float64
+	// HeapKiBPerSession is the idle scenario's growth of the peer's live Go
+	// heap per open session; 0 when not read (only tether's is, in
+	// idle-http).
+	HeapKiBPerSession float64
 	// TLS is what the TLS connections negotiated (TLSInfo.String); "" for
 	// plain runs.
 	TLS string
@@ -41,7 +45,11 @@ type Sample struct {
 // line is s for a progress line.
 func (s Sample) line(scenario string) string {
 	if isIdle(scenario) {
-		return fmt.Sprintf("%.1f KiB/session, %.2f fds/session, %d errors", s.KiBPerSession, s.FDsPerSession, s.Errors)
+		heap := ""
+		if s.HeapKiBPerSession != 0 {
+			heap = fmt.Sprintf(" (Go heap %.2f KiB)", s.HeapKiBPerSession)
+		}
+		return fmt.Sprintf("%.2f KiB/session%s, %.2f fds/session, %d errors", s.KiBPerSession, heap, s.FDsPerSession, s.Errors)
 	}
 	c := s.Contention
 	return fmt.Sprintf("%.0f/s p50 %s p90 %s p99 %s cpu %.2f, %s cpu/op, %s syscalls/op, %d errors, outside cpu %s, peer runq wait %s",
@@ -118,6 +126,7 @@ type Row struct {
 	Errors         int64   // the sum over the rounds
 	KiBPerSession  float64
 	FDsPerSession  float64
+	HeapKiB        float64 // median of HeapKiBPerSession; 0 when not read
 	XPerSecond     float64 // PerSecond ÷ the best peer's; 0 without a peer
 	XP50, XP99     float64 // P50, P99 ÷ the best peer's (lowest)
 	XKiBPerSession float64 // KiBPerSession ÷ the best peer's (lowest)
@@ -149,6 +158,7 @@ func medianRow(scenario, peer, gen string, samples []Sample) Row {
 		r.SyscallsPerOp = pick(func(s Sample) float64 { return s.SyscallsPerOp })
 	}
 	r.KiBPerSession = pick(func(s Sample) float64 { return s.KiBPerSession })
+	r.HeapKiB = pick(func(s Sample) float64 { return s.HeapKiBPerSession })
 	r.FDsPerSession = pick(func(s Sample) float64 { return s.FDsPerSession })
 	r.ContentionKnown = len(samples) > 0
 	for _, s := range samples {
@@ -362,16 +372,23 @@ func (c *Comparison) WriteMarkdown(w io.Writer) error {
 			cfg.TLSConns, cfg.Duration)
 	}
 	if slices.ContainsFunc(c.Scenarios, isIdle) {
-		b.WriteString("\n| idle | peer | RSS per session | × best peer | fds per session | errors |\n")
-		b.WriteString("|---|---|---:|---:|---:|---:|\n")
+		b.WriteString("\n| idle | peer | RSS per session | × best peer | Go heap per session | fds per session | errors |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|---:|\n")
 		writeRows(&b, rows, isIdle, func(r Row) string {
-			return fmt.Sprintf("| %s | %s | %.1f KiB | %s | %.2f | %d |\n",
-				r.Scenario, r.Peer, r.KiBPerSession, fmtRatio(r.XKiBPerSession), r.FDsPerSession, r.Errors)
+			heap := "n/a"
+			if r.HeapKiB != 0 {
+				heap = fmt.Sprintf("%.2f KiB", r.HeapKiB)
+			}
+			return fmt.Sprintf("| %s | %s | %.2f KiB | %s | %s | %.2f | %d |\n",
+				r.Scenario, r.Peer, r.KiBPerSession, fmtRatio(r.XKiBPerSession), heap, r.FDsPerSession, r.Errors)
 		})
 		fmt.Fprintf(&b, "\nidle: %d echo WebSockets held %v, each peer with 1 worker; growth of RSS and descriptors "+
 			"from before the first session to %v after the last, ÷ sessions. nginx: its one worker process (the master holds no session). "+
-			"idle-wss: the same through the peer's TLS listener (ECDSA P-256 certificate); direct has no TLS.\n",
-			cfg.IdleSessions, cfg.IdleHold, min(compareIdleSettle, cfg.IdleHold))
+			"idle-wss: the same through the peer's TLS listener (ECDSA P-256 certificate); direct has no TLS. "+
+			"idle-http: %d plain keep-alive connections, each after one GET of %d B, held the same way (a session is a connection), "+
+			"after 64 connections with one GET each warmed the peer up. "+
+			"Go heap: tether's live heap after two collections (from its profiler) grown per session; n/a for the others.\n",
+			cfg.IdleSessions, cfg.IdleHold, min(compareIdleSettle, cfg.IdleHold), cfg.IdleConns, idleHTTPBytes)
 	}
 	if slices.ContainsFunc(c.Scenarios, func(s string) bool { return !isIdle(s) }) {
 		b.WriteString(contentionNote())

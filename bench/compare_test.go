@@ -403,6 +403,38 @@ func TestCompareOrder(t *testing.T) {
 	if lc.Scenario != ScenarioIdle || lc.Target != "https://127.0.0.1:1" || !lc.Insecure || lc.Sessions != 100 {
 		t.Errorf("idle-wss load %+v, want idle over https with 100 sessions", lc)
 	}
+	// idle-http holds IdleConns plain connections; tether alone gets its
+	// profiler on a port of its own, unless --tether-flags name one.
+	lc = CompareConfig{IdleSessions: 100, IdleConns: 300, IdleHold: time.Second}.loadConfig("127.0.0.1:1", CompareIdleHTTP)
+	if lc.Scenario != ScenarioIdleHTTP || lc.Target != "http://127.0.0.1:1" || lc.Sessions != 300 || lc.Hold != time.Second {
+		t.Errorf("idle-http load %+v, want idle-http over http with 300 connections", lc)
+	}
+	e := &peerEnv{tetherArgs: []string{"--log-level", "debug"}}
+	for _, tc := range []struct {
+		s     slot
+		pprof bool
+	}{
+		{slot{peer: PeerTether, scenario: CompareIdleHTTP}, true},
+		{slot{peer: PeerTetherConnGo, scenario: CompareIdleHTTP}, true},
+		{slot{peer: PeerNginx, scenario: CompareIdleHTTP}, false},
+		{slot{peer: PeerTether, scenario: CompareIdle}, false},
+	} {
+		pe, url, err := e.withPprof(tc.s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(pe.tetherArgs)
+		if got := url != "" && n == 5 && pe.tetherArgs[2] == "--admin" && "http://"+pe.tetherArgs[3] == url && pe.tetherArgs[4] == "--pprof"; got != tc.pprof {
+			t.Errorf("%s/%s: args %q, url %q", tc.s.peer, tc.s.scenario, pe.tetherArgs, url)
+		}
+	}
+	if len(e.tetherArgs) != 2 {
+		t.Errorf("withPprof changed the environment's arguments: %q", e.tetherArgs)
+	}
+	own := &peerEnv{tetherArgs: []string{"--admin", "127.0.0.1:9191", "--pprof"}}
+	if pe, url, _ := own.withPprof(slot{peer: PeerTether, scenario: CompareIdleHTTP}); url != "" || pe != own {
+		t.Errorf("with an admin of its own: url %q", url)
+	}
 	// One scenario: exactly A B C D A B C D.
 	var one []string
 	for _, s := range compareOrder([]string{"A", "B", "C", "D"}, []string{"http"}, 2) {
@@ -463,6 +495,8 @@ func TestCompareConfigValidate(t *testing.T) {
 		{"rounds", CompareConfig{Rounds: -1}, "--rounds"},
 		{"message too small", CompareConfig{MessageBytes: 8}, "--msg-bytes"},
 		{"idle sessions", CompareConfig{IdleSessions: 50_000}, "--idle-sessions"},
+		{"idle conns", CompareConfig{IdleConns: peerFileLimit}, "--idle-conns"},
+		{"idle-http", CompareConfig{Scenarios: []string{CompareIdleHTTP}, IdleConns: 8000}, ""},
 		{"pin", CompareConfig{Pin: "cpu1"}, "--pin"},
 		{"generator wrk", CompareConfig{Generator: GeneratorWrk}, ""},
 		{"generator both", CompareConfig{Generator: GeneratorBoth}, ""},

@@ -36,6 +36,9 @@ const (
 	// one small GET, against an https target.
 	ScenarioTLSHandshake = "tls-handshake"
 	ScenarioIdle         = "idle" // echo WebSockets held idle while the target's resources are read
+	// ScenarioIdleHTTP: plain keep-alive connections, each after one GET,
+	// held idle while the target's resources are read.
+	ScenarioIdleHTTP = "idle-http"
 	// ScenarioFailover: echo WebSockets of one node, told by tether that the
 	// node died; run by RunFailover, which knows the node.
 	ScenarioFailover = "failover"
@@ -43,7 +46,13 @@ const (
 
 // Scenarios lists the scenarios of RunLoad and RunFailover.
 var Scenarios = []string{ScenarioHTTP, ScenarioCobrowse, ScenarioWS, ScenarioWSEcho, ScenarioLongPoll, ScenarioMixed,
-	ScenarioBig, ScenarioTLSHandshake, ScenarioIdle, ScenarioFailover}
+	ScenarioBig, ScenarioTLSHandshake, ScenarioIdle, ScenarioIdleHTTP, ScenarioFailover}
+
+// isIdleScenario reports the scenarios that hold connections idle and read
+// the target's resources (runIdle).
+func isIdleScenario(scenario string) bool {
+	return scenario == ScenarioIdle || scenario == ScenarioIdleHTTP
+}
 
 // Bounds of a load run.
 const (
@@ -110,6 +119,11 @@ type LoadConfig struct {
 
 	// PID is the process whose resources are read (tether's); required.
 	PID int
+	// Pprof is the base URL of the target's admin listener with Go's
+	// profiler on (tether --admin ADDR --pprof), e.g.
+	// "http://127.0.0.1:9090"; when set, the target's live Go heap is read
+	// (after a collection) beside its RSS. "" means not read.
+	Pprof string
 	// Hold is how long the sessions stay idle once open; 0 means 10s.
 	Hold time.Duration
 	// Settle is the wait between the last session opened and the reading of
@@ -156,7 +170,7 @@ func (c LoadConfig) withDefaults() LoadConfig {
 	if c.Timeout == 0 {
 		c.Timeout = 5 * time.Second
 	}
-	if c.Scenario == ScenarioIdle {
+	if isIdleScenario(c.Scenario) {
 		c = c.idleDefaults()
 	}
 	return c
@@ -177,11 +191,11 @@ func (c LoadConfig) Validate() error {
 		return fmt.Errorf("--duration %v: want 0 < d <= %v", c.Duration, MaxLoadDuration)
 	case c.Conns < 0 || c.Conns > MaxLoadConns:
 		return fmt.Errorf("--conns %d: want 1..%d", c.Conns, MaxLoadConns)
-	case c.Scenario != ScenarioIdle && (c.Sessions < 0 || c.Sessions > MaxLoadSessions):
+	case !isIdleScenario(c.Scenario) && (c.Sessions < 0 || c.Sessions > MaxLoadSessions):
 		return fmt.Errorf("--sessions %d: want 1..%d", c.Sessions, MaxLoadSessions)
 	case c.Rate < 0 || c.Rate > maxRate:
 		return fmt.Errorf("--rate %g: want 0 (closed loop) or up to %g a second per connection or session", c.Rate, float64(maxRate))
-	case c.Rate > 0 && (c.Scenario == ScenarioIdle || c.Scenario == ScenarioFailover):
+	case c.Rate > 0 && (isIdleScenario(c.Scenario) || c.Scenario == ScenarioFailover):
 		return fmt.Errorf("--rate %g: the %s scenario has no rate", c.Rate, c.Scenario)
 	case c.ResourceBytes < 0 || c.ResourceBytes > MaxResourceBytes:
 		return fmt.Errorf("--bytes %d: want 0..%d", c.ResourceBytes, MaxResourceBytes)
@@ -198,7 +212,7 @@ func (c LoadConfig) Validate() error {
 	case c.Scenario == ScenarioTLSHandshake && tgt.tls == nil:
 		return fmt.Errorf("--target %q: the %s scenario needs an https:// target", c.Target, c.Scenario)
 	}
-	if c.Scenario == ScenarioIdle {
+	if isIdleScenario(c.Scenario) {
 		return c.validateIdle()
 	}
 	return nil

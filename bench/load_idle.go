@@ -1,12 +1,15 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +80,13 @@ func (c LoadConfig) validateIdle() error {
 		return fmt.Errorf("--source-ips %d: want 1..%d", c.SourceIPs, MaxSourceIPs)
 	case c.Concurrency < 0 || c.Concurrency > MaxIdleConcurrency:
 		return fmt.Errorf("--concurrency %d: want 1..%d", c.Concurrency, MaxIdleConcurrency)
+	case c.Scenario == ScenarioIdleHTTP && strings.HasPrefix(c.Target, "https:"):
+		return fmt.Errorf("--target %q: the %s scenario holds plain HTTP connections: want an http:// target", c.Target, c.Scenario)
+	}
+	if c.Pprof != "" {
+		if u, err := url.Parse(c.Pprof); err != nil || u.Scheme != "http" || CheckLoopback(u.Host) != nil {
+			return fmt.Errorf("--pprof %q: want the http:// URL of the target's admin listener on loopback, e.g. http://127.0.0.1:9090", c.Pprof)
+		}
 	}
 	return c.checkSockets()
 }
@@ -107,7 +117,8 @@ func (c LoadConfig) checkSockets() error {
 	return nil
 }
 
-// idleRun is the state of one idle scenario run.
+// idleRun is the state of one idle scenario run. The idle scenario holds
+// WebSockets (conns); idle-http holds plain keep-alive connections (plain).
 type idleRun struct {
 	ctx     context.Context // ends at hardEnd
 	cfg     LoadConfig
@@ -118,8 +129,23 @@ type idleRun struct {
 	cookies []idleCookie        // the nodes' cookies; session i carries cookies[i%len]
 	dialers []*websocket.Dialer // one per source address; session i uses dialers[i%len]
 	conns   []*websocket.Conn   // session i, nil if it failed; written by the worker that owns i
-	next    atomic.Int64        // next session index of the current phase
-	prog    *progress           // of the current phase
+	// idle-http: the same, with plain connections.
+	netDialers []*net.Dialer
+	plain      []net.Conn
+	requests   [][]byte     // the GET of connection i is requests[i%len(cookies)]
+	next       atomic.Int64 // next session index of the current phase
+	prog       *progress    // of the current phase
+}
+
+// isHTTP reports an idle-http run.
+func (r *idleRun) isHTTP() bool { return r.cfg.Scenario == ScenarioIdleHTTP }
+
+// noun names what the run holds idle.
+func (r *idleRun) noun() string {
+	if r.isHTTP() {
+		return "connections"
+	}
+	return "sessions"
 }
 
 // idleCookie is a node's stickiness cookie value and the node's name.
@@ -132,6 +158,10 @@ type idleWorker struct {
 	run   *idleRun
 	check bool // checks and closes open sessions, instead of opening them
 	stats *workerStats
+	// idle-http: the reader and answer of the worker's GETs, borrowed by
+	// each connection in turn.
+	br   *bufio.Reader
+	resp *fasthttp.Response
 }
 
 func (w *idleWorker) loop() {
@@ -147,11 +177,17 @@ func (w *idleWorker) loop() {
 //  1. a few GETs without cookie collect the nodes' stickiness cookies;
 //  2. the target's resources are read (baseline);
 //  3. Sessions echo WebSockets open, Concurrency at a time, each carrying
-//     the cookie of the next node in turn, and echo one message;
+//     the cookie of the next node in turn, and echo one message (idle-http:
+//     Sessions keep-alive connections open, and each GETs one resource);
 //  4. Settle later, with every session idle, the target is read again;
-//  5. Hold after the last opened, each session echoes again and closes.
+//  5. Hold after the last opened, each session echoes (GETs) again and
+//     closes.
 //
-// A session that fails anywhere is an error of the report.
+// idle-http first warms the target up (warmUp) before step 2. The target's
+// RSS and descriptors are read from /proc; with Pprof, its live Go heap
+// too: before its RSS at the baseline (the collections it forces belong
+// there), after it when loaded. A session that fails anywhere is an error
+// of the report.
 func runIdle(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, error) {
 	if _, err := ReadProcStat(cfg.PID); err != nil {
 		return nil, fmt.Errorf("--pid %d: %w", cfg.PID, err)
@@ -168,10 +204,15 @@ func runIdle(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, 
 		log:     log,
 		wsURL:   tgt.wsURL(PathWS + "?role=echo&session=" + strconv.FormatInt(start.UnixNano(), 36) + "-"),
 		hardEnd: hardEnd,
-		conns:   make([]*websocket.Conn, cfg.Sessions),
 	}
-	r.dialers = r.newDialers()
-	idle := &IdleReport{PID: cfg.PID, Sessions: cfg.Sessions, SourceIPs: cfg.SourceIPs}
+	if r.isHTTP() {
+		r.plain = make([]net.Conn, cfg.Sessions)
+		r.netDialers = r.newNetDialers()
+	} else {
+		r.conns = make([]*websocket.Conn, cfg.Sessions)
+		r.dialers = r.newDialers()
+	}
+	idle := &IdleReport{PID: cfg.PID, Sessions: cfg.Sessions, SourceIPs: cfg.SourceIPs, Noun: r.noun()}
 	own := newWorkerStats() // the cookie GETs and the run's own errors
 	workers := []*workerStats{own}
 	report := func() *Report { return r.report(time.Since(start), idle, workers) }
@@ -181,7 +222,20 @@ func runIdle(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, 
 		own.fail("idle_no_cookie")
 		return report(), nil
 	}
+	if r.isHTTP() {
+		r.requests = r.newRequests()
+		workers = append(workers, r.warmUp()...)
+	}
 	r.sleep(idleBaselinePause)
+	// The heap is read first: the collections it forces are the harness's,
+	// and what they cost the target belongs to its baseline.
+	var err error
+	if cfg.Pprof != "" {
+		if idle.HeapBaseline, err = r.readHeap(); err != nil {
+			own.fail("heap")
+			log.Error().Err(err).Msg("baseline heap reading")
+		}
+	}
 	base, err := ReadProcStat(cfg.PID)
 	if err != nil {
 		own.fail("procstat")
@@ -210,6 +264,12 @@ func runIdle(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, 
 			log.Error().Err(err).Msg("loaded reading")
 		}
 		idle.Loaded = loaded
+		if cfg.Pprof != "" {
+			if idle.HeapLoaded, err = r.readHeap(); err != nil {
+				own.fail("heap")
+				log.Error().Err(err).Msg("loaded heap reading")
+			}
+		}
 		log.Info().Int("open", idle.Opened).Int64("rss_kib", loaded.RSSKiB).Int("fds", loaded.FDs).
 			Int("threads", loaded.Threads).Msg("idle: sessions held")
 	}
@@ -222,6 +282,11 @@ func runIdle(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, 
 			own.errors["idle_unchecked"] += int64(idle.Opened)
 		}
 		for _, c := range r.conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+		for _, c := range r.plain {
 			if c != nil {
 				_ = c.Close()
 			}
@@ -295,7 +360,7 @@ func (r *idleRun) collectCookies(stats *workerStats) []idleCookie {
 // workers' counters.
 func (r *idleRun) phase(name string, check bool) []*workerStats {
 	r.next.Store(0)
-	r.prog = &progress{w: r.cfg.Progress, phase: name, total: r.cfg.Sessions, start: time.Now(), stop: make(chan struct{})}
+	r.prog = &progress{w: r.cfg.Progress, scenario: r.cfg.Scenario, noun: r.noun(), phase: name, total: r.cfg.Sessions, start: time.Now(), stop: make(chan struct{})}
 	var pwg sync.WaitGroup
 	if r.prog.w != nil {
 		pwg.Go(r.prog.loop)
@@ -319,13 +384,19 @@ func (w *idleWorker) openLoop() {
 	r := w.run
 	for r.ctx.Err() == nil && r.prog.failed.Load() < maxIdleFailures {
 		i := int(r.next.Add(1) - 1)
-		if i >= len(r.conns) {
+		if i >= r.cfg.Sessions {
 			return
 		}
-		c := w.open(i)
+		ok := false
+		if r.isHTTP() {
+			r.plain[i] = w.openHTTP(i)
+			ok = r.plain[i] != nil
+		} else {
+			r.conns[i] = w.open(i)
+			ok = r.conns[i] != nil
+		}
 		switch {
-		case c != nil:
-			r.conns[i] = c
+		case ok:
 			r.prog.done.Add(1)
 		case r.ctx.Err() != nil:
 			return // not a failure of the target: not counted
@@ -380,6 +451,10 @@ func (w *idleWorker) open(i int) *websocket.Conn {
 // it, until none is left.
 func (w *idleWorker) checkLoop() {
 	r := w.run
+	if r.isHTTP() {
+		w.checkHTTPLoop()
+		return
+	}
 	for {
 		i := int(r.next.Add(1) - 1)
 		if i >= len(r.conns) {
@@ -445,7 +520,7 @@ func (r *idleRun) sleep(d time.Duration) { sleepCtx(r.ctx, d) }
 func (r *idleRun) report(elapsed time.Duration, idle *IdleReport, workers []*workerStats) *Report {
 	rep := &Report{
 		Target:   r.cfg.Target,
-		Scenario: ScenarioIdle,
+		Scenario: r.cfg.Scenario,
 		Elapsed:  elapsed,
 		Idle:     idle,
 		Errors:   make(map[string]int64),
@@ -457,6 +532,8 @@ func (r *idleRun) report(elapsed time.Duration, idle *IdleReport, workers []*wor
 // progress counts the sessions of one phase and prints a line a second.
 type progress struct {
 	w            io.Writer
+	scenario     string // names the lines
+	noun         string // what is counted: sessions or connections
 	phase        string
 	total        int
 	start        time.Time
@@ -480,6 +557,6 @@ func (p *progress) loop() {
 }
 
 func (p *progress) print() {
-	fmt.Fprintf(p.w, "idle: %s %d/%d sessions, %d failed, %.1fs\n",
-		p.phase, p.done.Load(), p.total, p.failed.Load(), time.Since(p.start).Seconds())
+	fmt.Fprintf(p.w, "%s: %s %d/%d %s, %d failed, %.1fs\n",
+		p.scenario, p.phase, p.done.Load(), p.total, p.noun, p.failed.Load(), time.Since(p.start).Seconds())
 }

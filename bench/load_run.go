@@ -66,7 +66,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, 
 	}
 	cfg = cfg.withDefaults()
 	switch cfg.Scenario {
-	case ScenarioIdle:
+	case ScenarioIdle, ScenarioIdleHTTP:
 		return runIdle(ctx, cfg, log)
 	case ScenarioFailover:
 		return nil, errors.New("--scenario failover: needs --admin, --kill-node and --node-url (RunFailover)")

@@ -38,6 +38,7 @@ type peerRun struct {
 	tlsAddr  string // host:port of its TLS listener; "" for none
 	proc     *proc  // the process started: tether, nginx's master, HAProxy, a node
 	measured []int  // processes whose CPU and memory are the peer's
+	pprof    string // base URL of its admin listener with Go's profiler; "" for none
 }
 
 // startPeer starts peer with workers workers in dir (its own directory:

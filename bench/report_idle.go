@@ -18,6 +18,30 @@ type IdleReport struct {
 	Open      time.Duration // time to open the sessions
 	Baseline  ProcStat      // before the first session opened
 	Loaded    ProcStat      // with Opened sessions idle, Settle after the last opened
+	// HeapBaseline and HeapLoaded are the target's live Go heap in bytes
+	// (HeapAlloc after a collection) beside Baseline and Loaded; 0 when not
+	// read (LoadConfig.Pprof).
+	HeapBaseline, HeapLoaded int64
+	// Noun names what was held: "sessions" (WebSockets) or "connections"
+	// (idle-http); "" means sessions.
+	Noun string
+}
+
+// noun is r.Noun, "sessions" by default.
+func (r *IdleReport) noun() string {
+	if r.Noun == "" {
+		return "sessions"
+	}
+	return r.Noun
+}
+
+// HeapPerSessionKiB is the growth of the target's live Go heap per open
+// session; 0 without both heap readings.
+func (r *IdleReport) HeapPerSessionKiB() float64 {
+	if r.Opened == 0 || r.HeapBaseline == 0 || r.HeapLoaded == 0 {
+		return 0
+	}
+	return float64(r.HeapLoaded-r.HeapBaseline) / 1024 / float64(r.Opened)
 }
 
 // RSSPerSessionKiB is the growth of the target's RSS per open session; 0
@@ -51,16 +75,19 @@ func (r *IdleReport) SessionsAtFDLimit() int64 {
 
 // writeText prints the idle figures as a table for people.
 func (r *IdleReport) writeText(b *strings.Builder) {
-	fmt.Fprintf(b, "sessions %d: %d opened, %d checked after %.1fs idle; opened in %.2fs from %d source address(es)\n\n",
-		r.Sessions, r.Opened, r.Checked, r.Hold.Seconds(), r.Open.Seconds(), r.SourceIPs)
+	fmt.Fprintf(b, "%s %d: %d opened, %d checked after %.1fs idle; opened in %.2fs from %d source address(es)\n\n",
+		r.noun(), r.Sessions, r.Opened, r.Checked, r.Hold.Seconds(), r.Open.Seconds(), r.SourceIPs)
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "pid %d\tbaseline\tloaded\tper session\t\n", r.PID)
+	fmt.Fprintf(tw, "pid %d\tbaseline\tloaded\tper %s\t\n", r.PID, strings.TrimSuffix(r.noun(), "s"))
 	fmt.Fprintf(tw, "RSS KiB\t%d\t%d\t%.1f\t\n", r.Baseline.RSSKiB, r.Loaded.RSSKiB, r.RSSPerSessionKiB())
+	if r.HeapBaseline > 0 && r.HeapLoaded > 0 {
+		fmt.Fprintf(tw, "Go heap KiB\t%d\t%d\t%.2f\t\n", r.HeapBaseline>>10, r.HeapLoaded>>10, r.HeapPerSessionKiB())
+	}
 	fmt.Fprintf(tw, "descriptors\t%d\t%d\t%.2f\t\n", r.Baseline.FDs, r.Loaded.FDs, r.FDsPerSession())
 	fmt.Fprintf(tw, "threads\t%d\t%d\t\t\n", r.Baseline.Threads, r.Loaded.Threads)
 	tw.Flush()
 	if n := r.SessionsAtFDLimit(); n > 0 {
-		fmt.Fprintf(b, "\nopen-files limit of pid %d: %d, room for about %d idle sessions\n", r.PID, r.Loaded.FDLimit, n)
+		fmt.Fprintf(b, "\nopen-files limit of pid %d: %d, room for about %d idle %s\n", r.PID, r.Loaded.FDLimit, n, r.noun())
 	}
 }
 
@@ -78,6 +105,9 @@ type idleJSON struct {
 	RSSPerSessionKiB  float64      `json:"rss_per_session_kib"`
 	FDsPerSession     float64      `json:"fds_per_session"`
 	SessionsAtFDLimit int64        `json:"sessions_at_fd_limit"`
+	HeapBaseline      int64        `json:"heap_baseline_bytes,omitempty"`
+	HeapLoaded        int64        `json:"heap_loaded_bytes,omitempty"`
+	HeapPerSessionKiB float64      `json:"heap_per_session_kib,omitempty"`
 }
 
 type procStatJSON struct {
@@ -97,5 +127,6 @@ func (r *IdleReport) json() *idleJSON {
 		HoldS: r.Hold.Seconds(), OpenS: r.Open.Seconds(),
 		Baseline: procStatJSON(r.Baseline), Loaded: procStatJSON(r.Loaded),
 		RSSPerSessionKiB: r.RSSPerSessionKiB(), FDsPerSession: r.FDsPerSession(), SessionsAtFDLimit: r.SessionsAtFDLimit(),
+		HeapBaseline: r.HeapBaseline, HeapLoaded: r.HeapLoaded, HeapPerSessionKiB: r.HeapPerSessionKiB(),
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -50,15 +51,16 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 			nc.Close()
 			continue
 		}
-		c := &conn{s: s, nc: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure, born: time.Now()}
+		c := &conn{s: s, nc: nc, remoteIP: remoteIP(nc.RemoteAddr()), secure: secure, born: time.Now().UnixNano()}
+		var proxyWait time.Duration
 		if cfg.ProxyProtocol { // decided with the trust check, from the same configuration
-			c.proxyWait = cfg.HeaderTimeout
+			proxyWait = cfg.HeaderTimeout
 		}
 		s.conns.opened(c)
 		if hook := testHookAccepted.Load(); hook != nil {
 			(*hook)()
 		}
-		go c.serve()
+		go c.serve(proxyWait)
 	}
 }
 
@@ -104,27 +106,32 @@ func isSyscallError(err error) bool {
 
 // conn is one client connection. Its goroutine runs serve; between
 // requests it holds no buffer and no header: those live in an exchange,
-// borrowed while a burst of requests is being read and answered.
+// borrowed while a burst of requests is being read and answered. An idle
+// one on the http loops may hold not even its net.Conn: a cold connection
+// keeps its socket as a bare descriptor (loopConn, httploop.go), and nc
+// and raw are nil until it is served again.
+//
+// Every conn of an idle keep-alive connection is kept: its fields are
+// ordered to fit a small size class.
 type conn struct {
 	s        *Server
-	nc       net.Conn
+	nc       net.Conn // guarded by s.conns.mu against Shutdown and HandOff; nil while cold
 	remoteIP string
-	state    atomic.Int32    // connBusy, connIdle (waiting for a next request: Shutdown may wake it) or connHanded
-	served   int             // requests answered on this connection
-	secure   bool            // accepted on the TLS listener: c becomes a *tls.Conn
-	born     time.Time       // when it was accepted
-	raw      syscall.RawConn // c's, for raw reads and writes; nil on the TLS listener
-	linger   bool            // an answer refused a request the client may still be sending: close lingering
-	// proxyWait, when set, is the time the PROXY protocol header has to
-	// arrive in. acceptLoop sets it from the configuration it checked the
-	// source against: a reload between the two must not make serve believe
-	// a header from a source that was never checked.
-	proxyWait time.Duration
+	raw      syscall.RawConn // c's, for raw reads and writes; nil on the TLS listener and while cold
+	born     int64           // when it was accepted, unix nanoseconds (bornAt)
 	// letGo, set by HandOff before it takes the conn (connIdle →
 	// connHanded), is told when the goroutine that waited on it let go.
-	letGo *sync.WaitGroup
-	lc    loopConn // its place on the http loops (httploop.go)
+	letGo  *sync.WaitGroup
+	served int32        // requests answered on this connection (it stops at math.MaxInt32)
+	state  atomic.Int32 // connBusy, connIdle (waiting for a next request: Shutdown may wake it) or connHanded
+	idx    int32        // its index in s.conns.active, guarded by s.conns.mu; -1 when out
+	secure bool         // accepted on the TLS listener: c becomes a *tls.Conn
+	linger bool         // an answer refused a request the client may still be sending: close lingering
+	lc     loopConn     // its place on the http loops (httploop.go)
 }
+
+// bornAt is when c was accepted.
+func (c *conn) bornAt() time.Time { return time.Unix(0, c.born) }
 
 // testHookAccepted, set by tests only, runs in acceptLoop between the
 // admission of a connection and the start of its goroutine.
@@ -136,12 +143,15 @@ var testHookAccepted atomic.Pointer[func()]
 var testHookIdleWoke atomic.Pointer[func(*conn)]
 
 // serve runs the connection: the PROXY protocol header if required, the
-// TLS handshake if any, then run.
-func (c *conn) serve() {
-	if c.proxyWait > 0 {
+// TLS handshake if any, then run. proxyWait, when set, is the time the
+// PROXY protocol header has to arrive in: acceptLoop takes it from the
+// configuration it checked the source against, so a reload between the two
+// cannot make serve believe a header from a source that was never checked.
+func (c *conn) serve(proxyWait time.Duration) {
+	if proxyWait > 0 {
 		// Before the ClientHello on the TLS listener. The header gets the
 		// head's timeout; the request or the handshake then gets its own.
-		if !c.proxyHeader(c.proxyWait, sockio.RawConnOf(c.nc)) {
+		if !c.proxyHeader(proxyWait, sockio.RawConnOf(c.nc)) {
 			c.close()
 			return
 		}
@@ -199,7 +209,7 @@ func (c *conn) run(hot bool) {
 			c.letGo.Done()
 			return
 		}
-		if grace := c.born.Add(firstRequestGrace); err != nil && c.served == 0 && s.isClosing() && time.Now().Before(grace) {
+		if grace := c.bornAt().Add(firstRequestGrace); err != nil && c.served == 0 && s.isClosing() && time.Now().Before(grace) {
 			// Accepted just before the listeners closed: its client is
 			// sending its first request (later ones reach the new
 			// process). Wait for it until a moment after the accept
@@ -286,14 +296,39 @@ func (c *conn) wakeIfIdle() {
 var pastDeadline = time.Unix(1, 0)
 
 func (c *conn) close() {
-	if c.linger {
-		lingerClose(c.nc)
-	}
-	c.nc.Close()
+	c.closeSocket()
 	if l := c.lc.l; l != nil {
 		l.forget(c)
 	}
 	c.s.conns.closed(c)
+}
+
+// closeSocket closes c's socket: its net.Conn, lingering when an answer
+// asked for it, or its bare descriptor while cold.
+func (c *conn) closeSocket() {
+	switch {
+	case c.lc.cold:
+		closeFD(c.lc.fd)
+	case c.nc == nil: // a failed warm-up closed it
+	case c.linger:
+		lingerClose(c.nc)
+		c.nc.Close()
+	default:
+		c.nc.Close()
+	}
+}
+
+// dupSocket returns a close-on-exec duplicate of c's descriptor (a plain
+// TCP connection's, warm or cold), leaving c as it was.
+func (c *conn) dupSocket() (int, error) {
+	if c.lc.cold {
+		return sockio.Dup(int(c.lc.fd))
+	}
+	tc, ok := c.nc.(*net.TCPConn)
+	if !ok {
+		return -1, errors.New("not a TCP connection")
+	}
+	return sockio.DupFD(tc)
 }
 
 // serveBurst reads and answers requests on c while bytes keep arriving. It
@@ -342,7 +377,9 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 			x.headError(err)
 			return false
 		}
-		c.served++
+		if c.served < math.MaxInt32 {
+			c.served++
+		}
 		if !s.handle(x, fr) {
 			return false
 		}

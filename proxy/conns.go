@@ -4,6 +4,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+
+	"github.com/tether-lb/tether/proxy/internal/sockio"
 )
 
 // connSet is the one account of client connections and their sessions.
@@ -19,21 +21,40 @@ import (
 // The accept loops hold a count of wg too, from serve to their return, so
 // Shutdown's wait also covers a connection accepted while it began.
 type connSet struct {
-	mu     sync.Mutex         // guards active, and conn.nc of the conns in it
-	active map[*conn]struct{} // connections whose conn the server's goroutines hold
-	open   atomic.Int64       // open client connections, spliced sessions included
-	wg     sync.WaitGroup     // one per open connection or session, one per accept loop
+	mu sync.Mutex // guards active, and conn.nc and conn.idx of the conns in it
+	// active are the connections whose conn the server's goroutines hold, in
+	// no order; conn.idx is each one's index. A slice of them costs an idle
+	// connection a pointer, where a map's entry costs several.
+	active []*conn
+	open   atomic.Int64   // open client connections, spliced sessions included
+	wg     sync.WaitGroup // one per open connection or session, one per accept loop
 }
 
-func newConnSet() connSet { return connSet{active: make(map[*conn]struct{})} }
+func newConnSet() connSet { return connSet{} }
 
 // opened accounts for an accepted connection.
 func (cs *connSet) opened(c *conn) {
 	cs.mu.Lock()
-	cs.active[c] = struct{}{}
+	c.idx = int32(len(cs.active))
+	cs.active = append(cs.active, c)
 	cs.mu.Unlock()
 	cs.open.Add(1)
 	cs.wg.Add(1)
+}
+
+// leave takes c out of active, once; the last connection takes its index.
+// Under mu.
+func (cs *connSet) leave(c *conn) {
+	i := c.idx
+	if i < 0 {
+		return
+	}
+	last := len(cs.active) - 1
+	cs.active[i] = cs.active[last]
+	cs.active[i].idx = i
+	cs.active[last] = nil
+	cs.active = cs.active[:last]
+	c.idx = -1
 }
 
 // adopted accounts for a session taken from another process: counted in
@@ -47,7 +68,7 @@ func (cs *connSet) adopted() {
 // connection, and never for one that became a session.
 func (cs *connSet) closed(c *conn) {
 	cs.mu.Lock()
-	delete(cs.active, c)
+	cs.leave(c)
 	cs.mu.Unlock()
 	cs.open.Add(-1)
 	cs.wg.Done()
@@ -59,7 +80,7 @@ func (cs *connSet) closed(c *conn) {
 func (cs *connSet) detach(u *spliced) {
 	cs.mu.Lock()
 	if u.conn != nil {
-		delete(cs.active, u.conn)
+		cs.leave(u.conn)
 		u.conn = nil
 	}
 	cs.mu.Unlock()
@@ -81,11 +102,32 @@ func (cs *connSet) setConn(c *conn, nc net.Conn) {
 	cs.mu.Unlock()
 }
 
+// setCold makes c, busy on the http loops, cold: its socket is fd alone.
+// Under mu, as Shutdown and HandOff read c.nc.
+func (cs *connSet) setCold(c *conn, fd int) {
+	cs.mu.Lock()
+	c.nc, c.raw = nil, nil
+	c.lc.cold, c.lc.fd = true, int32(fd)
+	cs.mu.Unlock()
+}
+
+// setWarm makes c, busy and cold, warm again with nc (nil if it could not
+// be made: its socket is closed).
+func (cs *connSet) setWarm(c *conn, nc net.Conn) {
+	cs.mu.Lock()
+	c.nc, c.raw = nc, nil
+	if nc != nil {
+		c.raw = sockio.RawConnOf(nc)
+	}
+	c.lc.cold, c.lc.fd, c.lc.woke = false, -1, true
+	cs.mu.Unlock()
+}
+
 // wakeIdle ends the wait of every idle connection (Shutdown).
 func (cs *connSet) wakeIdle() {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	for c := range cs.active {
+	for _, c := range cs.active {
 		c.wakeIfIdle()
 	}
 }
@@ -95,7 +137,9 @@ func (cs *connSet) wakeIdle() {
 func (cs *connSet) closeAll() {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	for c := range cs.active {
-		c.nc.Close()
+	for _, c := range cs.active {
+		if c.nc != nil { // a cold one is closed by its loop (httpLoops.Close)
+			c.nc.Close()
+		}
 	}
 }

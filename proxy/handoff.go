@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -130,11 +131,11 @@ func (h *Handoff) takeIdle() {
 	var letGo sync.WaitGroup
 	var taken, onLoops []*conn
 	cs.mu.Lock()
-	for c := range cs.active {
+	for _, c := range cs.active {
 		if c.secure {
 			continue
 		}
-		if _, ok := c.nc.(*net.TCPConn); !ok {
+		if _, ok := c.nc.(*net.TCPConn); !ok && !c.lc.cold {
 			continue
 		}
 		if c.onLoops() {
@@ -165,14 +166,14 @@ func (h *Handoff) takeIdle() {
 	}
 	letGo.Wait()
 	for _, c := range taken {
-		fd, err := sockio.DupFD(c.nc.(*net.TCPConn))
+		fd, err := c.dupSocket()
 		if err != nil {
 			h.s.log.Warn().Err(err).Str("remote", c.remoteIP).Msg("hand-over: connection kept")
 			c.resume()
 			continue
 		}
 		h.conns = append(h.conns, c)
-		h.handed = append(h.handed, HandedConn{FD: fd, Meta: ConnMeta{Remote: c.remoteIP, Served: c.served, Born: c.born.Round(0)}})
+		h.handed = append(h.handed, HandedConn{FD: fd, Meta: ConnMeta{Remote: c.remoteIP, Served: int(c.served), Born: c.bornAt()}})
 	}
 }
 
@@ -220,7 +221,7 @@ func (h *Handoff) Commit() {
 	}
 	for i, c := range h.conns {
 		unix.Close(h.handed[i].FD)
-		c.nc.Close() // out of Go's poller, then close(2): the other process holds the socket
+		c.closeSocket() // out of Go's poller, then close(2): the other process holds the socket
 		h.s.conns.closed(c)
 	}
 	if len(h.records)+len(h.conns) > 0 {
@@ -338,7 +339,7 @@ func (s *Server) adoptConn(hc HandedConn) *conn {
 		s.log.Warn().Str("remote", hc.Meta.Remote).Msg("hand-over: connection not adopted: not a TCP socket")
 		return nil
 	}
-	c := &conn{s: s, nc: tc, remoteIP: hc.Meta.Remote, served: hc.Meta.Served, born: hc.Meta.Born, raw: sockio.RawConnOf(tc)}
+	c := &conn{s: s, nc: tc, remoteIP: hc.Meta.Remote, served: int32(min(hc.Meta.Served, math.MaxInt32)), born: hc.Meta.Born.UnixNano(), raw: sockio.RawConnOf(tc)}
 	s.conns.opened(c)
 	return c
 }

@@ -474,7 +474,7 @@ func waitIdle(t *testing.T, s *Server, n int) {
 		s.conns.mu.Lock()
 		defer s.conns.mu.Unlock()
 		k := 0
-		for c := range s.conns.active {
+		for _, c := range s.conns.active {
 			if c.state.Load() == connIdle || c.lc.state.Load() == lcIdle { // on its goroutine or its http loop
 				k++
 			}
@@ -678,7 +678,7 @@ func TestHandOffIdleConnOnLoops(t *testing.T) {
 				return func() bool {
 					s.conns.mu.Lock()
 					defer s.conns.mu.Unlock()
-					for c := range s.conns.active {
+					for _, c := range s.conns.active {
 						if c.lc.state.Load() == lcIdle {
 							return true
 						}

@@ -19,6 +19,16 @@ import (
 // comes while it is served (a pipelined request, a hang-up) turns lcBusy
 // into lcReady, and park then serves again instead of parking: an
 // edge-triggered event is reported once.
+//
+// A connection idles cold: at its first park after a request the serving
+// goroutine lets go of its net.Conn (netFD, addresses, Go's poll descriptor, the finalizer)
+// and keeps a duplicate of its descriptor, which is what sits in the
+// loop's epoll. Readiness of a cold connection has the worker warm it up
+// first: out of the epoll, a net.Conn again (net.FileConn), and on its
+// loop anew when it parks; it then stays warm, as busy connections do,
+// until the sweep finds it idle for coldAfter and cools it again. A new
+// connection pays for one cooling and one warm-up; an idle one holds a
+// conn and a descriptor.
 
 // Ownership states of a connection on the loops.
 const (
@@ -30,20 +40,28 @@ const (
 
 // loopConn is a connection's place on the loops. state moves as described
 // above; since is when it last went idle (unix nanos), read by the loop's
-// sweep only while it holds the connection idle.
+// sweep only while it holds the connection idle. cold and fd change only
+// under the connection set's mu, by whoever owns the connection (busy).
 type loopConn struct {
-	l     *httpLoop // nil until its first park; set by the serving goroutine
+	l     *httpLoop // nil until its first park (and after a warm-up); set by the serving goroutine
 	slot  int32     // index in l.conns
 	gen   uint32    // l's generation when added: events of a slot's former conn are ignored
-	off   bool      // the loop refused it: the connection keeps a goroutine
 	state atomic.Int32
+	fd    int32 // the socket's descriptor while cold
+	off   bool  // the loop refused it: the connection keeps a goroutine
+	cold  bool  // nc let go: the socket is fd alone
+	woke  bool  // warmed up once, or could not be cooled: it parks warm (the sweep cools it)
 	since atomic.Int64
 }
+
+// coldAfter is how long a warm connection stays idle on its loop before
+// the sweep cools it. A variable for tests.
+var coldAfter = 2 * time.Second
 
 // onLoops reports whether c is served between requests by the loops: a
 // plain TCP connection while loops run.
 func (c *conn) onLoops() bool {
-	return c.s.http != nil && c.raw != nil && !c.lc.off
+	return c.s.http != nil && (c.raw != nil || c.lc.cold) && !c.lc.off
 }
 
 // loopServe serves c from its loop's readiness: on the worker its loop
@@ -55,6 +73,9 @@ func (c *conn) onLoops() bool {
 func (c *conn) loopServe() {
 	s := c.s
 	for {
+		if c.lc.cold && !s.http.warm(c) {
+			return
+		}
 		x := s.exchanges.Get().(*exchange)
 		keep := x.serveBurst(c, false)
 		full := x.cr.Full()
@@ -84,5 +105,5 @@ func (c *conn) loopServe() {
 // whose first request may still be on its way: it is waited for until a
 // moment after the accept (firstRequestGrace), as run does.
 func (c *conn) firstRequestDue() bool {
-	return c.served == 0 && time.Now().Before(c.born.Add(firstRequestGrace))
+	return c.served == 0 && time.Now().Before(c.bornAt().Add(firstRequestGrace))
 }

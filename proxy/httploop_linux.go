@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"errors"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -203,8 +204,22 @@ func (ls *httpLoops) park(c *conn, full bool) bool {
 		return false
 	}
 	c.lc.since.Store(time.Now().UnixNano())
+	// A connection idles cold from its first park after a request; one
+	// that parked before its first request did so warm.
+	coolNow := !c.lc.woke && !c.lc.cold && c.served > 0
 	if c.lc.l == nil {
+		if coolNow {
+			ls.cool(c)
+		}
 		return ls.add(c)
+	}
+	if coolNow {
+		if err := c.lc.l.chill(c); err != nil {
+			ls.s.errLog.Warn().Err(err).Str("remote", c.remoteIP).Msg("http loop: idle connection closed")
+			c.lc.state.Store(lcGone)
+			c.close()
+			return true
+		}
 	}
 	if !c.lc.state.CompareAndSwap(lcBusy, lcIdle) {
 		c.lc.state.Store(lcBusy) // lcReady: serve again
@@ -240,13 +255,12 @@ func (ls *httpLoops) add(c *conn) bool {
 	l.mu.Unlock()
 	c.lc.l = l
 	slot, gen := c.lc.slot, c.lc.gen
+	cold, cfd := c.lc.cold, int(c.lc.fd)
 	c.lc.state.Store(lcIdle)
 	var err error
-	cerr := c.raw.Control(func(fd uintptr) {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: slot, Pad: int32(gen)}
-		err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
-	})
-	if err == nil {
+	if cold {
+		err = l.register(cfd, slot, gen)
+	} else if cerr := c.raw.Control(func(fd uintptr) { err = l.register(int(fd), slot, gen) }); err == nil {
 		err = cerr
 	}
 	if err == nil {
@@ -256,11 +270,92 @@ func (ls *httpLoops) add(c *conn) bool {
 		return true // the loop closed it meanwhile (Close)
 	}
 	l.forget(c)
-	c.lc.l, c.lc.off = nil, true
+	c.lc.l = nil
 	ls.s.errLog.Warn().Err(os.NewSyscallError("epoll_ctl", err)).Str("remote", c.remoteIP).Msg("http loop: connection not taken; it keeps a goroutine")
+	if c.lc.cold && !ls.warm(c) {
+		return true
+	}
+	c.lc.off = true
 	c.run(false)
 	return true
 }
+
+// register adds fd to l's epoll under slot and gen, edge-triggered.
+func (l *httpLoop) register(fd int, slot int32, gen uint32) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: slot, Pad: int32(gen)}
+	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+}
+
+// cool lets go of the net.Conn of c, busy and out of any epoll, and keeps
+// a duplicate of its descriptor instead: what an idle connection then
+// holds is its conn and its socket. A connection that cannot be cooled
+// (no descriptor left for the duplicate) stays warm.
+func (ls *httpLoops) cool(c *conn) {
+	tc, ok := c.nc.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	fd, err := sockio.DupFD(tc)
+	if err != nil {
+		ls.s.errLog.Debug().Err(err).Str("remote", c.remoteIP).Msg("http loop: connection kept warm")
+		c.lc.woke = true // it parks warm: not tried at each request
+		return
+	}
+	ls.s.conns.setCold(c, fd)
+	tc.Close() // out of Go's poller, then close(2): fd keeps the socket
+}
+
+// warm gives c, busy and cold, its net.Conn back (the worker that serves
+// it calls it first): c leaves its loop's epoll, where its next park puts
+// it anew. It reports false when the client hung up or that failed; c is
+// then closed and accounted for.
+func (ls *httpLoops) warm(c *conn) bool {
+	ls.remove(c)
+	if hungUp(int(c.lc.fd)) {
+		// The client closed its idle connection (or reset it): there is
+		// nothing to read, and no net.Conn is made to find that out.
+		c.close()
+		return false
+	}
+	if h := testHookWarm.Load(); h != nil {
+		(*h)()
+	}
+	f := os.NewFile(uintptr(c.lc.fd), "")
+	nc, err := net.FileConn(f) // a duplicate, in Go's poller
+	f.Close()
+	ls.s.conns.setWarm(c, nc)
+	if err != nil {
+		ls.s.errLog.Warn().Err(err).Str("remote", c.remoteIP).Msg("http loop: idle connection lost")
+		c.close()
+		return false
+	}
+	return true
+}
+
+// testHookWarm, set by tests only, runs when a cold connection is made a
+// net.Conn again.
+var testHookWarm atomic.Pointer[func()]
+
+// hungUp reports a socket whose peer closed or reset it with nothing left
+// to read: a one-byte peek finds the end of the stream, or an error.
+func hungUp(fd int) bool {
+	var b [1]byte
+	for {
+		n, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return false
+		case err != nil:
+			return true
+		}
+		return n == 0
+	}
+}
+
+// closeFD closes a cold connection's descriptor; epoll forgets it with it.
+func closeFD(fd int32) { unix.Close(int(fd)) }
 
 // remove takes c out of its loop for good, before the splice engine takes
 // its socket: the engine may duplicate the descriptor, and epoll would go on
@@ -270,7 +365,11 @@ func (ls *httpLoops) remove(c *conn) {
 	if l == nil {
 		return
 	}
-	c.raw.Control(func(fd uintptr) { unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
+	if c.lc.cold {
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(c.lc.fd), nil)
+	} else {
+		c.raw.Control(func(fd uintptr) { unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
+	}
 	l.forget(c)
 	c.lc.l = nil
 }
@@ -443,6 +542,7 @@ func (l *httpLoop) sweep(now int64) {
 	l.nextSweep = now + int64(tick)
 
 	wall := time.Now()
+	cooled := 0
 	l.mu.Lock()
 	for _, c := range l.conns {
 		if c != nil && c.lc.state.Load() == lcIdle {
@@ -460,8 +560,8 @@ func (l *httpLoop) sweep(now int64) {
 		}
 		expired := wall.UnixNano()-c.lc.since.Load() > int64(limit)
 		if l.draining {
-			expired = c.served > 0 || !wall.Before(c.born.Add(firstRequestGrace))
-			if expired && sockio.ReadableNow(c.nc) && c.lc.state.CompareAndSwap(lcIdle, lcBusy) {
+			expired = c.served > 0 || !wall.Before(c.bornAt().Add(firstRequestGrace))
+			if expired && c.readableNow() && c.lc.state.CompareAndSwap(lcIdle, lcBusy) {
 				// A request arrived as the drain began (its event may be
 				// in this very turn): it is answered, with Connection:
 				// close, rather than reset.
@@ -471,9 +571,65 @@ func (l *httpLoop) sweep(now int64) {
 		}
 		if expired && c.lc.state.CompareAndSwap(lcIdle, lcGone) {
 			c.close()
+			continue
+		}
+		if !expired && !l.draining && cooled < maxCoolPerSweep && !c.lc.cold &&
+			wall.UnixNano()-c.lc.since.Load() > int64(coldAfter) && c.lc.state.CompareAndSwap(lcIdle, lcBusy) {
+			cooled++
+			l.recool(c)
 		}
 	}
 	l.batch = l.batch[:0]
+}
+
+// maxCoolPerSweep bounds the connections a sweep cools, and so the time
+// it keeps its loop from events (a few system calls each); the others wait
+// for the next sweep.
+const maxCoolPerSweep = 256
+
+// recool cools c, warm and idle past coldAfter, which the loop has just
+// made busy: its descriptor leaves the epoll, its duplicate takes the same
+// slot. Readiness meanwhile is reported by the epoll at once, in the
+// loop's next turn.
+func (l *httpLoop) recool(c *conn) {
+	if err := l.chill(c); err != nil {
+		l.ls.s.errLog.Warn().Err(err).Str("remote", c.remoteIP).Msg("http loop: idle connection closed")
+		c.lc.state.Store(lcGone)
+		c.close()
+		return
+	}
+	if !c.lc.state.CompareAndSwap(lcBusy, lcIdle) {
+		c.lc.state.Store(lcBusy) // lcReady: readable already
+		l.ls.dispatch(c)
+	}
+}
+
+// chill cools c, busy and warm in l's epoll: its descriptor leaves the
+// epoll and its duplicate takes the same slot, where readiness that came
+// meanwhile is reported at once (c's state then says lcReady). After an
+// error c is in no epoll.
+func (l *httpLoop) chill(c *conn) error {
+	c.raw.Control(func(fd uintptr) { unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
+	l.ls.cool(c)
+	var err error
+	if c.lc.cold {
+		err = l.register(int(c.lc.fd), c.lc.slot, c.lc.gen)
+	} else if cerr := c.raw.Control(func(fd uintptr) { err = l.register(int(fd), c.lc.slot, c.lc.gen) }); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// readableNow reports whether c, idle on its loop, has bytes or a hang-up
+// waiting, warm or cold.
+func (c *conn) readableNow() bool {
+	if c.lc.cold {
+		return sockio.ReadableFD(int(c.lc.fd))
+	}
+	return sockio.ReadableNow(c.nc)
 }
 
 // shutdown closes every idle connection, then the loop's descriptors.

@@ -23,3 +23,7 @@ func (ls *httpLoops) drain()                       {}
 func (ls *httpLoops) park(c *conn, full bool) bool { panic("proxy: http loops off Linux") }
 func (ls *httpLoops) remove(*conn)                 {}
 func (l *httpLoop) forget(*conn)                   {}
+func (ls *httpLoops) warm(*conn) bool              { panic("proxy: http loops off Linux") }
+
+// closeFD is never called off Linux: no connection is cold there.
+func closeFD(int32) {}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -323,5 +324,94 @@ func TestLoopDrainAnswersArrivedRequest(t *testing.T) {
 	line, err := br.ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
 		t.Fatalf("the request that came as the drain began: %q, %v; want a 200", line, err)
+	}
+}
+
+// idleOnLoops counts the connections idle on the loops that hold no
+// net.Conn (cold) and those that hold one (warm).
+func idleOnLoops(s *Server) (cold, warm int) {
+	s.conns.mu.Lock()
+	defer s.conns.mu.Unlock()
+	for _, c := range s.conns.active {
+		if c.lc.state.Load() != lcIdle {
+			continue
+		}
+		if c.nc == nil {
+			cold++
+		} else {
+			warm++
+		}
+	}
+	return cold, warm
+}
+
+// TestLoopIdleCold: a connection idle on its loop after its first request
+// holds no net.Conn, only its descriptor; its next request is answered
+// (the connection warms up), it parks warm, and the sweep cools it again
+// once idle for coldAfter. A client that hangs up on a cold connection
+// ends it.
+func TestLoopIdleCold(t *testing.T) {
+	defer func(d time.Duration) { coldAfter = d }(coldAfter)
+	coldAfter = 200 * time.Millisecond
+	s, addr, access := startLoopServer(t, Config{IdleTimeout: 30 * time.Second}, pathNode(nil))
+	c, br := dialLoop(t, addr)
+	get := func(path string) {
+		t.Helper()
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		if status, n := loopAnswer(t, br); status != 200 || n != 2 {
+			t.Fatalf("%s: %d with %d bytes", path, status, n)
+		}
+	}
+	cold := func() bool { n, _ := idleOnLoops(s); return n == 1 }
+	get("/a")
+	if !waitCond(5*time.Second, cold) {
+		cold, warm := idleOnLoops(s)
+		t.Fatalf("after the first request: %d cold and %d warm connections idle, want 1 cold", cold, warm)
+	}
+	for _, path := range []string{"/b", "/c"} {
+		get(path)
+		if !waitCond(5*time.Second, cold) {
+			cold, warm := idleOnLoops(s)
+			t.Fatalf("after %s: %d cold and %d warm connections idle, want 1 cold after %v", path, cold, warm, coldAfter)
+		}
+	}
+	if got := strings.Count(access.String(), `"status":200`); got != 3 {
+		t.Errorf("%d answers logged, want 3:\n%s", got, access.String())
+	}
+	c.Close()
+	if !waitCond(5*time.Second, func() bool { return s.conns.open.Load() == 0 }) {
+		t.Errorf("%d connections still counted open after the client hung up", s.conns.open.Load())
+	}
+}
+
+// TestLoopColdHangup: a client that closes its cold idle connection, or
+// resets it, ends it on tether's side without it being made a net.Conn
+// again, and it is accounted for.
+func TestLoopColdHangup(t *testing.T) {
+	var warmed atomic.Int32
+	hook := func() { warmed.Add(1) }
+	testHookWarm.Store(&hook)
+	t.Cleanup(func() { testHookWarm.Store(nil) })
+	s, addr, _ := startLoopServer(t, Config{IdleTimeout: 30 * time.Second}, pathNode(nil))
+	for _, reset := range []bool{false, true} {
+		c, br := dialLoop(t, addr)
+		io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+		if status, _ := loopAnswer(t, br); status != 200 {
+			t.Fatalf("status %d", status)
+		}
+		if !waitCond(5*time.Second, func() bool { n, _ := idleOnLoops(s); return n == 1 }) {
+			t.Fatal("the connection is not idle cold on its loop")
+		}
+		warmed.Store(0) // its first request may have come after it parked
+		if reset {
+			c.(*net.TCPConn).SetLinger(0)
+		}
+		c.Close()
+		if !waitCond(5*time.Second, func() bool { return s.conns.open.Load() == 0 }) {
+			t.Fatalf("reset %v: %d connections still counted open", reset, s.conns.open.Load())
+		}
+		if n := warmed.Load(); n != 0 {
+			t.Errorf("reset %v: the hung-up connection was warmed up", reset)
+		}
 	}
 }

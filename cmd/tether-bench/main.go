@@ -199,7 +199,10 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"the next when it ends); --rate R runs an open loop of R operations a second per\n"+
 		"connection or session, latency from each one's scheduled start (as wrk2).\n"+
 		"The idle scenario instead holds --sessions echo WebSockets idle and reports the RSS\n"+
-		"and descriptors per session of the target process --pid.\n"+
+		"and descriptors per session of the target process --pid; idle-http holds --sessions plain\n"+
+		"keep-alive connections idle, each after one GET, and reports the same per connection.\n"+
+		"With --pprof (tether's admin listener, run with --pprof) both also report the growth of\n"+
+		"its live Go heap.\n"+
 		"The failover scenario opens --sessions echo WebSockets on --kill-node through tether,\n"+
 		"switches that node's health off and reports how soon tether tells each client (1012);\n"+
 		"it exits 1 unless all were told within 1s (plus --expect-spread) of detection.\n"+
@@ -210,11 +213,11 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"http (keep-alive GETs), cobrowse or ws (customer → agent WebSocket sessions), ws-echo (echo WebSockets, round trips), "+
 			"longpoll (cobrowse over POST /cobrowse/send and GET /cobrowse/poll), mixed (http and cobrowse), "+
 			"big (--big-mb uploads and downloads), tls-handshake (new TLS connections, https target), "+
-			"idle (idle WebSockets; see --pid) or failover (see --kill-node)")
+			"idle (idle WebSockets; see --pid), idle-http (idle keep-alive connections; see --pid) or failover (see --kill-node)")
 	c.fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "how long to start new requests and messages")
 	c.fs.IntVar(&cfg.Conns, "conns", 8, "keep-alive HTTP connections (http, mixed, big); clients handshaking at once (tls-handshake)")
 	c.fs.IntVar(&cfg.Sessions, "sessions", 20, fmt.Sprintf("co-browse sessions (cobrowse, longpoll, mixed); echo WebSockets (ws-echo); "+
-		"echo WebSockets held idle (idle, at most %d)", bench.MaxIdleSessions))
+		"echo WebSockets or keep-alive connections held idle (idle, idle-http; at most %d)", bench.MaxIdleSessions))
 	c.fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: operations a second per connection or session (total = rate × conns or sessions); 0: closed loop")
 	c.fs.IntVar(&cfg.ResourceBytes, "bytes", 1024, "body size of each GET /cobrowse/resource")
 	c.fs.IntVar(&cfg.MessageBytes, "msg-bytes", 2048, "size of each message, a DOM update (at least 16)")
@@ -224,7 +227,9 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c.fs.BoolVar(&cfg.Insecure, "insecure", false, "https target: skip the verification of its certificate (self-signed test certificates)")
 	c.fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Second, "limit of each request, handshake and message")
 	c.fs.StringVar(&cfg.Cookie, "cookie", bench.DefaultCookie, "stickiness cookie name")
-	c.fs.IntVar(&cfg.PID, "pid", 0, "idle: process whose RSS, descriptors and threads are read (tether's)")
+	c.fs.IntVar(&cfg.PID, "pid", 0, "idle, idle-http: process whose RSS, descriptors and threads are read (tether's)")
+	c.fs.StringVar(&cfg.Pprof, "pprof", "", "idle, idle-http: base URL of tether's admin listener with --pprof on, e.g. http://127.0.0.1:9090: "+
+		"its live Go heap is read too (after a collection)")
 	c.fs.DurationVar(&cfg.Hold, "hold", 10*time.Second, "idle: how long the sessions stay idle once open")
 	c.fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "idle: wait after the last session opened before reading --pid (at most --hold)")
 	c.fs.IntVar(&cfg.SourceIPs, "source-ips", 1, fmt.Sprintf("idle, failover: spread client sockets over source addresses 127.0.0.1..127.0.0.K (at most %d)", bench.MaxSourceIPs))
@@ -268,7 +273,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := cfg.Validate(); err != nil {
 		return c.bad(stderr, err.Error())
 	}
-	if *plotFile != "" && (cfg.Scenario == bench.ScenarioIdle || cfg.Scenario == bench.ScenarioFailover) {
+	if *plotFile != "" && (cfg.Scenario == bench.ScenarioIdle || cfg.Scenario == bench.ScenarioIdleHTTP || cfg.Scenario == bench.ScenarioFailover) {
 		return c.bad(stderr, fmt.Sprintf("--plot: the %s scenario measures no latencies to plot", cfg.Scenario))
 	}
 
@@ -328,7 +333,8 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	tetherFlags := c.fs.String("tether-flags", "", "more flags for tether, space-separated (e.g. \"--admin 127.0.0.1:9191 --pprof\")")
 	peers := c.fs.String("peers", strings.Join(bench.DefaultComparePeers, ","), "peers, in the order of each round: "+strings.Join(bench.KnownPeers, ", ")+" (tether-goroutines: tether with --splice-loops -1; tether-conn-goroutines: tether with --http-loops -1)")
 	scenarios := c.fs.String("scenarios", strings.Join(bench.DefaultCompareScenarios, ","),
-		"scenarios run against each peer (wss-echo, tls-rsa, tls-ecdsa and idle-wss go through the peers' TLS listeners; direct skips them)")
+		"scenarios run against each peer (wss-echo, tls-rsa, tls-ecdsa and idle-wss go through the peers' TLS listeners; direct skips them; "+
+			"idle-http: plain keep-alive connections held idle, each after one GET: RSS, descriptors and, for tether, Go heap per connection)")
 	c.fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds: every peer runs every scenario once per round")
 	c.fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of each http, ws-echo, wss-echo and tls-* run")
 	c.fs.IntVar(&cfg.Conns, "conns", 32, "http: keep-alive connections")
@@ -337,7 +343,8 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	c.fs.IntVar(&cfg.ResourceBytes, "bytes", 1024, "http: body size of each GET")
 	c.fs.IntVar(&cfg.MessageBytes, "msg-bytes", 256, "ws-echo: message size (at least 16)")
 	c.fs.IntVar(&cfg.IdleSessions, "idle-sessions", 2000, "idle: WebSockets held idle")
-	c.fs.DurationVar(&cfg.IdleHold, "idle-hold", 5*time.Second, "idle: how long they are held")
+	c.fs.IntVar(&cfg.IdleConns, "idle-conns", 4000, "idle-http: keep-alive connections held idle")
+	c.fs.DurationVar(&cfg.IdleHold, "idle-hold", 5*time.Second, "idle, idle-wss, idle-http: how long they are held")
 	c.fs.StringVar(&cfg.Pin, "pin", bench.PinNone, "none, or split: the peer under test on the 2nd CPU, load and nodes on the 1st (taskset)")
 	c.fs.StringVar(&cfg.Dir, "dir", "", "directory for the processes' configurations and logs (default: a temporary one, removed)")
 	c.fs.StringVar(&cfg.Generator, "generator", bench.GeneratorGo, "who drives http and ws-echo: go (tether-bench's own generator, in this process), "+

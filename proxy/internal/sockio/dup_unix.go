@@ -29,3 +29,12 @@ func DupFD(c *net.TCPConn) (int, error) {
 	}
 	return fd, nil
 }
+
+// Dup returns a close-on-exec duplicate of the descriptor fd.
+func Dup(fd int) (int, error) {
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("fcntl", err)
+	}
+	return nfd, nil
+}

@@ -92,6 +92,9 @@ func ReadableNow(c net.Conn) bool {
 	return ready
 }
 
+// ReadableFD is ReadableNow for a bare descriptor.
+func ReadableFD(fd int) bool { return readyProbe(uintptr(fd)) }
+
 // readyProbe reports whether fd is readable, without consuming anything and
 // without blocking: a zero-timeout poll for POLLIN (sockpoll.Readable).
 // Data, end-of-stream, a hang-up or a socket error all end the wait (true);
