@@ -63,7 +63,7 @@ func BenchmarkHeadReadRequestNetHTTP(b *testing.B) {
 	}
 }
 
-// TestHeadBodyAllocs requires ReadRequestHead, ReadResponseHead and
+// TestHeadBodyAllocs requires ReadRequestHead, ReadResponseHead, Relay and
 // CopyBody to allocate nothing in steady state, for a WebSocket handshake
 // and an absolute-form target too.
 func TestHeadBodyAllocs(t *testing.T) {
@@ -78,7 +78,8 @@ func TestHeadBodyAllocs(t *testing.T) {
 	var out bytes.Buffer
 	bw := bufio.NewWriter(&out)
 	buf := make([]byte, 32<<10)
-	req, resp := NewRequestHeader(), NewResponseHeader()
+	head := make([]byte, 0, 1024)
+	req, resp := NewRequestHeader(), &AnswerHead{}
 	run := func() {
 		r.Reset(request)
 		br.Reset(&r)
@@ -99,6 +100,7 @@ func TestHeadBodyAllocs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		bw.Write(resp.Relay(head[:0], br, ConnNone))
 		if _, err := CopyBody(bw, br, fr, buf, false); err != nil {
 			t.Fatal(err)
 		}
