@@ -11,6 +11,7 @@ package wire
 import (
 	"bufio"
 	"bytes"
+	"slices"
 	"strconv"
 
 	"github.com/valyala/fasthttp"
@@ -180,7 +181,9 @@ const (
 //     field stays (its Connection and Upgrade are the handshake);
 //   - elsewhere Connection, Keep-Alive, Proxy-Connection, Upgrade and TE
 //     are left out (RFC 9110 section 7.6.1), and so is every field a
-//     Connection value names but close and keep-alive, wherever it is;
+//     Connection value names but close and keep-alive, wherever it is,
+//     except Content-Length and Transfer-Encoding: the client must read
+//     the framing tether reads;
 //   - an answer with a chunked body loses its Content-Length lines and
 //     gets "Transfer-Encoding: chunked" in place of its own;
 //   - conn adds a Connection field last.
@@ -217,13 +220,20 @@ func (a *AnswerHead) appendRelay(dst, head []byte, conn ConnField) []byte {
 		dst = append(dst, fasthttp.StatusMessage(a.status)...)
 	}
 	dst = append(dst, tokCRLF...)
+	if a.status != 101 {
+		a.sortListed(head)
+	}
 	from := a.fields // start of the lines not copied yet
 	for _, c := range a.cuts {
-		if a.keeps(c.kind) {
-			continue
+		keep := a.keeps(c.kind)
+		if keep && len(a.listed) == 0 {
+			continue // copied with the lines around it
 		}
 		dst = a.appendLines(dst, head, from, int(c.start))
-		if c.kind == cutTE {
+		switch {
+		case keep: // whatever Connection names: framing stays
+			dst = append(dst, head[c.start:c.end]...)
+		case c.kind == cutTE:
 			dst = append(dst, tokTEChunked...)
 		}
 		from = int(c.end)
@@ -269,20 +279,40 @@ func (a *AnswerHead) appendLines(dst, head []byte, from, to int) []byte {
 	return append(dst, head[run:to]...)
 }
 
-// isListed reports whether Connection names name.
+// isListed reports whether Connection names name. Beyond a few names it
+// searches them sorted (sortListed), so that a head of many lines and many
+// names costs n log n, not n².
 func (a *AnswerHead) isListed(head, name []byte) bool {
-	for _, l := range a.listed {
-		if int(l.len) == len(name) && asciiEqualFold(head[l.off:l.off+l.len], name) {
-			return true
+	if len(a.listed) <= fewListed {
+		for _, l := range a.listed {
+			if int(l.len) == len(name) && compareFold(head[l.off:l.off+l.len], name) == 0 {
+				return true
+			}
 		}
+		return false
 	}
-	return false
+	_, found := slices.BinarySearchFunc(a.listed, name, func(l span, name []byte) int {
+		return compareFold(head[l.off:l.off+l.len], name)
+	})
+	return found
 }
 
-// asciiEqualFold reports whether a and b, of the same length, are equal
-// ignoring ASCII case.
-func asciiEqualFold(a, b []byte) bool {
-	for i := range a {
+// fewListed is how many Connection names isListed searches one by one.
+const fewListed = 8
+
+// sortListed sorts the Connection names, ignoring case, when isListed is
+// to search them sorted.
+func (a *AnswerHead) sortListed(head []byte) {
+	if len(a.listed) > fewListed {
+		slices.SortFunc(a.listed, func(x, y span) int {
+			return compareFold(head[x.off:x.off+x.len], head[y.off:y.off+y.len])
+		})
+	}
+}
+
+// compareFold compares a and b as bytes.Compare does, ignoring ASCII case.
+func compareFold(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
 		x, y := a[i], b[i]
 		if 'A' <= x && x <= 'Z' {
 			x += 'a' - 'A'
@@ -291,8 +321,8 @@ func asciiEqualFold(a, b []byte) bool {
 			y += 'a' - 'A'
 		}
 		if x != y {
-			return false
+			return int(x) - int(y)
 		}
 	}
-	return true
+	return len(a) - len(b)
 }

@@ -40,6 +40,17 @@ func TestAnswerRelay(t *testing.T) {
 			want: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX: 1\r\n\r\n",
 		},
 		{
+			name: "Connection names Content-Length",
+			raw:  "HTTP/1.1 200 OK\r\nConnection: content-length, X-A\r\nContent-Length: 4\r\nX-A: 1\r\n\r\n",
+			want: "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n",
+		},
+		{
+			name: "many Connection names",
+			raw: "HTTP/1.1 200 OK\r\nX-A: 1\r\nx-l: 2\r\nX-M: 3\r\nConnection: X-L, x-c, X-J, x-a, X-K, x-b, X-I, x-d, X-H, x-e, X-G, x-f\r\n" +
+				"X-B: 4\r\nX-C: 5\r\nX-AA: 6\r\nX-D: 7\r\nX-E: 8\r\nX-F: 9\r\nX-G: 10\r\nX-H: 11\r\nX-I: 12\r\nX-J: 13\r\nX-K: 14\r\nX: 15\r\nContent-Length: 4\r\n\r\n",
+			want: "HTTP/1.1 200 OK\r\nX-M: 3\r\nX-AA: 6\r\nX: 15\r\nContent-Length: 4\r\n\r\n",
+		},
+		{
 			name: "chunked",
 			raw:  "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nX: 1\r\ntransfer-encoding:  Chunked \r\nY: 2\r\n\r\n",
 			want: "HTTP/1.1 200 OK\r\nX: 1\r\nTransfer-Encoding: chunked\r\nY: 2\r\n\r\n",
