@@ -93,15 +93,14 @@ func (a *AnswerHead) WebSocketAccept() (v []byte, ok bool) {
 }
 
 // answerField records what Relay and the WebSocket check need of one field
-// line of an answer, which field has checked: line (no CRLF) starts at
-// offset start of b.
-func (s *headScan) answerField(b []byte, start int, line []byte) {
+// line of an answer, which splitField has checked and split into name and
+// value: line (no CRLF) starts at offset start of the head, and name and v
+// are slices of it. It runs before field, which may still refuse the line.
+func (s *headScan) answerField(start int, line, name, v []byte) {
 	a := s.ans
 	if a.fields == 0 {
 		a.fields = start
 	}
-	colon := bytes.IndexByte(line, ':')
-	name := line[:colon]
 	kind := cutKind(255)
 	switch len(name) {
 	case len("te"):
@@ -111,7 +110,7 @@ func (s *headScan) answerField(b []byte, start int, line []byte) {
 	case len("upgrade"):
 		if headEqualFold(name, "upgrade") {
 			kind = cutHop
-			for rest := line[colon+1:]; len(rest) > 0; {
+			for rest := v; len(rest) > 0; {
 				var e []byte
 				e, rest = NextElement(rest)
 				a.upgradeWS = a.upgradeWS || headEqualFold(e, "websocket")
@@ -121,7 +120,7 @@ func (s *headScan) answerField(b []byte, start int, line []byte) {
 		switch {
 		case headEqualFold(name, "connection"):
 			kind = cutHop
-			for rest := line[colon+1:]; len(rest) > 0; {
+			for rest := v; len(rest) > 0; {
 				var e []byte
 				e, rest = NextElement(rest)
 				if len(e) > 0 && !headEqualFold(e, "close") && !headEqualFold(e, "keep-alive") {
@@ -135,7 +134,7 @@ func (s *headScan) answerField(b []byte, start int, line []byte) {
 	case len("content-length"):
 		if headEqualFold(name, "content-length") {
 			kind = cutLength
-			if s.cls > 1 {
+			if s.cls > 0 { // field counts this one after
 				kind = cutDupLength
 			}
 		}
@@ -149,7 +148,6 @@ func (s *headScan) answerField(b []byte, start int, line []byte) {
 		}
 	case len("sec-websocket-accept"):
 		if headEqualFold(name, "sec-websocket-accept") {
-			v := bytes.Trim(line[colon+1:], " \t")
 			a.accepts++
 			a.acceptLen = len(v)
 			copy(a.accept[:], v)

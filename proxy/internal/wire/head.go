@@ -400,9 +400,6 @@ func (s *headScan) scan(b []byte) error {
 			return faultFields
 		default:
 			err = s.field(b, start, line)
-			if err == nil && s.ans != nil {
-				s.answerField(b, start, line)
-			}
 		}
 		if err != nil {
 			return err
