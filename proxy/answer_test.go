@@ -44,3 +44,29 @@ func TestAnswerHeadRelay(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswerInterimRelay: a 103 reaches the client before the final answer,
+// relayed as the final one is (its hop-by-hop fields out), and the node's
+// 100 Continue does not (tether answers Expect itself).
+func TestAnswerInterimRelay(t *testing.T) {
+	const answer = "HTTP/1.1 100 Continue\r\n\r\n" +
+		"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nConnection: keep-alive\r\n\r\n" +
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	const want = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" +
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	node := startRawNode(t, answer)
+	addr := startBenchProxy(t, node.ln.Addr().String())
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
+		t.Fatalf("client got %q %v, want %q", got, err, want)
+	}
+}

@@ -294,8 +294,7 @@ func TestHeadDuplicateContentLength(t *testing.T) {
 	}
 }
 
-// TestHeadResponses checks the body rules of responses and what the
-// response header keeps.
+// TestHeadResponses checks the body rules of responses.
 func TestHeadResponses(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
