@@ -51,6 +51,7 @@ const (
 	cutLength                   // Content-Length
 	cutDupLength                // a repeated Content-Length (same value): never relayed
 	cutTE                       // Transfer-Encoding
+	cutNone      cutKind = 255  // a line Relay always copies
 )
 
 // span is an offset and a length in the head.
@@ -101,7 +102,7 @@ func (s *headScan) answerField(start int, line, name, v []byte) {
 	if a.fields == 0 {
 		a.fields = start
 	}
-	kind := cutKind(255)
+	kind := cutNone
 	switch len(name) {
 	case len("te"):
 		if headEqualFold(name, "te") {
@@ -153,7 +154,7 @@ func (s *headScan) answerField(start int, line, name, v []byte) {
 			copy(a.accept[:], v)
 		}
 	}
-	if kind != 255 {
+	if kind != cutNone {
 		a.cuts = append(a.cuts, answerCut{int32(start), int32(start + len(line) + 2), kind})
 	}
 }
