@@ -26,7 +26,7 @@ type exchange struct {
 	s    *Server
 	conn *conn
 	req  *fasthttp.RequestHeader
-	resp *fasthttp.ResponseHeader
+	ans  wire.AnswerHead // the node's answer head, as checked
 
 	cr  sockio.DeadlineConn // the client connection, with deadlines
 	nr  sockio.DeadlineConn // the node connection, with deadlines
@@ -56,8 +56,7 @@ type exchange struct {
 }
 
 func newExchange(s *Server) *exchange {
-	req, resp := newFastHeaders()
-	return &exchange{s: s, req: req, resp: resp, head: make([]byte, 0, 1024)}
+	return &exchange{s: s, req: newFastHeaders(), head: make([]byte, 0, 1024)}
 }
 
 // release gives back the borrowed reader and writer.
@@ -81,8 +80,6 @@ var (
 	strUpgrade         = []byte("Upgrade")
 	strTE              = []byte("Te")
 	strTrailer         = []byte("Trailer")
-	strTransferEnc     = []byte("Transfer-Encoding")
-	strContentLength   = []byte("Content-Length")
 	strProxyConnection = []byte("Proxy-Connection")
 	strProxyAuthz      = []byte("Proxy-Authorization")
 	strProxyAuthn      = []byte("Proxy-Authenticate")
@@ -99,7 +96,6 @@ var (
 	strKeepAliveTok    = []byte("keep-alive")
 	strUpgradeTok      = []byte("upgrade")
 	str100Continue     = []byte("100-continue")
-	strChunked         = []byte("chunked")
 	strHTTP11          = []byte("HTTP/1.1")
 	strContinue        = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 )
@@ -215,7 +211,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bo
 	if out, ok := x.readFinalHead(pc, sentBody); !ok {
 		return out
 	}
-	if x.resp.StatusCode() == 101 {
+	if x.ans.Status() == 101 {
 		return x.switchProtocols(pc, upgrade)
 	}
 	return x.relayAnswer(pc, keep)
@@ -309,10 +305,11 @@ func (x *exchange) awaitHead(pc *pool.Conn, early, sentBody bool) (out outcome, 
 	return answered, true
 }
 
-// readFinalHead reads the node's answer head into x.resp, relaying 1xx
+// readFinalHead reads the node's answer head into x.ans, relaying 1xx
 // interim answers (103 Early Hints) to the client; 100 Continue was already
-// sent by tether itself. x.rfr gets the answer's framing. ok is false when
-// the attempt ended (out).
+// sent by tether itself. x.rfr gets the answer's framing; the final head
+// stays in x.nbr for relayAnswer or upgrade to relay. ok is false when the
+// attempt ended (out).
 func (x *exchange) readFinalHead(pc *pool.Conn, sentBody bool) (out outcome, ok bool) {
 	s := x.s
 	x.nr.SetReadTimeout(s.cfg().UpstreamTimeout)
@@ -321,27 +318,29 @@ func (x *exchange) readFinalHead(pc *pool.Conn, sentBody bool) (out outcome, ok 
 		if interim > maxInterim {
 			return x.nodeError(pc, fmt.Errorf("%w: more than %d interim answers", wire.ErrBadResponse, maxInterim), false), false
 		}
-		rfr, err := wire.ReadResponseHead(x.nbr, x.resp, s.maxHead, isHead)
+		rfr, err := wire.ReadResponseHead(x.nbr, &x.ans, s.maxHead, isHead)
 		if errors.Is(err, wire.FaultTooLarge) {
 			if big := s.grow(x.nbr, &x.nr); big != nil {
 				x.nbr = big
-				rfr, err = wire.ReadResponseHead(x.nbr, x.resp, s.maxHead, isHead)
+				rfr, err = wire.ReadResponseHead(x.nbr, &x.ans, s.maxHead, isHead)
 			}
 		}
 		if err != nil {
 			return x.nodeError(pc, err, !sentBody && x.nbr.Buffered() == 0), false
 		}
-		code := x.resp.StatusCode()
+		code := x.ans.Status()
 		if code >= 200 || code == 101 {
 			x.node.Stats.Head.Observe(time.Since(x.asked))
 			x.rfr = rfr
 			return answered, true
 		}
-		if code != 100 {
-			x.head = wire.AppendResponseHead(x.head[:0], x.resp)
-			x.bw.Write(x.head)
-			x.bw.Flush()
+		if code == 100 {
+			x.ans.Skip(x.nbr)
+			continue
 		}
+		x.head = x.ans.Relay(x.head[:0], x.nbr, wire.ConnNone)
+		x.bw.Write(x.head)
+		x.bw.Flush()
 	}
 }
 
@@ -366,17 +365,20 @@ func (x *exchange) switchProtocols(pc *pool.Conn, upgrade bool) outcome {
 func (x *exchange) relayAnswer(pc *pool.Conn, keep bool) outcome {
 	s := x.s
 	rfr, nbr := x.rfr, x.nbr
-	status := x.resp.StatusCode()
-	keepNode := x.prepareResponse(&rfr)
+	status := x.ans.Status()
+	// The node connection carries another request after an HTTP/1.1 answer
+	// that does not close it.
+	keepNode := !x.ans.HTTP10()
 	if !rfr.NoBody && rfr.Length < 0 && !rfr.Chunked || s.draining.Load() {
 		keep = false // delimited by close, or tether is shutting down
 	}
+	conn := wire.ConnNone
 	if !keep {
-		x.resp.SetBytesKV(strConnection, strClose)
+		conn = wire.ConnClose
 	} else if !bytes.Equal(x.req.Protocol(), strHTTP11) {
-		x.resp.SetBytesKV(strConnection, strKeepAliveTok)
+		conn = wire.ConnKeepAlive
 	}
-	x.head = wire.AppendResponseHead(x.head[:0], x.resp)
+	x.head = x.ans.Relay(x.head[:0], nbr, conn)
 	x.bw.Write(x.head)
 	x.bytesOut = int64(len(x.head))
 	x.nr.SetReadTimeout(s.cfg().BodyTimeout)

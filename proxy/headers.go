@@ -85,32 +85,6 @@ func (x *exchange) deleteConnectionListed(values [][]byte) {
 	}
 }
 
-// prepareResponse removes hop-by-hop headers from the node's answer and
-// reports whether the node connection can be reused.
-func (x *exchange) prepareResponse(fr *wire.Framing) (keepNode bool) {
-	h := x.resp
-	keepNode = !h.ConnectionClose() && !wire.HasToken(h.PeekAll("Connection"), strClose) &&
-		bytes.Equal(h.Protocol(), strHTTP11)
-	for _, v := range h.PeekAll("Connection") {
-		for len(v) > 0 {
-			var tok []byte
-			if tok, v = wire.NextElement(v); len(tok) > 0 && !bytes.EqualFold(tok, strClose) && !bytes.EqualFold(tok, strKeepAliveTok) {
-				h.DelBytes(tok)
-			}
-		}
-	}
-	h.DelBytes(strConnection)
-	h.DelBytes(strKeepAlive)
-	h.DelBytes(strProxyConnection)
-	h.DelBytes(strUpgrade)
-	h.DelBytes(strTE)
-	if fr.Chunked && !fr.NoBody {
-		h.DelBytes(strContentLength)
-		h.SetBytesKV(strTransferEnc, strChunked)
-	}
-	return keepNode
-}
-
 // errorResponses holds tether's own short answers, built once.
 var errorResponses = map[int][]byte{}
 

@@ -442,7 +442,7 @@ func lingerClose(c net.Conn) {
 // errShutdown ends idle connections during Shutdown.
 var errShutdown = errors.New("proxy: shutting down")
 
-// newFastHeaders returns the per-exchange header values.
-func newFastHeaders() (*fasthttp.RequestHeader, *fasthttp.ResponseHeader) {
-	return wire.NewRequestHeader(), wire.NewResponseHeader()
+// newFastHeaders returns the per-exchange request header value.
+func newFastHeaders() *fasthttp.RequestHeader {
+	return wire.NewRequestHeader()
 }

@@ -31,11 +31,7 @@ type spliced struct {
 	tls    bool // over TLS: counted in Server.tlsSessions while it runs
 }
 
-var (
-	strWSKey    = []byte("Sec-WebSocket-Key")
-	strWSAccept = "Sec-WebSocket-Accept"
-	strUpgradeS = "Upgrade"
-)
+var strWSKey = []byte("Sec-WebSocket-Key")
 
 // errNoUpgrade is a 101 to a request that was not a WebSocket handshake.
 var errNoUpgrade = fmt.Errorf("%w: 101 to a request that asked for no upgrade", wire.ErrBadResponse)
@@ -47,11 +43,10 @@ var errNoUpgrade = fmt.Errorf("%w: 101 to a request that asked for no upgrade", 
 // answer) fails with wire.ErrBadResponse: 502, and neither connection becomes a
 // tunnel.
 func (x *exchange) checkSwitch() error {
-	if !wire.HasToken(x.resp.PeekAll(strUpgradeS), strWebSocket) {
+	if !x.ans.UpgradeWebSocket() {
 		return fmt.Errorf("%w: 101 without Upgrade: websocket", wire.ErrBadResponse)
 	}
-	got := x.resp.PeekAll(strWSAccept)
-	if len(got) != 1 || !bytes.Equal(got[0], x.accept[:]) {
+	if got, one := x.ans.WebSocketAccept(); !one || !bytes.Equal(got, x.accept[:]) {
 		return fmt.Errorf("%w: %w", wire.ErrBadResponse, errWrongAccept)
 	}
 	return nil
@@ -69,7 +64,7 @@ var errWrongAccept = errors.New("101 without the Sec-WebSocket-Accept of the cli
 func (x *exchange) upgrade(pc *pool.Conn, nbr *bufio.Reader, status int) {
 	s := x.s
 	x.upgraded = true
-	x.head = wire.AppendResponseHead(x.head[:0], x.resp)
+	x.head = x.ans.Relay(x.head[:0], nbr, wire.ConnNone)
 	x.bw.Write(x.head)
 	if err := x.bw.Flush(); err != nil {
 		pc.Close()

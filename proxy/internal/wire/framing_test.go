@@ -202,7 +202,7 @@ func tetherResult(c framingCase) string {
 	var fr Framing
 	var err error
 	if c.response {
-		fr, err = ReadResponseHead(br, NewResponseHeader(), testMaxHead, c.head)
+		fr, err = ReadResponseHead(br, &AnswerHead{}, testMaxHead, c.head)
 	} else {
 		fr, err = ReadRequestHead(br, NewRequestHeader(), testMaxHead, testMaxFields)
 	}

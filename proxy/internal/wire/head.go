@@ -13,12 +13,14 @@ import (
 // Reading a message head (RFC 9112 sections 2 to 6).
 //
 // tether must never find a message boundary where the node behind it would
-// not, so a head is checked twice. headScan reads it first, strictly and
-// byte by byte, in the reader's buffer: CRLF line ends only, no obs-fold,
-// token field names, clean values, one Host, framing fields that leave no
-// doubt. Only then does fasthttp parse the very same bytes into the
-// connection's header value, and it must consume exactly the length the scan
-// found. FRAMING.md lists what each of the two accepts.
+// not. headScan reads a head strictly and byte by byte, in the reader's
+// buffer: CRLF line ends only, no obs-fold, token field names, clean
+// values, one Host, framing fields that leave no doubt. A request head is
+// then parsed by fasthttp, from the very same bytes, into the connection's
+// header value, and fasthttp must consume exactly the length the scan
+// found. An answer head is not parsed again: the scan records what relaying
+// it needs (AnswerHead), and it is relayed from the bytes checked. FRAMING.md
+// lists what tether and fasthttp accept.
 
 // Framing says how a message body is delimited.
 type Framing struct {
@@ -127,17 +129,6 @@ func NewRequestHeader() *fasthttp.RequestHeader {
 	return h
 }
 
-// NewResponseHeader returns a response header set up for ReadResponseHead.
-// fasthttp's ResponseHeader has no raw mode: it keeps Content-Type,
-// Content-Length, Server, Set-Cookie and Connection: close apart from the
-// other fields, and its AppendBytes replaces Date with its own. No default
-// Content-Type is added.
-func NewResponseHeader() *fasthttp.ResponseHeader {
-	h := &fasthttp.ResponseHeader{}
-	h.SetNoDefaultContentType(true)
-	return h
-}
-
 // ReadRequestHead reads one request head from br into h, checking it
 // strictly first. maxHead is --max-header-bytes; br's buffer must hold at
 // least that many bytes. Empty lines (CRLF) before the request line are
@@ -178,23 +169,26 @@ func ReadRequestHead(br *bufio.Reader, h *fasthttp.RequestHeader, maxHead, maxFi
 	return fr, nil
 }
 
-// ReadResponseHead reads the node's answer head from br into h. head is
-// true when the request was HEAD. Errors are as for ReadRequestHead, except
-// that a bad or too large head wraps ErrBadResponse.
+// ReadResponseHead reads the node's answer head from br, checks it and
+// records in a what relaying it needs; the head stays in br, unread, for
+// a.Relay or a.Skip. head is true when the request was HEAD. Errors are as
+// for ReadRequestHead, except that a bad or too large head wraps
+// ErrBadResponse.
 //
 // A node is untrusted too: the same line rules apply. Differing from a
 // request, Transfer-Encoding with Content-Length is read as chunked (RFC
 // 9112 section 6.3) and closes the connection after, and a response with
 // neither is read until the node closes.
-func ReadResponseHead(br *bufio.Reader, h *fasthttp.ResponseHeader, maxHead int, head bool) (Framing, error) {
-	h.SetNoDefaultContentType(true)
-	s := headScan{isHead: head}
+func ReadResponseHead(br *bufio.Reader, a *AnswerHead, maxHead int, head bool) (Framing, error) {
+	a.reset()
+	s := headScan{isHead: head, ans: a}
 	if err := s.read(br, maxHead); err != nil {
 		return Framing{}, wrapFault(err, ErrBadResponse)
 	}
-	if err := parseCheckedHead(h, br, &s); err != nil {
-		return Framing{}, fmt.Errorf("%w: %w", ErrBadResponse, err)
+	if a.fields == 0 {
+		a.fields = s.end - 2
 	}
+	a.status, a.http10, a.end = s.status, s.http10, s.end
 	fr := Framing{Length: -1, CloseAfter: s.connClose || s.http10 && !s.keepAlive}
 	switch {
 	case head || s.status < 200 || s.status == 204 || s.status == 304:
@@ -207,6 +201,7 @@ func ReadResponseHead(br *bufio.Reader, h *fasthttp.ResponseHeader, maxHead int,
 	default:
 		fr.CloseAfter = true
 	}
+	a.chunkedBody = fr.Chunked
 	return fr, nil
 }
 
@@ -219,7 +214,7 @@ func wrapFault(err, sentinel error) error {
 	return err
 }
 
-// headParser is fasthttp's RequestHeader or ResponseHeader.
+// headParser is fasthttp's RequestHeader.
 type headParser interface {
 	Read(r *bufio.Reader) error
 }
@@ -273,8 +268,9 @@ func parseCheckedHeadCopy(h headParser, br *bufio.Reader, s *headScan) error {
 // the reader's buffer moves its bytes.
 type headScan struct {
 	request   bool
-	isHead    bool // response to a HEAD request
-	maxFields int  // header fields allowed; zero: no limit
+	isHead    bool        // response to a HEAD request
+	ans       *AnswerHead // a response's record for the relay (answerField)
+	maxFields int         // header fields allowed; zero: no limit
 
 	pos      int // start of the first line not checked yet
 	searched int // how far the line at pos was searched for its LF

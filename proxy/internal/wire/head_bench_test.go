@@ -63,7 +63,7 @@ func BenchmarkHeadReadRequestNetHTTP(b *testing.B) {
 	}
 }
 
-// TestHeadBodyAllocs requires ReadRequestHead, ReadResponseHead and
+// TestHeadBodyAllocs requires ReadRequestHead, ReadResponseHead, Relay and
 // CopyBody to allocate nothing in steady state, for a WebSocket handshake
 // and an absolute-form target too.
 func TestHeadBodyAllocs(t *testing.T) {
@@ -72,13 +72,15 @@ func TestHeadBodyAllocs(t *testing.T) {
 		"POST /cobrowse/send HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" +
 		"POST /cobrowse/send HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n")
 	response := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/css\r\nSet-Cookie: gcbSessionServer=CB_Server_1; Path=/\r\nTransfer-Encoding: chunked\r\n\r\n" +
-		"a\r\n0123456789\r\n0\r\n\r\n")
+		"a\r\n0123456789\r\n0\r\n\r\n" +
+		"HTTP/1.1 200\r\nConnection: keep-alive, a, b, c, d, e, f, g, h, i, j\r\nKeep-Alive: 5\r\nj: 1\r\nX: 2\r\nContent-Length: 0\r\nA: 3\r\n\r\n")
 	var r bytes.Reader
 	br := bufio.NewReaderSize(&r, benchMaxHead)
 	var out bytes.Buffer
 	bw := bufio.NewWriter(&out)
 	buf := make([]byte, 32<<10)
-	req, resp := NewRequestHeader(), NewResponseHeader()
+	head := make([]byte, 0, 1024)
+	req, resp := NewRequestHeader(), &AnswerHead{}
 	run := func() {
 		r.Reset(request)
 		br.Reset(&r)
@@ -95,12 +97,15 @@ func TestHeadBodyAllocs(t *testing.T) {
 		}
 		r.Reset(response)
 		br.Reset(&r)
-		fr, err := ReadResponseHead(br, resp, benchMaxHead, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := CopyBody(bw, br, fr, buf, false); err != nil {
-			t.Fatal(err)
+		for range 2 {
+			fr, err := ReadResponseHead(br, resp, benchMaxHead, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bw.Write(resp.Relay(head[:0], br, ConnClose))
+			if _, err := CopyBody(bw, br, fr, buf, false); err != nil {
+				t.Fatal(err)
+			}
 		}
 		bw.Flush()
 	}

@@ -119,7 +119,7 @@ func TestHeadSlowReader(t *testing.T) {
 			var fr Framing
 			var err error
 			if c.response {
-				fr, err = ReadResponseHead(br, NewResponseHeader(), testMaxHead, c.head)
+				fr, err = ReadResponseHead(br, &AnswerHead{}, testMaxHead, c.head)
 			} else {
 				fr, err = ReadRequestHead(br, NewRequestHeader(), testMaxHead, testMaxFields)
 			}
@@ -193,7 +193,7 @@ func TestHeadEnds(t *testing.T) {
 			if err != c.want {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}
-			_, err = ReadResponseHead(bufio.NewReaderSize(strings.NewReader(""), testMaxHead), NewResponseHeader(), testMaxHead, false)
+			_, err = ReadResponseHead(bufio.NewReaderSize(strings.NewReader(""), testMaxHead), &AnswerHead{}, testMaxHead, false)
 			if err != io.EOF {
 				t.Fatalf("response on an empty stream: %v, want io.EOF", err)
 			}
@@ -294,8 +294,7 @@ func TestHeadDuplicateContentLength(t *testing.T) {
 	}
 }
 
-// TestHeadResponses checks the body rules of responses and what the
-// response header keeps.
+// TestHeadResponses checks the body rules of responses.
 func TestHeadResponses(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -314,8 +313,7 @@ func TestHeadResponses(t *testing.T) {
 		{"CL and TE", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", false, Framing{Chunked: true, Length: -1, CloseAfter: true}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			h := NewResponseHeader()
-			fr, err := ReadResponseHead(bufio.NewReaderSize(strings.NewReader(c.raw), testMaxHead), h, testMaxHead, c.head)
+			fr, err := ReadResponseHead(bufio.NewReaderSize(strings.NewReader(c.raw), testMaxHead), &AnswerHead{}, testMaxHead, c.head)
 			if err != nil {
 				t.Fatal(err)
 			}
