@@ -32,8 +32,8 @@ func BenchmarkRequestHeadRewrite(b *testing.B) {
 					b.Fatal(err)
 				}
 				if rewrite {
-					x.prepareRequest(fr.Upgrade)
-					x.head = x.req.AppendBytes(x.head[:0])
+					x.prepareRequest(fr.Fields)
+					x.head = x.appendRequestHead(x.head[:0], fr.Upgrade)
 				}
 			}
 		})

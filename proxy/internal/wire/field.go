@@ -80,6 +80,9 @@ func (s *headScan) field(b []byte, start int, line []byte) error {
 	if err != nil {
 		return err
 	}
+	if s.request {
+		s.requestField(name, v)
+	}
 	switch len(name) {
 	case len("host"):
 		if !s.request || !headEqualFold(name, "host") {
