@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -184,3 +185,155 @@ const browserRequest = "GET /cobrowse/app.js?v=3 HTTP/1.1\r\n" +
 	"Referer: https://cobrowse.example.com/cobrowse/session\r\n" +
 	"Cookie: _ga=GA1.2.1234567890.1234567890; gcbSessionServer=CB_Server_1; theme=dark\r\n" +
 	"\r\n"
+
+// TestRequestHeadFields checks the fields a node receives for client heads
+// carrying, or not, each hop-by-hop field and the forwarding fields tether
+// sets: want gives the exact values (in order) of the fields it names, nil
+// for a field that must not reach the node. Every field not named must
+// reach the node as sent.
+func TestRequestHeadFields(t *testing.T) {
+	t.Parallel()
+	nodeAddr, node := startRecordingNode(t)
+	_, addr := startServer(t, oneNode(nodeAddr), false)
+	_, tlsAddr := startServer(t, oneNode(nodeAddr), true)
+	fwd := func(host string) map[string][]string {
+		m := map[string][]string{
+			"x-forwarded-for":   {"127.0.0.1"},
+			"x-forwarded-proto": {"http"},
+			"x-forwarded-host":  {host},
+			"x-real-ip":         {"127.0.0.1"},
+		}
+		if host == "" {
+			m["x-forwarded-host"] = nil
+		}
+		return m
+	}
+	with := func(m map[string][]string, kv ...any) map[string][]string {
+		for i := 0; i < len(kv); i += 2 {
+			v, _ := kv[i+1].([]string)
+			m[kv[i].(string)] = v
+		}
+		return m
+	}
+	head := func(fields string) string {
+		return "GET /f HTTP/1.1\r\nHost: a.test\r\nX-Before: 1\r\n" + fields + "X-After: 2\r\n\r\n"
+	}
+	for _, tc := range []struct {
+		name      string
+		tls       bool
+		req       string
+		want      map[string][]string
+		body      string
+		continued bool // the client gets a 100 Continue
+	}{
+		{name: "no field of note", req: head(""), want: fwd("a.test")},
+		{name: "Connection", req: head("Connection: keep-alive\r\n"), want: with(fwd("a.test"), "connection", nil)},
+		{name: "Connection close", req: head("Connection: close\r\n"), want: with(fwd("a.test"), "connection", nil)},
+		{name: "Keep-Alive", req: head("Keep-Alive: timeout=5\r\n"), want: with(fwd("a.test"), "keep-alive", nil)},
+		{name: "Proxy-Connection", req: head("Proxy-Connection: keep-alive\r\n"), want: with(fwd("a.test"), "proxy-connection", nil)},
+		{name: "Proxy-Authorization", req: head("Proxy-Authorization: Basic dXNlcjpwYXNz\r\n"), want: with(fwd("a.test"), "proxy-authorization", nil)},
+		{name: "Proxy-Authenticate", req: head("proxy-authenticate: Basic\r\n"), want: with(fwd("a.test"), "proxy-authenticate", nil)},
+		{name: "TE", req: head("TE: trailers\r\n"), want: with(fwd("a.test"), "te", nil)},
+		{name: "Trailer", req: head("Trailer: X-Sum\r\n"), want: with(fwd("a.test"), "trailer", nil)},
+		{name: "Upgrade not WebSocket", req: head("Connection: Upgrade\r\nUpgrade: h2c\r\n"), want: with(fwd("a.test"), "upgrade", nil, "connection", nil)},
+		{name: "Expect", req: "PUT /f HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 2\r\nX-After: 2\r\n\r\nhi",
+			want: with(fwd("a.test"), "expect", nil, "content-length", []string{"2"}), body: "hi", continued: true},
+		{name: "Expect other", req: head("Expect: x-other\r\n"), want: with(fwd("a.test"), "expect", nil)},
+		{name: "Connection lists a field", req: head("Connection: keep-alive, X-Opt\r\nX-Opt: 1\r\nx-opt: 2\r\n"),
+			want: with(fwd("a.test"), "connection", nil, "x-opt", nil)},
+		{name: "Connection lists X-Real-Ip", req: head("Connection: x-real-ip\r\nX-Real-Ip: 6.6.6.6\r\n"),
+			want: with(fwd("a.test"), "connection", nil)},
+		{name: "client X-Forwarded-For", req: head("X-Forwarded-For: 203.0.113.7\r\n"),
+			want: with(fwd("a.test"), "x-forwarded-for", []string{"203.0.113.7, 127.0.0.1"})},
+		{name: "client X-Forwarded-For on two lines", req: head("X-Forwarded-For: 203.0.113.7\r\nX-Mid: m\r\nx-forwarded-for: 198.51.100.1, 192.0.2.9\r\n"),
+			want: with(fwd("a.test"), "x-forwarded-for", []string{"203.0.113.7, 198.51.100.1, 192.0.2.9, 127.0.0.1"})},
+		{name: "client X-Forwarded-Proto", tls: true, req: head("X-Forwarded-Proto: http\r\n"),
+			want: with(fwd("a.test"), "x-forwarded-proto", []string{"https"})},
+		{name: "client X-Real-Ip twice", req: head("X-Real-IP: 6.6.6.6\r\nX-Real-Ip: 7.7.7.7\r\n"), want: fwd("a.test")},
+		{name: "client X-Forwarded-Host", req: head("X-Forwarded-Host: evil.example\r\n"), want: fwd("a.test")},
+		{name: "HTTP/1.0 without Host", req: "GET /f HTTP/1.0\r\nX-Forwarded-Host: evil.example\r\nX-After: 2\r\n\r\n", want: fwd("")},
+		{name: "HTTP/1.0 with an empty Host", req: "GET /f HTTP/1.0\r\nHost:\r\nX-After: 2\r\n\r\n", want: with(fwd(""), "host", []string{""})},
+		{name: "absolute form", req: "GET http://b.test/f HTTP/1.1\r\nHost: a.test\r\n\r\n", want: with(fwd("b.test"), "host", []string{"b.test"})},
+		{name: "every field of note", req: head("Connection: keep-alive, X-Opt\r\nKeep-Alive: 5\r\nProxy-Connection: close\r\nProxy-Authorization: x\r\n" +
+			"Proxy-Authenticate: y\r\nTE: trailers\r\nTrailer: X-Sum\r\nUpgrade: h2c\r\nExpect: z\r\nX-Opt: 1\r\n" +
+			"X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: ftp\r\nX-Forwarded-Host: evil.example\r\nX-Real-Ip: 6.6.6.6\r\n"),
+			want: with(fwd("a.test"), "connection", nil, "keep-alive", nil, "proxy-connection", nil, "proxy-authorization", nil,
+				"proxy-authenticate", nil, "te", nil, "trailer", nil, "upgrade", nil, "expect", nil, "x-opt", nil,
+				"x-forwarded-for", []string{"192.0.2.1, 127.0.0.1"})},
+		{name: "tls", tls: true, req: head(""), want: with(fwd("a.test"), "x-forwarded-proto", []string{"https"})},
+		{name: "upgrade", req: "GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket, h2c\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n",
+			want: with(fwd("a.test"), "connection", []string{"upgrade"}, "upgrade", []string{"websocket"},
+				"x-forwarded-for", []string{"192.0.2.1, 127.0.0.1"})},
+		{name: "Content-Length body", req: "POST /f HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
+			want: with(fwd("a.test"), "content-length", []string{"5"}, "connection", nil), body: "hello"},
+		{name: "chunked body", req: "POST /f HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\nTE: trailers\r\n\r\n" +
+			"5\r\nhello\r\n1;ext=1\r\n!\r\n0\r\nX-Sum: 6\r\n\r\n",
+			want: with(fwd("a.test"), "transfer-encoding", []string{"chunked"}, "trailer", nil, "te", nil),
+			body: "5\r\nhello\r\n1\r\n!\r\n0\r\nX-Sum: 6\r\n\r\n"}, // chunk extensions dropped
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := addr
+			if tc.tls {
+				a = tlsAddr
+			}
+			rec, continued := viaTether(t, a, tc.tls, tc.req, node)
+			_, sent := headFields(tc.req)
+			line, got := headFields(rec.head)
+			if want, _, _ := strings.Cut(tc.req, "\r\n"); line != want && !strings.Contains(want, "://") {
+				t.Errorf("request line at the node %q, want %q", line, want)
+			}
+			for k, want := range tc.want {
+				if g := values(got, k); !slices.Equal(g, want) {
+					t.Errorf("%s at the node: %q, want %q", k, g, want)
+				}
+			}
+			// The fields not named reach the node as sent.
+			for _, kv := range sent {
+				if _, named := tc.want[kv[0]]; named {
+					continue
+				}
+				if g, w := values(got, kv[0]), values(sent, kv[0]); !slices.Equal(g, w) {
+					t.Errorf("%s at the node: %q, sent %q", kv[0], g, w)
+				}
+			}
+			for _, kv := range got {
+				if _, named := tc.want[kv[0]]; !named && values(sent, kv[0]) == nil {
+					t.Errorf("%s: %q reached the node, not sent", kv[0], kv[1])
+				}
+			}
+			if rec.body != tc.body {
+				t.Errorf("body at the node %q, want %q", rec.body, tc.body)
+			}
+			if continued != tc.continued {
+				t.Errorf("100 Continue to the client: %v, want %v", continued, tc.continued)
+			}
+			if t.Failed() {
+				t.Logf("head at the node:\n%s", rec.head)
+			}
+		})
+	}
+}
+
+// headFields splits a head into its request line and its fields, names in
+// lower case, in order.
+func headFields(head string) (line string, fields [][2]string) {
+	h, _, _ := strings.Cut(head, "\r\n\r\n")
+	lines := strings.Split(h, "\r\n")
+	for _, l := range lines[1:] {
+		k, v, _ := strings.Cut(l, ":")
+		fields = append(fields, [2]string{strings.ToLower(k), strings.TrimSpace(v)})
+	}
+	return lines[0], fields
+}
+
+// values returns the values of the fields named k, in order; nil if none.
+func values(fields [][2]string, k string) []string {
+	var vs []string
+	for _, kv := range fields {
+		if kv[0] == k {
+			vs = append(vs, kv[1])
+		}
+	}
+	return vs
+}
