@@ -36,9 +36,13 @@ type exchange struct {
 
 	head    []byte    // serialized head scratch
 	param   [256]byte // percent-decoded stickiness parameter
-	xff     []byte    // the client's X-Forwarded-For list (prepareRequest)
-	fwdHost []byte    // X-Forwarded-Host's value, Host's; empty: none (prepareRequest)
+	xff     []byte    // X-Forwarded-For value scratch
 	connTok [][]byte  // header names listed in Connection
+
+	// What prepareRequest keeps for the forwarding fields appendRequestHead
+	// writes; xff holds the client's X-Forwarded-For list.
+	fwdHost []byte        // X-Forwarded-Host's value, Host's; empty: none
+	fwdDrop wire.FieldSet // the client's forwarding fields: their lines are left out
 
 	// per request (begin resets them)
 	node     *pool.Node

@@ -13,12 +13,13 @@ import (
 
 // prepareRequest turns the client's head into the node's, as far as
 // fasthttp's header goes: hop-by-hop fields out (RFC 9110 §7.6.1), those
-// Connection lists too, and the client's own forwarding fields, whose
-// values tether's replace (X-Forwarded-For keeps the client's list, in
-// x.xff; X-Forwarded-Host takes Host's, in x.fwdHost). fields is what the
-// head carries (wire.Framing.Fields): only those fields are looked for, so
-// a head with none of them costs nothing here. appendRequestHead adds
-// tether's forwarding fields as it serializes the head.
+// Connection lists too. fields is what the head carries
+// (wire.Framing.Fields): only those fields are looked for, so a head with
+// none of them costs nothing here. The client's own forwarding fields stay
+// in the header; what tether's take from them (X-Forwarded-For's list, in
+// x.xff) or from Host (X-Forwarded-Host's value, in x.fwdHost) is kept, and
+// x.fwdDrop names them for appendRequestHead, which leaves their lines out
+// and adds tether's as it serializes the head.
 func (x *exchange) prepareRequest(fields wire.FieldSet) {
 	h := x.req
 	x.expect = false
@@ -30,7 +31,7 @@ func (x *exchange) prepareRequest(fields wire.FieldSet) {
 	if fields&wire.FieldConnectionOptions != 0 {
 		fields = x.deleteConnectionListed(h.PeekAll("Connection"), fields)
 	}
-	for _, f := range requestDrops {
+	for _, f := range hopFields {
 		if fields&f.field != 0 {
 			h.DelBytes(f.name)
 		}
@@ -43,22 +44,21 @@ func (x *exchange) prepareRequest(fields wire.FieldSet) {
 			}
 			x.xff = append(x.xff, v...)
 		}
-		h.DelBytes(strXFF)
 	}
 	x.fwdHost = x.fwdHost[:0]
 	if fields&wire.FieldHost != 0 {
 		x.fwdHost = append(x.fwdHost, h.Host()...)
 	}
+	x.fwdDrop = fields & forwardingFields
 	// The protocol version stays the client's: a node answers an HTTP/1.0
 	// request with a body an HTTP/1.0 client can read (never chunked).
 }
 
-// requestDrops are the fields deleted from every request, in this order:
-// the hop-by-hop fields (RFC 9110 §7.6.1), Upgrade (an upgrade gets
-// tether's own) and Expect (tether answers it), then the forwarding fields
-// tether sets itself. Transfer-Encoding and Content-Length stay: the body
-// is forwarded as it came.
-var requestDrops = [...]struct {
+// hopFields are the fields deleted from every request, in this order: the
+// hop-by-hop fields (RFC 9110 §7.6.1), Upgrade (an upgrade gets tether's
+// own) and Expect (tether answers it). Transfer-Encoding and Content-Length
+// stay: the body is forwarded as it came.
+var hopFields = [...]struct {
 	field wire.FieldSet
 	name  []byte
 }{
@@ -71,10 +71,11 @@ var requestDrops = [...]struct {
 	{wire.FieldTrailer, strTrailer},
 	{wire.FieldUpgrade, strUpgrade},
 	{wire.FieldExpect, strExpect},
-	{wire.FieldXForwardedProto, strXFProto},
-	{wire.FieldXForwardedHost, strXFHost},
-	{wire.FieldXRealIP, strXRealIP},
 }
+
+// forwardingFields are the fields tether sets itself: a client's lines of
+// them never reach the node.
+const forwardingFields = wire.FieldXForwardedFor | wire.FieldXForwardedProto | wire.FieldXForwardedHost | wire.FieldXRealIP
 
 // deleteConnectionListed deletes the headers named in Connection values
 // (the connection-specific options of RFC 9110 §7.6.1). It returns fields
@@ -109,14 +110,19 @@ func clientKeepAlive(h *fasthttp.RequestHeader, fields wire.FieldSet) bool {
 }
 
 // appendRequestHead appends the head for the node to dst: the client's as
-// prepareRequest left it (fasthttp's serialization), then tether's
+// prepareRequest left it (fasthttp's serialization), less the client's
+// lines of the fields tether sets (x.fwdDrop), then tether's
 // forwarding fields (X-Forwarded-For: the client's list then its address;
 // X-Forwarded-Proto; X-Forwarded-Host when there is a Host; X-Real-Ip), and
 // for an upgrade Connection: upgrade and Upgrade: websocket (the node must
 // not switch to another protocol the client listed), then the empty line.
 func (x *exchange) appendRequestHead(dst []byte, upgrade bool) []byte {
+	from := len(dst)
 	dst = x.req.AppendBytes(dst)
 	dst = dst[:len(dst)-len("\r\n")] // the empty line goes last
+	if x.fwdDrop != 0 {
+		dst = dropFields(dst, from, x.fwdDrop)
+	}
 	dst = append(dst, "X-Forwarded-For: "...)
 	if len(x.xff) > 0 {
 		dst = append(dst, x.xff...)
@@ -138,6 +144,26 @@ func (x *exchange) appendRequestHead(dst []byte, upgrade bool) []byte {
 		dst = append(dst, "\r\nConnection: upgrade\r\nUpgrade: websocket"...)
 	}
 	return append(dst, "\r\n\r\n"...)
+}
+
+// dropFields removes from head[from:], a serialized request head without
+// its empty line (the request line, then a "Name: value" CRLF line per
+// field), the lines of the fields in drop, keeping the others in order.
+func dropFields(head []byte, from int, drop wire.FieldSet) []byte {
+	i := from + bytes.IndexByte(head[from:], '\n') + 1 // past the request line
+	out := i
+	for i < len(head) {
+		end := len(head)
+		if lf := bytes.IndexByte(head[i:], '\n'); lf >= 0 {
+			end = i + lf + 1
+		}
+		line := head[i:end]
+		if colon := bytes.IndexByte(line, ':'); colon < 0 || wire.FieldOf(line[:colon])&drop == 0 {
+			out += copy(head[out:], line)
+		}
+		i = end
+	}
+	return head[:out]
 }
 
 // prepareResponse removes hop-by-hop headers from the node's answer and

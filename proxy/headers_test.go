@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tether-lb/tether/proxy/internal/wire"
 )
 
 // nodeRecord is one request as a node received it: its head and its body,
@@ -225,6 +227,7 @@ func TestRequestHeadFields(t *testing.T) {
 		want      map[string][]string
 		body      string
 		continued bool // the client gets a 100 Continue
+		reordered bool // the deletion of hop-by-hop fields may move the last field up (fasthttp's DelBytes)
 	}{
 		{name: "no field of note", req: head(""), want: fwd("a.test")},
 		{name: "Connection", req: head("Connection: keep-alive\r\n"), want: with(fwd("a.test"), "connection", nil)},
@@ -249,6 +252,8 @@ func TestRequestHeadFields(t *testing.T) {
 			want: with(fwd("a.test"), "x-forwarded-for", []string{"203.0.113.7, 198.51.100.1, 192.0.2.9, 127.0.0.1"})},
 		{name: "client X-Forwarded-Proto", tls: true, req: head("X-Forwarded-Proto: http\r\n"),
 			want: with(fwd("a.test"), "x-forwarded-proto", []string{"https"})},
+		{name: "client forwarding fields between repeated fields", req: head("X-Real-Ip: 6.6.6.6\r\nAccept: a\r\nX-Forwarded-Proto: ftp\r\nAccept: b\r\nX-Forwarded-For: 192.0.2.1\r\nAccept: c\r\n"),
+			want: with(fwd("a.test"), "x-forwarded-for", []string{"192.0.2.1, 127.0.0.1"})},
 		{name: "client X-Real-Ip twice", req: head("X-Real-IP: 6.6.6.6\r\nX-Real-Ip: 7.7.7.7\r\n"), want: fwd("a.test")},
 		{name: "client X-Forwarded-Host", req: head("X-Forwarded-Host: evil.example\r\n"), want: fwd("a.test")},
 		{name: "HTTP/1.0 without Host", req: "GET /f HTTP/1.0\r\nX-Forwarded-Host: evil.example\r\nX-After: 2\r\n\r\n", want: fwd("")},
@@ -264,7 +269,7 @@ func TestRequestHeadFields(t *testing.T) {
 		{name: "upgrade", req: "GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket, h2c\r\n" +
 			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n",
 			want: with(fwd("a.test"), "connection", []string{"upgrade"}, "upgrade", []string{"websocket"},
-				"x-forwarded-for", []string{"192.0.2.1, 127.0.0.1"})},
+				"x-forwarded-for", []string{"192.0.2.1, 127.0.0.1"}), reordered: true},
 		{name: "Content-Length body", req: "POST /f HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
 			want: with(fwd("a.test"), "content-length", []string{"5"}, "connection", nil), body: "hello"},
 		{name: "chunked body", req: "POST /f HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\nTE: trailers\r\n\r\n" +
@@ -302,6 +307,10 @@ func TestRequestHeadFields(t *testing.T) {
 					t.Errorf("%s: %q reached the node, not sent", kv[0], kv[1])
 				}
 			}
+			// and in the order sent.
+			if g, w := unnamed(got, tc.want), unnamed(sent, tc.want); !tc.reordered && !slices.Equal(g, w) {
+				t.Errorf("fields at the node %q, sent %q", g, w)
+			}
 			if rec.body != tc.body {
 				t.Errorf("body at the node %q, want %q", rec.body, tc.body)
 			}
@@ -327,6 +336,17 @@ func headFields(head string) (line string, fields [][2]string) {
 	return lines[0], fields
 }
 
+// unnamed returns the fields not in named, as "name: value", in order.
+func unnamed(fields [][2]string, named map[string][]string) []string {
+	var kvs []string
+	for _, kv := range fields {
+		if _, ok := named[kv[0]]; !ok {
+			kvs = append(kvs, kv[0]+": "+kv[1])
+		}
+	}
+	return kvs
+}
+
 // values returns the values of the fields named k, in order; nil if none.
 func values(fields [][2]string, k string) []string {
 	var vs []string
@@ -336,4 +356,31 @@ func values(fields [][2]string, k string) []string {
 		}
 	}
 	return vs
+}
+
+// TestDropFields: dropFields leaves out the lines of the fields it is given,
+// whatever their case, and keeps the others, and what precedes the head, in
+// order.
+func TestDropFields(t *testing.T) {
+	t.Parallel()
+	const line = "GET /a:b HTTP/1.1\r\n"
+	for _, tc := range []struct {
+		name, fields, want string
+		drop               wire.FieldSet
+	}{
+		{"none", "Host: a\r\nX: 1\r\n", "Host: a\r\nX: 1\r\n", wire.FieldXRealIP},
+		{"no fields", "", "", wire.FieldXRealIP},
+		{"first and last", "X-Real-Ip: 1\r\nA: x-real-ip: 2\r\nx-real-ip: 3\r\n", "A: x-real-ip: 2\r\n", wire.FieldXRealIP},
+		{"all", "X-Forwarded-For: 1\r\nX-Forwarded-Proto: 2\r\nX-Forwarded-Host: 3\r\nX-Real-Ip: 4\r\n", "", forwardingFields},
+		{"only those asked", "X-Forwarded-For: 1\r\nA: 1\r\nX-Forwarded-Proto: 2\r\nA: 2\r\nHost: h\r\nConnection: c\r\n",
+			"A: 1\r\nX-Forwarded-Proto: 2\r\nA: 2\r\nHost: h\r\nConnection: c\r\n", wire.FieldXForwardedFor},
+		{"empty value", "X-Forwarded-Host:\r\nB: \r\n", "B: \r\n", wire.FieldXForwardedHost},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			head := []byte("before" + line + tc.fields)
+			if got := string(dropFields(head, len("before"), tc.drop)); got != "before"+line+tc.want {
+				t.Errorf("got %q, want %q", got, "before"+line+tc.want)
+			}
+		})
+	}
 }
