@@ -35,6 +35,9 @@ const (
 // regard to case, or 0 when name is none of FieldSet's. FieldHost and
 // FieldConnectionOptions depend on values: FieldOf("Host") is FieldHost.
 func FieldOf(name []byte) FieldSet {
+	if len(name) == 0 || len(name) >= 32 || fieldLens[name[0]]>>len(name)&1 == 0 {
+		return 0 // most names: Accept, Cookie, User-Agent, Referer, ...
+	}
 	switch len(name) {
 	case len("te"):
 		if headEqualFold(name, "te") {
@@ -92,6 +95,18 @@ func FieldOf(name []byte) FieldSet {
 	}
 	return 0
 }
+
+// fieldLens holds, for each first byte of a FieldSet field's name (in
+// either case), the lengths of the names that start with it, one bit per
+// length: most other names fail FieldOf on it alone.
+var fieldLens = func() (t [256]uint32) {
+	for _, name := range []string{"te", "host", "expect", "trailer", "upgrade", "x-real-ip", "connection", "keep-alive",
+		"x-forwarded-for", "proxy-connection", "x-forwarded-host", "x-forwarded-proto", "proxy-authenticate", "proxy-authorization"} {
+		t[name[0]] |= 1 << len(name)
+		t[name[0]-'a'+'A'] |= 1 << len(name)
+	}
+	return t
+}()
 
 // requestField notes, for a request, which of FieldSet's fields the field
 // line name: v is; headScan.field calls it for every field line.
