@@ -39,6 +39,11 @@ type exchange struct {
 	xff     []byte    // X-Forwarded-For value scratch
 	connTok [][]byte  // header names listed in Connection
 
+	// What prepareRequest keeps for the forwarding fields appendRequestHead
+	// writes; xff holds the client's X-Forwarded-For list.
+	fwdHost []byte        // X-Forwarded-Host's value, Host's; empty: none
+	fwdDrop wire.FieldSet // the client's forwarding fields: their lines are left out
+
 	// per request (begin resets them)
 	node     *pool.Node
 	why      reason
@@ -84,13 +89,6 @@ var (
 	strProxyAuthz      = []byte("Proxy-Authorization")
 	strProxyAuthn      = []byte("Proxy-Authenticate")
 	strExpect          = []byte("Expect")
-	strXFF             = []byte("X-Forwarded-For")
-	strXFProto         = []byte("X-Forwarded-Proto")
-	strXFHost          = []byte("X-Forwarded-Host")
-	strXRealIP         = []byte("X-Real-Ip")
-	strHost            = []byte("Host")
-	strHTTP            = []byte("http")
-	strHTTPS           = []byte("https")
 	strWebSocket       = []byte("websocket")
 	strClose           = []byte("close")
 	strKeepAliveTok    = []byte("keep-alive")
@@ -111,8 +109,8 @@ func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 	if upgrade {
 		wire.WSAccept(&x.accept, x.req.PeekBytes(strWSKey))
 	}
-	keep := wire.ClientKeepAlive(x.req) && !upgrade && !s.draining.Load()
-	x.prepareRequest(upgrade)
+	keep := clientKeepAlive(x.req, fr.Fields) && !upgrade && !s.draining.Load()
+	x.prepareRequest(fr.Fields)
 	if limit := s.cfg().MaxBodyBytes; limit > 0 && !fr.Chunked && fr.Length > limit {
 		x.refuseBody(fmt.Errorf("%w: Content-Length %d, --max-body-bytes %d", wire.ErrBodyTooLarge, fr.Length, limit))
 		return false
@@ -224,7 +222,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bo
 // (the request can no longer be sent again).
 func (x *exchange) send(pc *pool.Conn, fr wire.Framing) (early, sentBody bool, err error) {
 	if !fr.Chunked && fr.Length <= 0 && x.nr.Raw.Use() {
-		x.head = x.req.AppendBytes(x.head[:0])
+		x.head = x.appendRequestHead(x.head[:0], fr.Upgrade)
 		x.nr.Raw.SendBeforeRead(x.head)
 		if h := testHookSendEarly; h != nil {
 			h(pc.Conn)
@@ -492,7 +490,7 @@ func watchClient(client, node net.Conn, gone *atomic.Bool, done chan<- struct{})
 // sentBody reports whether any body byte went out (the request can no
 // longer be retried elsewhere).
 func (x *exchange) sendRequest(nbw *bufio.Writer, fr wire.Framing) (sentBody bool, err error) {
-	x.head = x.req.AppendBytes(x.head[:0])
+	x.head = x.appendRequestHead(x.head[:0], fr.Upgrade)
 	if _, err := nbw.Write(x.head); err != nil {
 		return false, err
 	}

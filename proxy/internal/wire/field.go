@@ -80,7 +80,9 @@ func (s *headScan) field(b []byte, start int, line []byte) error {
 	if err != nil {
 		return err
 	}
-	if s.ans != nil {
+	if s.request {
+		s.requestField(name, v)
+	} else if s.ans != nil {
 		s.answerField(start, line, name, v)
 	}
 	switch len(name) {

@@ -46,6 +46,9 @@ type Framing struct {
 	// 6455 section 4.1) that checkUpgrade found complete. Only such a
 	// request is forwarded as an upgrade.
 	Upgrade bool
+	// Fields is set on requests only: which hop-by-hop, forwarding and Host
+	// fields the head carries (FieldSet).
+	Fields FieldSet
 }
 
 var (
@@ -158,8 +161,9 @@ func ReadRequestHead(br *bufio.Reader, h *fasthttp.RequestHeader, maxHead, maxFi
 	}
 	if s.absolute {
 		originForm(h)
+		s.fields |= FieldHost
 	}
-	fr := Framing{Length: -1, CloseAfter: s.connClose || s.http10 && !s.keepAlive, Upgrade: s.upgrade}
+	fr := Framing{Length: -1, CloseAfter: s.connClose || s.http10 && !s.keepAlive, Upgrade: s.upgrade, Fields: s.fields}
 	switch {
 	case s.tes > 0:
 		fr.Chunked = true
@@ -303,6 +307,8 @@ type headScan struct {
 	wsVersions  int  // Sec-WebSocket-Version fields
 	wsVersionOK bool // the last one is "13"
 	upgrade     bool // a complete WebSocket handshake (finish)
+
+	fields FieldSet // a request's fields of note (requestField)
 }
 
 // read skips empty lines, then scans a head from br until it is complete,

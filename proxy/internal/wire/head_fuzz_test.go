@@ -68,6 +68,7 @@ func FuzzReadRequestHead(f *testing.F) {
 
 		checkNetHTTP(t, data[start:], len(head), fr)
 		checkHandshake(t, data[start:], fr)
+		checkFields(t, data[start:], h, fr)
 
 		// The forwarded head reads the same, for tether and net/http, and
 		// its target is in origin form (or "*").
