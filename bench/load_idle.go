@@ -183,7 +183,7 @@ func (w *idleWorker) loop() {
 //  5. Hold after the last opened, each session echoes (GETs) again and
 //     closes.
 //
-// idle-http first warms the target up (warmUp) before step 2. The target's
+// The target is first warmed up (warmUp) before step 2. The target's
 // RSS and descriptors are read from /proc; with Pprof, its live Go heap
 // too: before its RSS at the baseline (the collections it forces belong
 // there), after it when loaded. A session that fails anywhere is an error
@@ -224,8 +224,8 @@ func runIdle(ctx context.Context, cfg LoadConfig, log zerolog.Logger) (*Report, 
 	}
 	if r.isHTTP() {
 		r.requests = r.newRequests()
-		workers = append(workers, r.warmUp()...)
 	}
+	workers = append(workers, r.warmUp()...)
 	r.sleep(idleBaselinePause)
 	// The heap is read first: the collections it forces are the harness's,
 	// and what they cost the target belongs to its baseline.

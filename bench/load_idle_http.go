@@ -67,10 +67,12 @@ func (w *idleWorker) openHTTP(i int) net.Conn {
 	return c
 }
 
-// warmUp has Concurrency connections (at most Sessions) GET once at the
-// same time and close, before the baseline: what serving costs the target
-// once for all (workers, buffers, their pools) is then in the baseline,
-// not in the growth per idle connection. It returns their counters.
+// warmUp has Concurrency connections (at most Sessions) open at the same
+// time as step 3 opens them (a GET, or a WebSocket and its echo), then
+// close, before the baseline: what serving costs the target once for all
+// (worker goroutines and their stacks, buffers, their pools) is then in the
+// baseline, not in the growth per idle session. Its WebSockets use session
+// numbers past the measured ones. It returns their counters.
 func (r *idleRun) warmUp() []*workerStats {
 	n := min(r.cfg.Concurrency, r.cfg.Sessions)
 	stats := make([]*workerStats, n)
@@ -79,7 +81,11 @@ func (r *idleRun) warmUp() []*workerStats {
 		w := &idleWorker{run: r, stats: newWorkerStats()}
 		stats[i] = w.stats
 		wg.Go(func() {
-			if c := w.openHTTP(i); c != nil {
+			if r.isHTTP() {
+				if c := w.openHTTP(i); c != nil {
+					_ = c.Close()
+				}
+			} else if c := w.open(r.cfg.Sessions + i); c != nil {
 				_ = c.Close()
 			}
 		})
