@@ -60,11 +60,12 @@ func TestRunIdleDirect(t *testing.T) {
 	go n.serve(rec)
 	t.Cleanup(func() { n.stop(t) })
 
-	const sessions = 50
+	// warm sessions open (and echo once) and close before the baseline.
+	const sessions, warm = 50, 10
 	var progress bytes.Buffer
 	rep, err := RunLoad(context.Background(), LoadConfig{
 		Target: "http://" + n.addr, Scenario: ScenarioIdle, Sessions: sessions, PID: os.Getpid(),
-		Hold: time.Second, SourceIPs: 2, Progress: &progress,
+		Hold: time.Second, SourceIPs: 2, Progress: &progress, Concurrency: warm,
 	}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -105,17 +106,17 @@ func TestRunIdleDirect(t *testing.T) {
 		t.Errorf("sessions at the limit %d", id.SessionsAtFDLimit())
 	}
 
-	// One node: two GETs (the second repeats the cookie), then one upgrade
-	// and two echoes per session.
-	if len(rep.Nodes) != 1 || rep.Nodes[0] != (NodeReport{Node: "CB_1", Requests: 2 + sessions, WSSessions: sessions, WSMessages: 2 * sessions}) {
+	// One node: two GETs (the second repeats the cookie), the warm-up's
+	// upgrades and echoes, then one upgrade and two echoes per session.
+	if len(rep.Nodes) != 1 || rep.Nodes[0] != (NodeReport{Node: "CB_1", Requests: 2 + warm + sessions, WSSessions: warm + sessions, WSMessages: warm + 2*sessions}) {
 		t.Errorf("nodes %+v", rep.Nodes)
 	}
-	if st := n.Stats(); st.WSTotal != sessions || st.WSMessages != 2*sessions {
+	if st := n.Stats(); st.WSTotal != warm+sessions || st.WSMessages != warm+2*sessions {
 		t.Errorf("node saw %d WebSockets, %d messages", st.WSTotal, st.WSMessages)
 	}
 	waitFor(t, func() bool { return n.Stats().WSOpen == 0 })
 	// Sessions alternate source addresses; the GETs use the default one.
-	if a, b := rec.count("127.0.0.1"), rec.count("127.0.0.2"); a != 1+sessions/2 || b != sessions/2 {
+	if a, b := rec.count("127.0.0.1"), rec.count("127.0.0.2"); a != 1+(warm+sessions)/2 || b != (warm+sessions)/2 {
 		t.Errorf("connections from 127.0.0.1: %d, 127.0.0.2: %d", a, b)
 	}
 	if !strings.Contains(progress.String(), "idle: opening 50/50 sessions, 0 failed") ||
