@@ -89,7 +89,6 @@ var (
 	strProxyAuthz      = []byte("Proxy-Authorization")
 	strProxyAuthn      = []byte("Proxy-Authenticate")
 	strExpect          = []byte("Expect")
-	strWebSocket       = []byte("websocket")
 	strClose           = []byte("close")
 	strKeepAliveTok    = []byte("keep-alive")
 	strUpgradeTok      = []byte("upgrade")
