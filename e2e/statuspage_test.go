@@ -97,8 +97,11 @@ func TestStatusPageInBrowser(t *testing.T) {
 	tt := startTether(t, []*testNode{n1, n2})
 	admin := "http://" + tt.adminAddr(t)
 	n2.SetHealthy(false)
-	c := dialRaw(t, tt.addr)
+	// A connection per try: a request in flight when node 2 goes down is
+	// answered 502 and its connection closed.
 	if !waitFor(3*time.Second, func() bool {
+		c := dialRaw(t, tt.addr)
+		defer c.Close()
 		return c.do(t, get("/cobrowse/x", "Cookie: gcbSessionServer="+node2+"\r\n")).get("X-Node") == node1
 	}) {
 		t.Fatal("node 2 never went down")
