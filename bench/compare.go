@@ -490,7 +490,7 @@ func runSlot(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, pr *pee
 	}
 	counter := startCounting(e, pr, log)
 	mark0, t0 := markContention(pr.pids(), e.nodePIDs), time.Now()
-	cpu0 := pr.cpuSeconds()
+	cpu0, sys0 := pr.cpuSeconds()
 	var res runFigures
 	var tlsInfo string
 	if s.gen == GeneratorWrk {
@@ -512,7 +512,8 @@ func runSlot(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, pr *pee
 			tlsInfo = rep.TLS.String()
 		}
 	}
-	cpu := pr.cpuSeconds() - cpu0
+	cpu1, sys1 := pr.cpuSeconds()
+	cpu, sys := cpu1-cpu0, sys1-sys0
 	cont := contention(mark0, markContention(pr.pids(), e.nodePIDs), res.genCPU, time.Since(t0))
 	syscalls := finishCounting(counter, res.ops, log)
 	sample := Sample{
@@ -523,6 +524,7 @@ func runSlot(ctx context.Context, cfg CompareConfig, e *peerEnv, s slot, pr *pee
 		P99:           res.p99,
 		Ops:           res.ops,
 		CPUPerOp:      perOp(cpu, res.ops),
+		SysShare:      share(sys, cpu),
 		SyscallsPerOp: syscalls,
 		Errors:        res.errors,
 		TLS:           tlsInfo,

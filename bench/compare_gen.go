@@ -172,6 +172,14 @@ func perOp(cpuSeconds float64, ops int64) time.Duration {
 	return time.Duration(cpuSeconds / float64(ops) * float64(time.Second))
 }
 
+// share is part ÷ whole, 0 when whole is not positive.
+func share(part, whole float64) float64 {
+	if whole <= 0 {
+		return 0
+	}
+	return part / whole
+}
+
 // generatorNote describes the generators of a comparison for the table's
 // notes.
 func (c *Comparison) generatorNote() string {
@@ -183,7 +191,8 @@ func (c *Comparison) generatorNote() string {
 			c.Machine.Wrk, min(wrkThreads, c.Config.Conns), c.Config.Conns, c.Machine.CC, c.Config.Sessions)
 	}
 	b.WriteString(". Every generator shares the machine's CPUs with the peer. ")
-	b.WriteString("CPU/op: the peer's CPU time (utime+stime of /proc/PID/stat) over the run ÷ requests or messages. ")
+	b.WriteString("CPU/op: the peer's CPU time (utime+stime of /proc/PID/stat) over the run ÷ requests or messages; " +
+		"in parentheses the kernel's share of it (stime ÷ utime+stime): system calls and the TCP work they do. ")
 	if c.SyscallsNote == "" {
 		fmt.Fprintf(&b, "syscalls/op: system calls the peer's processes entered over the run (perf events on the tracepoint %s, "+
 			"what perf stat -e %s counts, on every thread, inherited by threads created during the run) ÷ requests or messages.\n",

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -47,6 +48,27 @@ func TestCookiesFor(t *testing.T) {
 	}
 }
 
+// withSys is s with the kernel's share of its CPU time set.
+func withSys(s Sample, share float64) Sample {
+	s.SysShare = share
+	return s
+}
+
+// TestParseCPUTicks reads utime and stime past a command name that holds
+// spaces and parentheses, and refuses a truncated line.
+func TestParseCPUTicks(t *testing.T) {
+	t.Parallel()
+	stat := []byte("4242 (a b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 731 262 0 0 20 0 3 0 100 1000 10 18446744073709551615\n")
+	if u, s, ok := parseCPUTicks(stat); !ok || u != 731 || s != 262 {
+		t.Errorf("parseCPUTicks = %d, %d, %v; want 731, 262, true", u, s, ok)
+	}
+	for _, bad := range []string{"4242 (tether) S 1 2 3", "no parenthesis", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 u s 0"} {
+		if _, _, ok := parseCPUTicks([]byte(bad)); ok {
+			t.Errorf("parseCPUTicks(%q) ok", bad)
+		}
+	}
+}
+
 // TestRowsByGenerator checks that each generator's rows are ratioed among
 // themselves, and that the table names the generator and gives CPU and
 // system calls per op (n/a when a round was not counted).
@@ -63,7 +85,7 @@ func TestRowsByGenerator(t *testing.T) {
 		Samples: map[sampleKey][]Sample{
 			{CompareHTTP, PeerTether, GeneratorGo}:   {s(10_000, 30*us, 5), s(12_000, 40*us, 6), s(11_000, 35*us, 7)},
 			{CompareHTTP, PeerNginx, GeneratorGo}:    {s(20_000, 20*us, 4)},
-			{CompareHTTP, PeerTether, GeneratorWrk}:  {s(30_000, 25*us, 5), s(30_000, 25*us, 0)},
+			{CompareHTTP, PeerTether, GeneratorWrk}:  {withSys(s(30_000, 25*us, 5), 0.6), withSys(s(30_000, 25*us, 0), 0.8)},
 			{CompareHTTP, PeerNginx, GeneratorWrk}:   {s(15_000, 22*us, 4)},
 			{CompareTLSRSA, PeerTether, GeneratorGo}: {s(900, 1000*us, 30)},
 			{CompareTLSRSA, PeerNginx, GeneratorGo}:  {s(1000, 900*us, 25)},
@@ -80,7 +102,7 @@ func TestRowsByGenerator(t *testing.T) {
 	if r := rows[0]; r.XPerSecond != 0.55 || r.CPUPerOp != 35*us || r.SyscallsPerOp != 6 {
 		t.Errorf("http go tether: %+v", r)
 	}
-	if r := rows[2]; r.XPerSecond != 2 || r.SyscallsPerOp != 0 {
+	if r := rows[2]; r.XPerSecond != 2 || r.SyscallsPerOp != 0 || math.Abs(r.SysShare-0.7) > 1e-9 {
 		t.Errorf("http wrk tether (one round not counted): %+v", r)
 	}
 	var b bytes.Buffer
@@ -90,10 +112,11 @@ func TestRowsByGenerator(t *testing.T) {
 	for _, want := range []string{
 		"| scenario | generator | peer | throughput |",
 		"| http | go | tether | 11,000 req/s | 0.55× | 1ms | 1.00× | 2ms | 1.00× | 0.00 | 35.0µs | 6.00 | 0 |",
-		"| http | wrk | tether | 30,000 req/s | 2.00× | 1ms | 1.00× | 2ms | 1.00× | 0.00 | 25.0µs | n/a | 0 |",
+		"| http | wrk | tether | 30,000 req/s | 2.00× | 1ms | 1.00× | 2ms | 1.00× | 0.00 | 25.0µs (70% sys) | n/a | 0 |",
 		"| tls-rsa | tether | 900 | 0.90× | 1ms | 1.00× | 2ms | 1.00× | 0.00 | 1000.0µs | 30.00 | 0 |",
 		"wrk: http by",
 		"syscalls/op: system calls the peer's processes entered",
+		"in parentheses the kernel's share of it",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())

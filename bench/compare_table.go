@@ -22,6 +22,9 @@ type Sample struct {
 	Ops int64
 	// CPUPerOp is the peer's CPU time over the run ÷ Ops; 0 without ops.
 	CPUPerOp time.Duration
+	// SysShare is the part of that CPU time spent in the kernel (system
+	// time ÷ user and system time), 0 to 1; 0 when none was measured.
+	SysShare float64
 	// SyscallsPerOp is the system calls the peer's processes entered over
 	// the run ÷ Ops; 0 when not counted.
 	SyscallsPerOp float64
@@ -53,7 +56,7 @@ func (s Sample) line(scenario string) string {
 	}
 	c := s.Contention
 	return fmt.Sprintf("%.0f/s p50 %s p90 %s p99 %s cpu %.2f, %s cpu/op, %s syscalls/op, %d errors, outside cpu %s, peer runq wait %s",
-		s.PerSecond, fmtLatency(s.P50), fmtLatency(s.P90), fmtLatency(s.P99), s.CPU, fmtCPUPerOp(s.CPUPerOp),
+		s.PerSecond, fmtLatency(s.P50), fmtLatency(s.P90), fmtLatency(s.P99), s.CPU, fmtCPUPerOp(s.CPUPerOp, s.SysShare),
 		fmtSyscalls(s.SyscallsPerOp), s.Errors, fmtOutside(c.Known, c.OutsideCPU, c.Disturbed()), fmtRunq(c.Known, c.RunqWait))
 }
 
@@ -122,6 +125,7 @@ type Row struct {
 	P50, P99       time.Duration
 	CPU            float64
 	CPUPerOp       time.Duration
+	SysShare       float64 // median of the samples' SysShare
 	SyscallsPerOp  float64 // 0 when not counted
 	Errors         int64   // the sum over the rounds
 	KiBPerSession  float64
@@ -154,6 +158,7 @@ func medianRow(scenario, peer, gen string, samples []Sample) Row {
 	r.P99 = time.Duration(math.Round(pick(func(s Sample) float64 { return float64(s.P99) })))
 	r.CPU = pick(func(s Sample) float64 { return s.CPU })
 	r.CPUPerOp = time.Duration(math.Round(pick(func(s Sample) float64 { return float64(s.CPUPerOp) })))
+	r.SysShare = pick(func(s Sample) float64 { return s.SysShare })
 	if !slices.ContainsFunc(samples, func(s Sample) bool { return s.SyscallsPerOp <= 0 }) {
 		r.SyscallsPerOp = pick(func(s Sample) float64 { return s.SyscallsPerOp })
 	}
@@ -285,12 +290,17 @@ func writeRows(b *strings.Builder, rows []Row, keep func(string) bool, line func
 	}
 }
 
-// fmtCPUPerOp prints CPU time per operation in microseconds; "-" for none.
-func fmtCPUPerOp(d time.Duration) string {
+// fmtCPUPerOp prints CPU time per operation in microseconds, with the
+// kernel's share of it when known ("30.1µs (70% sys)"); "-" for none.
+func fmtCPUPerOp(d time.Duration, sysShare float64) string {
 	if d <= 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+	us := float64(d) / float64(time.Microsecond)
+	if sysShare <= 0 {
+		return fmt.Sprintf("%.1fµs", us)
+	}
+	return fmt.Sprintf("%.1fµs (%.0f%% sys)", us, 100*sysShare)
 }
 
 // fmtSyscalls prints system calls per operation; "n/a" when not counted.
@@ -308,7 +318,7 @@ func fmtSyscalls(x float64) string {
 func (r Row) rateCells() string {
 	return fmt.Sprintf("%s | %s | %s | %s | %s | %.2f | %s | %s | %d | %s | %s", fmtRatio(r.XPerSecond),
 		fmtLatency(r.P50), fmtRatio(r.XP50), fmtLatency(r.P99), fmtRatio(r.XP99), r.CPU,
-		fmtCPUPerOp(r.CPUPerOp), fmtSyscalls(r.SyscallsPerOp), r.Errors,
+		fmtCPUPerOp(r.CPUPerOp, r.SysShare), fmtSyscalls(r.SyscallsPerOp), r.Errors,
 		fmtOutside(r.ContentionKnown, r.OutsideCPU, r.Disturbed > 0), fmtRunq(r.ContentionKnown, r.RunqWait))
 }
 

@@ -339,25 +339,40 @@ func childPIDs(pid int) []int {
 // cpuTicks is the user and system time of pid in clock ticks, from
 // /proc/PID/stat; 0 if it cannot be read.
 func cpuTicks(pid int) int64 {
+	user, sys := cpuTicksSplit(pid)
+	return user + sys
+}
+
+// cpuTicksSplit is the user and system CPU time of process pid so far, in
+// clock ticks (utime and stime of /proc/PID/stat); 0, 0 if unreadable.
+func cpuTicksSplit(pid int) (user, sys int64) {
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0
+		return 0, 0
 	}
+	user, sys, _ = parseCPUTicks(stat)
+	return user, sys
+}
+
+// parseCPUTicks reads utime and stime from a /proc/PID/stat text. The
+// command name, in parentheses, may hold spaces and parentheses itself:
+// the fields are counted from the last ")".
+func parseCPUTicks(stat []byte) (user, sys int64, ok bool) {
 	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0
+		return 0, 0, false
 	}
 	// After ")": state(0) ppid(1) ... utime(11) stime(12).
 	f := strings.Fields(string(stat[i+1:]))
 	if len(f) < 13 {
-		return 0
+		return 0, 0, false
 	}
 	u, err1 := strconv.ParseInt(f[11], 10, 64)
 	s, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0
+		return 0, 0, false
 	}
-	return u + s
+	return u, s, true
 }
 
 // clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat times; it

@@ -187,11 +187,14 @@ func (r *peerRun) pids() []int {
 	return out
 }
 
-// cpuSeconds is the CPU time of the peer's measured processes so far.
-func (r *peerRun) cpuSeconds() float64 {
-	var ticks int64
+// cpuSeconds is the CPU time of the peer's measured processes so far, and
+// the part of it spent in the kernel (system time).
+func (r *peerRun) cpuSeconds() (total, sys float64) {
+	var user, kernel int64
 	for _, pid := range r.measured {
-		ticks += cpuTicks(pid)
+		u, s := cpuTicksSplit(pid)
+		user += u
+		kernel += s
 	}
-	return float64(ticks) / clockTicks
+	return float64(user+kernel) / clockTicks, float64(kernel) / clockTicks
 }
