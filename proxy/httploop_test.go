@@ -384,6 +384,52 @@ func TestLoopIdleCold(t *testing.T) {
 	}
 }
 
+// TestLoopWarmWhileBusy: a connection that warmed up for a request stays
+// warm while its client sends requests more often than coldAfter (one
+// warm-up, not one a request), and is cooled again once idle that long.
+func TestLoopWarmWhileBusy(t *testing.T) {
+	defer func(d time.Duration) { coldAfter = d }(coldAfter)
+	coldAfter = time.Second
+	var warmed atomic.Int32
+	hook := func() { warmed.Add(1) }
+	testHookWarm.Store(&hook)
+	t.Cleanup(func() { testHookWarm.Store(nil) })
+	s, addr, _ := startLoopServer(t, Config{IdleTimeout: 30 * time.Second}, pathNode(nil))
+	c, br := dialLoop(t, addr)
+	get := func(path string) {
+		t.Helper()
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		if status, _ := loopAnswer(t, br); status != 200 {
+			t.Fatalf("%s: status %d", path, status)
+		}
+	}
+	idle := func(wantCold bool) bool {
+		cold, warm := idleOnLoops(s)
+		if wantCold {
+			return cold == 1 && warm == 0
+		}
+		return cold == 0 && warm == 1
+	}
+	get("/first")
+	if !waitCond(5*time.Second, func() bool { return idle(true) }) {
+		t.Fatal("not idle cold after the first request")
+	}
+	warmed.Store(0)
+	for i := range 5 {
+		get("/again")
+		if !waitCond(5*time.Second, func() bool { return idle(false) }) {
+			t.Fatalf("request %d: not idle warm after it", i)
+		}
+		time.Sleep(coldAfter / 5)
+	}
+	if n := warmed.Load(); n != 1 {
+		t.Errorf("%d warm-ups for 5 requests %v apart, want 1", n, coldAfter/5)
+	}
+	if !waitCond(5*time.Second, func() bool { return idle(true) }) {
+		t.Error("not cooled again after idling past coldAfter")
+	}
+}
+
 // TestLoopColdHangup: a client that closes its cold idle connection, or
 // resets it, ends it on tether's side without it being made a net.Conn
 // again, and it is accounted for.
