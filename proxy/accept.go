@@ -462,11 +462,13 @@ func (x *exchange) writeError(status int, err error) {
 	if x.bw == nil {
 		x.bw = s.getWriter(&x.cr)
 	}
+	// Counted before it goes out: a client that has the answer finds it
+	// in /metrics.
+	s.refused[refusedIndex(status)].Add(1)
 	x.bw.Write(resp)
 	x.bw.Flush()
 	x.conn.linger = x.conn.linger || lingers(status)
 	x.bytesOut += int64(len(resp))
-	s.refused[refusedIndex(status)].Add(1)
 	ev := s.errLog.Info()
 	if status >= 500 {
 		ev = s.errLog.Warn()
