@@ -339,7 +339,11 @@ func (c *conn) dupSocket() (int, error) {
 func (x *exchange) serveBurst(c *conn, hot bool) bool {
 	s := c.s
 	x.conn = c
-	x.cr.Reset(c.nc, c.raw, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
+	nc, raw := c.nc, c.raw
+	if c.lc.cold {
+		nc, raw = x.cold.bind(c) // served as it is, made a net.Conn only to wait
+	}
+	x.cr.Reset(nc, raw, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
 	x.lazy = c.onLoops()
 	if x.lazy {
 		x.cr.SetLazy()

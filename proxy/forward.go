@@ -28,11 +28,12 @@ type exchange struct {
 	req  *fasthttp.RequestHeader
 	ans  wire.AnswerHead // the node's answer head, as checked
 
-	cr  sockio.DeadlineConn // the client connection, with deadlines
-	nr  sockio.DeadlineConn // the node connection, with deadlines
-	br  *bufio.Reader       // client reader; nil once released mid-request
-	bw  *bufio.Writer       // client writer
-	nbr *bufio.Reader       // node reader, while an answer is read
+	cr   sockio.DeadlineConn // the client connection, with deadlines
+	cold coldConn            // a cold client connection's socket, served as it is (coldconn_linux.go)
+	nr   sockio.DeadlineConn // the node connection, with deadlines
+	br   *bufio.Reader       // client reader; nil once released mid-request
+	bw   *bufio.Writer       // client writer
+	nbr  *bufio.Reader       // node reader, while an answer is read
 
 	head    []byte    // serialized head scratch
 	param   [256]byte // percent-decoded stickiness parameter
@@ -76,6 +77,7 @@ func (x *exchange) release() {
 	}
 	x.cr.Conn, x.nr.Conn, x.conn, x.node = nil, nil, nil, nil
 	x.cr.Raw.Set(nil, nil)
+	x.cold.reset()
 	x.nr.Raw.Set(nil, nil)
 }
 
@@ -107,6 +109,10 @@ func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 	upgrade := fr.Upgrade
 	if upgrade {
 		wire.WSAccept(&x.accept, x.req.PeekBytes(strWSKey))
+		if err := x.warmClient(); err != nil {
+			s.record(x, statusClientGone, err)
+			return false
+		}
 	}
 	keep := clientKeepAlive(x.req, fr.Fields) && !upgrade && !s.draining.Load()
 	x.prepareRequest(fr.Fields)
@@ -455,6 +461,9 @@ func (x *exchange) awaitAnswer(pc *pool.Conn, until time.Time) error {
 		// The client's next bytes are already here: it is not leaving.
 		return sockio.WaitReadable(pc.Conn)
 	}
+	if err := x.warmClient(); err != nil {
+		return errClientGone
+	}
 	client := x.conn.nc
 	if err := client.SetReadDeadline(until); err != nil {
 		return sockio.WaitReadable(pc.Conn)
@@ -470,6 +479,16 @@ func (x *exchange) awaitAnswer(pc *pool.Conn, until time.Time) error {
 		return errClientGone
 	}
 	return err
+}
+
+// warmClient makes a cold client connection a net.Conn, for what needs
+// one: an upgrade (the splice engine takes it), the watch of a long poll.
+// A warm one is left as it is.
+func (x *exchange) warmClient() error {
+	if !x.conn.lc.cold {
+		return nil
+	}
+	return x.cold.warmUp()
 }
 
 // watchClient is awaitAnswer's watcher: it waits for the client to hang up

@@ -21,14 +21,17 @@ import (
 // edge-triggered event is reported once.
 //
 // A connection idles cold: at its first park after a request the serving
-// goroutine lets go of its net.Conn (netFD, addresses, Go's poll descriptor, the finalizer)
-// and keeps a duplicate of its descriptor, which is what sits in the
-// loop's epoll. Readiness of a cold connection has the worker warm it up
-// first: out of the epoll, a net.Conn again (net.FileConn), and on its
-// loop anew when it parks; it then stays warm, as busy connections do,
-// until the sweep finds it idle for coldAfter and cools it again. A new
-// connection pays for one cooling and one warm-up; an idle one holds a
-// conn and a descriptor.
+// goroutine lets go of its net.Conn (netFD, addresses, Go's poll
+// descriptor, the finalizer) and keeps a duplicate of its descriptor,
+// which is what sits in the loop's epoll. A cold connection's requests are
+// served on that descriptor as it is (coldConn), as long as no read or
+// write on the client's socket has to wait: a head that came whole, an
+// answer that fits the socket's buffer. One that has to wait (a head in
+// pieces, a slow reader, a long poll whose client is watched, an upgrade)
+// makes it warm first: out of the epoll, a net.Conn again (net.FileConn),
+// and on its loop anew when it parks; it then stays warm, as busy
+// connections do, until the sweep finds it idle for coldAfter and cools it
+// again. An idle connection holds a conn and a descriptor.
 
 // Ownership states of a connection on the loops.
 const (
@@ -57,9 +60,9 @@ type loopConn struct {
 // coldAfter is how long a warm connection stays idle on its loop before
 // the sweep cools it. A warm-up and the cooling after it cost about twenty
 // system calls (net.FileConn's, the epoll moves, the duplicate), four
-// times a request's own: a client that sends a request every few seconds,
-// as co-browse pages poll, keeps its connection warm instead of paying
-// that each time. A variable for tests.
+// times a request's own: a connection that had to wait once (long polls
+// do, each time) and goes on sending requests every few seconds stays
+// warm instead of paying that each time. A variable for tests.
 var coldAfter = 15 * time.Second
 
 // onLoops reports whether c is served between requests by the loops: a
@@ -77,9 +80,6 @@ func (c *conn) onLoops() bool {
 func (c *conn) loopServe() {
 	s := c.s
 	for {
-		if c.lc.cold && !s.http.warm(c) {
-			return
-		}
 		x := s.exchanges.Get().(*exchange)
 		keep := x.serveBurst(c, false)
 		full := x.cr.Full()
@@ -93,6 +93,9 @@ func (c *conn) loopServe() {
 			c.startSession(up, sess)
 			return
 		case !keep:
+			if c.linger && c.lc.cold && s.http.warmUp(c) != nil {
+				c.linger = false // no socket left to linger on
+			}
 			c.close()
 			return
 		case s.isClosing() && !c.firstRequestDue():

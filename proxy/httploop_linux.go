@@ -305,31 +305,39 @@ func (ls *httpLoops) cool(c *conn) {
 	tc.Close() // out of Go's poller, then close(2): fd keeps the socket
 }
 
-// warm gives c, busy and cold, its net.Conn back (the worker that serves
-// it calls it first): c leaves its loop's epoll, where its next park puts
-// it anew. It reports false when the client hung up or that failed; c is
-// then closed and accounted for.
+// warm gives c, busy and cold, its net.Conn back before it is served
+// with a goroutine of its own (add, when its loop refused it). It reports
+// false when the client hung up or that failed; c is then closed and
+// accounted for.
 func (ls *httpLoops) warm(c *conn) bool {
-	ls.remove(c)
 	if hungUp(int(c.lc.fd)) {
 		// The client closed its idle connection (or reset it): there is
 		// nothing to read, and no net.Conn is made to find that out.
 		c.close()
 		return false
 	}
-	if h := testHookWarm.Load(); h != nil {
-		(*h)()
-	}
-	f := os.NewFile(uintptr(c.lc.fd), "")
-	nc, err := net.FileConn(f) // a duplicate, in Go's poller
-	f.Close()
-	ls.s.conns.setWarm(c, nc)
-	if err != nil {
+	if err := ls.warmUp(c); err != nil {
 		ls.s.errLog.Warn().Err(err).Str("remote", c.remoteIP).Msg("http loop: idle connection lost")
 		c.close()
 		return false
 	}
 	return true
+}
+
+// warmUp makes c, busy and cold, a net.Conn again (net.FileConn, a
+// duplicate in Go's poller): c leaves its loop's epoll, where its next park
+// puts it anew. On error c has no socket left (its descriptor is closed);
+// the caller ends it.
+func (ls *httpLoops) warmUp(c *conn) error {
+	ls.remove(c)
+	if h := testHookWarm.Load(); h != nil {
+		(*h)()
+	}
+	f := os.NewFile(uintptr(c.lc.fd), "")
+	nc, err := net.FileConn(f)
+	f.Close()
+	ls.s.conns.setWarm(c, nc)
+	return err
 }
 
 // testHookWarm, set by tests only, runs when a cold connection is made a

@@ -5,7 +5,9 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
+	"syscall"
 )
 
 // httpLoops stand in off Linux, where newHTTPLoops fails: every client
@@ -24,6 +26,14 @@ func (ls *httpLoops) park(c *conn, full bool) bool { panic("proxy: http loops of
 func (ls *httpLoops) remove(*conn)                 {}
 func (l *httpLoop) forget(*conn)                   {}
 func (ls *httpLoops) warm(*conn) bool              { panic("proxy: http loops off Linux") }
+func (ls *httpLoops) warmUp(*conn) error           { panic("proxy: http loops off Linux") }
+
+// coldConn stands in off Linux, where no connection is cold.
+type coldConn struct{}
+
+func (cc *coldConn) bind(*conn) (net.Conn, syscall.RawConn) { panic("proxy: http loops off Linux") }
+func (cc *coldConn) warmUp() error                          { panic("proxy: http loops off Linux") }
+func (cc *coldConn) reset()                                 {}
 
 // closeFD is never called off Linux: no connection is cold there.
 func closeFD(int32) {}

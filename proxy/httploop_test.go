@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/proxy/internal/wire/wiretest"
 )
 
 // startLoopServer runs a Server on the http loops in front of a node that
@@ -384,50 +386,189 @@ func TestLoopIdleCold(t *testing.T) {
 	}
 }
 
-// TestLoopWarmWhileBusy: a connection that warmed up for a request stays
-// warm while its client sends requests more often than coldAfter (one
-// warm-up, not one a request), and is cooled again once idle that long.
-func TestLoopWarmWhileBusy(t *testing.T) {
+// TestLoopServedCold: requests on a cold connection are served on its
+// bare descriptor, without making it a net.Conn, as long as nothing has to
+// wait on the client's socket. A read or write that waits (a head in two
+// pieces, a slow reader, a long poll's watch, an upgrade) makes it warm
+// first; it then stays warm while requests come more often than
+// coldAfter, and is cooled again once idle that long.
+func TestLoopServedCold(t *testing.T) {
 	defer func(d time.Duration) { coldAfter = d }(coldAfter)
 	coldAfter = time.Second
 	var warmed atomic.Int32
 	hook := func() { warmed.Add(1) }
 	testHookWarm.Store(&hook)
 	t.Cleanup(func() { testHookWarm.Store(nil) })
-	s, addr, _ := startLoopServer(t, Config{IdleTimeout: 30 * time.Second}, pathNode(nil))
-	c, br := dialLoop(t, addr)
-	get := func(path string) {
-		t.Helper()
-		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
-		if status, _ := loopAnswer(t, br); status != 200 {
-			t.Fatalf("%s: status %d", path, status)
-		}
-	}
-	idle := func(wantCold bool) bool {
+	idle := func(s *Server, wantCold bool) bool {
 		cold, warm := idleOnLoops(s)
 		if wantCold {
 			return cold == 1 && warm == 0
 		}
 		return cold == 0 && warm == 1
 	}
-	get("/first")
-	if !waitCond(5*time.Second, func() bool { return idle(true) }) {
-		t.Fatal("not idle cold after the first request")
-	}
-	warmed.Store(0)
-	for i := range 5 {
-		get("/again")
-		if !waitCond(5*time.Second, func() bool { return idle(false) }) {
-			t.Fatalf("request %d: not idle warm after it", i)
+	// coldConn dials s, gets one answer and waits until the connection
+	// idles cold; the warm-up count starts from there.
+	coldConn := func(t *testing.T, s *Server, c net.Conn, br *bufio.Reader) {
+		t.Helper()
+		io.WriteString(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+		if status, _ := loopAnswer(t, br); status != 200 {
+			t.Fatalf("first request: status %d", status)
 		}
-		time.Sleep(coldAfter / 5)
+		if !waitCond(5*time.Second, func() bool { return idle(s, true) }) {
+			t.Fatal("not idle cold after the first request")
+		}
+		warmed.Store(0)
 	}
-	if n := warmed.Load(); n != 1 {
-		t.Errorf("%d warm-ups for 5 requests %v apart, want 1", n, coldAfter/5)
-	}
-	if !waitCond(5*time.Second, func() bool { return idle(true) }) {
-		t.Error("not cooled again after idling past coldAfter")
-	}
+
+	t.Run("requests, then a split head", func(t *testing.T) {
+		s, addr, _ := startLoopServer(t, Config{IdleTimeout: 30 * time.Second}, pathNode(nil))
+		c, br := dialLoop(t, addr)
+		coldConn(t, s, c, br)
+		get := func(wantCold bool) {
+			t.Helper()
+			io.WriteString(c, "GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+			if status, n := loopAnswer(t, br); status != 200 || n != 2 {
+				t.Fatalf("status %d with %d bytes", status, n)
+			}
+			if !waitCond(5*time.Second, func() bool { return idle(s, wantCold) }) {
+				cold, warm := idleOnLoops(s)
+				t.Fatalf("after a request: %d cold and %d warm idle, want cold %v", cold, warm, wantCold)
+			}
+		}
+		for range 5 {
+			get(true)
+			time.Sleep(coldAfter / 5)
+		}
+		if n := warmed.Load(); n != 0 {
+			t.Fatalf("%d warm-ups for 5 requests on a cold connection, want 0", n)
+		}
+		io.WriteString(c, "GET /split HTTP/1.1\r\n")
+		time.Sleep(50 * time.Millisecond) // the rest of the head comes later: the read waits
+		io.WriteString(c, "Host: x\r\n\r\n")
+		if status, _ := loopAnswer(t, br); status != 200 {
+			t.Fatalf("split head: status %d", status)
+		}
+		if !waitCond(5*time.Second, func() bool { return idle(s, false) }) {
+			t.Fatal("not idle warm after the split head")
+		}
+		for range 3 {
+			get(false)
+			time.Sleep(coldAfter / 5)
+		}
+		if n := warmed.Load(); n != 1 {
+			t.Errorf("%d warm-ups, want 1 (for the split head)", n)
+		}
+		if !waitCond(5*time.Second, func() bool { return idle(s, true) }) {
+			t.Error("not cooled again after idling past coldAfter")
+		}
+	})
+
+	t.Run("slow reader", func(t *testing.T) {
+		const size = 4 << 20
+		s, addr, _ := startLoopServer(t, Config{}, pathNode(nil))
+		d := net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+			rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
+			return nil
+		}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReaderSize(&slowReader{c: c}, 4<<10)
+		coldConn(t, s, c, br)
+		io.WriteString(c, "GET /big?n="+strconv.Itoa(size)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		if status, n := loopAnswer(t, br); status != 200 || n != size {
+			t.Fatalf("large answer: %d with %d bytes, want %d", status, n, size)
+		}
+		if n := warmed.Load(); n != 1 {
+			t.Errorf("%d warm-ups for a write that waited, want 1", n)
+		}
+		io.WriteString(c, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+		if status, n := loopAnswer(t, br); status != 200 || n != 2 {
+			t.Fatalf("next answer: %d with %d bytes", status, n)
+		}
+	})
+
+	t.Run("long poll hang-up", func(t *testing.T) {
+		asked, nodeClosed := make(chan struct{}), make(chan struct{})
+		s, addr, access := startLoopServer(t, Config{}, func(c net.Conn) {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			br := bufio.NewReader(c)
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil || skipHead(br) != nil {
+					return
+				}
+				if !strings.Contains(line, "/poll") {
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					continue
+				}
+				close(asked)
+				if _, err := br.ReadByte(); err == io.EOF {
+					close(nodeClosed)
+				}
+				return
+			}
+		})
+		c, br := dialLoop(t, addr)
+		coldConn(t, s, c, br)
+		io.WriteString(c, "GET /cobrowse/poll HTTP/1.1\r\nHost: x\r\n\r\n")
+		select {
+		case <-asked:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the long poll never reached the node")
+		}
+		c.Close()
+		select {
+		case <-nodeClosed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the node connection stayed open after the client hung up")
+		}
+		if !waitCond(5*time.Second, func() bool { return strings.Contains(access.String(), `"status":499`) }) {
+			t.Fatalf("no 499 in the access log:\n%s", access.String())
+		}
+	})
+
+	t.Run("upgrade", func(t *testing.T) {
+		s, addr, _ := startLoopServer(t, Config{}, func(c net.Conn) {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			br := bufio.NewReader(c)
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				if req.Header.Get("Upgrade") == "" {
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					continue
+				}
+				io.WriteString(c, wiretest.Switched(req.Header.Get("Sec-WebSocket-Key")))
+				io.Copy(c, br) // echo
+				return
+			}
+		})
+		c, br := dialLoop(t, addr)
+		coldConn(t, s, c, br)
+		io.WriteString(c, wiretest.Handshake("/ws")+"ping")
+		line, err := br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 101 ") {
+			t.Fatalf("upgrade answer %q %v, want 101", line, err)
+		}
+		if err := skipHead(br); err != nil {
+			t.Fatal(err)
+		}
+		p := make([]byte, 4)
+		if _, err := io.ReadFull(br, p); err != nil || string(p) != "ping" {
+			t.Fatalf("through the tunnel: %q %v, want ping", p, err)
+		}
+		if n := warmed.Load(); n != 1 {
+			t.Errorf("%d warm-ups for an upgrade, want 1", n)
+		}
+	})
 }
 
 // TestLoopColdHangup: a client that closes its cold idle connection, or
