@@ -114,6 +114,8 @@ func (cc *coldConn) Write(p []byte) (int, error) {
 			}
 		case err != nil:
 			return done, cc.opError("write", err)
+		case n == 0: // a socket's write moves a byte or fails; never spin
+			return done, cc.opError("write", io.ErrShortWrite)
 		}
 	}
 	if done == len(p) {

@@ -463,6 +463,27 @@ func TestLoopServedCold(t *testing.T) {
 		}
 	})
 
+	t.Run("slow head", func(t *testing.T) {
+		// The head's deadline, set while cold, holds once the read that
+		// waits has made the connection warm.
+		const head = 300 * time.Millisecond
+		s, addr, _ := startLoopServer(t, Config{IdleTimeout: 30 * time.Second, HeaderTimeout: head}, pathNode(nil))
+		c, br := dialLoop(t, addr)
+		coldConn(t, s, c, br)
+		from := time.Now()
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n") // never ends
+		line, err := br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 408 ") {
+			t.Fatalf("answer %q %v, want 408", line, err)
+		}
+		if took := time.Since(from); took < head-50*time.Millisecond || took > head+2*time.Second {
+			t.Errorf("408 after %s, want about %s", took, head)
+		}
+		if n := warmed.Load(); n != 1 {
+			t.Errorf("%d warm-ups for a head that waited, want 1", n)
+		}
+	})
+
 	t.Run("slow reader", func(t *testing.T) {
 		const size = 4 << 20
 		s, addr, _ := startLoopServer(t, Config{}, pathNode(nil))
