@@ -56,6 +56,9 @@ func (cc *coldConn) warmUp() error {
 		return cc.applyDeadlines()
 	}
 	if err := c.s.http.warmUp(c); err != nil {
+		// Its socket is gone with the descriptor: the exchange ends, and
+		// so does the connection.
+		c.s.errLog.Warn().Err(err).Str("remote", c.remoteIP).Msg("http loop: connection lost as it was made a net.Conn")
 		return err
 	}
 	cc.nc, cc.rc = c.nc, c.raw
