@@ -29,7 +29,12 @@ func startHandOffNode(t *testing.T) string { return startGatedNode(t, nil, nil) 
 // startGatedNode is startHandOffNode whose answer to /slow (a long poll)
 // waits for gate to close; it tells arrived when /slow arrives.
 func startGatedNode(t *testing.T, arrived chan<- struct{}, gate <-chan struct{}) string {
-	return serveConns(t, func(c net.Conn) {
+	return serveConns(t, gatedNode(arrived, gate))
+}
+
+// gatedNode is startGatedNode's handler of a node connection.
+func gatedNode(arrived chan<- struct{}, gate <-chan struct{}) func(net.Conn) {
+	return func(c net.Conn) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(20 * time.Second))
 		br := bufio.NewReader(c)
@@ -50,7 +55,7 @@ func startGatedNode(t *testing.T, arrived chan<- struct{}, gate <-chan struct{})
 			}
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
-	})
+	}
 }
 
 // handOffPair is an old and a new server in front of the same node, each

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -267,36 +266,52 @@ func TestLoopIdleTimeout(t *testing.T) {
 
 // TestLoopLongPollHangup: a client that hangs up while the node holds its
 // request (a long poll) gets the node connection closed at once and a 499
-// in the access log.
+// in the access log, on a new connection and on a cold one (which the
+// watch of the client makes warm).
 func TestLoopLongPollHangup(t *testing.T) {
-	asked, nodeClosed := make(chan struct{}), make(chan struct{})
-	_, addr, access := startLoopServer(t, Config{}, func(c net.Conn) {
-		defer c.Close()
-		br := bufio.NewReader(c)
-		if skipHead(br) != nil {
-			return
-		}
-		close(asked)
-		c.SetReadDeadline(time.Now().Add(20 * time.Second))
-		if _, err := br.ReadByte(); err == io.EOF {
-			close(nodeClosed)
-		}
-	})
-	c, _ := dialLoop(t, addr)
-	io.WriteString(c, "GET /cobrowse/poll HTTP/1.1\r\nHost: x\r\n\r\n")
-	select {
-	case <-asked:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request never reached the node")
-	}
-	c.Close()
-	select {
-	case <-nodeClosed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the node connection stayed open after the client hung up")
-	}
-	if !waitCond(5*time.Second, func() bool { return strings.Contains(access.String(), `"status":499`) }) {
-		t.Fatalf("no 499 in the access log:\n%s", access.String())
+	for _, cold := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cold %v", cold), func(t *testing.T) {
+			asked, nodeClosed := make(chan struct{}), make(chan struct{})
+			s, addr, access := startLoopServer(t, Config{}, func(c net.Conn) {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil || skipHead(br) != nil {
+						return
+					}
+					if !strings.Contains(line, "/poll") {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+						continue
+					}
+					close(asked)
+					if _, err := br.ReadByte(); err == io.EOF {
+						close(nodeClosed)
+					}
+					return
+				}
+			})
+			c, br := dialLoop(t, addr)
+			if cold {
+				idleCold(t, s, c, br)
+			}
+			io.WriteString(c, "GET /cobrowse/poll HTTP/1.1\r\nHost: x\r\n\r\n")
+			select {
+			case <-asked:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the request never reached the node")
+			}
+			c.Close()
+			select {
+			case <-nodeClosed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the node connection stayed open after the client hung up")
+			}
+			if !waitCond(5*time.Second, func() bool { return strings.Contains(access.String(), `"status":499`) }) {
+				t.Fatalf("no 499 in the access log:\n%s", access.String())
+			}
+		})
 	}
 }
 
@@ -386,12 +401,26 @@ func TestLoopIdleCold(t *testing.T) {
 	}
 }
 
+// idleCold has c, s's one connection on its loops, answer a first request,
+// then waits until it idles cold.
+func idleCold(t *testing.T, s *Server, c net.Conn, br *bufio.Reader) {
+	t.Helper()
+	io.WriteString(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+	if status, _ := loopAnswer(t, br); status != 200 {
+		t.Fatalf("first request: status %d", status)
+	}
+	if !waitCond(5*time.Second, func() bool { cold, warm := idleOnLoops(s); return cold == 1 && warm == 0 }) {
+		t.Fatal("not idle cold after the first request")
+	}
+}
+
 // TestLoopServedCold: requests on a cold connection are served on its
 // bare descriptor, without making it a net.Conn, as long as nothing has to
 // wait on the client's socket. A read or write that waits (a head in two
-// pieces, a slow reader, a long poll's watch, an upgrade) makes it warm
-// first; it then stays warm while requests come more often than
-// coldAfter, and is cooled again once idle that long.
+// pieces, a slow reader, an upgrade; a long poll's watch is in
+// TestLoopLongPollHangup) makes it warm first; it then stays warm while
+// requests come more often than coldAfter, and is cooled again once idle
+// that long.
 func TestLoopServedCold(t *testing.T) {
 	defer func(d time.Duration) { coldAfter = d }(coldAfter)
 	coldAfter = time.Second
@@ -406,20 +435,11 @@ func TestLoopServedCold(t *testing.T) {
 		}
 		return cold == 0 && warm == 1
 	}
-	// coldConn dials s, gets one answer and waits until the connection
-	// idles cold; the warm-up count starts from there.
 	coldConn := func(t *testing.T, s *Server, c net.Conn, br *bufio.Reader) {
 		t.Helper()
-		io.WriteString(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
-		if status, _ := loopAnswer(t, br); status != 200 {
-			t.Fatalf("first request: status %d", status)
-		}
-		if !waitCond(5*time.Second, func() bool { return idle(s, true) }) {
-			t.Fatal("not idle cold after the first request")
-		}
-		warmed.Store(0)
+		idleCold(t, s, c, br)
+		warmed.Store(0) // warm-ups count from here
 	}
-
 	t.Run("requests, then a split head", func(t *testing.T) {
 		s, addr, _ := startLoopServer(t, Config{IdleTimeout: 30 * time.Second}, pathNode(nil))
 		c, br := dialLoop(t, addr)
@@ -512,66 +532,8 @@ func TestLoopServedCold(t *testing.T) {
 		}
 	})
 
-	t.Run("long poll hang-up", func(t *testing.T) {
-		asked, nodeClosed := make(chan struct{}), make(chan struct{})
-		s, addr, access := startLoopServer(t, Config{}, func(c net.Conn) {
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(20 * time.Second))
-			br := bufio.NewReader(c)
-			for {
-				line, err := br.ReadString('\n')
-				if err != nil || skipHead(br) != nil {
-					return
-				}
-				if !strings.Contains(line, "/poll") {
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-					continue
-				}
-				close(asked)
-				if _, err := br.ReadByte(); err == io.EOF {
-					close(nodeClosed)
-				}
-				return
-			}
-		})
-		c, br := dialLoop(t, addr)
-		coldConn(t, s, c, br)
-		io.WriteString(c, "GET /cobrowse/poll HTTP/1.1\r\nHost: x\r\n\r\n")
-		select {
-		case <-asked:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the long poll never reached the node")
-		}
-		c.Close()
-		select {
-		case <-nodeClosed:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the node connection stayed open after the client hung up")
-		}
-		if !waitCond(5*time.Second, func() bool { return strings.Contains(access.String(), `"status":499`) }) {
-			t.Fatalf("no 499 in the access log:\n%s", access.String())
-		}
-	})
-
 	t.Run("upgrade", func(t *testing.T) {
-		s, addr, _ := startLoopServer(t, Config{}, func(c net.Conn) {
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(20 * time.Second))
-			br := bufio.NewReader(c)
-			for {
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				if req.Header.Get("Upgrade") == "" {
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-					continue
-				}
-				io.WriteString(c, wiretest.Switched(req.Header.Get("Sec-WebSocket-Key")))
-				io.Copy(c, br) // echo
-				return
-			}
-		})
+		s, addr, _ := startLoopServer(t, Config{}, gatedNode(nil, nil))
 		c, br := dialLoop(t, addr)
 		coldConn(t, s, c, br)
 		io.WriteString(c, wiretest.Handshake("/ws")+"ping")
