@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -82,7 +83,7 @@ func (cc *coldConn) applyDeadlines() error {
 
 // errNotTCP: the descriptor of a cold connection did not come back as a
 // TCP connection.
-var errNotTCP = os.NewSyscallError("filecon", syscall.EPROTOTYPE)
+var errNotTCP = errors.New("proxy: a cold connection came back as another kind of connection")
 
 func (cc *coldConn) fd() int { return int(cc.c.lc.fd) }
 
