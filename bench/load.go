@@ -281,7 +281,10 @@ func (t target) wsURL(path string) string {
 }
 
 // hostClient is a client of one keep-alive connection to t, which never
-// retries by itself: every failure the target causes is counted.
+// retries by itself: every failure the target causes is counted. It keeps
+// its connection idle for up to clientIdle, so a paced load sparser than
+// fasthttp's default 10 s measures requests on kept connections, not a
+// reconnection per request.
 func (t target) hostClient(timeout time.Duration) *fasthttp.HostClient {
 	return &fasthttp.HostClient{
 		Addr:                      t.addr,
@@ -294,8 +297,15 @@ func (t target) hostClient(timeout time.Duration) *fasthttp.HostClient {
 		ReadTimeout:               timeout,
 		WriteTimeout:              timeout,
 		MaxIdemponentCallAttempts: 1,
+		MaxIdleConnDuration:       clientIdle,
 	}
 }
+
+// clientIdle is how long the generator keeps an idle keep-alive
+// connection: below the 120 s that tether (--idle-timeout), nginx
+// (keepalive_timeout) and HAProxy (timeout http-keep-alive) keep one in
+// the comparison, so no request finds its connection closed by the peer.
+const clientIdle = 100 * time.Second
 
 // wsDialer is a WebSocket dialer to t with buffers of bufSize bytes, from
 // the source address local (nil: the kernel's choice).
