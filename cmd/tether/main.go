@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/tether-lb/tether/handover"
 	"github.com/tether-lb/tether/internal/heap"
 	"github.com/tether-lb/tether/internal/logwriter"
+	"github.com/tether-lb/tether/internal/procs"
 	"github.com/tether-lb/tether/pool"
 	"github.com/tether-lb/tether/proxy"
 	"github.com/tether-lb/tether/tlsterm"
@@ -44,6 +46,25 @@ func (n *nodeFlags) Set(v string) error {
 
 // onOff is a switch flag that also reads on/off: --access-log,
 // --access-log=off, --access-log off (see joinOnOff).
+// procsFlag is --procs: auto (0) or a count of processors.
+type procsFlag int
+
+func (p *procsFlag) String() string {
+	if p == nil || *p == 0 {
+		return "auto"
+	}
+	return strconv.Itoa(int(*p))
+}
+
+// Get makes procsFlag a flag.Getter: a --config key takes one value.
+func (p *procsFlag) Get() any { return p.String() }
+
+func (p *procsFlag) Set(v string) error {
+	n, err := procs.Parse(v)
+	*p = procsFlag(n)
+	return err
+}
+
 type onOff bool
 
 func (o *onOff) String() string {
@@ -148,6 +169,7 @@ type options struct {
 	logLevel      string
 	logFormat     string
 	releaseMemory bool
+	procs         int // --procs: 0 auto, else fixed
 	upgrade       upgradeOpts
 }
 
@@ -221,6 +243,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.Var((*onOff)(&cfg.AccessLog), "access-log", "`on` or off: one JSON line per request and WebSocket session on stdout")
 	opts.releaseMemory = true
 	fs.Var((*onOff)(&opts.releaseMemory), "release-memory", "`on` or off: after a burst of new connections, once traffic is quiet, collect garbage and return free memory to the OS at once (one collection per burst; read at start)")
+	fs.Var((*procsFlag)(&opts.procs), "procs", "`auto` or a count: processors Go runs tether's code on (GOMAXPROCS). auto: one while tether uses under a quarter of a CPU for 5s (each wake-up then stays on its thread instead of waking another), all the runtime's (the CPUs, or the container's limit) from half a CPU or when goroutines wait to run; a GOMAXPROCS environment variable fixes the count instead (read at start)")
 	fs.StringVar(&opts.configFile, "config", "", "YAML `file` whose keys are these flags' long names (a list for node, cert, key); flags given here win; SIGHUP re-reads it")
 	fs.StringVar(&opts.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&opts.logFormat, "log-format", "json", "json, or console for people")
@@ -381,6 +404,8 @@ func run(args []string) int {
 	aw := logwriter.New(accessOut, 0)
 	defer aw.Close()
 	access := zerolog.New(aw).With().Timestamp().Str("log", "access").Logger()
+
+	defer procs.Run(opts.procs, log)() // before proxy.New: its loops count processors
 
 	var handed *handover.State
 	var hc *handover.Conn

@@ -125,6 +125,20 @@ func TestReleaseMemoryFlag(t *testing.T) {
 	}
 }
 
+func TestProcsFlag(t *testing.T) {
+	for args, want := range map[string]int{"": 0, "--procs auto": 0, "--procs 1": 1, "--procs=6": 6} {
+		_, opts, err := parseWithNode(args)
+		if err != nil || opts.procs != want {
+			t.Errorf("%q: procs %d (%v), want %d", args, opts.procs, err, want)
+		}
+	}
+	for _, args := range []string{"--procs 0", "--procs -2", "--procs many"} {
+		if _, _, err := parseWithNode(args); err == nil || !strings.Contains(err.Error(), "procs") {
+			t.Errorf("%q: error %v, want one naming --procs", args, err)
+		}
+	}
+}
+
 // parseWithNode parses args (split on spaces) after one --node.
 func parseWithNode(args string) (proxy.Config, options, error) {
 	return parseFlags(append([]string{"--node", "a=http://127.0.0.1:1"}, strings.Fields(args)...), io.Discard)
