@@ -405,7 +405,7 @@ func run(args []string) int {
 	defer aw.Close()
 	access := zerolog.New(aw).With().Timestamp().Str("log", "access").Logger()
 
-	defer procs.Run(opts.procs, log)() // before proxy.New: its loops count processors
+	procs.Fix(opts.procs) // before proxy.New: its loops count processors
 
 	var handed *handover.State
 	var hc *handover.Conn
@@ -439,6 +439,7 @@ func run(args []string) int {
 		srv.Shutdown(context.Background())
 		return 1
 	}
+	defer procs.Run(opts.procs, log)()
 	if opts.releaseMemory {
 		ctx, stop := context.WithCancel(context.Background())
 		done := make(chan struct{})

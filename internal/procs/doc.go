@@ -6,6 +6,7 @@
 // and a clock: nothing of connections, requests or nodes. cmd/tether runs
 // it for the process.
 //
-//	stop := procs.Run(0, log) // 0: auto; n > 0: n processors, fixed
+//	procs.Fix(n)              // n > 0: n processors, fixed; 0: auto
+//	stop := procs.Run(n, log) // once serving: auto adapts until stop
 //	defer stop()
 package procs

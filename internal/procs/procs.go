@@ -81,16 +81,23 @@ func Parse(v string) (int, error) {
 	return n, nil
 }
 
-// Run applies --procs: fixed > 0 sets that many processors; 0 (auto)
-// starts the adapter, unless the GOMAXPROCS environment variable chose a
-// count (kept, as Go keeps it) or there is one processor only. The stop it
-// returns ends the adapter and waits for it. Call it before anything sizes
-// itself by GOMAXPROCS: the adapter starts at all processors and leaves
-// them only after a light moment.
-func Run(fixed int, log zerolog.Logger) (stop func()) {
+// Fix sets a fixed --procs (fixed > 0) at once; auto (0) changes nothing
+// yet. Call it before anything sizes itself by GOMAXPROCS (tether's loops),
+// and Run once tether serves.
+func Fix(fixed int) {
 	if fixed > 0 {
 		runtime.GOMAXPROCS(fixed)
-		log.Info().Int("procs", fixed).Msg("procs: fixed by --procs")
+	}
+}
+
+// Run logs what --procs does and, for auto (fixed 0), starts the adapter,
+// unless the GOMAXPROCS environment variable chose a count (kept, as Go
+// keeps it) or there is one processor only. The adapter starts at all
+// processors and leaves them only after a light moment. The stop it
+// returns ends the adapter and waits for it.
+func Run(fixed int, log zerolog.Logger) (stop func()) {
+	if fixed > 0 {
+		log.Info().Int("procs", runtime.GOMAXPROCS(0)).Msg("procs: fixed by --procs")
 		return func() {}
 	}
 	if v := os.Getenv("GOMAXPROCS"); envProcs(v) {

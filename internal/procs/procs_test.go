@@ -163,6 +163,7 @@ func TestParse(t *testing.T) {
 func TestRunFixed(t *testing.T) {
 	prev := runtime.GOMAXPROCS(0)
 	defer runtime.GOMAXPROCS(prev)
+	Fix(3)
 	Run(3, zerolog.Nop())()
 	if got := runtime.GOMAXPROCS(0); got != 3 {
 		t.Errorf("GOMAXPROCS %d after --procs 3", got)
@@ -183,5 +184,20 @@ func TestRunFixed(t *testing.T) {
 		if got := envProcs(v); got != want {
 			t.Errorf("GOMAXPROCS=%q fixes the count: %v, want %v", v, got, want)
 		}
+	}
+}
+
+// TestSetOne: one processor, then the runtime's default again.
+func TestSetOne(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "")
+	prev := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(prev)
+	runtime.SetDefaultGOMAXPROCS()
+	all := runtime.GOMAXPROCS(0)
+	if n := setOne(true); n != 1 || runtime.GOMAXPROCS(0) != 1 {
+		t.Fatalf("setOne(true) = %d, GOMAXPROCS %d; want 1", n, runtime.GOMAXPROCS(0))
+	}
+	if n := setOne(false); n != all || runtime.GOMAXPROCS(0) != all {
+		t.Errorf("setOne(false) = %d, GOMAXPROCS %d; want the default %d", n, runtime.GOMAXPROCS(0), all)
 	}
 }
