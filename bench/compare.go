@@ -425,7 +425,7 @@ func RunCompare(ctx context.Context, cfg CompareConfig, log zerolog.Logger) (*Co
 
 // peerEnv resolves the binaries of cfg.
 func (c CompareConfig) peerEnv(plan pinPlan) (*peerEnv, error) {
-	e := &peerEnv{templates: c.Templates, tetherArgs: c.TetherArgs, cookie: DefaultCookie, proxyCPUs: plan.proxyCPUs}
+	e := &peerEnv{templates: c.Templates, tetherArgs: c.TetherArgs, cookie: DefaultCookie, proxyCPUs: plan.proxyCPUs, cpus: plan.proxyCPUn}
 	need := map[string]bool{}
 	for _, p := range c.Peers {
 		need[p] = true

@@ -344,7 +344,7 @@ func (c *Comparison) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "- runs: %d rounds, peers in turn (%s), a fresh process per run; medians over the rounds\n",
 		cfg.Rounds, strings.Join(c.Peers, " "))
 	fmt.Fprintf(&b, "- config: 2 nodes (tether-bench node); routing on the %s cookie by node name; access log off in every peer; "+
-		"%d worker(s) (tether GOMAXPROCS, nginx worker_processes, HAProxy nbthread); direct = one node in the proxy's seat\n\n",
+		"%d worker(s) (nginx worker_processes, HAProxy nbthread, tether's processors: --procs auto over all the CPUs, GOMAXPROCS when fewer); direct = one node in the proxy's seat\n\n",
 		DefaultCookie, c.Workers)
 
 	rows := c.Rows()

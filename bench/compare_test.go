@@ -516,3 +516,16 @@ func TestCompareConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestTetherEnv: tether runs as it ships when it has every CPU, with a
+// fixed count of processors otherwise.
+func TestTetherEnv(t *testing.T) {
+	for _, tc := range []struct {
+		workers, cpus int
+		want          string
+	}{{2, 2, ""}, {1, 2, "GOMAXPROCS=1"}, {1, 1, ""}, {4, 8, "GOMAXPROCS=4"}} {
+		if got := strings.Join(tetherEnv(tc.workers, tc.cpus), " "); got != tc.want {
+			t.Errorf("tetherEnv(%d, %d) = %q, want %q", tc.workers, tc.cpus, got, tc.want)
+		}
+	}
+}

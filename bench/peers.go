@@ -72,7 +72,7 @@ type peerConfig struct {
 	Nodes        []PeerNode // at least one
 	Cookie       string     // stickiness cookie name
 	HealthPath   string     // e.g. /cobrowse/health
-	Workers      int        // nginx worker processes, HAProxy threads, tether's GOMAXPROCS
+	Workers      int        // nginx worker processes, HAProxy threads, tether's processors (GOMAXPROCS when fewer than its CPUs)
 	Dir          string     // the process's own directory: pid file, logs, temp files
 	FileLimit    int        // descriptors the proxy may open
 	WorkerConns  int        // nginx worker_connections: client and node sockets of one worker

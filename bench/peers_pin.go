@@ -25,6 +25,7 @@ type pinPlan struct {
 	mode      string
 	loadCPUs  string // taskset list of this process and the nodes; "" for any
 	proxyCPUs string // taskset list of the peer under test; "" for any
+	proxyCPUn int    // how many CPUs the peer under test may use
 	workers   int    // workers of the peer under test
 }
 
@@ -36,7 +37,7 @@ func planPins(mode string, cpus []int) (pinPlan, error) {
 	}
 	switch mode {
 	case PinNone:
-		return pinPlan{mode: mode, workers: len(cpus)}, nil
+		return pinPlan{mode: mode, proxyCPUn: len(cpus), workers: len(cpus)}, nil
 	case PinSplit:
 		if err := pinSupport(); err != nil {
 			return pinPlan{}, fmt.Errorf("--pin split: %w", err)
@@ -47,7 +48,7 @@ func planPins(mode string, cpus []int) (pinPlan, error) {
 		if _, err := exec.LookPath("taskset"); err != nil {
 			return pinPlan{}, errors.New("--pin split: taskset not found (util-linux)")
 		}
-		return pinPlan{mode: mode, loadCPUs: strconv.Itoa(cpus[0]), proxyCPUs: strconv.Itoa(cpus[1]), workers: 1}, nil
+		return pinPlan{mode: mode, loadCPUs: strconv.Itoa(cpus[0]), proxyCPUs: strconv.Itoa(cpus[1]), proxyCPUn: 1, workers: 1}, nil
 	}
 	return pinPlan{}, fmt.Errorf("--pin %q: want %s or %s", mode, PinNone, PinSplit)
 }

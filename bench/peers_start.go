@@ -20,6 +20,7 @@ type peerEnv struct {
 	nodePIDs                                  []int // the nodes' processes, for the benchmark's own CPU time
 	cookie                                    string
 	proxyCPUs                                 string               // taskset list of the peer under test; "" for none
+	cpus                                      int                  // CPUs the peer under test may use
 	certs                                     map[string]*certPair // by TLS scenario
 	// Outside load generators (GeneratorWrk): wrk, its cookie script and
 	// wsgen's binary; "" when not needed.
@@ -91,7 +92,7 @@ func startPeer(ctx context.Context, e *peerEnv, peer string, workers int, dir st
 			argv = append(argv, "--sticky-cookie", e.cookie)
 		}
 		argv = append(argv, e.tetherArgs...)
-		env = goEnv
+		env = tetherEnv(workers, e.cpus)
 	case PeerNginx, PeerHAProxy:
 		conf, err := writePeerConfig(e, peer, pc)
 		if err != nil {
@@ -197,4 +198,14 @@ func (r *peerRun) cpuSeconds() (total, sys float64) {
 		kernel += s
 	}
 	return float64(user+kernel) / clockTicks, float64(kernel) / clockTicks
+}
+
+// tetherEnv is tether's environment for workers workers on cpus CPUs: as it
+// ships (--procs auto, over all of them) when it has them all, else
+// GOMAXPROCS fixing the count (pinned to one CPU, the idle scenarios).
+func tetherEnv(workers, cpus int) []string {
+	if workers == cpus {
+		return nil
+	}
+	return []string{"GOMAXPROCS=" + strconv.Itoa(workers)}
 }
