@@ -43,9 +43,10 @@ type Config struct {
 	// CPU time only (a few tenths of a millisecond with ECDSA, post-quantum
 	// key exchange included; about 1.5 ms more with RSA-2048), never a wait
 	// for the client. A handshake waiting for a slot waits within its
-	// HandshakeTimeout (ErrBusy after). Zero means 2 × GOMAXPROCS: enough to
-	// keep every core busy with handshakes, not enough to queue many of them
-	// ahead of established sessions. -1 means no cap; below -1 is invalid.
+	// HandshakeTimeout (ErrBusy after). Zero means 2 × GOMAXPROCS as the
+	// process started (startProcs): enough to keep every core busy with
+	// handshakes, not enough to queue many of them ahead of established
+	// sessions. -1 means no cap; below -1 is invalid.
 	MaxHandshakes int
 
 	// BackendCA is --backend-ca: a PEM file of CA certificates that https
@@ -87,9 +88,14 @@ func (c *Config) SetDefaults() {
 		c.HandshakeTimeout = 10 * time.Second
 	}
 	if c.MaxHandshakes == 0 {
-		c.MaxHandshakes = 2 * runtime.GOMAXPROCS(0)
+		c.MaxHandshakes = 2 * startProcs
 	}
 }
+
+// startProcs is GOMAXPROCS as the process started: the default's base,
+// the same at every reload, while tether's processors follow its load
+// (--procs auto).
+var startProcs = runtime.GOMAXPROCS(0)
 
 // Validate reports the first bad value, naming its flag. It reads no file:
 // LoadCerts and ClientConfig do, and report a *FileError. The listen

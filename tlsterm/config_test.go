@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -155,5 +156,18 @@ func TestClientConfigBadCA(t *testing.T) {
 				t.Fatalf("error = %q", err)
 			}
 		})
+	}
+}
+
+// TestMaxHandshakesDefaultStable: the default is counted from the
+// processors at start, not those of the moment (--procs auto may have
+// tether on one when a reload applies the defaults again).
+func TestMaxHandshakesDefaultStable(t *testing.T) {
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	var c Config
+	c.SetDefaults()
+	if c.MaxHandshakes != 2*startProcs {
+		t.Errorf("MaxHandshakes %d on one processor, want 2 × %d as at start", c.MaxHandshakes, startProcs)
 	}
 }
