@@ -170,6 +170,20 @@ func (p *cutProxy) copy(dst, src net.Conn, head *cutLeg) {
 	src.Close()
 }
 
+// count returns how many client legs open now have first bytes that
+// contain match.
+func (p *cutProxy) count(match []byte) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, leg := range p.open {
+		if leg.client && bytes.Contains(leg.head, match) {
+			n++
+		}
+	}
+	return n
+}
+
 // cut closes the client legs open now whose first bytes contain match
 // (all if match is nil), and returns how many it closed. Closing a client
 // leg ends its node leg too.
@@ -283,7 +297,9 @@ func TestRunLoadCustomerCut(t *testing.T) {
 		}
 		done <- rep
 	}()
-	waitFor(t, func() bool { return n.Stats().Relayed >= 30 })
+	// Every customer connected (a loaded machine may bring the last one
+	// after the others have relayed plenty), and messages flowing.
+	waitFor(t, func() bool { return p.count([]byte("role=customer")) == 3 && n.Stats().Relayed >= 30 })
 	if cut := p.cut([]byte("role=customer")); cut != 3 {
 		t.Fatalf("cut %d customer WebSockets, want 3", cut)
 	}
