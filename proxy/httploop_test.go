@@ -179,12 +179,10 @@ func TestLoopNextRequestWhileStreaming(t *testing.T) {
 	}
 }
 
-// TestLoopSlowReader: an answer far larger than the socket buffers, read
-// slowly, arrives whole (the relay waits for the client to read, under the
-// write timeout), and the connection carries the next request.
-func TestLoopSlowReader(t *testing.T) {
-	const size = 4 << 20
-	_, addr, _ := startLoopServer(t, Config{}, pathNode(nil))
+// dialSmallReceiveBuffer connects to addr with a 16 KiB receive buffer, so
+// that a large answer fills the socket and the relay has to wait.
+func dialSmallReceiveBuffer(t *testing.T, addr string) net.Conn {
+	t.Helper()
 	d := net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
 		rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
 		return nil
@@ -193,6 +191,16 @@ func TestLoopSlowReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// TestLoopSlowReader: an answer far larger than the socket buffers, read
+// slowly, arrives whole (the relay waits for the client to read, under the
+// write timeout), and the connection carries the next request.
+func TestLoopSlowReader(t *testing.T) {
+	const size = 4 << 20
+	_, addr, _ := startLoopServer(t, Config{}, pathNode(nil))
+	c := dialSmallReceiveBuffer(t, addr)
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	io.WriteString(c, "GET /big?n="+strconv.Itoa(size)+" HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -507,14 +515,7 @@ func TestLoopServedCold(t *testing.T) {
 	t.Run("slow reader", func(t *testing.T) {
 		const size = 4 << 20
 		s, addr, _ := startLoopServer(t, Config{}, pathNode(nil))
-		d := net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-			rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
-			return nil
-		}}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dialSmallReceiveBuffer(t, addr)
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(20 * time.Second))
 		br := bufio.NewReaderSize(&slowReader{c: c}, 4<<10)
