@@ -521,6 +521,12 @@ func TestLoopServedCold(t *testing.T) {
 		br := bufio.NewReaderSize(&slowReader{c: c}, 4<<10)
 		coldConn(t, s, c, br)
 		io.WriteString(c, "GET /big?n="+strconv.Itoa(size)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		// Nothing is read until the answer has filled the socket's
+		// buffers: a reader as fast as the node (a loaded machine, the
+		// race detector) would let every write through without waiting.
+		if !waitCond(10*time.Second, func() bool { return warmed.Load() > 0 }) {
+			t.Fatal("no warm-up while the client read nothing of a 4 MiB answer")
+		}
 		if status, n := loopAnswer(t, br); status != 200 || n != size {
 			t.Fatalf("large answer: %d with %d bytes, want %d", status, n, size)
 		}
