@@ -313,8 +313,10 @@ func TestTableRace(t *testing.T) {
 			}
 		})
 	}
-	deadline := time.Now().Add(300 * time.Millisecond)
-	for i := 0; time.Now().Before(deadline); i++ {
+	// The nodes flap for 300ms at least and until the readers have made
+	// picks enough to have met the swaps, on a slow machine too.
+	minEnd, maxEnd := time.Now().Add(300*time.Millisecond), time.Now().Add(10*time.Second)
+	for i := 0; time.Now().Before(minEnd) || picks.Load() < 1000 && time.Now().Before(maxEnd); i++ {
 		n := p.Table().Nodes()[i%3]
 		markDown(n)
 		markUp(n)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,14 +33,29 @@ func TestRoutingWhileNodesFlap(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	counts := make([]map[int]int, 4)
+	// answered counts every client's answers, ok0 the first client's 200s:
+	// the flapping goes on for a second and until the clients have had
+	// answers enough, however slowly this machine serves them.
+	var answered, ok0 atomic.Int64
 	for i := range counts {
 		counts[i] = map[int]int{}
-		wg.Go(func() { flapClient(t, addr, stop, counts[i]) })
+		wg.Go(func() {
+			flapClient(t, addr, stop, counts[i], func(status int) {
+				answered.Add(1)
+				if i == 0 && status == 200 {
+					ok0.Add(1)
+				}
+			})
+		})
 	}
-	deadline := time.Now().Add(time.Second)
+	minEnd := time.Now().Add(time.Second)
+	maxEnd := time.Now().Add(30 * time.Second)
+	enough := func() bool {
+		return time.Now().After(minEnd) && answered.Load() >= 100 && ok0.Load() > 0
+	}
 	r := rand.New(rand.NewPCG(3, 4))
 	var drained [3]bool // the operator's last word per node
-	for time.Now().Before(deadline) {
+	for !enough() && time.Now().Before(maxEnd) {
 		i := r.IntN(3)
 		n := s.Pool().Table().Nodes()[i]
 		switch r.IntN(3) {
@@ -98,8 +114,9 @@ func TestRoutingWhileNodesFlap(t *testing.T) {
 }
 
 // flapClient sends requests with random stickiness until stop, reconnecting
-// after a closed connection, and counts statuses.
-func flapClient(t *testing.T, addr string, stop chan struct{}, counts map[int]int) {
+// after a closed connection, and counts statuses; it reports each answer's
+// status to answered as well.
+func flapClient(t *testing.T, addr string, stop chan struct{}, counts map[int]int, answered func(status int)) {
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	var c net.Conn
 	var br *bufio.Reader
@@ -139,6 +156,7 @@ func flapClient(t *testing.T, addr string, stop chan struct{}, counts map[int]in
 			return
 		}
 		counts[status]++
+		answered(status)
 		// Skip the rest of the answer: headers, then the body.
 		cl := 0
 		for {

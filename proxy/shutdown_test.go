@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tether-lb/tether/proxy/internal/sockio"
 )
 
 // startSilentNode accepts connections, reads what comes and never answers;
@@ -32,13 +34,13 @@ func startSilentNode(t *testing.T) (string, <-chan struct{}) {
 func TestTLSClientHangsUpDuringLongPoll(t *testing.T) {
 	for i := range 5 { // the alert and the FIN may wake the watcher apart or together
 		node, closed := startSilentNode(t)
-		_, addr := startTLSServer(t, node)
+		s, addr := startTLSServer(t, node)
 		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		io.WriteString(c, "GET /cobrowse/poll HTTP/1.1\r\nHost: a\r\n\r\n")
-		time.Sleep(150 * time.Millisecond) // past the hot window: the answer is awaited
+		awaitingNode(t, s)
 		c.Close()
 		select {
 		case <-closed:
@@ -63,7 +65,7 @@ func TestShutdownEndsAwaitedAnswers(t *testing.T) {
 	}
 	defer c.Close()
 	io.WriteString(c, "GET /cobrowse/poll HTTP/1.1\r\nHost: a\r\n\r\n")
-	time.Sleep(200 * time.Millisecond) // past the hot window: the answer is awaited
+	awaitingNode(t, s)
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -97,6 +99,16 @@ func TestShutdownServesAFreshConnection(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown = %v", err)
 	}
+}
+
+// awaitingNode waits until s has a request at its node, then for three hot
+// windows more, after which the answer is awaited (awaitAnswer) with the
+// client watched. A client that leaves while its request is still in the
+// hot window must be noticed as well: the wait that follows finds it gone.
+func awaitingNode(t *testing.T, s *Server) {
+	t.Helper()
+	waitFor(t, "the request at the node", func() bool { return s.Occupancy().InFlight == 1 })
+	time.Sleep(3 * sockio.HotWindow)
 }
 
 // waitFor polls cond until it holds, for 5 seconds at most.

@@ -57,8 +57,10 @@ func TestShutdownClosesFreshTLSConnections(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	if err := s.Shutdown(ctx); err != nil || time.Since(start) > 500*time.Millisecond {
-		t.Fatalf("Shutdown = %v after %v, want nil within half a second", err, time.Since(start))
+	// Waiting for the connections would take the context's 5 s and end
+	// with its error; closing them takes a moment, a few sweeps at most.
+	if err := s.Shutdown(ctx); err != nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("Shutdown = %v after %v, want nil within 2 s", err, time.Since(start))
 	}
 	for _, c := range conns {
 		c.SetReadDeadline(time.Now().Add(2 * time.Second))

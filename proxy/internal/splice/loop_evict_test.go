@@ -227,15 +227,16 @@ func TestLoopNodeEnds(t *testing.T) {
 			}
 		})
 		t.Run("a told client that never hangs up", func(t *testing.T) {
-			r := toldClient(t, sp)
-			start := time.Now()
+			// The linger starts after the node vanished: timed from
+			// before that, the session cannot end sooner than it.
+			r, start := toldClient(t, sp)
 			var told *toldError
 			if res := r.wait(t); !errors.As(res.err, &told) || time.Since(start) < closeLinger/2 {
 				t.Fatalf("session result %v after %v, want told after the linger", res.err, time.Since(start))
 			}
 		})
 		t.Run("a told client that keeps sending", func(t *testing.T) {
-			r := toldClient(t, sp)
+			r, _ := toldClient(t, sp)
 			stop := make(chan struct{})
 			defer close(stop)
 			go func() {
@@ -260,15 +261,17 @@ func TestLoopNodeEnds(t *testing.T) {
 }
 
 // toldClient starts a WebSocket session on sp whose node vanishes, and
-// returns it once its client has read the 1012 Close.
-func toldClient(t *testing.T, sp Engine) *rig {
+// returns it once its client has read the 1012 Close, with the time just
+// before the node went.
+func toldClient(t *testing.T, sp Engine) (*rig, time.Time) {
 	r, _ := startWSOn(t, sp, newTestRegistry(), nil)
+	gone := time.Now()
 	r.node.Close()
 	r.client.SetReadDeadline(time.Now().Add(spliceBound))
 	if got := readAll(t, r.client); !bytes.Equal(got, wire.CloseFrameFor(1012)) {
 		t.Fatalf("client got % x", got)
 	}
-	return r
+	return r, gone
 }
 
 // countingRegistry counts registered sessions and keeps them for evicting.
