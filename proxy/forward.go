@@ -114,7 +114,7 @@ func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 			return false
 		}
 	}
-	keep := clientKeepAlive(x.req, fr.Fields) && !upgrade && !s.draining.Load()
+	keep := clientKeepAlive(x.req, fr.Fields) && !upgrade && !s.closesAfterAnswer()
 	x.prepareRequest(fr.Fields)
 	if limit := s.cfg().MaxBodyBytes; limit > 0 && !fr.Chunked && fr.Length > limit {
 		x.refuseBody(fmt.Errorf("%w: Content-Length %d, --max-body-bytes %d", wire.ErrBodyTooLarge, fr.Length, limit))
@@ -372,7 +372,7 @@ func (x *exchange) relayAnswer(pc *pool.Conn, keep bool) outcome {
 	// The node connection carries another request after an HTTP/1.1 answer
 	// that does not close it.
 	keepNode := !x.ans.HTTP10()
-	if !rfr.NoBody && rfr.Length < 0 && !rfr.Chunked || s.draining.Load() {
+	if !rfr.NoBody && rfr.Length < 0 && !rfr.Chunked || s.closesAfterAnswer() {
 		keep = false // delimited by close, or tether is shutting down
 	}
 	conn := wire.ConnNone

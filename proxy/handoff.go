@@ -79,8 +79,11 @@ type Handoff struct {
 // not looked at. Sessions move only when the server runs them on splice
 // loops; a session in any state but plainly running (evicted, lingering,
 // half-closed) stays, and so does a connection busy with a request: Retire
-// runs them to their end.
+// runs them to their end. From now on every answer this server gives says
+// Connection: close, whether the hand-over commits or not: this process
+// retires either way (the listeners are the other's).
 func (s *Server) HandOff() *Handoff {
+	s.handing.Store(true)
 	h := &Handoff{s: s}
 	if ls, ok := s.engine.(*splice.Loops); ok {
 		h.freezeSessions(ls)

@@ -309,10 +309,11 @@ func TestHandOffSessions(t *testing.T) {
 }
 
 // TestHandOffAbort: a hand-over that fails leaves everything to the old
-// server, as if nothing happened: its sessions go on (a frame sent while
-// they were frozen included) and are logged by it at their end, and a
-// keep-alive connection taken is answered by it; the new server drops what
-// it adopted without a line or a count.
+// server: its sessions go on (a frame sent while they were frozen
+// included) and are logged by it at their end, and a keep-alive connection
+// taken is answered by it, with Connection: close (the old process retires
+// all the same: the listeners are the new one's); the new server drops
+// what it adopted without a line or a count.
 func TestHandOffAbort(t *testing.T) {
 	p := startHandOffPair(t, startHandOffNode(t))
 	w := dialWS(t, p.oldAddr, "/cobrowse/ws?session=s1")
@@ -336,8 +337,7 @@ func TestHandOffAbort(t *testing.T) {
 	h.Abort()
 	w.expect(frozen)
 	w.roundTrip()
-	readOK(t, br)
-	ask(t, c, br, "/three")
+	readLastOK(t, c, br)
 	w.finish()
 	if !waitCond(5*time.Second, func() bool { return len(wsLines(t, p.oldAccess)) == 1 }) {
 		t.Fatalf("old server's session line: %v", p.oldAccess.String())
@@ -345,10 +345,8 @@ func TestHandOffAbort(t *testing.T) {
 	if m := wsLines(t, p.oldAccess)[0]; m["bytes_in"] != float64(w.sent) || m["bytes_out"] != float64(w.sent) {
 		t.Errorf("old server's line %s: want bytes %d each way", m["_raw"], w.sent)
 	}
-	for _, path := range []string{"/two", "/three"} {
-		if !logged(p.oldAccess, path) {
-			t.Errorf("old server did not log %s: %s", path, p.oldAccess.String())
-		}
+	if !logged(p.oldAccess, "/two") {
+		t.Errorf("old server did not log /two: %s", p.oldAccess.String())
 	}
 	if s := p.newAccess.String(); s != "" {
 		t.Errorf("new server logged %s", s)
@@ -401,7 +399,8 @@ func logged(l *logBuffer, path string) bool {
 
 // TestAdoptWithoutLoops: a new server that runs no splice loops refuses
 // the sessions, closing every descriptor it was given; the old server,
-// told so, keeps everything running.
+// told so, keeps everything running (the keep-alive connection to its
+// next answer, which says Connection: close).
 func TestAdoptWithoutLoops(t *testing.T) {
 	p := startHandOffPairWith(t, startHandOffNode(t), func(c *Config) { c.SpliceLoops = -1 })
 	w := dialWS(t, p.oldAddr, "/cobrowse/ws?session=s1")
@@ -436,7 +435,8 @@ func TestAdoptWithoutLoops(t *testing.T) {
 	}
 	h.Abort()
 	w.roundTrip()
-	ask(t, c, br, "/two")
+	io.WriteString(c, "GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+	readLastOK(t, c, br)
 	w.finish()
 	if n := p.new.Pool().Node("CB_Server_1"); n.Sessions() != 0 || p.new.Conns() != 0 {
 		t.Errorf("new server after a refused Adopt: %d sessions, %d conns", n.Sessions(), p.new.Conns())
@@ -471,6 +471,24 @@ func readOK(t *testing.T, br *bufio.Reader) {
 	body, _ := io.ReadAll(r.Body)
 	if r.StatusCode != 200 || string(body) != "ok" || r.Close {
 		t.Fatalf("answer %d %q close=%v, want 200 ok kept alive", r.StatusCode, body, r.Close)
+	}
+}
+
+// readLastOK reads a 200 "ok" that says Connection: close, and then the
+// end of the connection.
+func readLastOK(t *testing.T, c net.Conn, br *bufio.Reader) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	if r.StatusCode != 200 || string(body) != "ok" || !r.Close {
+		t.Fatalf("answer %d %q close=%v, want 200 ok with Connection: close", r.StatusCode, body, r.Close)
+	}
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("after the last answer: %d bytes, %v; want the end of the connection", n, err)
 	}
 }
 
@@ -579,6 +597,41 @@ func sockioTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// TestHandOffBusyConnEnds: a plain keep-alive connection whose request is
+// at the node when HandOff runs stays with the old server, which answers
+// it with Connection: close and ends it, before Retire as well: kept open,
+// it would take its client's next request only to close under it when
+// Retire drains, where the client can reconnect to the new process at
+// once. On the http loops and on a goroutine of its own.
+func TestHandOffBusyConnEnds(t *testing.T) {
+	for _, loops := range []int{0, -1} {
+		t.Run(map[int]string{0: "loops", -1: "goroutine"}[loops], func(t *testing.T) {
+			arrived, gate := make(chan struct{}, 1), make(chan struct{})
+			cfg := oneNode(startGatedNode(t, arrived, gate))
+			cfg.HTTPLoops = loops
+			s, addr := startServer(t, cfg, false)
+			c, br := dialKeepAlive(t, addr)
+			ask(t, c, br, "/one")
+			io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+			<-arrived
+			s.StopAccepting()
+			h := s.HandOff()
+			if len(h.Conns()) != 0 {
+				t.Fatalf("handed %d conns, want none: the only one is busy", len(h.Conns()))
+			}
+			close(gate)
+			readLastOK(t, c, br)
+			if s.isClosing() {
+				t.Fatal("the server drains before Retire")
+			}
+			h.Commit()
+			if !waitCond(5*time.Second, func() bool { return s.Conns() == 0 }) {
+				t.Fatalf("%d connections left after the last answer", s.Conns())
+			}
+		})
+	}
+}
+
 // TestRetire: after a committed hand-over the old server runs what it kept
 // until it ends: a TLS WebSocket session goes on (TLS sessions stay), an
 // idle TLS keep-alive connection is closed, a long poll in flight is
@@ -662,8 +715,8 @@ func TestRetire(t *testing.T) {
 // TestHandOffIdleConnOnLoops: with --http-loops an idle keep-alive
 // connection waits in its loop's epoll, not on a goroutine: HandOff takes it
 // from the loop. Handed over, its next request (sent while frozen) is
-// answered by the new server, whose loops then hold it; after an Abort it
-// goes back to the old server's loop and is answered there.
+// answered by the new server, whose loops then hold it; after an Abort the
+// old server answers it, with Connection: close, and the connection ends.
 func TestHandOffIdleConnOnLoops(t *testing.T) {
 	for _, commit := range []bool{true, false} {
 		t.Run(map[bool]string{true: "commit", false: "abort"}[commit], func(t *testing.T) {
@@ -715,16 +768,22 @@ func TestHandOffIdleConnOnLoops(t *testing.T) {
 				h.Abort()
 				serving, other = p.old, p.new
 			}
-			readOK(t, br)
-			if !waitCond(5*time.Second, onLoop(serving)) {
-				t.Fatal("the connection is not idle on the serving server's loop after its request")
+			paths := []string{"/two", "/three"}
+			if commit {
+				readOK(t, br)
+				if !waitCond(5*time.Second, onLoop(serving)) {
+					t.Fatal("the connection is not idle on the serving server's loop after its request")
+				}
+				ask(t, cc, br, "/three")
+			} else {
+				readLastOK(t, cc, br)
+				paths = paths[:1]
 			}
-			ask(t, cc, br, "/three")
 			servingLog, otherLog := p.newAccess, p.oldAccess
 			if !commit {
 				servingLog, otherLog = p.oldAccess, p.newAccess
 			}
-			for _, path := range []string{"/two", "/three"} {
+			for _, path := range paths {
 				if !logged(servingLog, path) {
 					t.Errorf("%s not logged by the server that should serve it: %s", path, servingLog.String())
 				}

@@ -69,6 +69,7 @@ type Server struct {
 
 	adminLns []net.Listener // the admin listeners, for StopAccepting; guarded by mu
 	stopped  atomic.Bool    // StopAccepting was called (set under mu): no listener is added
+	handing  atomic.Bool    // HandOff ran: this process retires, answers close their connections
 }
 
 // New checks cfg, applies its defaults and builds a Server with its backend
@@ -350,6 +351,14 @@ func (s *Server) waitConns(done chan struct{}) {
 
 // isClosing reports whether Shutdown has begun.
 func (s *Server) isClosing() bool { return s.draining.Load() }
+
+// closesAfterAnswer reports whether answers say Connection: close and
+// their connections end: tether drains, or a hand-over has begun, after
+// which every connection this process still holds (one busy with a
+// request when its idle peers were handed over) ends with its answer. Its
+// client's next request then goes to the process that took the
+// listeners, instead of racing this one's close.
+func (s *Server) closesAfterAnswer() bool { return s.draining.Load() || s.handing.Load() }
 
 // smallHead is the size of the readers lent first: most heads fit, and a
 // larger one moves to a MaxHeaderBytes reader (grow).
