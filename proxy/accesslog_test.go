@@ -116,8 +116,12 @@ func readToEnd(c net.Conn) time.Time {
 // timeout, logs that time. Two clients alternate, from 127.0.0.1 and
 // 127.0.0.2, each refusal after a served request.
 func TestAccessLogRefusedHead(t *testing.T) {
-	const headTimeout = 400 * time.Millisecond
-	const pace = 150 * time.Millisecond // between a refused head's first bytes and the rest
+	const headTimeout = time.Second
+	// pace is the time between a refused head's first bytes and the rest;
+	// its line's dur must show at least a quarter of it: tether reads the
+	// first bytes when they come, unless its goroutine waits longer than
+	// the other three quarters to run.
+	const pace = 400 * time.Millisecond
 	_, addr, access, _ := startLoggedServer(t, Config{HeaderTimeout: headTimeout, MaxHeaderBytes: 1024})
 	const secretPath = "/cobrowse/echo-headers?session_token=FIRST-CLIENT-SECRET"
 
@@ -130,12 +134,12 @@ func TestAccessLogRefusedHead(t *testing.T) {
 			io.WriteString(c, "GET /refused HTTP/1.1\r\nHost: a\r\n")
 			time.Sleep(pace)
 			io.WriteString(c, "Bad Name: x\r\n\r\n")
-		}, pace / 2},
+		}, pace / 4},
 		{431, func(c net.Conn, _ <-chan struct{}) {
 			io.WriteString(c, "GET /refused HTTP/1.1\r\nHost: a\r\n")
 			time.Sleep(pace)
 			io.WriteString(c, "X-Big: "+strings.Repeat("a", 2000)+"\r\n\r\n")
-		}, pace / 2},
+		}, pace / 4},
 		{408, func(c net.Conn, done <-chan struct{}) {
 			io.WriteString(c, "GET /refused HTTP/1.1\r\nX-Slow: ")
 			for range 100 { // one byte every 20ms until tether gives up
