@@ -373,7 +373,7 @@ func (x *exchange) relayAnswer(pc *pool.Conn, keep bool) outcome {
 	// that does not close it.
 	keepNode := !x.ans.HTTP10()
 	if !rfr.NoBody && rfr.Length < 0 && !rfr.Chunked || s.closesAfterAnswer() {
-		keep = false // delimited by close, or tether is shutting down
+		keep = false // delimited by close, or this process is ending (drain, hand-over)
 	}
 	conn := wire.ConnNone
 	if !keep {
