@@ -18,11 +18,13 @@ import (
 // hangingNode answers requests until hang is set; then, like a stopped
 // process whose kernel still accepts connections, it answers nothing and
 // holds every connection, new ones included, until the test ends. It
-// counts the connections it accepted.
+// counts the connections it accepted and the request heads it holds
+// unanswered.
 type hangingNode struct {
 	addr     string
 	hang     atomic.Bool
 	accepted atomic.Int64
+	held     atomic.Int64
 	quit     chan struct{}
 }
 
@@ -34,7 +36,11 @@ func startHangingNode(t *testing.T, answer string) *hangingNode {
 		n.accepted.Add(1)
 		br := bufio.NewReader(c)
 		for !n.hang.Load() {
-			if err := skipHead(br); err != nil || n.hang.Load() {
+			if err := skipHead(br); err != nil {
+				break
+			}
+			if n.hang.Load() {
+				n.held.Add(1)
 				break
 			}
 			if _, err := io.WriteString(c, answer); err != nil {
@@ -88,10 +94,12 @@ func TestRequestCaughtByEviction(t *testing.T) {
 
 	node.hang.Store(true)
 	io.WriteString(c, req)
-	for n.InFlight() == 0 && time.Now().Before(deadline) {
+	// Its head at the node, the request waits on the reused connection
+	// (in flight counts from the pick, before the connection is taken).
+	for node.held.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if n.InFlight() == 0 {
+	if node.held.Load() == 0 {
 		t.Fatal("second request never reached the node")
 	}
 	start := time.Now()
