@@ -127,7 +127,8 @@ type steady struct {
 // "Connection: close". Like browsers (RFC 9112 §9.3.1), it sends a request
 // again on a new connection when a reused keep-alive connection was closed
 // before any byte of the answer: a server may close an idle connection just
-// as a request crosses it on the wire.
+// as a request crosses it on the wire. The client then reads the end of the
+// stream, or a reset when the request reached a socket already closed.
 func (l *steady) run(stop chan struct{}) {
 	fail := func(err error) {
 		l.failed.Add(1)
@@ -174,7 +175,7 @@ func (l *steady) run(stop chan struct{}) {
 			c = nil
 			continue
 		}
-		if err != nil && reused && !retried && c.br.Buffered() == 0 && strings.Contains(err.Error(), "EOF (read \"\")") {
+		if err != nil && reused && !retried && c.br.Buffered() == 0 && (errors.Is(err, syscall.ECONNRESET) || strings.Contains(err.Error(), "EOF (read \"\")")) {
 			retried = true // closed while idle: send it again on a new connection
 			c.Close()
 			c = nil
