@@ -16,9 +16,17 @@ import (
 // event is the tracepoint counted: every system call entered.
 const event = "raw_syscalls:sys_enter"
 
-// attachPasses bounds the passes over a process's threads that catch
-// threads created while the counters were being opened.
-const attachPasses = 5
+// A thread created while the counters are being opened may inherit its
+// creator's counter, or not (its creator had none yet): a counter of its
+// own would count it twice in the first case, none would miss it in the
+// second. So the opening is started over, up to attachTries times, until
+// no thread appeared while it ran; the last try instead opens counters on
+// the newcomers too, in up to attachPasses passes (a thread counted twice
+// rather than one missed).
+const (
+	attachTries  = 5
+	attachPasses = 5
+)
 
 // Counter counts the system calls entered by the threads of a set of
 // processes: one perf event per thread that existed when it was opened,
@@ -80,41 +88,60 @@ func Open() (*Counter, error) {
 	return c, nil
 }
 
-// OpenProcs opens a counter, off, on every thread of pids. Threads created
-// while the counters are being opened are caught by further passes; those
-// created later inherit their creator's counter. Enable starts it.
+// OpenProcs opens a counter, off, on every thread of pids; threads created
+// later inherit their creator's counter. Enable starts it.
 func OpenProcs(pids []int) (*Counter, error) {
 	id, err := tracepointID()
 	if err != nil {
 		return nil, err
 	}
-	c := &Counter{}
+	for try := 1; ; try++ {
+		last := try == attachTries
+		c, quiet, err := attach(id, pids, last)
+		if err != nil {
+			return nil, err
+		}
+		if quiet || last {
+			if len(c.fds) == 0 {
+				return nil, fmt.Errorf("count system calls: no thread of processes %v", pids)
+			}
+			return c, nil
+		}
+		c.Close()
+	}
+}
+
+// attach opens a counter on every thread of pids, then lists them again:
+// quiet reports that no thread appeared meanwhile. With catchUp, a thread
+// that did gets a counter too, in further passes.
+func attach(id uint64, pids []int, catchUp bool) (c *Counter, quiet bool, err error) {
+	c = &Counter{}
 	done := map[int]bool{}
-	for range attachPasses {
+	for pass := range attachPasses {
 		fresh := false
 		for tid := range threadsOf(pids) {
 			if done[tid] {
 				continue
 			}
 			done[tid], fresh = true, true
+			if pass > 0 && !catchUp {
+				return c, false, nil
+			}
 			fd, err := openEvent(id, tid)
 			if err == unix.ESRCH {
 				continue // the thread has exited
 			}
 			if err != nil {
 				c.Close()
-				return nil, fmt.Errorf("perf_event_open %s on thread %d: %w (root, or sysctl kernel.perf_event_paranoid)", event, tid, err)
+				return nil, false, fmt.Errorf("perf_event_open %s on thread %d: %w (root, or sysctl kernel.perf_event_paranoid)", event, tid, err)
 			}
 			c.fds = append(c.fds, fd)
 		}
 		if !fresh {
-			break
+			return c, pass == 1, nil
 		}
 	}
-	if len(c.fds) == 0 {
-		return nil, fmt.Errorf("count system calls: no thread of processes %v", pids)
-	}
-	return c, nil
+	return c, false, nil
 }
 
 // Enable starts counting.
