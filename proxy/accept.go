@@ -297,9 +297,7 @@ var pastDeadline = time.Unix(1, 0)
 
 func (c *conn) close() {
 	c.closeSocket()
-	if l := c.lc.l; l != nil {
-		l.forget(c)
-	}
+	c.lc.place.Forget(c)
 	c.s.conns.closed(c)
 }
 
@@ -308,7 +306,7 @@ func (c *conn) close() {
 func (c *conn) closeSocket() {
 	switch {
 	case c.lc.cold:
-		closeFD(c.lc.fd)
+		sockio.CloseFD(int(c.lc.fd))
 	case c.nc == nil: // a failed warm-up closed it
 	case c.linger:
 		lingerClose(c.nc)
@@ -341,7 +339,7 @@ func (x *exchange) serveBurst(c *conn, hot bool) bool {
 	x.conn = c
 	nc, raw := c.nc, c.raw
 	if c.lc.cold {
-		nc, raw = x.cold.bind(c) // served as it is, made a net.Conn only to wait
+		nc, raw = x.cold.Bind(int(c.lc.fd), c) // served as it is, made a net.Conn only to wait
 	}
 	x.cr.Reset(nc, raw, s.cfg().HeaderTimeout, s.cfg().WriteTimeout)
 	x.lazy = c.onLoops()

@@ -138,7 +138,7 @@ func (cs *connSet) closeAll() {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for _, c := range cs.active {
-		if c.nc != nil { // a cold one is closed by its loop (httpLoops.Close)
+		if c.nc != nil { // a cold one is closed by its loop (keepalive.Loops.Close)
 			c.nc.Close()
 		}
 	}

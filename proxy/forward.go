@@ -29,7 +29,7 @@ type exchange struct {
 	ans  wire.AnswerHead // the node's answer head, as checked
 
 	cr   sockio.DeadlineConn // the client connection, with deadlines
-	cold coldConn            // a cold client connection's socket, served as it is (coldconn_linux.go)
+	cold sockio.ColdConn     // a cold client connection's socket, served as it is (httploop.go)
 	nr   sockio.DeadlineConn // the node connection, with deadlines
 	br   *bufio.Reader       // client reader; nil once released mid-request
 	bw   *bufio.Writer       // client writer
@@ -77,7 +77,7 @@ func (x *exchange) release() {
 	}
 	x.cr.Conn, x.nr.Conn, x.conn, x.node = nil, nil, nil, nil
 	x.cr.Raw.Set(nil, nil)
-	x.cold.reset()
+	x.cold.Reset()
 	x.nr.Raw.Set(nil, nil)
 }
 
@@ -488,7 +488,7 @@ func (x *exchange) warmClient() error {
 	if !x.conn.lc.cold {
 		return nil
 	}
-	return x.cold.warmUp()
+	return x.cold.WarmUp()
 }
 
 // watchClient is awaitAnswer's watcher: it waits for the client to hang up

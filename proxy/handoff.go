@@ -160,10 +160,8 @@ func (h *Handoff) takeIdle() {
 	cs.mu.Unlock()
 	for _, c := range onLoops {
 		// Idle on its loop: owning it (busy) keeps the loop from serving or
-		// closing it; readiness meanwhile only marks it ready. (lcIdle is
-		// stored after its loop is set: the CAS makes c.lc.l ours to read.)
-		if c.lc.state.CompareAndSwap(lcIdle, lcBusy) {
-			h.s.http.remove(c)
+		// closing it; readiness meanwhile only marks it ready.
+		if h.s.http.Take(c) {
 			taken = append(taken, c)
 		}
 	}

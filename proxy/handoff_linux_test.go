@@ -500,7 +500,7 @@ func waitIdle(t *testing.T, s *Server, n int) {
 		defer s.conns.mu.Unlock()
 		k := 0
 		for _, c := range s.conns.active {
-			if c.state.Load() == connIdle || c.lc.state.Load() == lcIdle { // on its goroutine or its http loop
+			if c.state.Load() == connIdle || c.lc.place.Idle() { // on its goroutine or its http loop
 				k++
 			}
 		}
@@ -739,7 +739,7 @@ func TestHandOffIdleConnOnLoops(t *testing.T) {
 					s.conns.mu.Lock()
 					defer s.conns.mu.Unlock()
 					for _, c := range s.conns.active {
-						if c.lc.state.Load() == lcIdle {
+						if c.lc.place.Idle() {
 							return true
 						}
 					}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/tether-lb/tether/proxy/internal/keepalive"
 	"github.com/tether-lb/tether/proxy/internal/wire/wiretest"
 )
 
@@ -37,19 +38,7 @@ func startLoopServer(t *testing.T, cfg Config, handle func(net.Conn)) (*Server, 
 
 // loopIdle counts the connections the loops hold idle: no goroutine, no
 // buffer, waiting for epoll to report them readable.
-func loopIdle(s *Server) int {
-	n := 0
-	for _, l := range s.http.loops {
-		l.mu.Lock()
-		for _, c := range l.conns {
-			if c != nil && c.lc.state.Load() == lcIdle {
-				n++
-			}
-		}
-		l.mu.Unlock()
-	}
-	return n
-}
+func loopIdle(s *Server) int { return s.http.Idle() }
 
 // pathNode answers each request on a node connection by its path:
 // /big?n=N sends N bytes, /stream sends half of its 64 KiB body, then the
@@ -341,8 +330,8 @@ func TestLoopDrainAnswersArrivedRequest(t *testing.T) {
 	if !waitCond(5*time.Second, func() bool { return loopIdle(s) == 1 }) {
 		t.Fatalf("%d connections idle on the loops, want 1", loopIdle(s))
 	}
-	testHookLoopDrain = func() { io.WriteString(c, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n") }
-	t.Cleanup(func() { testHookLoopDrain = nil })
+	keepalive.TestHookDrain = func() { io.WriteString(c, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n") }
+	t.Cleanup(func() { keepalive.TestHookDrain = nil })
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -363,7 +352,7 @@ func idleOnLoops(s *Server) (cold, warm int) {
 	s.conns.mu.Lock()
 	defer s.conns.mu.Unlock()
 	for _, c := range s.conns.active {
-		if c.lc.state.Load() != lcIdle {
+		if !c.lc.place.Idle() {
 			continue
 		}
 		if c.nc == nil {

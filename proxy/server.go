@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/tether-lb/tether/pool"
 	"github.com/tether-lb/tether/proxy/internal/admin"
+	"github.com/tether-lb/tether/proxy/internal/keepalive"
 	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"github.com/tether-lb/tether/proxy/internal/splice"
 	"github.com/tether-lb/tether/proxy/internal/wire"
@@ -39,7 +40,7 @@ type Server struct {
 	hs      *tlsterm.Handshaker // nil without a TLS listener
 	engine  splice.Engine       // runs spliced sessions: the loops, or goroutines
 	loops   *splice.Loops       // the engine when loops run; nil otherwise
-	http    *httpLoops          // idle plain client connections (--http-loops); nil: goroutines
+	http    *keepalive.Loops    // idle plain client connections (--http-loops); nil: goroutines
 	errLog  zerolog.Logger      // sampled: one bad client must not flood the log
 
 	exchanges sync.Pool // *exchange
@@ -310,7 +311,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.conns.wakeIdle()
-	s.http.drain()
+	s.http.Drain()
 
 	done := make(chan struct{})
 	go s.waitConns(done)

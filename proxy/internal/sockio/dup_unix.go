@@ -38,3 +38,7 @@ func Dup(fd int) (int, error) {
 	}
 	return nfd, nil
 }
+
+// CloseFD closes a bare descriptor (a cold connection's); epoll forgets it
+// with it.
+func CloseFD(fd int) { unix.Close(fd) }

@@ -52,3 +52,21 @@ func bufPtr(p []byte) unsafe.Pointer {
 }
 
 var zeroByte byte
+
+// HungUp reports a socket whose peer closed or reset it with nothing left
+// to read: a one-byte peek finds the end of the stream, or an error.
+func HungUp(fd int) bool {
+	var b [1]byte
+	for {
+		n, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return false
+		case err != nil:
+			return true
+		}
+		return n == 0
+	}
+}

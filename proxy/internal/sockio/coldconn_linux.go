@@ -1,6 +1,6 @@
 //go:build linux
 
-package proxy
+package sockio
 
 import (
 	"errors"
@@ -10,86 +10,82 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"golang.org/x/sys/unix"
 )
 
-// coldConn serves a cold connection (a bare descriptor on its loop,
-// httploop.go) without making it a net.Conn: reads and writes go to the
-// descriptor as long as none has to wait, which is the whole of a request
-// whose head came in one piece and whose answer fits the socket's buffer.
-// The first read or write that would wait makes the connection warm
-// (httpLoops.warmUp) and waits on the net.Conn it gets; that and every
-// later call go to it. Deadlines set while cold are kept for that moment:
-// a call that does not wait needs none. It is the exchange's, bound to
-// one connection per burst; the serving goroutine alone uses it.
-type coldConn struct {
-	c        *conn
+// Warmer makes a cold connection a net.Conn when a read or write on it
+// must wait.
+type Warmer interface {
+	// WarmUp returns the connection as a net.Conn and that conn's RawConn.
+	// After it the bare descriptor the ColdConn was bound to is no longer
+	// used; on error the connection has no socket left.
+	WarmUp() (net.Conn, syscall.RawConn, error)
+}
+
+// ColdConn serves a connection held as a bare descriptor (cold) without
+// making it a net.Conn: reads and writes go to the descriptor as long as
+// none has to wait, which is the whole of a request whose head came in one
+// piece and whose answer fits the socket's buffer. The first read or write
+// that would wait makes the connection warm (Warmer.WarmUp) and waits on
+// the net.Conn it gets; that and every later call go to it. Deadlines set
+// while cold are kept for that moment: a call that does not wait needs
+// none. One goroutine uses it at a time; it is reused with Bind.
+type ColdConn struct {
+	fd       int
+	w        Warmer
 	raw      coldRaw
 	nc       net.Conn        // the warm conn, once made
 	rc       syscall.RawConn // nc's
 	rdl, wdl time.Time       // deadlines set while cold
 }
 
-// coldRaw is coldConn's syscall.RawConn: RawIO reads and writes through it.
-type coldRaw struct{ cc *coldConn }
+// coldRaw is ColdConn's syscall.RawConn: RawIO reads and writes through it.
+type coldRaw struct{ cc *ColdConn }
 
-// bind points cc at c, busy and cold, and returns the conn and RawConn an
-// exchange reads and writes c through.
-func (cc *coldConn) bind(c *conn) (net.Conn, syscall.RawConn) {
-	*cc = coldConn{c: c}
+// Bind points cc at the descriptor fd of a cold connection, warmed up by w
+// when it must wait, and returns the conn and RawConn to read and write it
+// through.
+func (cc *ColdConn) Bind(fd int, w Warmer) (net.Conn, syscall.RawConn) {
+	*cc = ColdConn{fd: fd, w: w}
 	cc.raw.cc = cc
 	return cc, &cc.raw
 }
 
-// reset lets go of the connection.
-func (cc *coldConn) reset() { *cc = coldConn{} }
+// Reset lets go of the connection.
+func (cc *ColdConn) Reset() { *cc = ColdConn{} }
 
-// warmUp makes the connection a net.Conn, once, with the deadlines set so
+// WarmUp makes the connection a net.Conn, once, with the deadlines set so
 // far.
-func (cc *coldConn) warmUp() error {
+func (cc *ColdConn) WarmUp() error {
 	if cc.nc != nil {
 		return nil
 	}
-	c := cc.c
-	if !c.lc.cold { // warmed through the conn (warmClient)
-		cc.nc, cc.rc = c.nc, c.raw
-		return cc.applyDeadlines()
-	}
-	if err := c.s.http.warmUp(c); err != nil {
-		// Its socket is gone with the descriptor: the exchange ends, and
-		// so does the connection.
-		c.s.errLog.Warn().Err(err).Str("remote", c.remoteIP).Msg("http loop: connection lost as it was made a net.Conn")
+	nc, rc, err := cc.w.WarmUp()
+	if err != nil {
 		return err
 	}
-	cc.nc, cc.rc = c.nc, c.raw
-	if cc.rc == nil {
+	if rc == nil {
 		return errNotTCP
 	}
-	return cc.applyDeadlines()
-}
-
-func (cc *coldConn) applyDeadlines() error {
+	cc.nc, cc.rc = nc, rc
 	if !cc.rdl.IsZero() {
-		if err := cc.nc.SetReadDeadline(cc.rdl); err != nil {
+		if err := nc.SetReadDeadline(cc.rdl); err != nil {
 			return err
 		}
 	}
 	if !cc.wdl.IsZero() {
-		return cc.nc.SetWriteDeadline(cc.wdl)
+		return nc.SetWriteDeadline(cc.wdl)
 	}
 	return nil
 }
 
 // errNotTCP: the descriptor of a cold connection did not come back as a
 // TCP connection.
-var errNotTCP = errors.New("proxy: a cold connection came back as another kind of connection")
+var errNotTCP = errors.New("sockio: a cold connection came back as another kind of connection")
 
-func (cc *coldConn) fd() int { return int(cc.c.lc.fd) }
-
-func (cc *coldConn) Read(p []byte) (int, error) {
+func (cc *ColdConn) Read(p []byte) (int, error) {
 	if cc.nc == nil {
-		n, err := sockio.ReadFD(int32(cc.fd()), p)
+		n, err := ReadFD(int32(cc.fd), p)
 		switch {
 		case err == unix.EAGAIN:
 		case err != nil:
@@ -99,21 +95,21 @@ func (cc *coldConn) Read(p []byte) (int, error) {
 		default:
 			return n, nil
 		}
-		if err := cc.warmUp(); err != nil {
+		if err := cc.WarmUp(); err != nil {
 			return 0, cc.opError("read", err)
 		}
 	}
 	return cc.nc.Read(p)
 }
 
-func (cc *coldConn) Write(p []byte) (int, error) {
+func (cc *ColdConn) Write(p []byte) (int, error) {
 	done := 0
 	for cc.nc == nil && done < len(p) {
-		n, err := sockio.WriteFD(int32(cc.fd()), p[done:])
+		n, err := WriteFD(int32(cc.fd), p[done:])
 		done += n
 		switch {
 		case err == unix.EAGAIN:
-			if err := cc.warmUp(); err != nil {
+			if err := cc.WarmUp(); err != nil {
 				return done, cc.opError("write", err)
 			}
 		case err != nil:
@@ -129,38 +125,37 @@ func (cc *coldConn) Write(p []byte) (int, error) {
 	return done + n, err
 }
 
-// Close closes the warm conn; a cold descriptor is the connection's to
-// close (conn.close).
-func (cc *coldConn) Close() error {
+// Close closes the warm conn; a cold descriptor is its owner's to close.
+func (cc *ColdConn) Close() error {
 	if cc.nc != nil {
 		return cc.nc.Close()
 	}
 	return nil
 }
 
-func (cc *coldConn) LocalAddr() net.Addr {
+func (cc *ColdConn) LocalAddr() net.Addr {
 	if cc.nc != nil {
 		return cc.nc.LocalAddr()
 	}
-	sa, err := unix.Getsockname(cc.fd())
+	sa, err := unix.Getsockname(cc.fd)
 	if err != nil {
 		return nil
 	}
 	return tcpAddrOf(sa)
 }
 
-func (cc *coldConn) RemoteAddr() net.Addr {
+func (cc *ColdConn) RemoteAddr() net.Addr {
 	if cc.nc != nil {
 		return cc.nc.RemoteAddr()
 	}
-	sa, err := unix.Getpeername(cc.fd())
+	sa, err := unix.Getpeername(cc.fd)
 	if err != nil {
 		return nil
 	}
 	return tcpAddrOf(sa)
 }
 
-func (cc *coldConn) SetDeadline(t time.Time) error {
+func (cc *ColdConn) SetDeadline(t time.Time) error {
 	if cc.nc != nil {
 		return cc.nc.SetDeadline(t)
 	}
@@ -168,7 +163,7 @@ func (cc *coldConn) SetDeadline(t time.Time) error {
 	return nil
 }
 
-func (cc *coldConn) SetReadDeadline(t time.Time) error {
+func (cc *ColdConn) SetReadDeadline(t time.Time) error {
 	if cc.nc != nil {
 		return cc.nc.SetReadDeadline(t)
 	}
@@ -176,7 +171,7 @@ func (cc *coldConn) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
-func (cc *coldConn) SetWriteDeadline(t time.Time) error {
+func (cc *ColdConn) SetWriteDeadline(t time.Time) error {
 	if cc.nc != nil {
 		return cc.nc.SetWriteDeadline(t)
 	}
@@ -185,7 +180,7 @@ func (cc *coldConn) SetWriteDeadline(t time.Time) error {
 }
 
 // opError wraps err as net.Conn's methods do.
-func (cc *coldConn) opError(op string, err error) error {
+func (cc *ColdConn) opError(op string, err error) error {
 	if _, ok := err.(syscall.Errno); ok {
 		err = os.NewSyscallError(op, err)
 	}
@@ -209,7 +204,7 @@ func (r *coldRaw) Control(f func(fd uintptr)) error {
 	if cc.rc != nil {
 		return cc.rc.Control(f)
 	}
-	f(uintptr(cc.fd()))
+	f(uintptr(cc.fd))
 	return nil
 }
 
@@ -218,10 +213,10 @@ func (r *coldRaw) Control(f func(fd uintptr)) error {
 func (r *coldRaw) Read(f func(fd uintptr) bool) error {
 	cc := r.cc
 	if cc.rc == nil {
-		if f(uintptr(cc.fd())) {
+		if f(uintptr(cc.fd)) {
 			return nil
 		}
-		if err := cc.warmUp(); err != nil {
+		if err := cc.WarmUp(); err != nil {
 			return cc.opError("read", err)
 		}
 	}
@@ -232,10 +227,10 @@ func (r *coldRaw) Read(f func(fd uintptr) bool) error {
 func (r *coldRaw) Write(f func(fd uintptr) bool) error {
 	cc := r.cc
 	if cc.rc == nil {
-		if f(uintptr(cc.fd())) {
+		if f(uintptr(cc.fd)) {
 			return nil
 		}
-		if err := cc.warmUp(); err != nil {
+		if err := cc.WarmUp(); err != nil {
 			return cc.opError("write", err)
 		}
 	}
