@@ -460,7 +460,7 @@ func forgetRequest(h *fasthttp.RequestHeader) {
 // connection is closed after it by the caller.
 func (x *exchange) writeError(status int, err error) {
 	s := x.conn.s
-	resp := errorResponse(status)
+	resp := wire.ErrorResponse(status)
 	if x.bw == nil {
 		x.bw = s.getWriter(&x.cr)
 	}

@@ -35,15 +35,9 @@ type exchange struct {
 	bw   *bufio.Writer       // client writer
 	nbr  *bufio.Reader       // node reader, while an answer is read
 
-	head    []byte    // serialized head scratch
-	param   [256]byte // percent-decoded stickiness parameter
-	xff     []byte    // X-Forwarded-For value scratch
-	connTok [][]byte  // header names listed in Connection
-
-	// What prepareRequest keeps for the forwarding fields appendRequestHead
-	// writes; xff holds the client's X-Forwarded-For list.
-	fwdHost []byte        // X-Forwarded-Host's value, Host's; empty: none
-	fwdDrop wire.FieldSet // the client's forwarding fields: their lines are left out
+	head  []byte        // serialized head scratch
+	param [256]byte     // percent-decoded stickiness parameter
+	nh    wire.NodeHead // the client's head made the node's
 
 	// per request (begin resets them)
 	node     *pool.Node
@@ -53,7 +47,6 @@ type exchange struct {
 	bytesOut int64 // answer bytes written to the client
 	upgraded bool
 	lazy     bool                   // the client is on the http loops: deadlines only before waits (sockio.DeadlineConn.SetLazy)
-	expect   bool                   // the client sent Expect: 100-continue
 	accept   [wire.WSAcceptLen]byte // with an upgrade: the Sec-WebSocket-Accept its 101 must carry
 	asked    time.Time              // when the request went to the node (awaitHead)
 	rfr      wire.Framing           // the node's answer (readFinalHead)
@@ -82,21 +75,8 @@ func (x *exchange) release() {
 }
 
 var (
-	strConnection      = []byte("Connection")
-	strKeepAlive       = []byte("Keep-Alive")
-	strUpgrade         = []byte("Upgrade")
-	strTE              = []byte("Te")
-	strTrailer         = []byte("Trailer")
-	strProxyConnection = []byte("Proxy-Connection")
-	strProxyAuthz      = []byte("Proxy-Authorization")
-	strProxyAuthn      = []byte("Proxy-Authenticate")
-	strExpect          = []byte("Expect")
-	strClose           = []byte("close")
-	strKeepAliveTok    = []byte("keep-alive")
-	strUpgradeTok      = []byte("upgrade")
-	str100Continue     = []byte("100-continue")
-	strHTTP11          = []byte("HTTP/1.1")
-	strContinue        = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+	strHTTP11   = []byte("HTTP/1.1")
+	strContinue = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 )
 
 // handle routes one request, forwards it and relays the answer (or splices
@@ -114,8 +94,8 @@ func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 			return false
 		}
 	}
-	keep := clientKeepAlive(x.req, fr.Fields) && !upgrade && !s.closesAfterAnswer()
-	x.prepareRequest(fr.Fields)
+	keep := wire.KeepAliveFields(x.req, fr.Fields) && !upgrade && !s.closesAfterAnswer()
+	x.nh.Prepare(x.req, fr.Fields)
 	if limit := s.cfg().MaxBodyBytes; limit > 0 && !fr.Chunked && fr.Length > limit {
 		x.refuseBody(fmt.Errorf("%w: Content-Length %d, --max-body-bytes %d", wire.ErrBodyTooLarge, fr.Length, limit))
 		return false
@@ -227,7 +207,7 @@ func (x *exchange) exchangeWith(pc *pool.Conn, fr wire.Framing, upgrade, keep bo
 // (the request can no longer be sent again).
 func (x *exchange) send(pc *pool.Conn, fr wire.Framing) (early, sentBody bool, err error) {
 	if !fr.Chunked && fr.Length <= 0 && x.nr.Raw.Use() {
-		x.head = x.appendRequestHead(x.head[:0], fr.Upgrade)
+		x.head = x.nh.Append(x.head[:0], x.req, x.conn.remoteIP, x.conn.secure, fr.Upgrade)
 		x.nr.Raw.SendBeforeRead(x.head)
 		if h := testHookSendEarly; h != nil {
 			h(pc.Conn)
@@ -508,14 +488,14 @@ func watchClient(client, node net.Conn, gone *atomic.Bool, done chan<- struct{})
 // sentBody reports whether any body byte went out (the request can no
 // longer be retried elsewhere).
 func (x *exchange) sendRequest(nbw *bufio.Writer, fr wire.Framing) (sentBody bool, err error) {
-	x.head = x.appendRequestHead(x.head[:0], fr.Upgrade)
+	x.head = x.nh.Append(x.head[:0], x.req, x.conn.remoteIP, x.conn.secure, fr.Upgrade)
 	if _, err := nbw.Write(x.head); err != nil {
 		return false, err
 	}
 	if !fr.Chunked && fr.Length <= 0 {
 		return false, nbw.Flush()
 	}
-	if x.expect {
+	if x.nh.Expect {
 		x.bw.Write(strContinue)
 		if err := x.bw.Flush(); err != nil {
 			return false, fmt.Errorf("%w: %w", errClientBody, err)

@@ -41,8 +41,8 @@ func BenchmarkRequestHeadRewrite(b *testing.B) {
 						b.Fatal(err)
 					}
 					if rewrite {
-						x.prepareRequest(fr.Fields)
-						x.head = x.appendRequestHead(x.head[:0], fr.Upgrade)
+						x.nh.Prepare(x.req, fr.Fields)
+						x.head = x.nh.Append(x.head[:0], x.req, x.conn.remoteIP, x.conn.secure, fr.Upgrade)
 					}
 				}
 			})

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tether-lb/tether/proxy/internal/wire"
 )
 
 // nodeRecord is one request as a node received it: its head and its body,
@@ -356,31 +354,4 @@ func values(fields [][2]string, k string) []string {
 		}
 	}
 	return vs
-}
-
-// TestDropFields: dropFields leaves out the lines of the fields it is given,
-// whatever their case, and keeps the others, and what precedes the head, in
-// order.
-func TestDropFields(t *testing.T) {
-	t.Parallel()
-	const line = "GET /a:b HTTP/1.1\r\n"
-	for _, tc := range []struct {
-		name, fields, want string
-		drop               wire.FieldSet
-	}{
-		{"none", "Host: a\r\nX: 1\r\n", "Host: a\r\nX: 1\r\n", wire.FieldXRealIP},
-		{"no fields", "", "", wire.FieldXRealIP},
-		{"first and last", "X-Real-Ip: 1\r\nA: x-real-ip: 2\r\nx-real-ip: 3\r\n", "A: x-real-ip: 2\r\n", wire.FieldXRealIP},
-		{"all", "X-Forwarded-For: 1\r\nX-Forwarded-Proto: 2\r\nX-Forwarded-Host: 3\r\nX-Real-Ip: 4\r\n", "", forwardingFields},
-		{"only those asked", "X-Forwarded-For: 1\r\nA: 1\r\nX-Forwarded-Proto: 2\r\nA: 2\r\nHost: h\r\nConnection: c\r\n",
-			"A: 1\r\nX-Forwarded-Proto: 2\r\nA: 2\r\nHost: h\r\nConnection: c\r\n", wire.FieldXForwardedFor},
-		{"empty value", "X-Forwarded-Host:\r\nB: \r\n", "B: \r\n", wire.FieldXForwardedHost},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			head := []byte("before" + line + tc.fields)
-			if got := string(dropFields(head, len("before"), tc.drop)); got != "before"+line+tc.want {
-				t.Errorf("got %q, want %q", got, "before"+line+tc.want)
-			}
-		})
-	}
 }

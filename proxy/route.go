@@ -93,28 +93,18 @@ func nextCookie(header, name []byte) (v, rest []byte, ok bool) {
 		} else {
 			pair, header = header, nil
 		}
-		pair = trimOWS(pair)
+		pair = wire.TrimOWS(pair)
 		eq := bytes.IndexByte(pair, '=')
 		if eq < 0 || !bytes.Equal(pair[:eq], name) {
 			continue
 		}
-		v = trimOWS(pair[eq+1:])
+		v = wire.TrimOWS(pair[eq+1:])
 		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 			v = v[1 : len(v)-1]
 		}
 		return v, header, true
 	}
 	return nil, nil, false
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // queryParam returns the value of the first parameter called name in the
