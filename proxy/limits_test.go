@@ -150,9 +150,13 @@ func TestBodyMinRate(t *testing.T) {
 		if err != nil {
 			t.Fatalf("no answer after %v: %v", time.Since(start), err)
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 408 || !resp.Close {
 			t.Fatalf("status %d (close %v) after %v, want 408 and close", resp.StatusCode, resp.Close, time.Since(start))
+		}
+		if strings.Contains(string(body), "head") {
+			t.Errorf("the 408 for a slow body says %q: its head came whole", body)
 		}
 		if d := time.Since(start); d > 3*time.Second {
 			t.Fatalf("408 after %v, want it within a second or so", d)
