@@ -4,7 +4,8 @@
 // P (RawIO, ReadFD, WriteFD), a request written inside the first read of its
 // answer (RawIO.SendBeforeRead), per-connection deadlines that slide or hold
 // a minimum rate (DeadlineConn), and the one classifier of errors that mean
-// the peer left (PeerGone). Listen opens a listener, with SO_REUSEPORT for a
+// the peer left (PeerGone). ColdConn serves a bare descriptor as a net.Conn
+// until a read or write must wait. Listen opens a listener, with SO_REUSEPORT for a
 // hitless restart.
 //
 // It knows descriptors, net.Conn and deadlines only: it must never know HTTP,
