@@ -261,7 +261,7 @@ func (c *conn) handshake() bool {
 	case errors.Is(err, tlsterm.ErrPlainHTTP):
 		c.nc.SetDeadline(time.Now().Add(time.Second))
 		c.nc.Write(plainHTTPToTLS)
-		lingerClose(c.nc)
+		lingerClose(c.nc, s.cfg().LingerTimeout)
 	default:
 		s.errLog.Debug().Err(err).Str("remote", c.remoteIP).Msg("tls handshake")
 	}
@@ -309,7 +309,7 @@ func (c *conn) closeSocket() {
 		sockio.CloseFD(int(c.lc.fd))
 	case c.nc == nil: // a failed warm-up closed it
 	case c.linger:
-		lingerClose(c.nc)
+		lingerClose(c.nc, c.s.cfg().LingerTimeout)
 		c.nc.Close()
 	default:
 		c.nc.Close()

@@ -84,6 +84,11 @@ type Config struct {
 	// means no minimum (each wait is still bounded by BodyTimeout); below -1
 	// is invalid.
 	BodyMinRate int64
+	// LingerTimeout bounds a lingering close: after an answer that refuses
+	// a request not read whole (400, 408, 413, 431), tether reads and drops
+	// what the client still sends for at most this long (and 256 KiB)
+	// before it closes, so the answer is not lost to a reset. Zero means 1s.
+	LingerTimeout time.Duration
 	// WSIdleTimeout ends a spliced WebSocket session when no byte moved
 	// either way for this long. Zero means never.
 	WSIdleTimeout time.Duration
@@ -167,6 +172,9 @@ func (c *Config) SetDefaults() {
 	if c.BodyTimeout == 0 {
 		c.BodyTimeout = 60 * time.Second
 	}
+	if c.LingerTimeout == 0 {
+		c.LingerTimeout = time.Second
+	}
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = 64 << 10
 	}
@@ -202,6 +210,7 @@ func (c *Config) Validate() error {
 		{"--write-timeout", c.WriteTimeout},
 		{"--body-timeout", c.BodyTimeout},
 		{"--ws-idle-timeout", c.WSIdleTimeout},
+		{"--linger-timeout", c.LingerTimeout},
 		{"--drain-delay", c.DrainDelay},
 	} {
 		if d.v < 0 {

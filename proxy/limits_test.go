@@ -250,3 +250,42 @@ func TestRefusalLingers(t *testing.T) {
 		})
 	}
 }
+
+// TestLingerTimeout: a refused client that goes on sending is read and
+// dropped for --linger-timeout, then closed: not sooner (its answer would
+// be lost to a reset), not later. tether's half-close ends the client's
+// reading at once; its writes fail once the linger is over.
+func TestLingerTimeout(t *testing.T) {
+	node := startRawNode(t, benchAnswer)
+	cfg := oneNode(node.ln.Addr().String())
+	cfg.MaxHeaderBytes = 4096
+	cfg.LingerTimeout = 250 * time.Millisecond
+	_, addr := startServer(t, cfg, false)
+	cc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	cc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(cc, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: "+strings.Repeat("v", 8<<10)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(cc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 431 {
+		t.Fatalf("answer %v, %v; want 431", resp, err)
+	}
+	answered := time.Now()
+	// A byte every 10 ms until a write fails (5 s at most).
+	var failed time.Duration
+	for time.Since(answered) < 5*time.Second {
+		time.Sleep(10 * time.Millisecond)
+		if _, err := cc.Write([]byte("m")); err != nil {
+			failed = time.Since(answered)
+			break
+		}
+	}
+	if failed < 200*time.Millisecond || failed > 850*time.Millisecond {
+		t.Fatalf("writes failed %v after the answer (0: never), want about 250 ms after it (the default is 1 s)", failed)
+	}
+}

@@ -422,11 +422,9 @@ func (s *Server) putWriter(bw *bufio.Writer) {
 // reset can destroy the answer before the client reads it. So, as nginx's
 // lingering close does, the connection is half-closed once the answer is
 // out, and what the client still sends is read and dropped until it closes
-// its side, or for lingerTime or lingerBytes at most, before the close.
-const (
-	lingerTime  = time.Second
-	lingerBytes = 256 << 10
-)
+// its side, or for --linger-timeout or lingerBytes at most, before the
+// close.
+const lingerBytes = 256 << 10
 
 // lingers reports the statuses whose answers close their connection
 // lingering: the client may be sending the rest of its request.
@@ -439,13 +437,13 @@ func lingers(status int) bool {
 }
 
 // lingerClose half-closes c and reads and drops what the client still
-// sends, until it ends its side or lingerTime or lingerBytes pass. The
-// caller closes c after.
-func lingerClose(c net.Conn) {
+// sends, until it ends its side or d or lingerBytes pass. The caller
+// closes c after.
+func lingerClose(c net.Conn, d time.Duration) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
-	c.SetReadDeadline(time.Now().Add(lingerTime))
+	c.SetReadDeadline(time.Now().Add(d))
 	io.Copy(io.Discard, io.LimitReader(c, lingerBytes))
 }
 

@@ -89,6 +89,7 @@ func TestConfigNegativeRefused(t *testing.T) {
 		{name: "health-interval", args: []string{"--health-interval", "-1s"}, yaml: "health-interval: -1s\n", want: []string{"health-interval", "-1s"}},
 		{name: "max-body-bytes", args: []string{"--max-body-bytes", "-1"}, yaml: "max-body-bytes: -1\n", want: []string{"max-body-bytes", "-1"}},
 		{name: "rise", args: []string{"--rise", "-1"}, yaml: "rise: -1\n", want: []string{"rise", "-1"}},
+		{name: "linger-timeout", args: []string{"--linger-timeout", "-1s"}, yaml: "linger-timeout: -1s\n", want: []string{"linger-timeout", "-1s"}},
 		{name: "handover-hard-stop", args: []string{"--handover-hard-stop", "0s"}, yaml: "handover-hard-stop: -1m\n", want: []string{"handover-hard-stop", "must be positive"}},
 	} {
 		t.Run(tc.name, tc.check)

@@ -215,6 +215,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg proxy.Config, opts options
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", def.WriteTimeout, "bound on one write to a client or node that stops reading")
 	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", def.BodyTimeout, "bound on each wait for body bytes in flight; also the grace before --body-min-rate applies")
 	fs.Int64Var(&cfg.BodyMinRate, "body-min-rate", def.BodyMinRate, "least a request body must average, in `bytes` a second, after --body-timeout: a body of n bytes may take --body-timeout + n/rate (408 past it; -1: none)")
+	fs.DurationVar(&cfg.LingerTimeout, "linger-timeout", def.LingerTimeout, "after an answer that refuses a request still arriving (400, 408, 413, 431), read and drop the client's bytes this long at most (and 256 KiB) before closing, so the answer is not lost to a reset")
 	fs.DurationVar(&cfg.WSIdleTimeout, "ws-idle-timeout", 0, "end a WebSocket session idle this long both ways (0: never)")
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", def.MaxHeaderBytes, "largest request or answer head in `bytes` (431 past it)")
 	fs.IntVar(&cfg.MaxHeaderFields, "max-header-fields", def.MaxHeaderFields, "most header fields in a request head, Host included (431 past it)")
