@@ -112,6 +112,12 @@ func (l *syncLog) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func (l *syncLog) count(s string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

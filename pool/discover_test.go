@@ -34,6 +34,12 @@ func portOf(srv *httptest.Server) string {
 // newDiscoveryPool builds a pool whose nodes come from dns (and cfg).
 func newDiscoveryPool(t *testing.T, dns *dnstest.Server, cfg Config) *Pool {
 	t.Helper()
+	return newDiscoveryPoolLog(t, dns, cfg, zerolog.Nop())
+}
+
+// newDiscoveryPoolLog is newDiscoveryPool logging to log.
+func newDiscoveryPoolLog(t *testing.T, dns *dnstest.Server, cfg Config, log zerolog.Logger) *Pool {
+	t.Helper()
 	if cfg.NodeSRV == nil && cfg.NodeDNS == nil {
 		cfg.NodeSRV = []string{srvName}
 	}
@@ -46,7 +52,7 @@ func newDiscoveryPool(t *testing.T, dns *dnstest.Server, cfg Config) *Pool {
 		cfg.HealthInterval = 20 * time.Millisecond
 	}
 	cfg.DNSTimeout = 500 * time.Millisecond
-	p, err := New(cfg, zerolog.Nop())
+	p, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +147,8 @@ func TestDiscoverKeepsNodesWhenDNSFails(t *testing.T) {
 		Hosts: []string{hostRecord("cobrowse-0", "127.0.0.1")},
 	}
 	dns := dnstest.Start(t, recs)
-	p := newDiscoveryPool(t, dns, Config{})
+	log := &syncLog{}
+	p := newDiscoveryPoolLog(t, dns, Config{}, zerolog.New(log))
 	waitFor(t, 5*time.Second, "cobrowse-0 not discovered", func() bool { return p.Node("cobrowse-0") != nil })
 	c0 := p.Node("cobrowse-0")
 	waitState(t, c0, StateUp, 5*time.Second)
@@ -165,6 +172,16 @@ func TestDiscoverKeepsNodesWhenDNSFails(t *testing.T) {
 	waitFor(t, 5*time.Second, "no good lookup counted", func() bool { return p.DNSLookups().OK > before.OK })
 	if p.Node("cobrowse-0") != c0 {
 		t.Fatal("the same answer again replaced the node")
+	}
+	// Each change of outcome is logged once, saying the nodes were kept.
+	for msg, want := range map[string]int{
+		`"kept":1,"message":"dns lookup failed: nodes kept"`:        1,
+		`"kept":1,"message":"dns lookup found no node: nodes kept"`: 1,
+		`"message":"dns lookup answered again"`:                     1,
+	} {
+		if got := log.count(msg); got != want {
+			t.Errorf("%d lines with %s, want %d:\n%s", got, msg, want, log.String())
+		}
 	}
 }
 
