@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tether-lb/tether/proxy/internal/proxyhdr"
+	"github.com/tether-lb/tether/proxy/internal/route"
 	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 	"github.com/tether-lb/tether/tlsterm"
@@ -434,7 +435,7 @@ func (x *exchange) headError(err error) {
 // that borrowed x before.
 func (x *exchange) begin() {
 	x.start = time.Now()
-	x.node, x.why, x.bytesIn, x.bytesOut, x.upgraded = nil, viaBalance, 0, 0, false
+	x.node, x.why, x.bytesIn, x.bytesOut, x.upgraded = nil, route.Balance, 0, 0, false
 }
 
 // refuse answers a head tether could not accept and logs it as a request.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/route"
 	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"github.com/tether-lb/tether/proxy/internal/splice"
 	"github.com/tether-lb/tether/proxy/internal/wire"
@@ -41,7 +42,7 @@ type exchange struct {
 
 	// per request (begin resets them)
 	node     *pool.Node
-	why      reason
+	why      route.Reason
 	start    time.Time
 	bytesIn  int64 // request body bytes
 	bytesOut int64 // answer bytes written to the client
@@ -84,7 +85,7 @@ var (
 // carry another request.
 func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 	t := s.pool.Table()
-	node, why := s.router.Load().route(t, x.req, x.param[:])
+	node, why := s.router.Load().Route(t, x.req, x.param[:])
 	x.why = why
 	upgrade := fr.Upgrade
 	if upgrade {
@@ -119,7 +120,7 @@ func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 			} else if attempt < len(t.Nodes()) {
 				tried = node
 				tried.Stats.Failovers.Add(1)
-				node, x.why = s.pool.Table().Pick(tried), viaFailover
+				node, x.why = s.pool.Table().Pick(tried), route.Failover
 				continue
 			}
 			x.writeError(503, err)
@@ -137,7 +138,7 @@ func (s *Server) handle(x *exchange, fr wire.Framing) bool {
 				// new connection.
 				prev := node
 				t = s.pool.Table()
-				node, x.why = s.router.Load().route(t, x.req, x.param[:])
+				node, x.why = s.router.Load().Route(t, x.req, x.param[:])
 				fresh = node == prev
 				continue
 			}

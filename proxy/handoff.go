@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tether-lb/tether/proxy/internal/route"
 	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"github.com/tether-lb/tether/proxy/internal/splice"
 	"golang.org/x/sys/unix"
@@ -297,7 +298,7 @@ func (s *Server) Adopt(sessions []HandedSession, conns []HandedConn) (*Adopted, 
 			line:   m.Line,
 			start:  int64(m.Start.Sub(s.started)), // its access-log dur runs from the request's start in the old process
 			status: int32(m.Status),
-			why:    parseReason(m.Why),
+			why:    route.ParseReason(m.Why),
 		}
 		u.lease = n.AcquireSession()
 		s.conns.adopted()
@@ -398,16 +399,6 @@ func (a *Adopted) Drop() {
 
 // Counts returns how many sessions and connections were adopted.
 func (a *Adopted) Counts() (sessions, conns int) { return len(a.records), len(a.conns) }
-
-// parseReason is reason.String's inverse; an unknown word is viaBalance.
-func parseReason(s string) reason {
-	for r := viaBalance; r <= viaFailover; r++ {
-		if r.String() == s {
-			return r
-		}
-	}
-	return viaBalance
-}
 
 // Retire runs this server after a committed hand-over until nothing is
 // left of it: it accepts nothing (StopAccepting was called), closes

@@ -16,6 +16,7 @@ import (
 	"github.com/tether-lb/tether/pool"
 	"github.com/tether-lb/tether/proxy/internal/admin"
 	"github.com/tether-lb/tether/proxy/internal/keepalive"
+	"github.com/tether-lb/tether/proxy/internal/route"
 	"github.com/tether-lb/tether/proxy/internal/sockio"
 	"github.com/tether-lb/tether/proxy/internal/splice"
 	"github.com/tether-lb/tether/proxy/internal/wire"
@@ -30,9 +31,9 @@ const copyBufSize = 32 << 10
 // Server is one running tether: its listeners, client connections, the
 // backend pool and the buffers they borrow.
 type Server struct {
-	conf    atomic.Pointer[Config] // swapped whole by Reload
-	router  atomic.Pointer[router] // built from conf
-	maxHead int                    // MaxHeaderBytes, fixed at start (reader pools)
+	conf    atomic.Pointer[Config]       // swapped whole by Reload
+	router  atomic.Pointer[route.Router] // built from conf
+	maxHead int                          // MaxHeaderBytes, fixed at start (reader pools)
 	log     zerolog.Logger
 	access  zerolog.Logger
 	pool    *pool.Pool
@@ -133,7 +134,7 @@ func New(cfg Config, log, access zerolog.Logger) (*Server, error) {
 		}
 	}
 	s.conf.Store(&cfg)
-	r := newRouter(&cfg)
+	r := route.New(cfg.StickyCookie, cfg.StickyParam)
 	s.router.Store(&r)
 	maxHead := cfg.MaxHeaderBytes
 	s.exchanges.New = func() any { return newExchange(s) }
@@ -215,7 +216,7 @@ func (s *Server) Reload(cfg Config) error {
 	if err := s.pool.Update(cfg.Pool); err != nil {
 		return err
 	}
-	r := newRouter(&cfg)
+	r := route.New(cfg.StickyCookie, cfg.StickyParam)
 	s.router.Store(&r)
 	s.conf.Store(&cfg)
 	s.adminToken.Store(adminToken)

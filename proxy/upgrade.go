@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tether-lb/tether/pool"
+	"github.com/tether-lb/tether/proxy/internal/route"
 	"github.com/tether-lb/tether/proxy/internal/splice"
 	"github.com/tether-lb/tether/proxy/internal/wire"
 )
@@ -27,7 +28,7 @@ type spliced struct {
 	line   string            // method, a space and the request target (cut to maxLoggedPath)
 	start  int64             // monotonic nanoseconds since the server started
 	status int32
-	why    reason
+	why    route.Reason
 	tls    bool // over TLS: counted in Server.tlsSessions while it runs
 }
 

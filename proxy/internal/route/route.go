@@ -1,4 +1,4 @@
-package proxy
+package route
 
 import (
 	"bytes"
@@ -8,60 +8,72 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// reason says why a request went to its node; it is the access log's "why".
-type reason uint8
+// Reason says why a request went to its node; it is the access log's "why".
+type Reason uint8
 
 const (
-	viaBalance  reason = iota // no usable stickiness: fewest active sessions
-	viaCookie                 // the stickiness cookie named the node
-	viaParam                  // the URL parameter named the node
-	viaFailover               // stickiness named a node that is down, or a dial failed
+	Balance  Reason = iota // no usable stickiness: fewest active sessions
+	Cookie                 // the stickiness cookie named the node
+	Param                  // the URL parameter named the node
+	Failover               // stickiness named a node that is down, or a dial failed
 )
 
-func (r reason) String() string {
+func (r Reason) String() string {
 	switch r {
-	case viaCookie:
+	case Cookie:
 		return "cookie"
-	case viaParam:
+	case Param:
 		return "param"
-	case viaFailover:
+	case Failover:
 		return "failover"
 	}
 	return "balance"
 }
 
-// router chooses a node for a request head. It holds the configured names
+// ParseReason is String's inverse; an unknown word is Balance.
+func ParseReason(s string) Reason {
+	for r := Balance; r <= Failover; r++ {
+		if r.String() == s {
+			return r
+		}
+	}
+	return Balance
+}
+
+// Router chooses a node for a request head. It holds the configured names
 // as bytes so that choosing allocates nothing.
-type router struct {
+type Router struct {
 	cookie []byte // stickiness cookie name
 	param  []byte // stickiness query parameter name
 }
 
-func newRouter(cfg *Config) router {
-	return router{cookie: []byte(cfg.StickyCookie), param: []byte(cfg.StickyParam)}
+// New returns a router by the stickiness cookie and the URL parameter
+// named.
+func New(cookie, param string) Router {
+	return Router{cookie: []byte(cookie), param: []byte(param)}
 }
 
-// route picks the node for h from table t: the node named by the
+// Route picks the node for h from table t: the node named by the
 // stickiness cookie, else by the URL parameter, else the balancer's choice.
 // A value naming a node that is down fails over to a balanced pick; an
 // unknown value balances. scratch holds a percent-decoded parameter value.
 // Nil when no node can take the request.
-func (r *router) route(t *pool.Table, h *fasthttp.RequestHeader, scratch []byte) (*pool.Node, reason) {
+func (r *Router) Route(t *pool.Table, h *fasthttp.RequestHeader, scratch []byte) (*pool.Node, Reason) {
 	n, why := r.sticky(t, h, scratch)
 	if n != nil {
 		if t.Routable(n) {
 			return n, why
 		}
 		n.Stats.Failovers.Add(1)
-		return t.Pick(nil), viaFailover
+		return t.Pick(nil), Failover
 	}
-	return t.Pick(nil), viaBalance
+	return t.Pick(nil), Balance
 }
 
 // sticky returns the configured node named by the cookie or, failing that,
 // the query parameter, and which of them named it; nil when neither names a
 // configured node.
-func (r *router) sticky(t *pool.Table, h *fasthttp.RequestHeader, scratch []byte) (*pool.Node, reason) {
+func (r *Router) sticky(t *pool.Table, h *fasthttp.RequestHeader, scratch []byte) (*pool.Node, Reason) {
 	for _, header := range h.PeekAll("Cookie") {
 		for {
 			v, rest, ok := nextCookie(header, r.cookie)
@@ -69,17 +81,17 @@ func (r *router) sticky(t *pool.Table, h *fasthttp.RequestHeader, scratch []byte
 				break
 			}
 			if n := t.Lookup(v); n != nil {
-				return n, viaCookie
+				return n, Cookie
 			}
 			header = rest
 		}
 	}
 	if v, ok := queryParam(h.RequestURI(), r.param, scratch); ok {
 		if n := t.Lookup(v); n != nil {
-			return n, viaParam
+			return n, Param
 		}
 	}
-	return nil, viaBalance
+	return nil, Balance
 }
 
 // nextCookie finds the next cookie called name in one Cookie header value

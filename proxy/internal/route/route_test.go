@@ -1,4 +1,4 @@
-package proxy
+package route
 
 import (
 	"bufio"
@@ -35,26 +35,24 @@ func parseTestHead(t testing.TB, raw string) *fasthttp.RequestHeader {
 
 func TestRoute(t *testing.T) {
 	p := testTable(t)
-	cfg := Config{}
-	cfg.SetDefaults()
-	r := newRouter(&cfg)
+	r := New("gcbSessionServer", "co-browse-node-id")
 	var scratch [256]byte
 	for _, tc := range []struct {
 		head, node string
-		why        reason
+		why        Reason
 	}{
-		{"GET / HTTP/1.1\r\nHost: a\r\nCookie: gcbSessionServer=CB_Server_2\r\n\r\n", "CB_Server_2", viaCookie},
-		{"GET / HTTP/1.1\r\nHost: a\r\nCookie: x=1; gcbSessionServer=s9.CB_Server_1 ; y=2\r\n\r\n", "CB_Server_1", viaCookie},
-		{"GET / HTTP/1.1\r\nHost: a\r\nCookie: x=1\r\nCookie: gcbSessionServer=\"CB_Server_2\"\r\n\r\n", "CB_Server_2", viaCookie},
-		{"GET / HTTP/1.1\r\nHost: a\r\nCookie: gcbSessionServer=nope; gcbSessionServer=CB_Server_2\r\n\r\n", "CB_Server_2", viaCookie},
-		{"GET /x?co-browse-node-id=CB_Server_2 HTTP/1.1\r\nHost: a\r\n\r\n", "CB_Server_2", viaParam},
-		{"GET /x?a=1&co-browse-node-id=CB%5FServer%5F1&b HTTP/1.1\r\nHost: a\r\n\r\n", "CB_Server_1", viaParam},
-		{"GET /x?co-browse-node-id=CB_Server_1 HTTP/1.1\r\nHost: a\r\nCookie: gcbSessionServer=CB_Server_2\r\n\r\n", "CB_Server_2", viaCookie},
-		{"GET /x?co-browse-node-id=CB_Server_9 HTTP/1.1\r\nHost: a\r\nCookie: gcbSessionServer=CB_Server_7\r\n\r\n", "", viaBalance},
-		{"GET http://127.0.0.9:1/x HTTP/1.1\r\nHost: 127.0.0.9:1\r\n\r\n", "", viaBalance},
+		{"GET / HTTP/1.1\r\nHost: a\r\nCookie: gcbSessionServer=CB_Server_2\r\n\r\n", "CB_Server_2", Cookie},
+		{"GET / HTTP/1.1\r\nHost: a\r\nCookie: x=1; gcbSessionServer=s9.CB_Server_1 ; y=2\r\n\r\n", "CB_Server_1", Cookie},
+		{"GET / HTTP/1.1\r\nHost: a\r\nCookie: x=1\r\nCookie: gcbSessionServer=\"CB_Server_2\"\r\n\r\n", "CB_Server_2", Cookie},
+		{"GET / HTTP/1.1\r\nHost: a\r\nCookie: gcbSessionServer=nope; gcbSessionServer=CB_Server_2\r\n\r\n", "CB_Server_2", Cookie},
+		{"GET /x?co-browse-node-id=CB_Server_2 HTTP/1.1\r\nHost: a\r\n\r\n", "CB_Server_2", Param},
+		{"GET /x?a=1&co-browse-node-id=CB%5FServer%5F1&b HTTP/1.1\r\nHost: a\r\n\r\n", "CB_Server_1", Param},
+		{"GET /x?co-browse-node-id=CB_Server_1 HTTP/1.1\r\nHost: a\r\nCookie: gcbSessionServer=CB_Server_2\r\n\r\n", "CB_Server_2", Cookie},
+		{"GET /x?co-browse-node-id=CB_Server_9 HTTP/1.1\r\nHost: a\r\nCookie: gcbSessionServer=CB_Server_7\r\n\r\n", "", Balance},
+		{"GET http://127.0.0.9:1/x HTTP/1.1\r\nHost: 127.0.0.9:1\r\n\r\n", "", Balance},
 	} {
 		h := parseTestHead(t, tc.head)
-		n, why := r.route(p.Table(), h, scratch[:])
+		n, why := r.Route(p.Table(), h, scratch[:])
 		if n == nil {
 			t.Fatalf("%q: no node", tc.head)
 		}
@@ -67,13 +65,11 @@ func TestRoute(t *testing.T) {
 func TestRouteFailsOverFromDownNode(t *testing.T) {
 	p := testTable(t)
 	p.Node("CB_Server_2").Fail(errTest)
-	cfg := Config{}
-	cfg.SetDefaults()
-	r := newRouter(&cfg)
+	r := New("gcbSessionServer", "co-browse-node-id")
 	var scratch [256]byte
 	h := parseTestHead(t, "GET / HTTP/1.1\r\nHost: a\r\nCookie: gcbSessionServer=CB_Server_2\r\n\r\n")
-	n, why := r.route(p.Table(), h, scratch[:])
-	if n == nil || n.Name != "CB_Server_1" || why != viaFailover {
+	n, why := r.Route(p.Table(), h, scratch[:])
+	if n == nil || n.Name != "CB_Server_1" || why != Failover {
 		t.Fatalf("got %v via %s, want CB_Server_1 via failover", n, why)
 	}
 }
