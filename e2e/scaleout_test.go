@@ -132,9 +132,14 @@ type scaleWS struct {
 // dialScaleWS opens an echo WebSocket through addr from scaleClientIP
 // with the cookie of node, and checks that node answered the upgrade.
 func dialScaleWS(t *testing.T, addr, id, node string) (*websocket.Conn, error) {
+	return dialScaleRole(t, addr, id, node, "echo")
+}
+
+// dialScaleRole is dialScaleWS for a role of a co-browse session.
+func dialScaleRole(t *testing.T, addr, id, node, role string) (*websocket.Conn, error) {
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDialContext: scaleDialer.DialContext}
 	h := http.Header{"Cookie": {"gcbSessionServer=" + node}}
-	ws, resp, err := d.Dial("ws://"+addr+"/cobrowse/ws?role=echo&session="+id, h)
+	ws, resp, err := d.Dial("ws://"+addr+"/cobrowse/ws?role="+role+"&session="+id, h)
 	if err != nil {
 		status := 0
 		if resp != nil {
@@ -222,12 +227,35 @@ func (h *scaleHTTP) checkForwarded(t *testing.T, when string) {
 	}
 }
 
+// pollAnswer reads the answer to a long poll sent on h and wants msg.
+func (h *scaleHTTP) pollAnswer(msg string) error {
+	h.c.SetDeadline(time.Now().Add(10 * time.Second))
+	r, err := parseResponse(h.br, false)
+	if err != nil {
+		return fmt.Errorf("long poll: %w", err)
+	}
+	if r.status != 200 || string(r.body) != msg || r.get("X-Node") != h.node {
+		return fmt.Errorf("long poll: %d %q from %q, want 200 %q from %s", r.status, r.body, r.get("X-Node"), msg, h.node)
+	}
+	return nil
+}
+
+// poll sends a long poll of the agent of session id on h.
+func (h *scaleHTTP) poll(id string) error {
+	h.c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.WriteString(h.c, get("/cobrowse/poll?session="+id+"&role=agent", "Cookie: gcbSessionServer="+h.node+"\r\n"))
+	return err
+}
+
 // TestScaleOutKillOne: two tethers behind HAProxy in TCP mode (PROXY
 // protocol v2, /healthz checks). One gets kill -9: its WebSocket sessions
 // and HTTP clients reconnect through HAProxy to the other tether and
 // land on their own node (no 409); the other tether's clients go on on
 // their connections without an error; the nodes see the client's address
-// in X-Forwarded-For throughout.
+// in X-Forwarded-For throughout. A co-browse pair spans both: the
+// customer's WebSocket on the tether killed, the agent's long poll on the
+// other; the customer reconnects and the session goes on at its node, the
+// agent's poll, never cut, getting the customer's next message.
 func TestScaleOutKillOne(t *testing.T) {
 	t.Parallel()
 	if c, err := scaleDialer.Dial("tcp", "127.0.0.1:1"); err != nil && strings.Contains(err.Error(), "assign requested address") {
@@ -239,7 +267,7 @@ func TestScaleOutKillOne(t *testing.T) {
 	nodes := []*testNode{n1, n2}
 	pp := append(healthOff, "--proxy-protocol", "--proxy-protocol-from", "127.0.0.1/32")
 	t1, t2 := startTether(t, nodes, pp...), startTether(t, nodes, pp...)
-	const perTether = 3 // two WebSockets and an HTTP client on each tether
+	const perTether = 4 // two WebSockets, an HTTP client and one side of a co-browse pair on each tether
 	addr := startHAProxy(t, perTether, t1, t2)
 	// HAProxy starts its servers up; wait until both answer through it.
 	if !waitFor(5*time.Second, func() bool {
@@ -262,6 +290,9 @@ func TestScaleOutKillOne(t *testing.T) {
 		http *scaleHTTP
 	}
 	groups := []*group{{tt: t1}, {tt: t2}}
+	const pair = "pair"
+	var customer *websocket.Conn // on tether1
+	var agent *scaleHTTP         // its long poll on tether2
 	for gi, g := range groups {
 		for _, node := range []string{node1, node2} {
 			s := &scaleWS{node: node, id: fmt.Sprintf("t%d-%s", gi+1, node)}
@@ -276,6 +307,28 @@ func TestScaleOutKillOne(t *testing.T) {
 		}
 		g.http = dialScaleHTTP(t, addr, []string{node1, node2}[gi])
 		g.http.checkForwarded(t, fmt.Sprintf("before the kill, through tether%d", gi+1))
+		if gi == 0 {
+			var err error
+			if customer, err = dialScaleRole(t, addr, pair, node1, "customer"); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			agent = dialScaleHTTP(t, addr, node1)
+			if err := agent.poll(pair); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The pair works across the two tethers; the agent polls again.
+	customer.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := customer.WriteMessage(websocket.TextMessage, []byte("m1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.pollAnswer("m1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.poll(pair); err != nil {
+		t.Fatal(err)
 	}
 	if c1, c2 := clientConns(t, t1), clientConns(t, t2); c1 != perTether || c2 != perTether {
 		t.Fatalf("client connections: tether1 %d, tether2 %d; want %d each", c1, c2, perTether)
@@ -319,6 +372,24 @@ func TestScaleOutKillOne(t *testing.T) {
 		t.Fatal("the HTTP client of the dead tether got no answer through HAProxy within 5s")
 	}
 	h.checkForwarded(t, "after the kill, reconnected")
+	customer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := customer.ReadMessage(); err == nil {
+		t.Fatal("the customer got a message after its tether died")
+	}
+	var err error
+	if !waitFor(5*time.Second, func() bool {
+		customer, err = dialScaleRole(t, addr, pair, node1, "customer")
+		return err == nil
+	}) {
+		t.Fatalf("the customer did not reconnect through HAProxy within 5s: %v", err)
+	}
+	customer.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := customer.WriteMessage(websocket.TextMessage, []byte("m2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.pollAnswer("m2"); err != nil {
+		t.Fatalf("the agent's long poll on the surviving tether: %v", err)
+	}
 	t.Logf("tether1's clients back on their nodes %v after the kill", time.Since(killed).Round(time.Millisecond))
 
 	// tether2's clients: the same connections, no error.
@@ -328,8 +399,8 @@ func TestScaleOutKillOne(t *testing.T) {
 		}
 	}
 	groups[1].http.checkForwarded(t, "after the kill, on the surviving tether's connection")
-	if c2 := clientConns(t, t2); c2 != perTether+len(groups[0].ws)+1 {
-		t.Errorf("tether2 has %d client connections, want its %d and the %d moved", c2, perTether, len(groups[0].ws)+1)
+	if c2 := clientConns(t, t2); c2 != perTether+len(groups[0].ws)+2 {
+		t.Errorf("tether2 has %d client connections, want its %d and the %d moved", c2, perTether, len(groups[0].ws)+2)
 	}
 	for _, n := range nodes {
 		if st := n.Stats(); st.Sessions409 != 0 {
