@@ -44,7 +44,7 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 		backoff = 0
 		cfg := s.cfg()
 		if m := cfg.MaxConns; m > 0 && s.conns.open.Load() >= int64(m) {
-			s.refuseConn(nc, m)
+			s.refuseConn(nc, cfg)
 			continue
 		}
 		if cfg.ProxyProtocol && !proxyhdr.Trusted(cfg.ProxyProtocolFrom, nc.RemoteAddr()) {
@@ -68,14 +68,45 @@ func (s *Server) acceptLoop(ln net.Listener, secure bool) error {
 // refuseConn closes a connection accepted past --max-conns. It is counted
 // (tether_refused_connections_total{reason="max_conns"}), and one line a
 // second at most is logged, saying how many refusals it left out since the
-// one before: a flood of them must not flood the log.
-func (s *Server) refuseConn(nc net.Conn, limit int) {
+// one before: a flood of them must not flood the log. The line names the
+// client: with the PROXY protocol, the address its header carries
+// (refusedClient), the L4 tier's in "via".
+func (s *Server) refuseConn(nc net.Conn, cfg *Config) {
 	s.maxConnsRefused.Add(1)
 	if n, ok := s.maxConnsLog.allow(time.Now(), time.Second); ok {
-		s.log.Warn().Str("remote", remoteIP(nc.RemoteAddr())).Int("max_conns", limit).Uint64("suppressed", n).
+		remote := remoteIP(nc.RemoteAddr())
+		e := s.log.Warn()
+		if client := refusedClient(nc, cfg); client != "" {
+			e, remote = e.Str("via", remote), client
+		}
+		e.Str("remote", remote).Int("max_conns", cfg.MaxConns).Uint64("suppressed", n).
 			Msg("connection refused at --max-conns")
 	}
 	nc.Close()
+}
+
+// refusedHeaderWait bounds the wait for the PROXY header of a refused
+// connection whose refusal is logged: the accept loop waits this long once
+// a second at most.
+const refusedHeaderWait = 50 * time.Millisecond
+
+// refusedClient returns the client address in the PROXY protocol header of
+// nc, refused, when the protocol is on, nc comes from a trusted source and
+// its header arrives within refusedHeaderWait; else "".
+func refusedClient(nc net.Conn, cfg *Config) string {
+	if !cfg.ProxyProtocol || !proxyhdr.Trusted(cfg.ProxyProtocolFrom, nc.RemoteAddr()) {
+		return ""
+	}
+	rc := sockio.RawConnOf(nc)
+	if rc == nil {
+		return ""
+	}
+	nc.SetReadDeadline(time.Now().Add(refusedHeaderWait))
+	addr, err := proxyhdr.Read(nc, rc)
+	if err != nil {
+		return ""
+	}
+	return addr
 }
 
 // logSampler lets one event a period through and counts the others. Safe

@@ -386,7 +386,7 @@ func TestProxyProtocolTLS(t *testing.T) {
 // header is read; the one refused past it is counted under max_conns, and
 // both reasons reach /metrics.
 func TestProxyProtocolMaxConns(t *testing.T) {
-	s, addr, _, _, _ := startPPServer(t, func(c *Config) { c.MaxConns = 1 })
+	s, addr, _, _, log := startPPServer(t, func(c *Config) { c.MaxConns = 1 })
 	held, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -405,6 +405,11 @@ func TestProxyProtocolMaxConns(t *testing.T) {
 	expectDropped(t, c, 5*time.Second)
 	if n := s.maxConnsRefused.Load(); n != 1 {
 		t.Fatalf("max_conns refusals %d, want 1", n)
+	}
+	// The refusal's line names the client the header carries, and the
+	// tier it came through.
+	if line := log.String(); !strings.Contains(line, `"via":"127.0.0.1","remote":"203.0.113.8","max_conns":1`) {
+		t.Fatalf("the refusal's log line does not name the header's client:\n%s", line)
 	}
 	w := adminDo(s.AdminHandler(), "GET", "/metrics", "", nil)
 	for _, want := range []string{`tether_refused_connections_total{reason="max_conns"} 1`, `tether_refused_connections_total{reason="proxy_protocol"} 0`} {
