@@ -127,14 +127,13 @@ func (c *conn) Serve() { c.loopServe() }
 
 func (c *conn) Close() { c.close() }
 
-// Control runs f with c's descriptor: the bare one while cold, its
-// net.Conn's while warm.
-func (c *conn) Control(f func(fd int)) error {
+// Socket is c's socket: the bare descriptor while cold, its net.Conn's
+// RawConn while warm.
+func (c *conn) Socket() (int, syscall.RawConn) {
 	if c.lc.cold {
-		f(int(c.lc.fd))
-		return nil
+		return int(c.lc.fd), nil
 	}
-	return c.raw.Control(func(fd uintptr) { f(int(fd)) })
+	return -1, c.raw
 }
 
 func (c *conn) Lost(err error) {

@@ -2,6 +2,7 @@ package keepalive
 
 import (
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -14,9 +15,9 @@ type Conn interface {
 	// Place is the connection's place on the loops, kept in the
 	// connection itself.
 	Place() *Place
-	// Control runs f with the connection's socket descriptor, whether it
-	// is held by a net.Conn (warm) or bare (cold).
-	Control(f func(fd int)) error
+	// Socket returns the connection's socket: its bare descriptor while
+	// it is cold (rc nil), else its net.Conn's RawConn.
+	Socket() (fd int, rc syscall.RawConn)
 	// Serve runs on a worker once the connection is readable (busy): it
 	// serves what arrived and ends with Park, or by closing the connection.
 	Serve()

@@ -269,11 +269,7 @@ func (ls *Loops) add(c Conn) bool {
 func (l *loop) register(c Conn) error {
 	p := c.Place()
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: p.slot, Pad: int32(p.gen)}
-	var err error
-	if cerr := c.Control(func(fd int) { err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev) }); cerr != nil {
-		return cerr
-	}
-	if err != nil {
+	if err := l.ctl(c, unix.EPOLL_CTL_ADD, ev); err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
 	return nil
@@ -281,7 +277,28 @@ func (l *loop) register(c Conn) error {
 
 // deregister takes c's descriptor out of l's epoll.
 func (l *loop) deregister(c Conn) {
-	c.Control(func(fd int) { unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil) })
+	l.ctl(c, unix.EPOLL_CTL_DEL, unix.EpollEvent{})
+}
+
+// ctl is epoll_ctl(op) of c's socket with ev: on the bare descriptor of a
+// cold connection (no closure, nothing allocated), through the RawConn of
+// a warm one.
+func (l *loop) ctl(c Conn, op int, ev unix.EpollEvent) error {
+	fd, rc := c.Socket()
+	if rc == nil {
+		return unix.EpollCtl(l.epfd, op, fd, &ev)
+	}
+	return l.ctlRaw(rc, op, ev)
+}
+
+// ctlRaw is ctl through a RawConn; its closure allocates, so it is kept
+// out of ctl, whose cold path then allocates nothing.
+func (l *loop) ctlRaw(rc syscall.RawConn, op int, ev unix.EpollEvent) error {
+	var err error
+	if cerr := rc.Control(func(fd uintptr) { err = unix.EpollCtl(l.epfd, op, int(fd), &ev) }); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // Remove takes c, busy, out of its loop for good: before its descriptor
@@ -506,24 +523,29 @@ func (l *loop) sweep(now int64) {
 	l.mu.Unlock()
 	for i, c := range l.batch {
 		l.batch[i] = nil
-		// Only this goroutine moves c out of idle but Park after Close:
-		// c's fields are the serving goroutine's last writes.
+		// The sweep owns c (busy) while it looks at it: neither a worker
+		// nor a hand-over's Take changes it meanwhile. Readiness that comes
+		// meanwhile marks it ready, and it is served once let go.
 		p := c.Place()
-		expired, cool := c.Sweep(wall, p.since.Load(), l.draining)
-		if l.draining && expired && c.ReadableNow() && p.state.CompareAndSwap(idle, busy) {
+		since := p.since.Load()
+		if !p.state.CompareAndSwap(idle, busy) {
+			continue
+		}
+		expired, cool := c.Sweep(wall, since, l.draining)
+		switch {
+		case l.draining && expired && c.ReadableNow():
 			// A request arrived as the drain began (its event may be in
 			// this very turn): it is answered, its connection closing
 			// after it, rather than reset.
 			l.ls.dispatch(c)
-			continue
-		}
-		if expired && p.state.CompareAndSwap(idle, gone) {
+		case expired:
+			p.state.Store(gone)
 			c.Close()
-			continue
-		}
-		if cool && !expired && !l.draining && cooled < maxCoolPerSweep && p.state.CompareAndSwap(idle, busy) {
+		case cool && !l.draining && cooled < maxCoolPerSweep:
 			cooled++
 			l.recool(c)
+		default:
+			l.letGo(c)
 		}
 	}
 	l.batch = l.batch[:0]
@@ -544,6 +566,13 @@ func (l *loop) recool(c Conn) {
 		c.Lost(err)
 		return
 	}
+	l.letGo(c)
+}
+
+// letGo makes c, which the loop made busy, idle again; if readiness came
+// meanwhile (ready) it is served instead.
+func (l *loop) letGo(c Conn) {
+	p := c.Place()
 	if !p.state.CompareAndSwap(busy, idle) {
 		p.state.Store(busy) // ready: readable already
 		l.ls.dispatch(c)

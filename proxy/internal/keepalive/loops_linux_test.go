@@ -5,6 +5,7 @@ package keepalive
 import (
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ func newFakeConn(t *testing.T, ls *Loops) (*fakeConn, int) {
 
 func (c *fakeConn) Place() *Place { return &c.place }
 
-func (c *fakeConn) Control(f func(fd int)) error { f(c.fd); return nil }
+func (c *fakeConn) Socket() (int, syscall.RawConn) { return c.fd, nil }
 
 func (c *fakeConn) Serve() {
 	c.serves.Add(1)

@@ -55,19 +55,22 @@ func (cc *ColdConn) Bind(fd int, w Warmer) (net.Conn, syscall.RawConn) {
 func (cc *ColdConn) Reset() { *cc = ColdConn{} }
 
 // WarmUp makes the connection a net.Conn, once, with the deadlines set so
-// far.
+// far. After an error the bare descriptor is gone (the Warmer closed it):
+// every later call on the descriptor fails (EBADF) rather than reach
+// whatever socket reuses its number.
 func (cc *ColdConn) WarmUp() error {
 	if cc.nc != nil {
 		return nil
 	}
 	nc, rc, err := cc.w.WarmUp()
+	cc.fd = -1
 	if err != nil {
 		return err
 	}
+	cc.nc, cc.rc = nc, rc
 	if rc == nil {
 		return errNotTCP
 	}
-	cc.nc, cc.rc = nc, rc
 	if !cc.rdl.IsZero() {
 		if err := nc.SetReadDeadline(cc.rdl); err != nil {
 			return err
