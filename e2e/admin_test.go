@@ -225,7 +225,14 @@ func TestReloadNodeURLThenScrape(t *testing.T) {
 		}
 	}
 
-	mf := scrapeMetrics(t, admin)
+	// An answer is counted once it is written: the last one's count may
+	// land just after the client read it.
+	var mf map[string]*dto.MetricFamily
+	waitFor(3*time.Second, func() bool {
+		mf = scrapeMetrics(t, admin)
+		cur, _ := nodeSample(mf, "tether_node_requests_total", map[string]string{"node": node2, "code": "2xx"})
+		return cur >= 3
+	})
 	for _, tc := range []struct {
 		labels map[string]string
 		want   float64

@@ -280,7 +280,13 @@ func TestMetricsFollowTrafficAndState(t *testing.T) {
 	bad := dialRaw(t, tt.addr)
 	bad.do(t, "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
 
-	_, body := adminDo(t, "GET", admin+"/metrics", "", nil)
+	// An answer is counted once it is written: the last one's count may
+	// land just after the client read it.
+	var body string
+	waitFor(3*time.Second, func() bool {
+		_, body = adminDo(t, "GET", admin+"/metrics", "", nil)
+		return metricValue(body, `tether_node_requests_total{code="2xx",node="CB_Server_1"}`) >= 10
+	})
 	for prefix, want := range map[string]float64{
 		`tether_node_requests_total{code="2xx",node="CB_Server_1"}`:   10,
 		`tether_node_websocket_sessions{node="CB_Server_2"}`:          3,
