@@ -85,10 +85,6 @@ type Place struct {
 // Idle reports whether a loop holds the connection, waiting for readiness.
 func (p *Place) Idle() bool { return p.state.Load() == idle }
 
-// OnLoop reports whether the connection sits in a loop's epoll (idle, or
-// busy between two parks).
-func (p *Place) OnLoop() bool { return p.l != nil }
-
 // Forget frees the connection's slot on its loop, if it has one: its socket
 // is closed. Conn.Close calls it.
 func (p *Place) Forget(c Conn) {

@@ -142,10 +142,6 @@ func (ls *Loops) Close() {
 	})
 }
 
-// Stopped reports whether Close began (or a loop failed): a connection
-// being served then closes when its burst ends.
-func (ls *Loops) Stopped() bool { return ls.stopped.Load() }
-
 // dispatch has c, just made busy by its loop, served by an idle worker, or
 // by a new one.
 func (ls *Loops) dispatch(c Conn) {

@@ -24,7 +24,6 @@ func New(Options) (*Loops, error) {
 
 func (ls *Loops) Close()               {}
 func (ls *Loops) Drain()               {}
-func (ls *Loops) Stopped() bool        { return true }
 func (ls *Loops) Park(Conn, bool) bool { panic("keepalive: no loops off Linux") }
 func (ls *Loops) Remove(Conn)          {}
 func (ls *Loops) Take(Conn) bool       { return false }
