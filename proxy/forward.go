@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -76,7 +75,6 @@ func (x *exchange) release() {
 }
 
 var (
-	strHTTP11   = []byte("HTTP/1.1")
 	strContinue = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 )
 
@@ -359,7 +357,7 @@ func (x *exchange) relayAnswer(pc *pool.Conn, keep bool) outcome {
 	conn := wire.ConnNone
 	if !keep {
 		conn = wire.ConnClose
-	} else if !bytes.Equal(x.req.Protocol(), strHTTP11) {
+	} else if !wire.IsHTTP11(x.req) {
 		conn = wire.ConnKeepAlive
 	}
 	x.head = x.ans.Relay(x.head[:0], nbr, conn)

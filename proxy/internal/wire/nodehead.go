@@ -133,10 +133,13 @@ func (n *NodeHead) deleteConnectionListed(h *fasthttp.RequestHeader, fields Fiel
 // (fields, Framing.Fields) answers by its version alone.
 func KeepAliveFields(h *fasthttp.RequestHeader, fields FieldSet) bool {
 	if fields&FieldConnection == 0 {
-		return bytes.Equal(h.Protocol(), strHTTP11)
+		return IsHTTP11(h)
 	}
 	return ClientKeepAlive(h)
 }
+
+// IsHTTP11 reports a request in HTTP/1.1 (not 1.0).
+func IsHTTP11(h *fasthttp.RequestHeader) bool { return bytes.Equal(h.Protocol(), strHTTP11) }
 
 // Append appends the head for the node to dst: h as Prepare left it
 // (fasthttp's serialization), less the client's lines of the fields tether
